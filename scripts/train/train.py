@@ -1,0 +1,423 @@
+"""Trains inference-lab's model zoo on the GPU machine and computes the HF-transformers oracle.
+
+One script, one run, everything the repo ships under data/ (see scripts/train/README.md):
+  1. a byte-level BPE tokenizer (GPT-2 style) trained on the train split only;
+  2. `target`: a ~16M-parameter Llama (8 layers, GQA 6 query / 2 KV heads, SwiGLU, RoPE, tied
+     embeddings, context 1024), plain next-token cross-entropy;
+  3. `draft`: 2-layer Llama candidates (~1.5M and ~2.5M parameters) distilled from the target
+     (cross-entropy + KL to the target's distribution); the smallest that reaches the agreement
+     goal is shipped as `draft`;
+  4. evaluation of the shipped (BF16-rounded) weights reloaded with `from_pretrained`: validation
+     and test perplexity, draft/target greedy agreement;
+  5. golden oracle outputs for ~20 prompts in fp32 (data/golden/).
+
+usage: python3 scripts/train/train.py --corpus data/corpus --out OUT [--smoke]
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+import tokenizers
+import transformers
+from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+EOT = "<|endoftext|>"
+VOCAB_SIZE = 8192
+CONTEXT = 1024
+DEV = "cuda"
+
+# ---- model configs (the one place sizes are chosen)
+
+TARGET = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
+              num_attention_heads=6, num_key_value_heads=2)
+DRAFTS = {  # candidates, smallest first; the first to reach AGREEMENT_GOAL is shipped
+    "draft-160": dict(hidden_size=160, intermediate_size=432, num_hidden_layers=2,
+                      num_attention_heads=5, num_key_value_heads=1),
+    "draft-256": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=2,
+                      num_attention_heads=8, num_key_value_heads=2),
+}
+AGREEMENT_GOAL = 0.60
+
+
+def llama_config(sizes: dict) -> LlamaConfig:
+    return LlamaConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=CONTEXT, rms_norm_eps=1e-5,
+                       rope_theta=10000.0, tie_word_embeddings=True, hidden_act="silu",
+                       attention_bias=False, mlp_bias=False, bos_token_id=0, eos_token_id=0,
+                       pad_token_id=None, **sizes)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- tokenizer
+
+def train_tokenizer(train_path: str) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=[EOT],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train([train_path], trainer)
+    assert tok.token_to_id(EOT) == 0 and tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": EOT, "eos_token": EOT,
+                   "unk_token": EOT, "model_max_length": CONTEXT, "add_bos_token": False,
+                   "add_eos_token": False, "clean_up_tokenization_spaces": False}, f, indent=2)
+
+
+TOKENIZER_TEXTS = [
+    "In the beginning God created the heaven and the earth.",
+    "And the LORD said unto Moses,",
+    "Hello, world! How's it going?",
+    "  leading spaces and   several   gaps  ",
+    "line one\nline two\n\nline four\n",
+    "tabs\tand\r\nwindows newlines",
+    "Numbers: 0 1 12 123 1234 12345 3.14159 1,000,000",
+    "Punctuation!?... (brackets) [square] {curly} <angle> \"quotes\" 'single' -- dashes",
+    "it's they're we've I'm you'll he'd",
+    "CamelCaseWord snake_case_word kebab-case-word",
+    "Unicode: caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u00fcber \u00c5ngstr\u00f6m",
+    "Greek \u0391\u03b2\u03b3 and Hebrew \u05e9\u05dc\u05d5\u05dd and CJK \u4e2d\u6587",
+    "Emoji: \U0001F600 \U0001F44D\U0001F3FD \u2764\ufe0f",
+    "<|endoftext|>",
+    "end of one chapter.\n<|endoftext|>\nGenesis 2\n\nThus the heavens",
+    "",
+    " ",
+    "\n",
+    "a",
+    "Verily, verily, I say unto thee, Except a man be born again, he cannot see the kingdom of God.",
+    "Thou shalt not kill. Thou shalt not commit adultery. Thou shalt not steal.",
+    "The quick brown fox jumps over the lazy dog 1234567890 times.",
+    "https://example.com/path?query=1&other=two#frag",
+    "x = f(y) + g[z] * 2 ** 8 // 3;",
+]
+
+
+# ---- data
+
+def load_split(tok: Tokenizer, path: str) -> torch.Tensor:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return torch.tensor(tok.encode(text).ids, dtype=torch.long)
+
+
+def random_batch(stream: torch.Tensor, batch: int, gen: torch.Generator):
+    starts = torch.randint(0, len(stream) - CONTEXT - 1, (batch,), generator=gen)
+    x = torch.stack([stream[s:s + CONTEXT + 1] for s in starts.tolist()]).to(DEV)
+    return x[:, :-1], x[:, 1:]
+
+
+def windows(stream: torch.Tensor):
+    """Non-overlapping windows of CONTEXT+1 tokens (the last one shorter): the perplexity protocol."""
+    for s in range(0, len(stream) - 1, CONTEXT):
+        w = stream[s:s + CONTEXT + 1]
+        if len(w) >= 2:
+            yield w.to(DEV)
+
+
+@torch.no_grad()
+def perplexity(model, stream: torch.Tensor, autocast: bool) -> dict:
+    model.eval()
+    nll, count = 0.0, 0
+    for w in windows(stream):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(w[None, :-1]).logits[0].float()
+        nll += F.cross_entropy(logits, w[1:], reduction="sum").item()
+        count += len(w) - 1
+    return {"nll": nll / count, "ppl": math.exp(nll / count), "tokens": count}
+
+
+# ---- training
+
+def add_residual_dropout(model, p: float):
+    """GPT-2 style dropout on each attention/MLP output, during training only (hooks, so the saved
+    model stays a plain LlamaForCausalLM)."""
+    def hook(module, inputs, out):
+        if not module.training:
+            return out
+        if isinstance(out, tuple):
+            return (F.dropout(out[0], p, True),) + tuple(out[1:])
+        return F.dropout(out, p, True)
+    return [m.register_forward_hook(hook) for layer in model.model.layers for m in (layer.self_attn, layer.mlp)]
+
+
+def train(model, name, train_ids, val_ids, steps, batch, lr, eval_every, patience, teacher=None,
+          kd_weight=0.0, dropout=0.0, seed=0):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    hooks = add_residual_dropout(model, dropout) if dropout > 0 else []
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    warmup = max(1, steps // 20)
+    sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    log = {"name": name, "params": n_params(model), "batch": batch, "context": CONTEXT, "lr": lr,
+           "dropout": dropout, "kd_weight": kd_weight, "train": [], "validation": []}
+    best = (float("inf"), None, -1)
+    t0 = time.time()
+    for step in range(steps):
+        model.train()
+        for g in opt.param_groups:
+            g["lr"] = lr * sched(step)
+        x, y = random_batch(train_ids, batch, gen)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x).logits.float()
+            ce = F.cross_entropy(logits.view(-1, VOCAB_SIZE), y.reshape(-1))
+            loss = ce
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logp = F.log_softmax(teacher(x).logits.float(), -1)
+                kl = F.kl_div(F.log_softmax(logits, -1).view(-1, VOCAB_SIZE), t_logp.view(-1, VOCAB_SIZE),
+                              log_target=True, reduction="batchmean")
+                loss = (1 - kd_weight) * ce + kd_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 10 == 0:
+            log["train"].append({"step": step, "tokens": (step + 1) * batch * CONTEXT, "loss": ce.item(),
+                                 "lr": lr * sched(step), "seconds": round(time.time() - t0, 2)})
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            v = perplexity(model, val_ids, autocast=True)
+            log["validation"].append({"step": step + 1, "tokens": (step + 1) * batch * CONTEXT, "loss": v["nll"],
+                                      "ppl": v["ppl"], "seconds": round(time.time() - t0, 2)})
+            print(f"[{name}] step {step + 1}/{steps} train {ce.item():.3f} val {v['nll']:.3f} (ppl {v['ppl']:.2f}) {time.time() - t0:.0f}s", flush=True)
+            if v["nll"] < best[0]:
+                best = (v["nll"], {k: t.detach().clone() for k, t in model.state_dict().items()}, step + 1)
+            elif step + 1 - best[2] >= patience:
+                print(f"[{name}] early stop: no improvement for {patience} steps", flush=True)
+                break
+    for h in hooks:
+        h.remove()
+    model.load_state_dict(best[1])
+    log["best_step"] = best[2]
+    log["seconds"] = round(time.time() - t0, 1)
+    return log
+
+
+def save_model(model, tok: Tokenizer, out_dir: str) -> None:
+    model = model.to(torch.bfloat16)
+    model.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=0, do_sample=False,
+                                               max_new_tokens=256)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    save_tokenizer(tok, out_dir)
+
+
+def load_oracle(path: str):
+    """The shipped checkpoint, reloaded unchanged, upcast to fp32, eager attention."""
+    return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").to(DEV).eval()
+
+
+# ---- evaluation
+
+@torch.no_grad()
+def agreement_teacher_forced(draft, target, stream) -> dict:
+    same, count = 0, 0
+    for w in windows(stream):
+        a = draft(w[None, :-1]).logits[0].argmax(-1)
+        b = target(w[None, :-1]).logits[0].argmax(-1)
+        same += (a == b).sum().item()
+        count += len(a)
+    return {"agreement": same / count, "positions": count}
+
+
+@torch.no_grad()
+def greedy(model, ids: list, n: int):
+    """Greedy continuation by full recomputation each step (the plainest possible oracle)."""
+    seq = list(ids)
+    out, margins = [], []
+    for _ in range(n):
+        logits = model(torch.tensor([seq], device=DEV)).logits[0, -1]
+        top = torch.topk(logits, 2)
+        out.append(int(top.indices[0]))
+        margins.append(float(top.values[0] - top.values[1]))
+        seq.append(out[-1])
+    return out, margins
+
+
+def golden_prompts(tok: Tokenizer, test_text: str, smoke: bool):
+    fixed = [EOT, "In the beginning", "And the LORD said unto Moses,", "The LORD is my shepherd;"]
+    lengths = [8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512, 600, 700, 800, 900, 950]
+    if smoke:
+        fixed, lengths = fixed[:2], [16, 600]
+    chapters = [c.strip("\n") + "\n" for c in test_text.split(EOT) if c.strip()]
+    prompts = [{"name": f"fixed-{i}", "text": t} for i, t in enumerate(fixed)]
+    for i, n in enumerate(lengths):
+        lines = chapters[(i * 7) % len(chapters)].split("\n")
+        text = ""
+        for line in lines:  # whole lines until at least n tokens; cut the last line at a word if far over
+            candidate = text + line + "\n"
+            if len(tok.encode(candidate).ids) >= n:
+                words = line.split(" ")
+                for k in range(1, len(words) + 1):
+                    candidate = text + " ".join(words[:k])
+                    if len(tok.encode(candidate).ids) >= n:
+                        break
+                text = candidate
+                break
+            text = candidate
+        prompts.append({"name": f"test-{n}", "text": text})
+    for p in prompts:
+        p["ids"] = tok.encode(p["text"]).ids
+        assert 0 < len(p["ids"]) and len(p["ids"]) + 64 <= CONTEXT, (p["name"], len(p["ids"]))
+    return prompts
+
+
+@torch.no_grad()
+def golden_for_model(model, prompts, steps_logits: int, n_continue: int):
+    """Per prompt: greedy continuation + margins, and logits at the prompt's last position and at
+    each of the first `steps_logits` greedy steps (full [steps+1, V] rows, fp32)."""
+    entries, tensors = [], {}
+    for i, p in enumerate(prompts):
+        cont, margins = greedy(model, p["ids"], n_continue)
+        seq = p["ids"] + cont[:steps_logits]
+        logits = model(torch.tensor([seq], device=DEV)).logits[0, len(p["ids"]) - 1:].float()  # [steps+1, V]
+        key = f"p{i:02d}"
+        tensors[key] = logits.cpu().contiguous()
+        top = torch.topk(logits, 50, dim=-1)
+        entries.append({"name": p["name"], "logits_key": key, "continuation": cont, "margins": margins,
+                        "top50": [{"ids": top.indices[s].tolist(), "logits": top.values[s].tolist(),
+                                   "logsumexp": float(torch.logsumexp(logits[s], -1))}
+                                  for s in range(logits.shape[0])]})
+    return entries, tensors
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
+    args = ap.parse_args()
+    smoke = args.smoke
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    t_start = time.time()
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__, "python": platform.python_version(),
+                "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
+    print(json.dumps(versions), flush=True)
+
+    # 1. tokenizer
+    tok = train_tokenizer(os.path.join(args.corpus, "train.txt"))
+    save_tokenizer(tok, os.path.join(out, "tokenizer"))
+    with open(os.path.join(args.corpus, "test.txt"), encoding="utf-8") as f:
+        test_text = f.read()
+    encodings = [{"text": t, "ids": tok.encode(t).ids} for t in TOKENIZER_TEXTS + [test_text[:4000]]]
+    train_ids = load_split(tok, os.path.join(args.corpus, "train.txt"))
+    val_ids = load_split(tok, os.path.join(args.corpus, "validation.txt"))
+    test_ids = load_split(tok, os.path.join(args.corpus, "test.txt"))
+    token_counts = {"train": len(train_ids), "validation": len(val_ids), "test": len(test_ids)}
+    print("tokens", token_counts, flush=True)
+    if smoke:
+        val_ids, test_ids = val_ids[:3000], test_ids[:3000]
+
+    # 2. target
+    torch.manual_seed(0)
+    target = LlamaForCausalLM(llama_config(TARGET)).to(DEV)
+    t_log = train(target, "target", train_ids, val_ids, steps=20 if smoke else 2500, batch=16, lr=1e-3,
+                  eval_every=10 if smoke else 100, patience=10**9 if smoke else 500, dropout=0.1)
+    save_model(target, tok, os.path.join(out, "models/target"))
+    del target
+    target = load_oracle(os.path.join(out, "models/target"))
+
+    # 3. draft candidates, distilled from the shipped target
+    logs = {"target": t_log}
+    candidates = {}
+    for name, sizes in DRAFTS.items():
+        torch.manual_seed(1)
+        d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
+        logs[name] = train(d, name, train_ids, val_ids, steps=20 if smoke else 4000, batch=16, lr=2e-3,
+                           eval_every=10 if smoke else 200, patience=10**9 if smoke else 800,
+                           teacher=target, kd_weight=0.5, dropout=0.0, seed=1)
+        save_model(d, tok, os.path.join(out, "candidates", name))
+        d = load_oracle(os.path.join(out, "candidates", name))
+        candidates[name] = {"params": n_params(d), "config": sizes,
+                            "test_agreement": agreement_teacher_forced(d, target, test_ids),
+                            "validation": perplexity(d, val_ids, autocast=False)}
+        print(name, json.dumps(candidates[name]), flush=True)
+        del d
+    chosen = next((n for n in DRAFTS if candidates[n]["test_agreement"]["agreement"] >= AGREEMENT_GOAL), list(DRAFTS)[-1])
+    os.rename(os.path.join(out, "candidates", chosen), os.path.join(out, "models/draft"))
+    draft = load_oracle(os.path.join(out, "models/draft"))
+
+    # 4. check the shipped dirs load through AutoTokenizer too, and encode like `tokenizers`
+    hf_tok = AutoTokenizer.from_pretrained(os.path.join(out, "models/target"))
+    for e in encodings:
+        assert hf_tok.encode(e["text"], add_special_tokens=False) == e["ids"], e["text"]
+
+    # 5. golden oracle outputs
+    prompts = golden_prompts(tok, test_text, smoke)
+    n_cont = 8 if smoke else 64
+    golden = {"versions": versions, "dtype": "float32 (weights upcast from the shipped bfloat16)",
+              "attention": "eager", "logits_steps": 9,
+              "logits_layout": "per prompt, [9, vocab] float32: row 0 = logits at the prompt's last position, "
+                               "row k = logits after appending the first k greedy tokens",
+              "prompts": prompts, "models": {}}
+    for name, model in (("target", target), ("draft", draft)):
+        entries, tensors = golden_for_model(model, prompts, 8, n_cont)
+        save_file(tensors, os.path.join(out, f"golden-{name}.logits.safetensors"),
+                  metadata={"model": name, "layout": golden["logits_layout"]})
+        golden["models"][name] = {"logits_file": f"{name}.logits.safetensors", "entries": entries,
+                                  "validation": perplexity(model, val_ids, autocast=False),
+                                  "test": perplexity(model, test_ids, autocast=False)}
+    # free-running agreement: on the target's own greedy continuations, how often the draft's greedy
+    # pick equals the target's next token (what greedy speculative decoding accepts, token by token)
+    same = total = 0
+    with torch.no_grad():
+        for p, e in zip(prompts, golden["models"]["target"]["entries"]):
+            seq = torch.tensor([p["ids"] + e["continuation"]], device=DEV)
+            picks = draft(seq).logits[0, len(p["ids"]) - 1:-1].argmax(-1).tolist()
+            same += sum(int(a == b) for a, b in zip(picks, e["continuation"]))
+            total += len(e["continuation"])
+    golden["draft_agreement_on_target_greedy"] = {"agreement": same / total, "positions": total}
+    golden["encodings"] = encodings
+    with open(os.path.join(out, "golden.json"), "w") as f:
+        json.dump(golden, f)
+
+    # 6. samples, for the README (is the target fluent?)
+    samples = []
+    for text in ["In the beginning", "And Jesus said unto them,", EOT]:
+        ids = tok.encode(text).ids
+        cont, _ = greedy(target, ids, 16 if smoke else 80)
+        torch.manual_seed(0)
+        s = target.generate(torch.tensor([ids], device=DEV), do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
+                            max_new_tokens=16 if smoke else 80, eos_token_id=None, pad_token_id=0)
+        samples.append({"prompt": text, "greedy": tok.decode(cont), "sampled_t0.8": tok.decode(s[0, len(ids):].tolist())})
+
+    report = {"versions": versions, "seconds": round(time.time() - t_start, 1), "tokens": token_counts,
+              "target": {"params": n_params(target), "config": TARGET,
+                         "validation": golden["models"]["target"]["validation"],
+                         "test": golden["models"]["target"]["test"]},
+              "draft": {"chosen": chosen, "params": n_params(draft), "config": DRAFTS[chosen],
+                        "validation": golden["models"]["draft"]["validation"],
+                        "test": golden["models"]["draft"]["test"]},
+              "agreement_goal": AGREEMENT_GOAL, "draft_candidates": candidates,
+              "draft_agreement_teacher_forced_test": candidates[chosen]["test_agreement"],
+              "draft_agreement_on_target_greedy": golden["draft_agreement_on_target_greedy"],
+              "samples": samples}
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out, "training_logs.json"), "w") as f:
+        json.dump(logs, f)
+    print(json.dumps({k: v for k, v in report.items() if k != "draft_candidates"}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+// Public API of inference-lab: re-exports only.
+

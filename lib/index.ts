@@ -1,2 +1,3 @@
 // Public API of inference-lab: re-exports only.
 
+export * from './sampling';

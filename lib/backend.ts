@@ -1,0 +1,373 @@
+/**
+ * Backends: pick where the maths runs, say why, and describe the device.
+ *
+ * Lesson: "Where the maths runs" (backends, device facts) and the roofline lesson, which reads
+ * `facts` to label its charts.
+ *
+ * Auto order, first that works: `tensorflow` (only when the user installed @tensorflow/tfjs-node
+ * or -node-gpu themselves) > `webgpu` (a GPU adapter exists: Dawn's `webgpu` package in Node,
+ * `navigator.gpu` in a browser) > `wasm` (XNNPACK, SIMD; single-threaded in Node) > `cpu` (pure JS,
+ * last resort).
+ *
+ * An explicit `prefer` that cannot be used is an error (`BackendUnavailableError`) naming the
+ * backend and why; it never falls back silently, so a benchmark labelled "webgpu" ran on webgpu.
+ * Use `prefer: 'auto'` to get whatever is available.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+
+export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export type BackendPreference = 'auto' | BackendName;
+
+/** The order `prefer: 'auto'` tries. */
+export const AUTO_ORDER: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+export interface BackendOptions {
+  /** 'auto' (default) or one backend; an unavailable explicit choice throws. */
+  prefer?: BackendPreference;
+  /** true: progress lines to stderr; a function: receives them. */
+  log?: boolean | ((line: string) => void);
+}
+
+export interface AdapterFacts {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+}
+
+export interface GpuLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+export interface GpuFeatures {
+  subgroups: boolean;
+  timestampQuery: boolean;
+  shaderF16: boolean;
+  /** every feature name the adapter reports */
+  all: string[];
+}
+
+export interface BackendFacts {
+  backend: BackendName;
+  tfjsVersion: string;
+  runtime: 'node' | 'browser' | 'other';
+  /** Node version (process.versions.node), OS and CPU: absent in a browser */
+  node?: string;
+  os?: string;
+  cpuModel?: string;
+  cpuCores?: number;
+  totalMemoryBytes?: number;
+  /** webgpu only */
+  adapter?: AdapterFacts;
+  limits?: GpuLimits;
+  features?: GpuFeatures;
+  /** wasm only */
+  wasm?: { simd: boolean; multithreadSupported: boolean; threads: number };
+  /** tensorflow only: which package provided it */
+  tfjsNodePackage?: string;
+}
+
+export interface SkippedBackend {
+  name: BackendName;
+  reason: string;
+}
+
+export interface BackendInfo {
+  name: BackendName;
+  /** one sentence: why this backend */
+  reason: string;
+  /** backends tried before it, each with why it was not used */
+  skipped: SkippedBackend[];
+  facts: BackendFacts;
+}
+
+/** An explicit `prefer` that cannot run here. */
+export class BackendUnavailableError extends Error {
+  constructor(
+    readonly backend: BackendName,
+    readonly why: string,
+  ) {
+    super(`backend '${backend}' is not available: ${why}`);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+// ---- state: one current backend, probes cached
+
+type Probe = { ok: true; facts: Partial<BackendFacts>; note: string } | { ok: false; reason: string };
+
+let current: BackendInfo | null = null;
+let pending: Promise<BackendInfo> | null = null;
+const probes = new Map<BackendName, Promise<Probe>>();
+/** what we put on globalThis for Dawn, so shutdown can take it back */
+let installedGpu: { navigatorCreated: boolean; device: GPUDevice | null } | null = null;
+
+/** The backend chosen by the last `initBackend`, or null before the first. */
+export function backendInfo(): BackendInfo | null {
+  return current;
+}
+
+/**
+ * Initialise a tfjs backend and report what was picked and why.
+ * Cheap on a second call: 'auto' returns the current backend; an explicit name switches to it.
+ */
+export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  const prefer = options.prefer ?? 'auto';
+  if (prefer !== 'auto' && !AUTO_ORDER.includes(prefer)) {
+    throw new Error(`initBackend: prefer must be one of auto, ${AUTO_ORDER.join(', ')}; got '${String(prefer)}'`);
+  }
+  // serialise concurrent callers
+  while (pending) await pending.catch(() => undefined);
+  if (current && (prefer === 'auto' || prefer === current.name) && tf.getBackend() === current.name) {
+    return current;
+  }
+  pending = choose(prefer, logger(options.log));
+  try {
+    current = await pending;
+    return current;
+  } finally {
+    pending = null;
+  }
+}
+
+async function choose(prefer: BackendPreference, log: (line: string) => void): Promise<BackendInfo> {
+  const skipped: SkippedBackend[] = [];
+  const candidates = prefer === 'auto' ? AUTO_ORDER : [prefer];
+  for (const name of candidates) {
+    const probe = await probeOnce(name);
+    if (!probe.ok) {
+      log(`backend ${name}: skipped (${probe.reason})`);
+      skipped.push({ name, reason: probe.reason });
+      continue;
+    }
+    const ok = await tf.setBackend(name);
+    if (!ok) {
+      const reason = `tf.setBackend('${name}') failed to initialise it`;
+      probes.set(name, Promise.resolve({ ok: false, reason }));
+      skipped.push({ name, reason });
+      continue;
+    }
+    await tf.ready();
+    const facts: BackendFacts = { ...(await hostFacts()), ...probe.facts, backend: name };
+    if (name === 'wasm') facts.wasm = await wasmFacts();
+    const reason =
+      prefer === 'auto'
+        ? `auto: first available of ${AUTO_ORDER.join(' > ')}; ${probe.note}` +
+          (skipped.length ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(', ')}` : '')
+        : `requested explicitly; ${probe.note}`;
+    log(`backend ${name}: ${reason}`);
+    return { name, reason, skipped, facts };
+  }
+  if (prefer !== 'auto') throw new BackendUnavailableError(prefer, skipped[0].reason);
+  throw new Error(`no tfjs backend available: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
+}
+
+function probeOnce(name: BackendName): Promise<Probe> {
+  let p = probes.get(name);
+  if (!p) {
+    p = PROBES[name]().catch((e: unknown): Probe => ({ ok: false, reason: errorText(e) }));
+    probes.set(name, p);
+  }
+  return p;
+}
+
+const PROBES: Record<BackendName, () => Promise<Probe>> = {
+  tensorflow: probeTensorflow,
+  webgpu: probeWebgpu,
+  wasm: probeWasm,
+  cpu: async () => ({ ok: true, facts: {}, note: `pure-JS tfjs-backend-cpu ${version_cpu} (slow, always works)` }),
+};
+
+// ---- tensorflow: only if the user installed tfjs-node(-gpu)
+
+async function probeTensorflow(): Promise<Probe> {
+  if (!isNode()) return { ok: false, reason: 'only exists in Node' };
+  const { createRequire } = await import('node:module');
+  const path = await import('node:path');
+  // resolve from the user's project (cwd), where they would have installed it
+  const req = createRequire(path.join(process.cwd(), 'package.json'));
+  const tried: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      req.resolve(pkg);
+    } catch {
+      tried.push(pkg);
+      continue;
+    }
+    try {
+      req(pkg);
+    } catch (e) {
+      return { ok: false, reason: `${pkg} is installed but failed to load: ${errorText(e)}` };
+    }
+    if (!tf.findBackendFactory('tensorflow')) {
+      return {
+        ok: false,
+        reason: `${pkg} loaded but registered its backend with another copy of @tensorflow/tfjs-core; install it at version ${tf.version_core}`,
+      };
+    }
+    return { ok: true, facts: { tfjsNodePackage: pkg }, note: `${pkg} (libtensorflow) is installed` };
+  }
+  return { ok: false, reason: `${tried.join(' / ')} not installed (optional; npm i @tensorflow/tfjs-node to use it)` };
+}
+
+// ---- webgpu: Dawn in Node, navigator.gpu in a browser
+
+async function probeWebgpu(): Promise<Probe> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  let gpu: GPU | undefined = nav?.gpu;
+  let viaDawn = false;
+  if (!gpu) {
+    if (!isNode()) return { ok: false, reason: 'navigator.gpu is missing (this browser has no WebGPU)' };
+    let dawn: { create: (flags: string[]) => GPU; globals: object };
+    try {
+      dawn = await import('webgpu');
+    } catch (e) {
+      return { ok: false, reason: `the 'webgpu' package (Dawn) did not load: ${errorText(e)}` };
+    }
+    Object.assign(globalThis, dawn.globals);
+    gpu = dawn.create([]);
+    viaDawn = true;
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    // nothing installed stays behind: Node can exit, tfjs-backend-webgpu is never imported
+    return {
+      ok: false,
+      reason: viaDawn
+        ? 'Dawn found no GPU adapter (no Vulkan/Metal/D3D12 device usable here)'
+        : 'navigator.gpu.requestAdapter() returned null',
+    };
+  }
+  const facts = adapterFacts(adapter);
+  if (viaDawn) {
+    // tfjs-backend-webgpu registers only if navigator.gpu exists when it is first imported
+    installedGpu = { navigatorCreated: installNavigatorGpu(gpu), device: null };
+  }
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!tf.findBackendFactory('webgpu')) {
+    return { ok: false, reason: 'tfjs-backend-webgpu did not register (was it imported before navigator.gpu was set?)' };
+  }
+  const a = facts.adapter;
+  return { ok: true, facts, note: `GPU adapter: ${[a?.vendor, a?.architecture, a?.device || a?.description].filter(Boolean).join(' ')}` };
+}
+
+function adapterFacts(adapter: GPUAdapter): Partial<BackendFacts> {
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+  const all = [...adapter.features].map(String).sort();
+  return {
+    adapter: {
+      vendor: info?.vendor ?? '',
+      architecture: info?.architecture ?? '',
+      device: info?.device ?? '',
+      description: info?.description ?? '',
+    },
+    limits: {
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    },
+    features: {
+      subgroups: all.includes('subgroups'),
+      timestampQuery: all.includes('timestamp-query'),
+      shaderF16: all.includes('shader-f16'),
+      all,
+    },
+  };
+}
+
+/** Put `gpu` on navigator; true when navigator itself had to be created. */
+function installNavigatorGpu(gpu: GPU): boolean {
+  const g = globalThis as { navigator?: object };
+  if (g.navigator) {
+    Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+    return false;
+  }
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+  return true;
+}
+
+// ---- wasm
+
+async function probeWasm(): Promise<Probe> {
+  // in an ES-module bundle (shared/gpu/pack.sh) there is no __dirname: Emscripten looks for the
+  // .wasm files there, and pack.sh copies them beside the bundle
+  if (isNode() && typeof __dirname === 'undefined' && process.argv[1]) {
+    const path = await import('node:path');
+    (globalThis as { __dirname?: string }).__dirname = path.dirname(path.resolve(process.argv[1]));
+  }
+  return { ok: true, facts: {}, note: 'WebAssembly + XNNPACK (single-threaded in Node)' };
+}
+
+async function wasmFacts(): Promise<NonNullable<BackendFacts['wasm']>> {
+  const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+  const multithreadSupported = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+  let threads = 1;
+  try {
+    threads = getThreadsCount();
+  } catch {
+    // not reported before init; single-threaded
+  }
+  return { simd, multithreadSupported, threads };
+}
+
+// ---- host facts
+
+async function hostFacts(): Promise<Omit<BackendFacts, 'backend'>> {
+  const base = { tfjsVersion: tf.version_core };
+  if (!isNode()) return { ...base, runtime: typeof window !== 'undefined' ? 'browser' : 'other' };
+  const os = await import('node:os');
+  const cpus = os.cpus();
+  return {
+    ...base,
+    runtime: 'node',
+    node: process.versions.node,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpuCores: cpus.length,
+    totalMemoryBytes: os.totalmem(),
+  };
+}
+
+// ---- shutdown
+
+/**
+ * Free the backend and let Node exit: disposes every tensor (tf.engine().reset()), destroys a
+ * WebGPU device and removes the navigator.gpu that initBackend installed. A later initBackend
+ * starts afresh.
+ */
+export async function shutdownBackend(): Promise<void> {
+  while (pending) await pending.catch(() => undefined);
+  if (current?.name === 'webgpu') {
+    const backend = tf.findBackend('webgpu') as (tf.KernelBackend & { device?: GPUDevice }) | null;
+    if (backend?.device && installedGpu) installedGpu.device = backend.device;
+  }
+  tf.engine().reset();
+  if (installedGpu) {
+    installedGpu.device?.destroy();
+    const g = globalThis as { navigator?: { gpu?: unknown } };
+    if (installedGpu.navigatorCreated) delete g.navigator;
+    else if (g.navigator) delete g.navigator.gpu;
+    installedGpu = null;
+    probes.delete('webgpu');
+  }
+  current = null;
+}
+
+// ---- helpers
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+function logger(log: BackendOptions['log']): (line: string) => void {
+  if (typeof log === 'function') return log;
+  if (log) return (line) => console.error(line);
+  return () => undefined;
+}
+
+function errorText(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split('\n')[0];
+}

@@ -1,0 +1,179 @@
+/**
+ * Helpers every benchmark shares: machine facts, timing statistics, the JSON a chart reads, and
+ * a progress bar on stderr. Benchmarks report figures; they assert no timing.
+ *
+ * Lesson: used by every benchmark section (first met in the roofline lesson).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { backendInfo, type BackendFacts } from '../backend';
+
+// ---- machine
+
+export interface MachineInfo {
+  os: string;
+  platform: string;
+  arch: string;
+  cpuModel: string;
+  cpuCores: number;
+  totalMemoryBytes: number;
+  node: string;
+  /** facts of the backend initBackend picked; null before initBackend */
+  backend: BackendFacts | null;
+}
+
+/** What ran the benchmark, without the hostname or user. */
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    os: `${os.type()} ${os.release()}`,
+    platform: process.platform,
+    arch: process.arch,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpuCores: cpus.length,
+    totalMemoryBytes: os.totalmem(),
+    node: process.versions.node,
+    backend: backendInfo()?.facts ?? null,
+  };
+}
+
+// ---- timing
+
+export interface TimingStats {
+  warmup: number;
+  repeats: number;
+  samplesMs: number[];
+  minMs: number;
+  medianMs: number;
+  meanMs: number;
+  p90Ms: number;
+  maxMs: number;
+}
+
+/** Statistics of timing samples in milliseconds (p90 by nearest rank). */
+export function summarize(samplesMs: number[], opts: { warmup?: number } = {}): TimingStats {
+  if (samplesMs.length === 0) throw new RangeError('summarize: no samples');
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const n = sorted.length;
+  const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  return {
+    warmup: opts.warmup ?? 0,
+    repeats: n,
+    samplesMs: [...samplesMs],
+    minMs: sorted[0],
+    medianMs: median,
+    meanMs: sorted.reduce((s, v) => s + v, 0) / n,
+    p90Ms: sorted[Math.min(n - 1, Math.ceil(0.9 * n) - 1)],
+    maxMs: sorted[n - 1],
+  };
+}
+
+/**
+ * Run `fn` `warmup` times untimed, then `repeats` times timed (awaited if it returns a promise).
+ * For GPU work, `fn` must itself wait for the result (e.g. `await t.data()`).
+ */
+export async function timeIt(
+  fn: () => unknown,
+  opts: { warmup?: number; repeats?: number } = {},
+): Promise<TimingStats> {
+  const warmup = opts.warmup ?? 1;
+  const repeats = opts.repeats ?? 5;
+  if (!(Number.isInteger(warmup) && warmup >= 0)) throw new RangeError(`warmup must be an integer >= 0; got ${warmup}`);
+  if (!(Number.isInteger(repeats) && repeats >= 1)) throw new RangeError(`repeats must be an integer >= 1; got ${repeats}`);
+  for (let i = 0; i < warmup; i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await fn();
+    samples.push(performance.now() - t0);
+  }
+  return summarize(samples, { warmup });
+}
+
+// ---- results on disk
+
+export interface BenchRecord<T> {
+  name: string;
+  date: string;
+  git: { commit: string; dirty: boolean } | null;
+  machine: MachineInfo;
+  result: T;
+}
+
+/** The current git commit and whether the tree has changes; null outside a git checkout. */
+export function gitState(cwd = process.cwd()): { commit: string; dirty: boolean } | null {
+  try {
+    const run = (args: string[]) =>
+      execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = run(['rev-parse', 'HEAD']);
+    const dirty = run(['status', '--porcelain', '--untracked-files=no']).length > 0;
+    return { commit, dirty };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Write `<dir>/<name>.json` (default dir: data/bench under the working directory) with the
+ * machine, git commit, date and result. Returns the path written.
+ */
+export function writeBenchJson<T>(name: string, result: T, opts: { dir?: string } = {}): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`bench name must match [A-Za-z0-9._-]+; got '${name}'`);
+  const dir = opts.dir ?? path.join(process.cwd(), 'data', 'bench');
+  fs.mkdirSync(dir, { recursive: true });
+  const record: BenchRecord<T> = {
+    name,
+    date: new Date().toISOString(),
+    git: gitState(),
+    machine: machineInfo(),
+    result,
+  };
+  const file = path.join(dir, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
+  return file;
+}
+
+// ---- progress
+
+export interface ProgressBar {
+  /** advance by n (default 1), optionally with a short note */
+  tick(n?: number, note?: string): void;
+  /** finish the line */
+  done(note?: string): void;
+}
+
+/**
+ * A one-line progress bar on stderr. On a terminal it redraws in place; otherwise (CI, pipes)
+ * it prints one line when done, so logs stay readable.
+ */
+export function progressBar(
+  total: number,
+  label: string,
+  opts: { stream?: NodeJS.WriteStream; width?: number } = {},
+): ProgressBar {
+  const stream = opts.stream ?? process.stderr;
+  const width = opts.width ?? 24;
+  const tty = Boolean(stream.isTTY);
+  const t0 = performance.now();
+  let count = 0;
+  let finished = false;
+  const line = (note?: string) => {
+    const frac = total > 0 ? Math.min(1, count / total) : 1;
+    const filled = Math.round(frac * width);
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    return `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${count}/${total} ${secs}s${note ? ` ${note}` : ''}`;
+  };
+  return {
+    tick(n = 1, note) {
+      count += n;
+      if (tty && !finished) stream.write(`\r${line(note)}\x1b[K`);
+    },
+    done(note) {
+      if (finished) return;
+      finished = true;
+      stream.write(tty ? `\r${line(note)}\x1b[K\n` : `${line(note)}\n`);
+    },
+  };
+}

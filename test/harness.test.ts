@@ -1,0 +1,86 @@
+// Benchmark helpers: statistics, machine facts without the hostname, the JSON record, the bar.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { machineInfo, progressBar, summarize, timeIt, writeBenchJson } from '../lib/bench/harness';
+
+describe('timing', () => {
+  it('summarize: min, median, mean, p90, max', () => {
+    const s = summarize([5, 1, 3, 2, 4]);
+    expect([s.minMs, s.medianMs, s.meanMs, s.p90Ms, s.maxMs]).toEqual([1, 3, 3, 5, 5]);
+    expect(summarize([4, 1, 3, 2]).medianMs).toBe(2.5);
+    const ten = summarize([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    expect(ten.p90Ms).toBe(9);
+    expect(() => summarize([])).toThrow(/no samples/);
+  });
+
+  it('timeIt runs warmup + repeats times and awaits async work', async () => {
+    let calls = 0;
+    const s = await timeIt(
+      async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 2));
+      },
+      { warmup: 2, repeats: 3 },
+    );
+    expect(calls).toBe(5);
+    expect(s.repeats).toBe(3);
+    expect(s.warmup).toBe(2);
+    expect(s.minMs).toBeGreaterThanOrEqual(1);
+    await expect(timeIt(() => 0, { repeats: 0 })).rejects.toThrow(/repeats/);
+  });
+});
+
+describe('records', () => {
+  it('machineInfo has the machine but not its name', () => {
+    const m = machineInfo();
+    expect(m.cpuCores).toBe(os.cpus().length);
+    expect(m.node).toBe(process.versions.node);
+    expect(m.totalMemoryBytes).toBe(os.totalmem());
+    expect(JSON.stringify(m)).not.toContain(os.hostname());
+  });
+
+  it('writeBenchJson writes name, date, git, machine, result', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-'));
+    const file = writeBenchJson('unit-test', { tokensPerSecond: 12.5 }, { dir });
+    expect(file).toBe(path.join(dir, 'unit-test.json'));
+    const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(rec.name).toBe('unit-test');
+    expect(rec.result).toEqual({ tokensPerSecond: 12.5 });
+    expect(Date.parse(rec.date)).not.toBeNaN();
+    expect(rec.machine.cpuCores).toBe(os.cpus().length);
+    expect(rec.git?.commit).toMatch(/^[0-9a-f]{40}$/); // the tests run inside the checkout
+    expect(() => writeBenchJson('../escape', {}, { dir })).toThrow(/bench name/);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('progressBar', () => {
+  const fake = (isTTY: boolean) => {
+    const out: string[] = [];
+    return { out, stream: { isTTY, write: (s: string) => out.push(s) } as unknown as NodeJS.WriteStream };
+  };
+
+  it('on a terminal redraws in place', () => {
+    const { out, stream } = fake(true);
+    const bar = progressBar(4, 'gen', { stream, width: 4 });
+    bar.tick();
+    bar.tick(1, 'half');
+    bar.done();
+    expect(out).toHaveLength(3);
+    expect(out[1]).toMatch(/^\rgen \[##\.\.\] 2\/4 [\d.]+s half/);
+    expect(out[2].endsWith('\n')).toBe(true);
+  });
+
+  it('elsewhere prints one line at the end', () => {
+    const { out, stream } = fake(false);
+    const bar = progressBar(2, 'gen', { stream, width: 2 });
+    bar.tick();
+    bar.tick();
+    bar.done('ok');
+    bar.done();
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^gen \[##\] 2\/2 [\d.]+s ok\n$/);
+  });
+});

@@ -1,0 +1,211 @@
+// Contiguous KV cache: per layer one K and one V tensor [B, Hkv, C, D], slots 0..C-1 shared by
+// all sequences of the batch (see the batching rule in cache.ts).
+//
+// tfjs tensors are immutable, so "append" has two implementations:
+// - 'inplace' (wasm and cpu backends): C grows in chunks of `growBy` slots; each step's K/V
+//   are copied into the tensor's own memory, O(new tokens) per step. Attention covers all C
+//   slots; slots not yet written are empty (masked).
+// - 'concat' (any backend): every step concatenates, C = slots used; O(S) copy per step.
+
+import * as tf from '@tensorflow/tfjs-core';
+
+import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+
+/** How a contiguous cache appends; 'auto' picks 'inplace' on wasm and cpu, else 'concat'. */
+export type AppendMode = 'auto' | 'inplace' | 'concat';
+
+/** Options of ContiguousKVCache. */
+export interface ContiguousKVCacheOptions {
+  mode?: AppendMode;
+  /** in-place mode: capacity grows to a multiple of this many slots (default 32) */
+  growBy?: number;
+}
+
+// ---- in-place access to a tensor's memory (backend specific)
+
+interface WasmLike {
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+interface CpuLike {
+  data: { get(dataId: tf.DataId): { values?: unknown } };
+}
+
+function inPlaceSupported(): boolean {
+  const name = tf.getBackend();
+  return name === 'wasm' || name === 'cpu';
+}
+
+/** A Float32Array over the memory of a float32 tensor (writes change the tensor). */
+function memoryOf(t: tf.Tensor): Float32Array {
+  const name = tf.getBackend();
+  if (name === 'wasm') return (tf.backend() as unknown as WasmLike).typedArrayFromHeap(t);
+  if (name === 'cpu') {
+    const values = (tf.backend() as unknown as CpuLike).data.get(t.dataId).values;
+    if (values instanceof Float32Array) return values;
+  }
+  throw new Error(`in-place KV writes are not available on backend '${name}'`);
+}
+
+/**
+ * KV cache with one contiguous [B, Hkv, C, D] tensor per layer for K and for V
+ * (lesson: "the KV cache").
+ */
+export class ContiguousKVCache implements KVCache {
+  readonly mode: 'inplace' | 'concat';
+  private readonly growBy: number;
+  private readonly k: (tf.Tensor4D | null)[];
+  private readonly v: (tf.Tensor4D | null)[];
+  /** per sequence, the position held by each used slot (-1 = empty) */
+  private readonly slots: number[][];
+  private readonly lens: number[];
+  /** slots in use (a prefix of the capacity) */
+  private used = 0;
+  /** capacity every layer must have after the current step */
+  private capacity = 0;
+  /** the current step: first slot and slot count */
+  private step: { start: number; T: number } | null = null;
+
+  constructor(
+    readonly shape: KVShape,
+    readonly batchSize: number,
+    options: ContiguousKVCacheOptions = {},
+  ) {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+    const mode = options.mode ?? 'auto';
+    if (mode === 'inplace' && !inPlaceSupported()) {
+      throw new Error(`in-place KV cache needs the wasm or cpu backend (current: ${tf.getBackend()})`);
+    }
+    this.mode = mode === 'auto' ? (inPlaceSupported() ? 'inplace' : 'concat') : mode;
+    this.growBy = options.growBy ?? 32;
+    if (!Number.isInteger(this.growBy) || this.growBy < 1) throw new Error(`growBy must be a positive integer, got ${this.growBy}`);
+    this.k = new Array(shape.numLayers).fill(null);
+    this.v = new Array(shape.numLayers).fill(null);
+    this.slots = Array.from({ length: batchSize }, () => []);
+    this.lens = new Array<number>(batchSize).fill(0);
+  }
+
+  lengths(): number[] {
+    return [...this.lens];
+  }
+
+  beginStep(counts: readonly number[]): StepPlan {
+    const T = checkCounts(counts, this.batchSize);
+    const B = this.batchSize;
+    const start = this.used;
+    this.used += T;
+    if (this.mode === 'concat') this.capacity = this.used;
+    else if (this.used > this.capacity) this.capacity = Math.ceil(this.used / this.growBy) * this.growBy;
+    this.step = { start, T };
+    const S = this.capacity;
+    const queryPositions = new Int32Array(B * T).fill(-1);
+    const keyPositions = new Int32Array(B * S).fill(-1);
+    for (let b = 0; b < B; b++) {
+      const n = counts[b];
+      const row = this.slots[b];
+      for (let i = 0; i < T; i++) {
+        const pos = i >= T - n ? this.lens[b] + (i - (T - n)) : -1;
+        row.push(pos);
+        queryPositions[b * T + i] = pos;
+      }
+      this.lens[b] += n;
+      keyPositions.set(row, b * S);
+    }
+    return { batchSize: B, T, S, queryPositions, keyPositions };
+  }
+
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+    if (!this.step) throw new Error('KV cache update() before beginStep()');
+    const { numKvHeads: Hkv, headDim: D } = this.shape;
+    const want = [this.batchSize, Hkv, this.step.T, D];
+    if (k.shape.join() !== want.join() || v.shape.join() !== want.join()) {
+      throw new Error(`KV cache layer ${layer}: expected k, v of shape [${want}], got [${k.shape}] and [${v.shape}]`);
+    }
+    if (this.mode === 'concat') {
+      this.k[layer] = this.appendConcat(this.k[layer], k);
+      this.v[layer] = this.appendConcat(this.v[layer], v);
+    } else {
+      this.k[layer] = this.writeInPlace(this.k[layer], k);
+      this.v[layer] = this.writeInPlace(this.v[layer], v);
+    }
+    return { k: this.k[layer]!, v: this.v[layer]! };
+  }
+
+  truncate(lengths: readonly number[]): void {
+    checkTruncate(lengths, this.lens);
+    let used = 0;
+    for (let b = 0; b < this.batchSize; b++) {
+      const row = this.slots[b];
+      for (let s = 0; s < row.length; s++) {
+        if (row[s] >= lengths[b]) row[s] = -1;
+        if (row[s] >= 0) used = Math.max(used, s + 1);
+      }
+      this.lens[b] = lengths[b];
+    }
+    // trailing slots empty in every sequence are given back
+    for (const row of this.slots) row.length = used;
+    this.used = used;
+    this.step = null;
+    if (this.mode === 'concat') {
+      this.capacity = used;
+      for (const store of [this.k, this.v]) {
+        store.forEach((t, i) => {
+          if (!t || t.shape[2] === used) return;
+          store[i] = used === 0 ? null : tf.keep(tf.slice(t, [0, 0, 0, 0], [-1, -1, used, -1]));
+          t.dispose();
+        });
+      }
+    }
+  }
+
+  bytes(): number {
+    let n = 0;
+    for (const t of [...this.k, ...this.v]) if (t) n += t.size * 4;
+    return n;
+  }
+
+  dispose(): void {
+    for (const store of [this.k, this.v]) {
+      store.forEach((t, i) => {
+        t?.dispose();
+        store[i] = null;
+      });
+    }
+    for (const row of this.slots) row.length = 0;
+    this.lens.fill(0);
+    this.used = this.capacity = 0;
+    this.step = null;
+  }
+
+  // ---- appending
+
+  private appendConcat(old: tf.Tensor4D | null, x: tf.Tensor4D): tf.Tensor4D {
+    const out = old ? tf.concat([old, x], 2) : x.clone(); // [B, Hkv, S, D]
+    old?.dispose();
+    return tf.keep(out);
+  }
+
+  private writeInPlace(old: tf.Tensor4D | null, x: tf.Tensor4D): tf.Tensor4D {
+    const { start, T } = this.step!;
+    const C = this.capacity;
+    let t = old;
+    if (!t || t.shape[2] < C) {
+      // grow: a new tensor with the old slots copied in, the rest zero
+      const [B, Hkv, , D] = x.shape;
+      const grown = tf.tidy(() => {
+        const pad = tf.zeros([B, Hkv, C - (t ? t.shape[2] : 0), D]);
+        return t ? tf.concat([t, pad], 2) : pad;
+      }) as tf.Tensor4D; // [B, Hkv, C, D]
+      t?.dispose();
+      t = tf.keep(grown);
+    }
+    // copy x [B, Hkv, T, D] into slots [start, start + T) of every (b, head) row
+    const D = x.shape[3];
+    const rows = x.shape[0] * x.shape[1];
+    const dst = memoryOf(t);
+    const src = memoryOf(x);
+    for (let r = 0; r < rows; r++) {
+      dst.set(src.subarray(r * T * D, (r + 1) * T * D), (r * C + start) * D);
+    }
+    return t;
+  }
+}

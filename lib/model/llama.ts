@@ -1,0 +1,335 @@
+// Llama forward pass in TensorFlow.js: embedding, RMSNorm, RoPE (as HF applies it), grouped-
+// query attention, SwiGLU MLP, tied or untied LM head. One forward = one step over a batch of
+// sequences of different lengths; prefill and decode are the same call with more or fewer
+// tokens. Keys and values go through a KVCache (lib/kv), which also lays out the batch.
+//
+// Shape letters: see config.ts. N = B*T rows of activations.
+
+import * as tf from '@tensorflow/tfjs-core';
+
+import { attentionMask, type KVCache, type KVShape } from '../kv/cache';
+import type { LlamaConfig } from './config';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
+
+/** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
+export interface LayerWeights {
+  /** input_layernorm gain [Dm] */
+  attnNorm: tf.Tensor1D;
+  /** q, k, v projections side by side [Dm, (H + 2*Hkv) * D]; the q columns are pre-scaled by
+   * 1/sqrt(D), the attention scale (exact for D = 64, a power-of-two scale) */
+  wqkv: tf.Tensor2D;
+  /** o_proj [H*D, Dm] */
+  wo: tf.Tensor2D;
+  /** post_attention_layernorm gain [Dm] */
+  mlpNorm: tf.Tensor1D;
+  /** gate_proj [Dm, F] */
+  wGate: tf.Tensor2D;
+  /** up_proj [Dm, F] */
+  wUp: tf.Tensor2D;
+  /** down_proj [F, Dm] */
+  wDown: tf.Tensor2D;
+}
+
+/** All weights of a model. */
+export interface LlamaWeights {
+  /** embed_tokens [V, Dm]; null when tied (rows are gathered from lmHead's columns) */
+  embed: tf.Tensor2D | null;
+  layers: LayerWeights[];
+  /** model.norm gain [Dm] */
+  finalNorm: tf.Tensor1D;
+  /** lm_head, or the tied embedding, transposed [Dm, V] */
+  lmHead: tf.Tensor2D;
+}
+
+/** Which positions get logits: the last of each sequence, every slot of the step, or the last n. */
+export type LogitsSelection = 'last' | 'all' | number;
+
+/** Options of LlamaModel.forward. */
+export interface ForwardOptions {
+  /** default 'last': logits [B, 1, V]; 'all' [B, T, V]; n: the last n slots [B, n, V] */
+  logits?: LogitsSelection;
+}
+
+/** RoPE inverse frequencies in fp32, as HF computes them: 1 / theta^(2i/D). [D/2] */
+export function ropeInvFreq(headDim: number, theta: number): Float32Array {
+  const out = new Float32Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) {
+    const exponent = Math.fround((2 * i) / headDim);
+    out[i] = Math.fround(1 / Math.fround(theta ** exponent));
+  }
+  return out;
+}
+
+/**
+ * cos and sign-folded sin tables for the given positions (-1 = padding, treated as 0), in fp32
+ * as HF computes them: angle = fround(pos * invFreq), duplicated over both halves of D.
+ * sin's first half is negated so that rope(x) = x*cos + swapHalves(x)*sin. Each [N, D]
+ */
+export function ropeTables(positions: Int32Array, invFreq: Float32Array): { cos: Float32Array; sin: Float32Array } {
+  const half = invFreq.length;
+  const D = 2 * half;
+  const cos = new Float32Array(positions.length * D);
+  const sin = new Float32Array(positions.length * D);
+  positions.forEach((p, n) => {
+    const pos = Math.max(p, 0);
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(pos * invFreq[i]);
+      const c = Math.fround(Math.cos(angle));
+      const s = Math.fround(Math.sin(angle));
+      cos[n * D + i] = c;
+      cos[n * D + half + i] = c;
+      sin[n * D + i] = -s;
+      sin[n * D + half + i] = s;
+    }
+  });
+  return { cos, sin };
+}
+
+/**
+ * A Llama-family causal LM whose weights live in tfjs tensors (lesson: "the model"). It owns
+ * its tensors: call dispose() when done.
+ */
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  readonly name: string;
+  readonly weights: LlamaWeights;
+  private readonly invFreq: Float32Array;
+  private readonly eps: tf.Scalar;
+
+  constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama') {
+    this.config = config;
+    this.weights = weights;
+    this.name = name;
+    this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+    this.eps = tf.keep(tf.scalar(config.rmsNormEps));
+  }
+
+  /** Build a model from HF-layout weights (a checkpoint or random weights). */
+  static fromWeights(config: LlamaConfig, source: WeightSource, name = 'llama'): LlamaModel {
+    const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V } = config;
+    // checkpoints saved from LlamaModel (not ...ForCausalLM) lack the "model." prefix
+    const resolve = (n: string) => (source.has(n) ? n : source.has(n.replace(/^model\./, '')) ? n.replace(/^model\./, '') : null);
+    const read = (n: string, shape: number[]): Float32Array => {
+      const found = resolve(n);
+      if (found === null) throw new Error(`${source.description}: missing tensor '${n}'`);
+      const t = source.get(found);
+      if (t.shape.join() !== shape.join()) {
+        throw new Error(`${source.description}: tensor '${n}' has shape [${t.shape}], config needs [${shape}]`);
+      }
+      return t.data;
+    };
+    const mat = (n: string, rows: number, cols: number) => tf.tensor2d(read(n, [rows, cols]), [rows, cols]);
+    const transposed = (n: string, rows: number, cols: number): tf.Tensor2D =>
+      tf.tidy(() => tf.transpose(mat(n, rows, cols))); // [cols, rows] = [in, out]
+    const created: tf.Tensor[] = [];
+    const keep = <T extends tf.Tensor>(t: T): T => {
+      created.push(t);
+      return t;
+    };
+    try {
+      const layers: LayerWeights[] = [];
+      for (let i = 0; i < config.numLayers; i++) {
+        const n = layerTensorNames(i);
+        const wqkv = keep(
+          tf.tidy(() => {
+            const q = tf.mul(mat(n.q, H * D, Dm), Math.fround(1 / Math.sqrt(D))); // [H*D, Dm]
+            const k = mat(n.k, Hkv * D, Dm);
+            const v = mat(n.v, Hkv * D, Dm);
+            return tf.transpose(tf.concat([q, k, v], 0)) as tf.Tensor2D; // [Dm, (H+2Hkv)*D]
+          }),
+        );
+        layers.push({
+          attnNorm: keep(tf.tensor1d(read(n.attnNorm, [Dm]))),
+          wqkv,
+          wo: keep(transposed(n.o, Dm, H * D)),
+          mlpNorm: keep(tf.tensor1d(read(n.mlpNorm, [Dm]))),
+          wGate: keep(transposed(n.gate, F, Dm)),
+          wUp: keep(transposed(n.up, F, Dm)),
+          wDown: keep(transposed(n.down, Dm, F)),
+        });
+      }
+      let embed: tf.Tensor2D | null = null;
+      let lmHead: tf.Tensor2D;
+      if (config.tieWordEmbeddings) {
+        lmHead = keep(transposed(EMBED_NAME, V, Dm));
+      } else {
+        if (resolve(LM_HEAD_NAME) === null) {
+          throw new Error(
+            `${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`,
+          );
+        }
+        embed = keep(mat(EMBED_NAME, V, Dm));
+        lmHead = keep(transposed(LM_HEAD_NAME, V, Dm));
+      }
+      const finalNorm = keep(tf.tensor1d(read(FINAL_NORM_NAME, [Dm])));
+      return new LlamaModel(config, { embed, layers, finalNorm, lmHead }, name);
+    } catch (e) {
+      for (const t of created) t.dispose();
+      throw e;
+    }
+  }
+
+  /** The cache shape this model needs. */
+  get kvShape(): KVShape {
+    return { numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim };
+  }
+
+  /** Bytes of weight tensors held (fp32). */
+  weightBytes(): number {
+    let n = 0;
+    for (const t of this.weightTensors()) n += t.size * 4;
+    return n;
+  }
+
+  /**
+   * One step: sequence b of the batch gets the new tokens `tokens[b]` (any number, 0 included),
+   * attending over what `cache` holds for it plus these. Returns logits [B, n, V] (see
+   * ForwardOptions), in the cache's left-padded layout: with 'all' or n > counts[b], the first
+   * slots of a shorter sequence are padding and hold meaningless values. The caller disposes
+   * the result.
+   */
+  forward(tokens: readonly (readonly number[])[], cache: KVCache, options: ForwardOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = c;
+    const B = tokens.length;
+    if (B !== cache.batchSize) throw new Error(`forward got ${B} sequences, the cache holds ${cache.batchSize}`);
+    const lengths = cache.lengths();
+    tokens.forEach((seq, b) => {
+      for (const id of seq) {
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new Error(`sequence ${b}: token id ${id} is not an integer in [0, ${V})`);
+        }
+      }
+      if (lengths[b] + seq.length > c.maxPositions) {
+        throw new Error(
+          `sequence ${b}: ${lengths[b] + seq.length} tokens exceed the context length ` +
+            `(max_position_embeddings = ${c.maxPositions})`,
+        );
+      }
+    });
+
+    // ---- prepare inputs: the only place numbers become tensors
+    const plan = cache.beginStep(tokens.map((t) => t.length));
+    const { T, S } = plan;
+    const n = options.logits === undefined || options.logits === 'last' ? 1 : options.logits === 'all' ? T : options.logits;
+    if (!Number.isInteger(n) || n < 1 || n > T) {
+      throw new Error(`logits: expected 'last', 'all' or an integer in [1, ${T}], got ${String(options.logits)}`);
+    }
+    const ids = new Int32Array(B * T);
+    tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
+    const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq);
+    const mask = attentionMask(plan);
+
+    return tf.tidy(() => {
+      const cosT = tf.tensor3d(cos, [B * T, 1, D]);
+      const sinT = tf.tensor3d(sin, [B * T, 1, D]);
+      const maskT = mask ? tf.tensor(mask, [B, 1, 1, T, S]) : null;
+
+      let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
+      this.weights.layers.forEach((L, layer) => {
+        // ---- attention
+        const h = this.rmsNorm(x, L.attnNorm);
+        const qkv = tf.matMul(h, L.wqkv); // [N, (H+2Hkv)*D]
+        const [qkFlat, vFlat] = tf.split(qkv, [(H + Hkv) * D, Hkv * D], 1);
+        const qk = rope(tf.reshape(qkFlat, [B * T, H + Hkv, D]), cosT, sinT); // [N, H+Hkv, D]
+        const [q, kNew] = tf.split(qk, [H, Hkv], 1); // [N, H, D], [N, Hkv, D]
+        const { k, v } = cache.update(
+          layer,
+          toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
+          toHeadMajor(tf.reshape(vFlat, [B * T, Hkv, D]), B, T),
+        );
+        const att = attention(q as tf.Tensor3D, k, v, maskT, B, T); // [N, H*D]
+        x = tf.add(x, tf.matMul(att, L.wo));
+        // ---- MLP: down(silu(gate(h)) * up(h))
+        const h2 = this.rmsNorm(x, L.mlpNorm);
+        const gate = tf.matMul(h2, L.wGate); // [N, F]
+        const up = tf.matMul(h2, L.wUp); // [N, F]
+        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+        x = tf.add(x, tf.matMul(act, L.wDown)); // [N, Dm]
+      });
+
+      // ---- logits only where asked
+      let last = x;
+      if (n < T) last = tf.reshape(tf.slice(tf.reshape(x, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
+      const logits = tf.matMul(this.rmsNorm(last, this.weights.finalNorm), this.weights.lmHead); // [B*n, V]
+      return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
+    });
+  }
+
+  /** Free every weight tensor. */
+  dispose(): void {
+    for (const t of this.weightTensors()) t.dispose();
+    this.eps.dispose();
+  }
+
+  private weightTensors(): tf.Tensor[] {
+    const w = this.weights;
+    const out: tf.Tensor[] = [w.finalNorm, w.lmHead];
+    if (w.embed) out.push(w.embed);
+    for (const L of w.layers) out.push(L.attnNorm, L.wqkv, L.wo, L.mlpNorm, L.wGate, L.wUp, L.wDown);
+    return out;
+  }
+
+  // token ids [N] -> embeddings [N, Dm]
+  private embed(ids: tf.Tensor1D): tf.Tensor2D {
+    const w = this.weights;
+    if (w.embed) return tf.gather(w.embed, ids) as tf.Tensor2D;
+    return tf.transpose(tf.gather(w.lmHead, ids, 1)) as tf.Tensor2D; // [Dm, N] -> [N, Dm]
+  }
+
+  // RMSNorm as HF: gain * (x * rsqrt(mean(x^2) + eps)), over the last axis
+  private rmsNorm(x: tf.Tensor2D, gain: tf.Tensor1D): tf.Tensor2D {
+    const ms = tf.mean(tf.square(x), -1, true); // [N, 1]
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.eps))), gain);
+  }
+}
+
+// ---- attention pieces
+
+// RoPE as HF applies it: x*cos + rotate_half(x)*sin with rotate_half(x) = [-x2, x1]; the sign
+// is folded into sin, so rotate_half is a swap of the two halves. x [N, heads, D], cos/sin [N, 1, D]
+function rope(x: tf.Tensor3D, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor3D {
+  const [N, heads, D] = x.shape;
+  const halves = tf.reshape(x, [N, heads, 2, D / 2]);
+  const swapped = tf.reshape(tf.reverse(halves, 2), [N, heads, D]); // [x2, x1]
+  return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+}
+
+// [B*T, Hkv, D] -> [B, Hkv, T, D]
+function toHeadMajor(x: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
+  const [, Hkv, D] = x.shape;
+  if (T === 1) return tf.reshape(x, [B, Hkv, 1, D]);
+  return tf.transpose(tf.reshape(x, [B, T, Hkv, D]), [0, 2, 1, 3]);
+}
+
+// grouped-query attention: query head h reads kv head floor(h / G), as HF's repeat_kv.
+// q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D], mask [B, 1, 1, T, S] -> [B*T, H*D]
+function attention(
+  q: tf.Tensor3D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor | null,
+  B: number,
+  T: number,
+): tf.Tensor2D {
+  const [, H, D] = q.shape;
+  const [, Hkv, S] = k.shape;
+  const G = H / Hkv;
+  // the query heads of one kv group side by side: [B, Hkv, G*T, D]
+  const qg =
+    T === 1
+      ? tf.reshape(q, [B, Hkv, G, D])
+      : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [B, Hkv, G * T, D]);
+  let scores: tf.Tensor = tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
+  if (mask) scores = tf.add(tf.reshape(scores, [B, Hkv, G, T, S]), mask); // [B, Hkv, G, T, S]
+  const p = tf.reshape(tf.softmax(scores), [B, Hkv, G * T, S]);
+  // with one (b, kv head) pair, tfjs-wasm runs p @ v through XNNPACK, which caches v's packed
+  // copy by tensor id: wrong once an in-place cache rewrites v. (v^T p^T)^T avoids that path.
+  const out =
+    B * Hkv === 1
+      ? tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) // [B, Hkv, G*T, D]
+      : tf.matMul(p, v); // [B, Hkv, G*T, D]
+  if (T === 1) return tf.reshape(out, [B, H * D]);
+  const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
+  return tf.reshape(tokenMajor, [B * T, H * D]);
+}

@@ -1,0 +1,89 @@
+// loadModel: an HF checkpoint directory (config.json + safetensors, single or sharded, F32 /
+// F16 / BF16) or a random-weight preset (a name from data/presets, or a path to such a JSON).
+
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { configFromHF } from './config';
+import { LlamaModel } from './llama';
+import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
+import { SafetensorsCheckpoint } from './safetensors';
+import type { WeightSource } from './weights';
+
+/** Options of loadModel. */
+export interface LoadModelOptions {
+  /** presets only: replace the preset's seed */
+  seed?: number;
+  /** presets only: replace the preset's std */
+  std?: number;
+}
+
+/** Read an HF directory's config.json. */
+export function readHFConfig(dir: string) {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json (not an HF model directory)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return configFromHF(json, file);
+}
+
+/** The weights of an HF checkpoint directory, read tensor by tensor. */
+export function checkpointWeights(dir: string): WeightSource {
+  const ck = SafetensorsCheckpoint.open(dir);
+  return {
+    description: dir,
+    has: (name) => ck.has(name),
+    get: (name) => ck.get(name),
+    close: () => ck.close(),
+  };
+}
+
+/** Build the model of a preset (weights generated now, never stored). */
+export function modelFromPreset(preset: Preset, options: LoadModelOptions = {}): LlamaModel {
+  const seed = options.seed ?? preset.init.seed;
+  const std = options.std ?? preset.init.std;
+  return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name);
+}
+
+/**
+ * Load a model (lesson: "loading a checkpoint"): `dirOrPreset` is an HF directory
+ * (`data/models/target`, a SmolLM2 / TinyLlama-style download), a preset name
+ * (`random-125m`) or a preset JSON path. Weights become fp32 tensors on the current backend.
+ */
+export async function loadModel(dirOrPreset: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
+  const p = dirOrPreset;
+  if (fs.existsSync(p) && fs.statSync(p).isDirectory()) {
+    if (options.seed !== undefined || options.std !== undefined) {
+      throw new Error(`${p}: seed and std apply to random-weight presets only`);
+    }
+    const config = readHFConfig(p);
+    const weights = checkpointWeights(p);
+    try {
+      return LlamaModel.fromWeights(config, weights, path.basename(path.resolve(p)));
+    } finally {
+      weights.close?.();
+    }
+  }
+  if (fs.existsSync(p) && fs.statSync(p).isFile()) {
+    let json: unknown;
+    try {
+      json = JSON.parse(fs.readFileSync(p, 'utf8'));
+    } catch (e) {
+      throw new Error(`${p}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!isPresetJson(json)) {
+      throw new Error(`${p}: not a preset (no inference_lab.random_init); to load a checkpoint, pass its directory`);
+    }
+    return modelFromPreset({ ...presetFromJson(json, p), file: p }, options);
+  }
+  if (!/[\\/]/.test(p) && !p.endsWith('.json') && listPresets().includes(p)) {
+    return modelFromPreset(loadPreset(p), options);
+  }
+  throw new Error(
+    `'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`,
+  );
+}

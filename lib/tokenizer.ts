@@ -1,0 +1,79 @@
+// Tokenizer: a thin wrapper over @huggingface/tokenizers (pure JS) reading an HF directory's
+// tokenizer.json, tokenizer_config.json and the eos ids of config.json / generation_config.json.
+
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { Tokenizer as HFTokenizer } from '@huggingface/tokenizers' with { 'resolution-mode': 'require' };
+
+// the package is ESM-typed but ships a CommonJS build, which require() picks
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Tokenizer: HFTokenizerClass } = require('@huggingface/tokenizers') as { Tokenizer: typeof HFTokenizer };
+
+/** Text <-> token ids for one model (lesson: "tokens"). */
+export interface Tokenizer {
+  /** Encode text exactly, adding no special tokens (no bos). */
+  encode(text: string): number[];
+  /** Decode ids to text; special tokens are kept unless skipSpecialTokens. */
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** Ids that end generation (from config.json, generation_config.json, tokenizer_config.json). */
+  readonly eosTokenIds: number[];
+  readonly bosTokenId: number | null;
+  /** Number of ids, added tokens included. */
+  readonly vocabSize: number;
+  tokenToId(token: string): number | undefined;
+  idToToken(id: number): string | undefined;
+}
+
+function readJson(file: string): Record<string, unknown> | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function ids(x: unknown): number[] {
+  if (typeof x === 'number') return [x];
+  if (Array.isArray(x)) return x.filter((v): v is number => typeof v === 'number');
+  return [];
+}
+
+// tokenizer_config.json names special tokens either as strings or as {content: ...}
+function tokenName(x: unknown): string | null {
+  if (typeof x === 'string') return x;
+  if (x && typeof x === 'object' && typeof (x as { content?: unknown }).content === 'string') {
+    return (x as { content: string }).content;
+  }
+  return null;
+}
+
+/** Load the tokenizer of an HF model directory (needs tokenizer.json). */
+export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+  const tokenizerJson = readJson(path.join(dir, 'tokenizer.json'));
+  if (!tokenizerJson) throw new Error(`${dir}: no tokenizer.json`);
+  const tokenizerConfig = readJson(path.join(dir, 'tokenizer_config.json')) ?? {};
+  const config = readJson(path.join(dir, 'config.json')) ?? {};
+  const generation = readJson(path.join(dir, 'generation_config.json')) ?? {};
+  const tok = new HFTokenizerClass(tokenizerJson, tokenizerConfig);
+
+  const eos = new Set<number>([...ids(config.eos_token_id), ...ids(generation.eos_token_id)]);
+  const eosName = tokenName(tokenizerConfig.eos_token);
+  const eosFromName = eosName === null ? undefined : tok.token_to_id(eosName);
+  if (eosFromName !== undefined) eos.add(eosFromName);
+  const bosName = tokenName(tokenizerConfig.bos_token);
+  const bosTokenId =
+    ids(config.bos_token_id)[0] ?? (bosName === null ? undefined : tok.token_to_id(bosName)) ?? null;
+
+  return {
+    encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,
+    decode: (tokenIds, options = {}) =>
+      tok.decode([...tokenIds], { skip_special_tokens: options.skipSpecialTokens ?? false }),
+    eosTokenIds: [...eos],
+    bosTokenId,
+    vocabSize: tok.get_vocab(true).size,
+    tokenToId: (t) => tok.token_to_id(t),
+    idToToken: (id) => tok.id_to_token(id),
+  };
+}

@@ -61,9 +61,8 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
 }
 
 /**
- * cos and sign-folded sin tables for the given positions (-1 = padding, treated as 0), in fp32
- * as HF computes them: angle = fround(pos * invFreq), duplicated over both halves of D.
- * sin's first half is negated so that rope(x) = x*cos + swapHalves(x)*sin. Each [N, D]
+ * cos and sin tables for the given positions (-1 = padding, treated as 0), in fp32 as HF
+ * computes them: angle = fround(pos * invFreq), duplicated over both halves of D. Each [N, D]
  */
 export function ropeTables(positions: Int32Array, invFreq: Float32Array): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
@@ -78,11 +77,22 @@ export function ropeTables(positions: Int32Array, invFreq: Float32Array): { cos:
       const s = Math.fround(Math.sin(angle));
       cos[n * D + i] = c;
       cos[n * D + half + i] = c;
-      sin[n * D + i] = -s;
+      sin[n * D + i] = s;
       sin[n * D + half + i] = s;
     }
   });
   return { cos, sin };
+}
+
+/** HF's rotate_half as a matrix: x @ R = [-x2, x1] for x = [x1, x2]. [D, D] */
+export function rotateHalfMatrix(headDim: number): Float32Array {
+  const half = headDim / 2;
+  const R = new Float32Array(headDim * headDim);
+  for (let j = 0; j < half; j++) {
+    R[(j + half) * headDim + j] = -1; // out[j] = -x[j + half]
+    R[j * headDim + j + half] = 1; // out[j + half] = x[j]
+  }
+  return R;
 }
 
 /**
@@ -95,6 +105,8 @@ export class LlamaModel {
   readonly weights: LlamaWeights;
   private readonly invFreq: Float32Array;
   private readonly eps: tf.Scalar;
+  /** rotate_half as a matrix [D, D] */
+  private readonly rotate: tf.Tensor2D;
 
   constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama') {
     this.config = config;
@@ -102,6 +114,7 @@ export class LlamaModel {
     this.name = name;
     this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
     this.eps = tf.keep(tf.scalar(config.rmsNormEps));
+    this.rotate = tf.keep(tf.tensor2d(rotateHalfMatrix(config.headDim), [config.headDim, config.headDim]));
   }
 
   /** Build a model from HF-layout weights (a checkpoint or random weights). */
@@ -223,7 +236,8 @@ export class LlamaModel {
     return tf.tidy(() => {
       const cosT = tf.tensor3d(cos, [B * T, 1, D]);
       const sinT = tf.tensor3d(sin, [B * T, 1, D]);
-      const maskT = mask ? tf.tensor(mask, [B, 1, 1, T, S]) : null;
+      const perPair = (H / Hkv) * T >= PER_PAIR_MIN_ROWS;
+      const masks = maskTensors(mask, B, T, S, perPair);
 
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
       this.weights.layers.forEach((L, layer) => {
@@ -231,14 +245,14 @@ export class LlamaModel {
         const h = this.rmsNorm(x, L.attnNorm);
         const qkv = tf.matMul(h, L.wqkv); // [N, (H+2Hkv)*D]
         const [qkFlat, vFlat] = tf.split(qkv, [(H + Hkv) * D, Hkv * D], 1);
-        const qk = rope(tf.reshape(qkFlat, [B * T, H + Hkv, D]), cosT, sinT); // [N, H+Hkv, D]
+        const qk = rope(tf.reshape(qkFlat, [B * T, H + Hkv, D]), cosT, sinT, this.rotate); // [N, H+Hkv, D]
         const [q, kNew] = tf.split(qk, [H, Hkv], 1); // [N, H, D], [N, Hkv, D]
         const { k, v } = cache.update(
           layer,
           toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
           toHeadMajor(tf.reshape(vFlat, [B * T, Hkv, D]), B, T),
         );
-        const att = attention(q as tf.Tensor3D, k, v, maskT, B, T); // [N, H*D]
+        const att = attention(q as tf.Tensor3D, k, v, masks, B, T, perPair); // [N, H*D]
         x = tf.add(x, tf.matMul(att, L.wo));
         // ---- MLP: down(silu(gate(h)) * up(h))
         const h2 = this.rmsNorm(x, L.mlpNorm);
@@ -260,6 +274,7 @@ export class LlamaModel {
   dispose(): void {
     for (const t of this.weightTensors()) t.dispose();
     this.eps.dispose();
+    this.rotate.dispose();
   }
 
   private weightTensors(): tf.Tensor[] {
@@ -286,13 +301,13 @@ export class LlamaModel {
 
 // ---- attention pieces
 
-// RoPE as HF applies it: x*cos + rotate_half(x)*sin with rotate_half(x) = [-x2, x1]; the sign
-// is folded into sin, so rotate_half is a swap of the two halves. x [N, heads, D], cos/sin [N, 1, D]
-function rope(x: tf.Tensor3D, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor3D {
+// RoPE as HF applies it: x*cos + rotate_half(x)*sin, rotate_half(x) = [-x2, x1] done as a
+// product with the +-1 matrix R (exact; one XNNPACK call beats wasm's reverse + concat).
+// x [N, heads, D], cos/sin [N, 1, D], R [D, D]
+function rope(x: tf.Tensor3D, cos: tf.Tensor3D, sin: tf.Tensor3D, R: tf.Tensor2D): tf.Tensor3D {
   const [N, heads, D] = x.shape;
-  const halves = tf.reshape(x, [N, heads, 2, D / 2]);
-  const swapped = tf.reshape(tf.reverse(halves, 2), [N, heads, D]); // [x2, x1]
-  return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [N * heads, D]), R), [N, heads, D]); // [-x2, x1]
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 
 // [B*T, Hkv, D] -> [B, Hkv, T, D]
@@ -302,34 +317,87 @@ function toHeadMajor(x: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
   return tf.transpose(tf.reshape(x, [B, T, Hkv, D]), [0, 2, 1, 3]);
 }
 
+// Attention runs one of two ways on tfjs-wasm, whose XNNPACK matMul is ~10x faster than its
+// plain loop but only takes one [M, K] x [K, N] product without transposes:
+// - batched: one batched matMul over all (sequence, kv head) pairs (the plain loop); fewest
+//   ops, best for decode where each product is tiny;
+// - per pair: a loop of XNNPACK products, one (sequence, kv head) pair at a time; best once
+//   a group's queries G*T reach PER_PAIR_MIN_ROWS (prefill, speculative verification).
+export const PER_PAIR_MIN_ROWS = 8;
+
+// the additive mask, shaped for the path: batched [B, 1, 1, T, S], per pair B x [1, T, S]
+type Masks = { batched: tf.Tensor | null; perSeq: (tf.Tensor3D | null)[] };
+
+function maskTensors(mask: Float32Array | null, B: number, T: number, S: number, perPair: boolean): Masks {
+  if (!mask) return { batched: null, perSeq: new Array(B).fill(null) };
+  if (!perPair) return { batched: tf.tensor(mask, [B, 1, 1, T, S]), perSeq: [] };
+  const perSeq = Array.from({ length: B }, (_, b) => tf.tensor3d(mask.subarray(b * T * S, (b + 1) * T * S), [1, T, S]));
+  return { batched: null, perSeq };
+}
+
 // grouped-query attention: query head h reads kv head floor(h / G), as HF's repeat_kv.
-// q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D], mask [B, 1, 1, T, S] -> [B*T, H*D]
+// q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D] -> [B*T, H*D]
 function attention(
   q: tf.Tensor3D,
   k: tf.Tensor4D,
   v: tf.Tensor4D,
-  mask: tf.Tensor | null,
+  masks: Masks,
   B: number,
   T: number,
+  perPair: boolean,
 ): tf.Tensor2D {
   const [, H, D] = q.shape;
-  const [, Hkv, S] = k.shape;
+  const [, Hkv] = k.shape;
   const G = H / Hkv;
   // the query heads of one kv group side by side: [B, Hkv, G*T, D]
-  const qg =
+  const qg: tf.Tensor4D =
     T === 1
       ? tf.reshape(q, [B, Hkv, G, D])
       : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [B, Hkv, G * T, D]);
-  let scores: tf.Tensor = tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
-  if (mask) scores = tf.add(tf.reshape(scores, [B, Hkv, G, T, S]), mask); // [B, Hkv, G, T, S]
-  const p = tf.reshape(tf.softmax(scores), [B, Hkv, G * T, S]);
-  // with one (b, kv head) pair, tfjs-wasm runs p @ v through XNNPACK, which caches v's packed
-  // copy by tensor id: wrong once an in-place cache rewrites v. (v^T p^T)^T avoids that path.
-  const out =
-    B * Hkv === 1
-      ? tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) // [B, Hkv, G*T, D]
-      : tf.matMul(p, v); // [B, Hkv, G*T, D]
+  const out = perPair ? attendPerPair(qg, k, v, masks.perSeq, G, T) : attendBatched(qg, k, v, masks.batched, G, T);
   if (T === 1) return tf.reshape(out, [B, H * D]);
   const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
   return tf.reshape(tokenMajor, [B * T, H * D]);
+}
+
+// softmax(q k^T + mask) v for all pairs at once. qg [B, Hkv, G*T, D] -> [B, Hkv, G*T, D]
+function attendBatched(qg: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor | null, G: number, T: number): tf.Tensor4D {
+  const [B, Hkv, S] = k.shape;
+  let scores: tf.Tensor = tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
+  if (mask) scores = tf.add(tf.reshape(scores, [B, Hkv, G, T, S]), mask); // [B, Hkv, G, T, S]
+  const p = tf.reshape(tf.softmax(scores), [B, Hkv, G * T, S]);
+  // with one pair, tfjs-wasm would run p @ v through XNNPACK, which caches a packed copy of v
+  // by tensor id: stale once an in-place cache rewrites v. (v^T p^T)^T stays on the plain loop.
+  if (B * Hkv === 1) return tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) as tf.Tensor4D; // [B, Hkv, G*T, D]
+  return tf.matMul(p, v);
+}
+
+// the same, one (sequence, kv head) pair at a time through XNNPACK products
+function attendPerPair(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  masks: (tf.Tensor3D | null)[],
+  G: number,
+  T: number,
+): tf.Tensor4D {
+  const [B, Hkv, GT, D] = qg.shape;
+  const S = k.shape[2];
+  // split copies each pair out: fresh tensors, so XNNPACK's packed-weights cache (keyed by
+  // tensor id) never sees the KV cache's own, rewritten-in-place tensors
+  const qs = tf.split(tf.reshape(qg, [B * Hkv, GT, D]), B * Hkv, 0);
+  const ks = tf.split(tf.reshape(k, [B * Hkv, S, D]), B * Hkv, 0);
+  const vs = tf.split(tf.reshape(v, [B * Hkv, S, D]), B * Hkv, 0);
+  const outs: tf.Tensor2D[] = [];
+  for (let i = 0; i < B * Hkv; i++) {
+    const qi = tf.reshape(qs[i], [GT, D]);
+    const ki = tf.reshape(ks[i], [S, D]);
+    const vi = tf.reshape(vs[i], [S, D]);
+    let scores: tf.Tensor = tf.matMul(qi, tf.transpose(ki)); // [G*T, S]
+    const mask = masks[Math.floor(i / Hkv)];
+    if (mask) scores = tf.add(tf.reshape(scores, [G, T, S]), mask); // [G, T, S]
+    const p = tf.reshape(tf.softmax(scores), [GT, S]);
+    outs.push(tf.matMul(p, vi)); // [G*T, D]
+  }
+  return tf.reshape(tf.stack(outs), [B, Hkv, GT, D]) as tf.Tensor4D;
 }

@@ -221,13 +221,16 @@ export class LlamaModel {
       }
     });
 
+    const maxCount = Math.max(0, ...tokens.map((t) => t.length));
+    const sel = options.logits ?? 'last';
+    const n = sel === 'last' ? 1 : sel === 'all' ? maxCount : sel;
+    if (!Number.isInteger(n) || n < 1 || n > Math.max(1, maxCount)) {
+      throw new Error(`logits: expected 'last', 'all' or an integer in [1, ${maxCount}], got ${String(sel)}`);
+    }
+
     // ---- prepare inputs: the only place numbers become tensors
     const plan = cache.beginStep(tokens.map((t) => t.length));
     const { T, S } = plan;
-    const n = options.logits === undefined || options.logits === 'last' ? 1 : options.logits === 'all' ? T : options.logits;
-    if (!Number.isInteger(n) || n < 1 || n > T) {
-      throw new Error(`logits: expected 'last', 'all' or an integer in [1, ${T}], got ${String(options.logits)}`);
-    }
     const ids = new Int32Array(B * T);
     tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
     const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq);

@@ -69,7 +69,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   return {
     encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,
     decode: (tokenIds, options = {}) =>
-      tok.decode([...tokenIds], { skip_special_tokens: options.skipSpecialTokens ?? false }),
+      tokenIds.length === 0 ? '' : tok.decode([...tokenIds], { skip_special_tokens: options.skipSpecialTokens ?? false }),
     eosTokenIds: [...eos],
     bosTokenId,
     vocabSize: tok.get_vocab(true).size,

@@ -101,7 +101,10 @@ export function writeCheckpoint(
   };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hf, null, 2));
   const specs = llamaTensorSpecs(config);
-  const tensors = specs.map((s) => ({ name: s.name, shape: s.shape, data: weights.get(s.name)!, dtype }));
+  // tensors missing from `weights` are left out (to test incomplete checkpoints)
+  const tensors = specs
+    .filter((s) => weights.has(s.name))
+    .map((s) => ({ name: s.name, shape: s.shape, data: weights.get(s.name)!, dtype }));
   if (shards === 1) {
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     return;

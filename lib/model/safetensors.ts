@@ -227,7 +227,7 @@ export class SafetensorsFile {
     if (e.dtype === 'I32') {
       throw new Error(`${this.name}: tensor '${name}' is I32; use getInt32`);
     }
-    const raw = this.raw(name, e);
+    const raw = this.raw(e);
     if (e.dtype === 'F32') return { shape: e.shape, data: new Float32Array(raw.buffer, 0, raw.byteLength / 4) };
     const u16 = new Uint16Array(raw.buffer, 0, raw.byteLength / 2);
     return { shape: e.shape, data: e.dtype === 'BF16' ? bf16ToF32(u16) : f16ToF32(u16) };
@@ -237,7 +237,7 @@ export class SafetensorsFile {
   getInt32(name: string): { shape: number[]; data: Int32Array } {
     const e = this.entry(name);
     if (e.dtype !== 'I32') throw new Error(`${this.name}: tensor '${name}' is ${e.dtype}, not I32`);
-    const raw = this.raw(name, e);
+    const raw = this.raw(e);
     return { shape: e.shape, data: new Int32Array(raw.buffer, 0, raw.byteLength / 4) };
   }
 
@@ -265,7 +265,7 @@ export class SafetensorsFile {
   }
 
   // the tensor's bytes in a fresh buffer at offset 0, so typed-array views are aligned
-  private raw(name: string, e: SafetensorsEntry): Uint8Array {
+  private raw(e: SafetensorsEntry): Uint8Array {
     const [b, end] = e.dataOffsets;
     return this.src.read(this.dataStart + b, end - b);
   }
@@ -379,8 +379,8 @@ export function encodeSafetensors(
   let offset = 0;
   for (const t of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) {
-      throw new Error(`tensor '${t.name}': data has ${t.data.length} values, shape [${t.shape}] needs ${n}`);
+    if (!t.data || t.data.length !== n) {
+      throw new Error(`tensor '${t.name}': data has ${t.data?.length ?? 'no'} values, shape [${t.shape}] needs ${n}`);
     }
     let bytes: Uint8Array;
     if (t.dtype === 'I32') {

@@ -1,0 +1,35 @@
+// The HF-transformers oracle files in data/golden (written by scripts/train/train.py).
+import * as fs from 'fs';
+
+export interface GoldenEntry {
+  name: string;
+  logits_key: string;
+  continuation: number[];
+  /** top1 - top2 logit gap at each greedy step: below TIE a different argmax is a tie, not an error */
+  margins: number[];
+  top50: { ids: number[]; logits: number[]; logsumexp: number }[];
+}
+
+export interface Golden {
+  versions: Record<string, string>;
+  prompts: { name: string; text: string; ids: number[] }[];
+  models: Record<'target' | 'draft', { logits_file: string; entries: GoldenEntry[]; validation: { ppl: number; tokens: number }; test: { ppl: number; tokens: number } }>;
+  encodings: { text: string; ids: number[] }[];
+}
+
+export const TIE = 1e-4;
+
+export function loadGolden(): Golden {
+  return JSON.parse(fs.readFileSync('data/golden/golden.json', 'utf8')) as Golden;
+}
+
+/**
+ * How many leading tokens of `got` equal the oracle's continuation; a first mismatch where the oracle's
+ * margin is below TIE counts as a tie and the rest of the sequence is accepted (it legitimately diverges).
+ */
+export function agreement(got: number[], entry: GoldenEntry): { prefix: number; tie: boolean } {
+  let k = 0;
+  while (k < entry.continuation.length && got[k] === entry.continuation[k]) k++;
+  const tie = k < entry.continuation.length && entry.margins[k] < TIE;
+  return { prefix: k, tie };
+}

@@ -215,12 +215,27 @@ async function probeTensorflow(): Promise<Probe> {
 
 // ---- webgpu: Dawn in Node, navigator.gpu in a browser
 
+/** Whether libvulkan.so.1 is in the usual library folders or on LD_LIBRARY_PATH (Linux). */
+function vulkanLoaderPresent(): boolean {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('fs') as typeof import('fs');
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib',
+  ];
+  return dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`));
+}
+
 async function probeWebgpu(): Promise<Probe> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   let gpu: GPU | undefined = nav?.gpu;
   let viaDawn = false;
   if (!gpu) {
     if (!isNode()) return { ok: false, reason: 'navigator.gpu is missing (this browser has no WebGPU)' };
+    // on Linux Dawn needs the Vulkan loader; without it Dawn only prints a native warning
+    if (process.platform === 'linux' && !vulkanLoaderPresent()) {
+      return { ok: false, reason: 'no Vulkan loader (libvulkan.so.1) on this machine, so Dawn cannot reach a GPU' };
+    }
     let dawn: { create: (flags: string[]) => GPU; globals: object };
     try {
       dawn = await import('webgpu');

@@ -1,0 +1,36 @@
+// The HF-oracle check on any backend (the tests run it on wasm): logits error and greedy agreement
+// for the target and the draft, written to data/bench/oracle-<backend>.json.
+//
+//   npx tsx bench/oracle.ts [--backend webgpu] [--out DIR]
+// On the GPU machine: bash ../shared/gpu/pack.sh bench/oracle.ts, then
+//   bash .gpu/run.sh node .gpu/bundle/oracle.mjs --backend webgpu --out $OUT
+import { parseArgs } from 'node:util';
+
+import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
+import { writeBenchJson } from '../lib/bench/harness';
+import { loadModel } from '../lib/model/load';
+import { checkAgainstOracle, type OracleReport } from '../lib/oracle';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { backend: { type: 'string', default: 'auto' }, out: { type: 'string' } } });
+  const backend = await initBackend({ prefer: values.backend as BackendPreference });
+  console.error(`backend: ${backend.name} (${backend.reason})`);
+  const reports: OracleReport[] = [];
+  for (const which of ['target', 'draft'] as const) {
+    const model = await loadModel(`data/models/${which}`);
+    const t0 = performance.now();
+    const r = await checkAgainstOracle(model, which);
+    model.dispose();
+    reports.push(r);
+    console.log(
+      `${which} on ${backend.name}: max |logit - oracle| ${r.maxAbsError.toExponential(2)} (${r.worstAt}), ` +
+        `greedy ${r.tokensAgreeing}/${r.tokens} tokens, ties ${r.ties.length}, failures ${r.failures.length} ` +
+        `(${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+  }
+  const file = writeBenchJson(`oracle-${backend.name}`, { backend: backend.facts, reports }, { dir: values.out });
+  console.log(`wrote ${file}`);
+  await shutdownBackend();
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

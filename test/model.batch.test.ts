@@ -12,6 +12,7 @@ import { createKVCache } from '../lib/kv/factory';
 import { NoKVCache } from '../lib/kv/none';
 import { LlamaModel, type ForwardOptions } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
+import { useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from '../lib/model/wasmAttention';
 import { argmax, makeWeights, maxAbsDiff, referenceLogits, tinyConfig, weightSource } from './model.helpers';
 
 /** batched and alone differ only in summation order: allow float32 rounding noise */
@@ -171,6 +172,51 @@ for (const which of ['target', 'draft'] as const) {
     });
   });
 }
+
+describe('wasm SIMD attention kernels', () => {
+  it('equal tf.matMul for q k^T and p v over odd sizes', async () => {
+    expect(wasmAttentionAvailable(64)).toBe(true);
+    expect(wasmAttentionAvailable(30)).toBe(false); // head dim not a multiple of 4
+    const start = tf.memory().numTensors;
+    for (const [P, R, S, D] of [[1, 1, 1, 4], [3, 5, 7, 8], [2, 3, 129, 64], [4, 1, 33, 128]]) {
+      const err = tf.tidy(() => {
+        const a = tf.randomNormal([P, R, D], 0, 1, 'float32', 1) as tf.Tensor3D;
+        const b = tf.randomNormal([P, S, D], 0, 1, 'float32', 2) as tf.Tensor3D;
+        const p = tf.softmax(tf.randomNormal([P, R, S], 0, 1, 'float32', 3)) as tf.Tensor3D;
+        const e1 = tf.max(tf.abs(tf.sub(wasmQKT(a, b), tf.matMul(a, b, false, true))));
+        const e2 = tf.max(tf.abs(tf.sub(wasmPV(p, b), tf.matMul(p, b))));
+        return [e1.dataSync()[0], e2.dataSync()[0]];
+      });
+      expect(err[0], `qkT P=${P} R=${R} S=${S} D=${D}`).toBeLessThan(1e-4);
+      expect(err[1], `pv P=${P} R=${R} S=${S} D=${D}`).toBeLessThan(1e-5);
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('decode with the kernels off (plain tfjs path) gives the same logits', async () => {
+    const model = await loadModel('data/models/draft');
+    // batch 2, and batch 1 (one sequence x one kv head: the in-place-safe p @ v form)
+    const run = async () => {
+      const out: Float32Array[] = [];
+      for (const prompts of [[PROMPTS[1], PROMPTS[3]], [PROMPTS[2]]]) {
+        const cache = new ContiguousKVCache(model.kvShape, prompts.length);
+        out.push(...(await step(model, prompts, cache)));
+        for (let i = 0; i < 5; i++) out.push(...(await step(model, prompts.map((_, b) => [7 + i + b]), cache)));
+        cache.dispose();
+      }
+      return out;
+    };
+    const withKernels = await run();
+    useWasmAttention(false);
+    try {
+      const plain = await run();
+      withKernels.forEach((row, i) => expect(maxAbsDiff(row, plain[i])).toBeLessThanOrEqual(TOL));
+    } finally {
+      useWasmAttention(true);
+      model.dispose();
+    }
+  });
+});
 
 describe('tensor accounting', () => {
   it('numTensors is back to its start after load, prefill, decode, both caches and dispose', async () => {

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { attentionMask, type KVCache, type KVShape } from '../kv/cache';
 import type { LlamaConfig } from './config';
+import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
@@ -62,24 +63,36 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
 
 /**
  * cos and sin tables for the given positions (-1 = padding, treated as 0), in fp32 as HF
- * computes them: angle = fround(pos * invFreq), duplicated over both halves of D. Each [N, D]
+ * computes them: angle = fround(pos * invFreq), duplicated over both halves of D, repeated for
+ * `rotated` heads, then cos = 1 and sin = 0 for `passThrough` heads (the v heads, so RoPE can
+ * run over q, k and v in one go and leave v unchanged). Each [N, rotated + passThrough, D]
  */
-export function ropeTables(positions: Int32Array, invFreq: Float32Array): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  positions: Int32Array,
+  invFreq: Float32Array,
+  rotated = 1,
+  passThrough = 0,
+): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
   const D = 2 * half;
-  const cos = new Float32Array(positions.length * D);
-  const sin = new Float32Array(positions.length * D);
+  const heads = rotated + passThrough;
+  const cos = new Float32Array(positions.length * heads * D);
+  const sin = new Float32Array(positions.length * heads * D);
+  const c = new Float32Array(D);
+  const sn = new Float32Array(D);
   positions.forEach((p, n) => {
     const pos = Math.max(p, 0);
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(pos * invFreq[i]);
-      const c = Math.fround(Math.cos(angle));
-      const s = Math.fround(Math.sin(angle));
-      cos[n * D + i] = c;
-      cos[n * D + half + i] = c;
-      sin[n * D + i] = s;
-      sin[n * D + half + i] = s;
+      c[i] = c[half + i] = Math.fround(Math.cos(angle));
+      sn[i] = sn[half + i] = Math.fround(Math.sin(angle));
     }
+    const row = n * heads * D;
+    for (let h = 0; h < rotated; h++) {
+      cos.set(c, row + h * D);
+      sin.set(sn, row + h * D);
+    }
+    cos.fill(1, row + rotated * D, row + heads * D);
   });
   return { cos, sin };
 }
@@ -104,7 +117,9 @@ export class LlamaModel {
   readonly name: string;
   readonly weights: LlamaWeights;
   private readonly invFreq: Float32Array;
-  private readonly eps: tf.Scalar;
+  /** RMSNorm's mean and eps as one product: x^2 @ meanVec + eps; [Dm, 1] of 1/Dm, and [1] */
+  private readonly meanVec: tf.Tensor2D;
+  private readonly eps: tf.Tensor1D;
   /** rotate_half as a matrix [D, D] */
   private readonly rotate: tf.Tensor2D;
 
@@ -113,7 +128,8 @@ export class LlamaModel {
     this.weights = weights;
     this.name = name;
     this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
-    this.eps = tf.keep(tf.scalar(config.rmsNormEps));
+    this.meanVec = tf.keep(tf.fill([config.hiddenSize, 1], 1 / config.hiddenSize)) as tf.Tensor2D;
+    this.eps = tf.keep(tf.tensor1d([config.rmsNormEps]));
     this.rotate = tf.keep(tf.tensor2d(rotateHalfMatrix(config.headDim), [config.headDim, config.headDim]));
   }
 
@@ -233,36 +249,23 @@ export class LlamaModel {
     const { T, S } = plan;
     const ids = new Int32Array(B * T);
     tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
-    const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq);
+    const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
     const mask = attentionMask(plan);
 
     return tf.tidy(() => {
-      const cosT = tf.tensor3d(cos, [B * T, 1, D]);
-      const sinT = tf.tensor3d(sin, [B * T, 1, D]);
-      const perPair = (H / Hkv) * T >= PER_PAIR_MIN_ROWS;
+      const cosT = tf.tensor3d(cos, [B * T, H + 2 * Hkv, D]);
+      const sinT = tf.tensor3d(sin, [B * T, H + 2 * Hkv, D]);
+      const simd = wasmAttentionAvailable(D);
+      const perPair = (H / Hkv) * T >= (simd ? PER_PAIR_MIN_ROWS.simd : PER_PAIR_MIN_ROWS.plain);
       const masks = maskTensors(mask, B, T, S, perPair);
 
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
+      const step: Step = { B, T, cos: cosT, sin: sinT, masks, perPair, simd };
       this.weights.layers.forEach((L, layer) => {
-        // ---- attention
-        const h = this.rmsNorm(x, L.attnNorm);
-        const qkv = tf.matMul(h, L.wqkv); // [N, (H+2Hkv)*D]
-        const [qkFlat, vFlat] = tf.split(qkv, [(H + Hkv) * D, Hkv * D], 1);
-        const qk = rope(tf.reshape(qkFlat, [B * T, H + Hkv, D]), cosT, sinT, this.rotate); // [N, H+Hkv, D]
-        const [q, kNew] = tf.split(qk, [H, Hkv], 1); // [N, H, D], [N, Hkv, D]
-        const { k, v } = cache.update(
-          layer,
-          toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
-          toHeadMajor(tf.reshape(vFlat, [B * T, Hkv, D]), B, T),
-        );
-        const att = attention(q as tf.Tensor3D, k, v, masks, B, T, perPair); // [N, H*D]
-        x = tf.add(x, tf.matMul(att, L.wo));
-        // ---- MLP: down(silu(gate(h)) * up(h))
-        const h2 = this.rmsNorm(x, L.mlpNorm);
-        const gate = tf.matMul(h2, L.wGate); // [N, F]
-        const up = tf.matMul(h2, L.wUp); // [N, F]
-        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
-        x = tf.add(x, tf.matMul(act, L.wDown)); // [N, Dm]
+        // a tidy per layer: a long prefill never holds every layer's intermediates at once
+        const next = tf.tidy(() => this.block(x, L, layer, cache, step));
+        x.dispose();
+        x = next;
       });
 
       // ---- logits only where asked
@@ -273,10 +276,35 @@ export class LlamaModel {
     });
   }
 
+  // one decoder layer: x + attention(norm(x)), then + mlp(norm(.)). x [N, Dm] -> [N, Dm]
+  private block(x: tf.Tensor2D, L: LayerWeights, layer: number, cache: KVCache, s: Step): tf.Tensor2D {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const { B, T } = s;
+    // ---- attention
+    const h = this.rmsNorm(x, L.attnNorm);
+    const qkv: tf.Tensor3D = tf.reshape(tf.matMul(h, L.wqkv), [B * T, H + 2 * Hkv, D]); // [N, H+2Hkv, D]
+    // RoPE rotates the q and k heads; the tables leave the v heads as they are
+    const [q, kNew, vNew] = tf.split(rope(qkv, s.cos, s.sin, this.rotate), [H, Hkv, Hkv], 1); // [N, H|Hkv|Hkv, D]
+    const { k, v } = cache.update(
+      layer,
+      toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
+      toHeadMajor(vNew as tf.Tensor3D, B, T),
+    );
+    const att = attention(q as tf.Tensor3D, k, v, s.masks, B, T, s.perPair, s.simd); // [N, H*D]
+    const x1: tf.Tensor2D = tf.add(x, tf.matMul(att, L.wo));
+    // ---- MLP: down(silu(gate(h)) * up(h))
+    const h2 = this.rmsNorm(x1, L.mlpNorm);
+    const gate = tf.matMul(h2, L.wGate); // [N, F]
+    const up = tf.matMul(h2, L.wUp); // [N, F]
+    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+    return tf.add(x1, tf.matMul(act, L.wDown)); // [N, Dm]
+  }
+
   /** Free every weight tensor. */
   dispose(): void {
     for (const t of this.weightTensors()) t.dispose();
     this.eps.dispose();
+    this.meanVec.dispose();
     this.rotate.dispose();
   }
 
@@ -295,10 +323,11 @@ export class LlamaModel {
     return tf.transpose(tf.gather(w.lmHead, ids, 1)) as tf.Tensor2D; // [Dm, N] -> [N, Dm]
   }
 
-  // RMSNorm as HF: gain * (x * rsqrt(mean(x^2) + eps)), over the last axis
+  // RMSNorm as HF: gain * (x * rsqrt(mean(x^2) + eps)) over the last axis; mean and + eps are
+  // one fused product (tfjs-wasm's Mean kernel is slow to call)
   private rmsNorm(x: tf.Tensor2D, gain: tf.Tensor1D): tf.Tensor2D {
-    const ms = tf.mean(tf.square(x), -1, true); // [N, 1]
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.eps))), gain);
+    const ms = tf.fused.matMul({ a: tf.square(x), b: this.meanVec, bias: this.eps }); // [N, 1]
+    return tf.mul(tf.mul(x, tf.rsqrt(ms)), gain);
   }
 }
 
@@ -306,7 +335,7 @@ export class LlamaModel {
 
 // RoPE as HF applies it: x*cos + rotate_half(x)*sin, rotate_half(x) = [-x2, x1] done as a
 // product with the +-1 matrix R (exact; one XNNPACK call beats wasm's reverse + concat).
-// x [N, heads, D], cos/sin [N, 1, D], R [D, D]
+// x, cos, sin [N, heads, D], R [D, D]
 function rope(x: tf.Tensor3D, cos: tf.Tensor3D, sin: tf.Tensor3D, R: tf.Tensor2D): tf.Tensor3D {
   const [N, heads, D] = x.shape;
   const rotated = tf.reshape(tf.matMul(tf.reshape(x, [N * heads, D]), R), [N, heads, D]); // [-x2, x1]
@@ -320,13 +349,25 @@ function toHeadMajor(x: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
   return tf.transpose(tf.reshape(x, [B, T, Hkv, D]), [0, 2, 1, 3]);
 }
 
-// Attention runs one of two ways on tfjs-wasm, whose XNNPACK matMul is ~10x faster than its
-// plain loop but only takes one [M, K] x [K, N] product without transposes:
-// - batched: one batched matMul over all (sequence, kv head) pairs (the plain loop); fewest
-//   ops, best for decode where each product is tiny;
-// - per pair: a loop of XNNPACK products, one (sequence, kv head) pair at a time; best once
-//   a group's queries G*T reach PER_PAIR_MIN_ROWS (prefill, speculative verification).
-export const PER_PAIR_MIN_ROWS = 8;
+// Attention runs one of two ways. tfjs-wasm's XNNPACK matMul is fast but takes only a single
+// [M, K] x [K, N] product without transposes; its batched matMul is a slow scalar loop.
+// - batched: all (sequence, kv head) pairs at once, fewest ops; on wasm through the SIMD
+//   kernels of wasmAttention.ts. Best for decode, where each product is small.
+// - per pair: a loop of XNNPACK products, one (sequence, kv head) pair at a time; compute-
+//   bound work such as prefill, once a group's query rows G*T reach perPairMinRows().
+export const PER_PAIR_MIN_ROWS = { simd: 48, plain: 8 };
+
+// what every layer of one forward step shares
+interface Step {
+  B: number;
+  T: number;
+  /** RoPE tables [N, H+2Hkv, D] (cos 1 and sin 0 on the v heads) */
+  cos: tf.Tensor3D;
+  sin: tf.Tensor3D;
+  masks: Masks;
+  perPair: boolean;
+  simd: boolean;
+}
 
 // the additive mask, shaped for the path: batched [B, 1, 1, T, S], per pair B x [1, T, S]
 type Masks = { batched: tf.Tensor | null; perSeq: (tf.Tensor3D | null)[] };
@@ -348,6 +389,7 @@ function attention(
   B: number,
   T: number,
   perPair: boolean,
+  simd: boolean,
 ): tf.Tensor2D {
   const [, H, D] = q.shape;
   const [, Hkv] = k.shape;
@@ -357,21 +399,33 @@ function attention(
     T === 1
       ? tf.reshape(q, [B, Hkv, G, D])
       : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [B, Hkv, G * T, D]);
-  const out = perPair ? attendPerPair(qg, k, v, masks.perSeq, G, T) : attendBatched(qg, k, v, masks.batched, G, T);
+  const out = perPair ? attendPerPair(qg, k, v, masks.perSeq, G, T) : attendBatched(qg, k, v, masks.batched, G, T, simd);
   if (T === 1) return tf.reshape(out, [B, H * D]);
   const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
   return tf.reshape(tokenMajor, [B * T, H * D]);
 }
 
 // softmax(q k^T + mask) v for all pairs at once. qg [B, Hkv, G*T, D] -> [B, Hkv, G*T, D]
-function attendBatched(qg: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor | null, G: number, T: number): tf.Tensor4D {
-  const [B, Hkv, S] = k.shape;
-  let scores: tf.Tensor = tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
+function attendBatched(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor | null,
+  G: number,
+  T: number,
+  simd: boolean,
+): tf.Tensor4D {
+  const [B, Hkv, S, D] = k.shape;
+  const P = B * Hkv;
+  let scores: tf.Tensor = simd
+    ? wasmQKT(tf.reshape(qg, [P, G * T, D]), tf.reshape(k, [P, S, D]))
+    : tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
   if (mask) scores = tf.add(tf.reshape(scores, [B, Hkv, G, T, S]), mask); // [B, Hkv, G, T, S]
   const p = tf.reshape(tf.softmax(scores), [B, Hkv, G * T, S]);
+  if (simd) return tf.reshape(wasmPV(tf.reshape(p, [P, G * T, S]), tf.reshape(v, [P, S, D])), [B, Hkv, G * T, D]);
   // with one pair, tfjs-wasm would run p @ v through XNNPACK, which caches a packed copy of v
   // by tensor id: stale once an in-place cache rewrites v. (v^T p^T)^T stays on the plain loop.
-  if (B * Hkv === 1) return tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) as tf.Tensor4D; // [B, Hkv, G*T, D]
+  if (P === 1 && tf.getBackend() === 'wasm') return tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) as tf.Tensor4D;
   return tf.matMul(p, v);
 }
 

@@ -1,0 +1,269 @@
+// Paged KV cache (lesson 3, "PagedAttention"): per layer one pool of blocks for K and one for V,
+// [numBlocks, blockSize, Hkv, D]. A sequence's keys live in the blocks its block table names,
+// in order; nothing is reserved past its last block.
+//
+//   write: each new token goes to slot blockTable[pos / blockSize] * blockSize + pos % blockSize
+//          (the "slot mapping"); in place on wasm and cpu, else a scatter that makes a new pool.
+//   read:  gather the sequence's blocks, [B, maxBlocks, blockSize, Hkv, D] -> [B, Hkv, S, D]
+//          with S = maxBlocks * blockSize; slots past a sequence's length are masked (-1).
+//
+// The block tables come from the engine (lib/engine/blockManager.ts). The batch changes every
+// step, so before each forward the engine calls setBatch() with the step's sequences; then the
+// model drives the cache through the ordinary KVCache calls (beginStep, update).
+
+import * as tf from '@tensorflow/tfjs-core';
+
+import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+
+/** How the paged cache writes: in place in the pool's memory (wasm, cpu) or by scatter (any backend). */
+export type PagedWriteMode = 'auto' | 'inplace' | 'scatter';
+
+/** Options of PagedKVCache. */
+export interface PagedKVCacheOptions {
+  numBlocks: number;
+  /** tokens per block (default 16) */
+  blockSize?: number;
+  mode?: PagedWriteMode;
+}
+
+/** One sequence of a step as the paged cache sees it: its block table and tokens already cached. */
+export interface PagedSequenceView {
+  blockTable: readonly number[];
+  /** tokens of this sequence whose keys and values are already in its blocks */
+  numCachedTokens: number;
+}
+
+// ---- in-place access to a tensor's memory (as in contiguous.ts)
+
+interface WasmLike {
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+interface CpuLike {
+  data: { get(dataId: tf.DataId): { values?: unknown } };
+}
+
+function inPlaceSupported(): boolean {
+  const name = tf.getBackend();
+  return name === 'wasm' || name === 'cpu';
+}
+
+function memoryOf(t: tf.Tensor): Float32Array {
+  const name = tf.getBackend();
+  if (name === 'wasm') return (tf.backend() as unknown as WasmLike).typedArrayFromHeap(t);
+  if (name === 'cpu') {
+    const values = (tf.backend() as unknown as CpuLike).data.get(t.dataId).values;
+    if (values instanceof Float32Array) return values;
+  }
+  throw new Error(`in-place KV writes are not available on backend '${name}'`);
+}
+
+/**
+ * KV cache in fixed-size blocks addressed through block tables (lesson 3, "PagedAttention").
+ * Implements KVCache; call `setBatch()` before every forward to say which sequences (block
+ * tables) form the step.
+ */
+export class PagedKVCache implements KVCache {
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly mode: 'inplace' | 'scatter';
+  /** per layer [numBlocks, blockSize, Hkv, D] */
+  private readonly k: tf.Tensor4D[];
+  private readonly v: tf.Tensor4D[];
+  private tables: number[][] = [];
+  private lens: number[] = [];
+  /** the current step: slot of each new token ([B*T], -1 = padding), blocks to gather ([B*maxBlocks]) */
+  private step: { T: number; slots: Int32Array; gather: Int32Array; maxBlocks: number } | null = null;
+
+  constructor(
+    readonly shape: KVShape,
+    options: PagedKVCacheOptions,
+  ) {
+    this.numBlocks = options.numBlocks;
+    this.blockSize = options.blockSize ?? 16;
+    if (!Number.isInteger(this.numBlocks) || this.numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${this.numBlocks}`);
+    if (!Number.isInteger(this.blockSize) || this.blockSize < 1) throw new Error(`blockSize must be a positive integer, got ${this.blockSize}`);
+    const mode = options.mode ?? 'auto';
+    if (mode === 'inplace' && !inPlaceSupported()) {
+      throw new Error(`in-place paged KV writes need the wasm or cpu backend (current: ${tf.getBackend()})`);
+    }
+    this.mode = mode === 'auto' ? (inPlaceSupported() ? 'inplace' : 'scatter') : mode;
+    const { numLayers, numKvHeads: Hkv, headDim: D } = shape;
+    const pool = () => tf.keep(tf.zeros([this.numBlocks, this.blockSize, Hkv, D])) as tf.Tensor4D;
+    this.k = Array.from({ length: numLayers }, pool);
+    this.v = Array.from({ length: numLayers }, pool);
+  }
+
+  get batchSize(): number {
+    return this.tables.length;
+  }
+
+  /** Set the sequences of the next step (engine-facing; the model sees an ordinary KVCache). */
+  setBatch(seqs: readonly PagedSequenceView[]): void {
+    this.tables = seqs.map((s) => [...s.blockTable]);
+    this.lens = seqs.map((s, b) => {
+      if (!Number.isInteger(s.numCachedTokens) || s.numCachedTokens < 0 || s.numCachedTokens > s.blockTable.length * this.blockSize) {
+        throw new Error(`paged cache: sequence ${b} has ${s.numCachedTokens} cached tokens but ${s.blockTable.length} blocks`);
+      }
+      for (const id of s.blockTable) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks) throw new Error(`paged cache: block id ${id} out of range [0, ${this.numBlocks})`);
+      }
+      return s.numCachedTokens;
+    });
+    this.step = null;
+  }
+
+  lengths(): number[] {
+    return [...this.lens];
+  }
+
+  beginStep(counts: readonly number[]): StepPlan {
+    const T = checkCounts(counts, this.batchSize);
+    const B = this.batchSize;
+    const bs = this.blockSize;
+    let maxBlocks = 1;
+    counts.forEach((n, b) => {
+      const need = Math.ceil((this.lens[b] + n) / bs);
+      if (need > this.tables[b].length) {
+        throw new Error(`paged cache: sequence ${b} needs ${need} blocks for ${this.lens[b] + n} tokens, its block table has ${this.tables[b].length}`);
+      }
+      maxBlocks = Math.max(maxBlocks, need);
+    });
+    const S = maxBlocks * bs;
+    const queryPositions = new Int32Array(B * T).fill(-1);
+    const keyPositions = new Int32Array(B * S).fill(-1);
+    const slots = new Int32Array(B * T).fill(-1);
+    const gather = new Int32Array(B * maxBlocks); // padding rows gather block 0, masked below
+    for (let b = 0; b < B; b++) {
+      const n = counts[b];
+      const table = this.tables[b];
+      for (let i = 0; i < n; i++) {
+        const pos = this.lens[b] + i;
+        queryPositions[b * T + (T - n) + i] = pos;
+        slots[b * T + (T - n) + i] = table[Math.floor(pos / bs)] * bs + (pos % bs);
+      }
+      const len = this.lens[b] + n;
+      for (let s = 0; s < len; s++) keyPositions[b * S + s] = s;
+      for (let j = 0; j < Math.ceil(len / bs); j++) gather[b * maxBlocks + j] = table[j];
+      this.lens[b] = len;
+    }
+    this.step = { T, slots, gather, maxBlocks };
+    return { batchSize: B, T, S, queryPositions, keyPositions };
+  }
+
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+    if (!this.step) throw new Error('paged KV cache update() before beginStep()');
+    const { numKvHeads: Hkv, headDim: D } = this.shape;
+    const B = this.batchSize;
+    const { T, maxBlocks } = this.step;
+    const want = [B, Hkv, T, D];
+    if (k.shape.join() !== want.join() || v.shape.join() !== want.join()) {
+      throw new Error(`paged KV cache layer ${layer}: expected k, v of shape [${want}], got [${k.shape}] and [${v.shape}]`);
+    }
+    // ---- write by slot mapping
+    if (this.mode === 'inplace') {
+      this.writeInPlace(this.k[layer], k);
+      this.writeInPlace(this.v[layer], v);
+    } else {
+      this.k[layer] = this.writeScatter(this.k[layer], k);
+      this.v[layer] = this.writeScatter(this.v[layer], v);
+    }
+    // ---- read by block table
+    const S = maxBlocks * this.blockSize;
+    const idx = tf.tensor1d(this.step.gather, 'int32');
+    const read = (pool: tf.Tensor4D): tf.Tensor4D => {
+      const blocks = tf.gather(pool, idx); // [B*maxBlocks, blockSize, Hkv, D]
+      return tf.transpose(tf.reshape(blocks, [B, S, Hkv, D]), [0, 2, 1, 3]); // [B, Hkv, S, D]
+    };
+    const out = { k: read(this.k[layer]), v: read(this.v[layer]) };
+    idx.dispose();
+    return out;
+  }
+
+  /** Copy whole blocks (copy-on-write): dst gets src's keys and values in every layer. */
+  copyBlocks(pairs: readonly (readonly [number, number])[]): void {
+    if (pairs.length === 0) return;
+    for (const [src, dst] of pairs) {
+      for (const id of [src, dst]) if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks) throw new Error(`paged cache: block id ${id} out of range`);
+    }
+    const stride = this.blockSize * this.shape.numKvHeads * this.shape.headDim;
+    for (const store of [this.k, this.v]) {
+      store.forEach((pool, layer) => {
+        if (this.mode === 'inplace') {
+          const mem = memoryOf(pool);
+          for (const [src, dst] of pairs) mem.copyWithin(dst * stride, src * stride, (src + 1) * stride);
+        } else {
+          const next = tf.tidy(() => {
+            const rows = tf.gather(pool, pairs.map((p) => p[0])); // [P, blockSize, Hkv, D]
+            const at = tf.tensor2d(pairs.map((p) => p[1]), [pairs.length, 1], 'int32');
+            return tf.tensorScatterUpdate(pool, at, rows) as tf.Tensor4D;
+          });
+          pool.dispose();
+          store[layer] = tf.keep(next);
+        }
+      });
+    }
+  }
+
+  truncate(lengths: readonly number[]): void {
+    checkTruncate(lengths, this.lens);
+    this.lens = [...lengths];
+    this.step = null;
+  }
+
+  bytes(): number {
+    let n = 0;
+    for (const t of [...this.k, ...this.v]) n += t.size * 4;
+    return n;
+  }
+
+  dispose(): void {
+    for (const t of [...this.k, ...this.v]) t.dispose();
+    this.k.length = 0;
+    this.v.length = 0;
+    this.tables = [];
+    this.lens = [];
+    this.step = null;
+  }
+
+  // ---- writing
+
+  // x [B, Hkv, T, D]: token (b, t) of head h goes to pool row slot, head h
+  private writeInPlace(pool: tf.Tensor4D, x: tf.Tensor4D): void {
+    const { slots, T } = this.step!;
+    const [B, Hkv, , D] = x.shape;
+    const dst = memoryOf(pool);
+    const src = memoryOf(x);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const slot = slots[b * T + t];
+        if (slot < 0) continue;
+        for (let h = 0; h < Hkv; h++) {
+          const from = ((b * Hkv + h) * T + t) * D;
+          dst.set(src.subarray(from, from + D), (slot * Hkv + h) * D);
+        }
+      }
+    }
+  }
+
+  private writeScatter(pool: tf.Tensor4D, x: tf.Tensor4D): tf.Tensor4D {
+    const { slots, T } = this.step!;
+    const [B, Hkv, , D] = x.shape;
+    const rows: number[] = [];
+    const at: number[] = [];
+    slots.forEach((slot, i) => {
+      if (slot >= 0) {
+        rows.push(i);
+        at.push(slot);
+      }
+    });
+    const next = tf.tidy(() => {
+      const tokens = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B * T, Hkv, D]); // [B*T, Hkv, D]
+      const updates = tf.gather(tokens, rows); // [n, Hkv, D]
+      const flat = tf.reshape(pool, [this.numBlocks * this.blockSize, Hkv, D]); // [slots, Hkv, D]
+      const written = tf.tensorScatterUpdate(flat, tf.tensor2d(at, [at.length, 1], 'int32'), updates);
+      return tf.reshape(written, pool.shape) as tf.Tensor4D; // [numBlocks, blockSize, Hkv, D]
+    });
+    pool.dispose();
+    return tf.keep(next);
+  }
+}

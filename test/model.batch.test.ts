@@ -10,7 +10,7 @@ import type { KVCache } from '../lib/kv/cache';
 import { ContiguousKVCache, type AppendMode } from '../lib/kv/contiguous';
 import { createKVCache } from '../lib/kv/factory';
 import { NoKVCache } from '../lib/kv/none';
-import { LlamaModel, type ForwardOptions } from '../lib/model/llama';
+import { ATTENTION_LIMITS, LlamaModel, type ForwardOptions } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from '../lib/model/wasmAttention';
 import { argmax, makeWeights, maxAbsDiff, referenceLogits, tinyConfig, weightSource } from './model.helpers';
@@ -156,6 +156,31 @@ for (const which of ['target', 'draft'] as const) {
       for (let b = 0; b < PROMPTS.length; b++) expect(maxAbsDiff(naive[b], cached[b])).toBeLessThanOrEqual(TOL);
       contiguous.dispose();
       none.dispose();
+      expect(tf.memory().numTensors).toBe(baseline);
+    });
+
+    it('prefill in blocks of attention scores (long-prompt memory cap) equals the unblocked one', async () => {
+      const prompts = [PROMPTS[2], PROMPTS[3]];
+      const run = async () => {
+        const cache = new ContiguousKVCache(model.kvShape, 2);
+        const out = await step(model, prompts, cache, { logits: 'all' });
+        cache.dispose();
+        return out;
+      };
+      const whole = await run();
+      const saved = ATTENTION_LIMITS.maxScores;
+      ATTENTION_LIMITS.maxScores = 500; // a few query rows per block
+      try {
+        const blocked = await run();
+        let worst = 0;
+        // compare real (non-padding) slots only
+        prompts.forEach((p, b) => {
+          for (let t = 65 - p.length; t < 65; t++) worst = Math.max(worst, maxAbsDiff(blocked[b * 65 + t], whole[b * 65 + t]));
+        });
+        expect(worst).toBeLessThanOrEqual(TOL);
+      } finally {
+        ATTENTION_LIMITS.maxScores = saved;
+      }
       expect(tf.memory().numTensors).toBe(baseline);
     });
 

@@ -218,6 +218,12 @@ describe('random-weight presets', () => {
     });
   });
 
+  it('a preset too big for the wasm backend is refused before any weight is made', async () => {
+    const start = tf.memory().numTensors;
+    await expect(loadModel('random-1b')).rejects.toThrow(/4.4 GB of fp32 weights .* wasm backend can address/);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('unknown presets and non-preset files are clear errors', async () => {
     await expect(loadModel('random-does-not-exist')).rejects.toThrow(/neither a model directory nor a preset \(known presets: .*random-125m/);
     await expect(loadModel('data/models/target/config.json')).rejects.toThrow(/not a preset .*pass its directory/);

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { attentionMask, type KVCache, type KVShape } from '../kv/cache';
-import type { LlamaConfig } from './config';
+import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
@@ -50,6 +50,9 @@ export interface ForwardOptions {
   /** default 'last': logits [B, 1, V]; 'all' [B, T, V]; n: the last n slots [B, n, V] */
   logits?: LogitsSelection;
 }
+
+/** Bytes of weights (tensors plus packed copies) the wasm backend can hold, with room for activations. */
+const WASM_MEMORY_LIMIT = 3.6e9;
 
 /** RoPE inverse frequencies in fp32, as HF computes them: 1 / theta^(2i/D). [D/2] */
 export function ropeInvFreq(headDim: number, theta: number): Float32Array {
@@ -135,6 +138,14 @@ export class LlamaModel {
 
   /** Build a model from HF-layout weights (a checkpoint or random weights). */
   static fromWeights(config: LlamaConfig, source: WeightSource, name = 'llama'): LlamaModel {
+    // tfjs-wasm is wasm32 (4 GB), and XNNPACK keeps a packed copy of every weight matrix
+    const bytes = llamaSizes(config).weightBytes;
+    if (tf.getBackend() === 'wasm' && 2 * bytes > WASM_MEMORY_LIMIT) {
+      throw new Error(
+        `${name}: ${(bytes / 1e9).toFixed(1)} GB of fp32 weights (twice that with XNNPACK's packed copies) ` +
+          `do not fit the 4 GB the wasm backend can address; use the webgpu or tensorflow backend`,
+      );
+    }
     const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V } = config;
     // checkpoints saved from LlamaModel (not ...ForCausalLM) lack the "model." prefix
     const resolve = (n: string) => (source.has(n) ? n : source.has(n.replace(/^model\./, '')) ? n.replace(/^model\./, '') : null);
@@ -256,7 +267,8 @@ export class LlamaModel {
       const cosT = tf.tensor3d(cos, [B * T, H + 2 * Hkv, D]);
       const sinT = tf.tensor3d(sin, [B * T, H + 2 * Hkv, D]);
       const simd = wasmAttentionAvailable(D);
-      const perPair = (H / Hkv) * T >= (simd ? PER_PAIR_MIN_ROWS.simd : PER_PAIR_MIN_ROWS.plain);
+      const minRows = ATTENTION_LIMITS.perPairMinRows;
+      const perPair = (H / Hkv) * T >= (simd ? minRows.simd : minRows.plain);
       const masks = maskTensors(mask, B, T, S, perPair);
 
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
@@ -354,8 +366,10 @@ function toHeadMajor(x: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
 // - batched: all (sequence, kv head) pairs at once, fewest ops; on wasm through the SIMD
 //   kernels of wasmAttention.ts. Best for decode, where each product is small.
 // - per pair: a loop of XNNPACK products, one (sequence, kv head) pair at a time; compute-
-//   bound work such as prefill, once a group's query rows G*T reach perPairMinRows().
-export const PER_PAIR_MIN_ROWS = { simd: 48, plain: 8 };
+//   bound work such as prefill, once a group's query rows G*T reach perPairMinRows.
+// Tuning knobs: perPairMinRows picks the per-pair path (with and without the SIMD kernels);
+// maxScores caps the elements of one block of attention scores in the per-pair path.
+export const ATTENTION_LIMITS = { perPairMinRows: { simd: 48, plain: 8 }, maxScores: 1 << 24 };
 
 // what every layer of one forward step shares
 interface Step {
@@ -447,14 +461,37 @@ function attendPerPair(
   const vs = tf.split(tf.reshape(v, [B * Hkv, S, D]), B * Hkv, 0);
   const outs: tf.Tensor2D[] = [];
   for (let i = 0; i < B * Hkv; i++) {
-    const qi = tf.reshape(qs[i], [GT, D]);
-    const ki = tf.reshape(ks[i], [S, D]);
-    const vi = tf.reshape(vs[i], [S, D]);
-    let scores: tf.Tensor = tf.matMul(qi, tf.transpose(ki)); // [G*T, S]
-    const mask = masks[Math.floor(i / Hkv)];
-    if (mask) scores = tf.add(tf.reshape(scores, [G, T, S]), mask); // [G, T, S]
-    const p = tf.reshape(tf.softmax(scores), [GT, S]);
-    outs.push(tf.matMul(p, vi)); // [G*T, D]
+    // a tidy per pair, and score blocks of at most ATTENTION_LIMITS.maxScores: a long prefill
+    // holds one block of scores at a time
+    outs.push(
+      tf.tidy(() => {
+        const qi = tf.reshape(qs[i], [GT, D]);
+        const kT = tf.transpose(tf.reshape(ks[i], [S, D])); // [D, S]
+        const vi = tf.reshape(vs[i], [S, D]);
+        const mask = masks[Math.floor(i / Hkv)]; // [1, T, S]
+        if (GT * S <= ATTENTION_LIMITS.maxScores) {
+          let scores: tf.Tensor = tf.matMul(qi, kT); // [G*T, S]
+          if (mask) scores = tf.add(tf.reshape(scores, [G, T, S]), mask); // [G, T, S]
+          return tf.matMul(tf.reshape(tf.softmax(scores), [GT, S]), vi); // [G*T, D]
+        }
+        // blocks of query rows within one head of the group, so a block's mask rows are t0..t0+n
+        const tBlock = Math.max(1, Math.floor(ATTENTION_LIMITS.maxScores / S));
+        const blocks: tf.Tensor2D[] = [];
+        for (let g = 0; g < G; g++) {
+          for (let t0 = 0; t0 < T; t0 += tBlock) {
+            const n = Math.min(tBlock, T - t0);
+            blocks.push(
+              tf.tidy(() => {
+                let scores: tf.Tensor2D = tf.matMul(tf.slice(qi, [g * T + t0, 0], [n, D]), kT); // [n, S]
+                if (mask) scores = tf.add(scores, tf.reshape(tf.slice(mask, [0, t0, 0], [1, n, S]), [n, S]));
+                return tf.matMul(tf.softmax(scores), vi); // [n, D]
+              }),
+            );
+          }
+        }
+        return tf.concat(blocks, 0); // [G*T, D], rows in (g, t) order
+      }),
+    );
   }
   return tf.reshape(tf.stack(outs), [B, Hkv, GT, D]) as tf.Tensor4D;
 }

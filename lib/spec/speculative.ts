@@ -1,0 +1,257 @@
+// Speculative decoding (lesson 4), after Leviathan et al. 2023 and Chen et al. 2023, written the
+// way gpt-fast writes it: small named functions, the accept rule spelled out.
+//
+// One speculative step, for each sequence (row) of a batch:
+//   1. draftTokens  - a cheap drafter proposes gamma tokens d_1..d_gamma, each with the draft
+//                     distribution q_i it was sampled from (a draft model, or prompt lookup);
+//   2. verify       - the target scores the last committed token plus all gamma drafts in ONE
+//                     forward pass: gamma + 1 distributions p_1..p_{gamma+1};
+//   3. acceptReject - accept d_i with probability min(1, p_i(d_i) / q_i(d_i)), left to right; at the
+//                     first rejection resample from norm(max(0, p_i - q_i)) and stop; if all gamma
+//                     are accepted, draw a bonus token from p_{gamma+1};
+//   4. rollback     - both KV caches forget the rejected drafts.
+// Every step emits between 1 and gamma + 1 tokens, distributed exactly as the target alone would
+// sample them. Greedy decoding is the same rule with one-hot p and q.
+//
+// Cache rule (both models): a cache holds every committed token except the newest one, which
+// has not been fed yet. Each model is fed "whatever of the sequence its cache lacks", so the
+// first step is also the prefill, and no model needs a separate prefill call.
+//
+// Shape letters: B sequences, V vocabulary, gamma drafted tokens per sequence.
+
+import type { KVCache } from '../kv/cache';
+import type { LlamaModel } from '../model/llama';
+import { argmax, isGreedy, logitsToProbs, sampleFromProbs, type Rng, type SamplingParams, type TokenHistory } from '../sampling';
+
+// ---- types
+
+/** One sequence being decoded: the prompt and the tokens committed so far (lesson 4). */
+export interface SpecRow {
+  prompt: readonly number[];
+  output: number[];
+}
+
+/**
+ * What a drafter proposes for one row (lesson 4): gamma tokens and, per token, the distribution
+ * q_i [V] it was drawn from. `probs` null means a deterministic drafter (greedy draft model,
+ * prompt lookup): q_i is one-hot at tokens[i].
+ */
+export interface DraftProposal {
+  tokens: number[];
+  probs: Float32Array[] | null;
+}
+
+/** The verdict of acceptReject on one row (lesson 4). */
+export interface AcceptResult {
+  /** n: how many drafted tokens were accepted (a prefix d_1..d_n) */
+  accepted: number;
+  /** the token after them: the resampled correction (n < gamma) or the bonus (n = gamma) */
+  token: number;
+  kind: 'resampled' | 'bonus';
+  /** min(1, p_i(d_i) / q_i(d_i)) for every drafted position looked at (n, or n + 1 with a rejection) */
+  acceptProbs: number[];
+}
+
+/** Sampling parameters the speculative rule needs (those of logitsToProbs). */
+export type SpecSamplingParams = Pick<
+  SamplingParams,
+  'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty'
+>;
+
+/** Options of acceptReject. */
+export interface AcceptOptions {
+  /** greedy: p and q are one-hot; no random numbers are drawn */
+  greedy: boolean;
+  /**
+   * @internal For the distribution test only: on rejection sample from p instead of the
+   * residual norm(max(0, p - q)). This biases the output towards tokens the draft likes.
+   */
+  unsafeSkipCorrection?: boolean;
+}
+
+// ---- checks
+
+/** Throws unless gamma is an integer >= 1 (tokens drafted per step). */
+export function checkGamma(gamma: number, what = 'gamma'): void {
+  if (!Number.isInteger(gamma) || gamma < 1) {
+    throw new Error(`${what} must be an integer >= 1 (tokens drafted per step), got ${String(gamma)}`);
+  }
+}
+
+/** Throws unless the draft scores the same token ids as the target (same vocabulary size). */
+export function checkDraftCompatible(target: LlamaModel, draft: LlamaModel): void {
+  const vt = target.config.vocabSize;
+  const vd = draft.config.vocabSize;
+  if (vt !== vd) {
+    throw new Error(
+      `draft model '${draft.name}' has a vocabulary of ${vd} tokens, the target '${target.name}' ${vt}: ` +
+        'speculative decoding compares p and q over the same token ids, so both models need the same tokenizer',
+    );
+  }
+}
+
+// ---- small helpers
+
+/** The token history of row `row` with the first `k` drafted tokens appended (for penalties). */
+export function historyWith(row: SpecRow, drafted: readonly number[], k: number): TokenHistory {
+  return { promptTokenIds: row.prompt, outputTokenIds: k === 0 ? row.output : [...row.output, ...drafted.slice(0, k)] };
+}
+
+/** The whole sequence of a row: prompt then output. */
+export function sequenceOf(row: SpecRow): number[] {
+  return [...row.prompt, ...row.output];
+}
+
+/** What a cache lacks of a row's sequence (see the cache rule above). */
+function pendingTokens(row: SpecRow, cached: number): number[] {
+  return sequenceOf(row).slice(cached);
+}
+
+// ---- 1. draft
+
+/**
+ * Draft `gammas[b]` tokens for each row b with a small draft model (lesson 4), one token per
+ * forward pass for the whole batch: feed what the draft cache lacks, sample d_i from q_i, feed
+ * d_i, and so on. The last drafted token is not fed (the next step feeds it if accepted).
+ * Rows with gamma 0 get an empty proposal. Draws from rngs[b] only when sampling.
+ */
+export async function draftTokens(
+  draft: LlamaModel,
+  cache: KVCache,
+  rows: readonly SpecRow[],
+  gammas: readonly number[],
+  params: SpecSamplingParams,
+  rngs: readonly Rng[],
+): Promise<DraftProposal[]> {
+  const greedy = isGreedy(params);
+  const V = draft.config.vocabSize;
+  const proposals: DraftProposal[] = rows.map(() => ({ tokens: [], probs: greedy ? null : [] }));
+  const lengths = cache.lengths();
+  let feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, lengths[b]) : []));
+  const maxGamma = Math.max(0, ...gammas);
+  for (let i = 0; i < maxGamma; i++) {
+    const logits = draft.forward(feed, cache); // [B, 1, V]
+    const data = (await logits.data()) as Float32Array;
+    logits.dispose();
+    feed = rows.map((row, b) => {
+      const prop = proposals[b];
+      if (i >= gammas[b]) return [];
+      const row0 = data.subarray(b * V, (b + 1) * V); // [V]
+      let token: number;
+      if (greedy) {
+        token = argmax(row0);
+      } else {
+        const q = logitsToProbs(row0, params, historyWith(row, prop.tokens, i)); // [V]
+        token = sampleFromProbs(q, rngs[b]);
+        prop.probs!.push(q);
+      }
+      prop.tokens.push(token);
+      return i + 1 < gammas[b] ? [token] : []; // the last draft is not fed
+    });
+  }
+  return proposals;
+}
+
+// ---- 2. verify
+
+/**
+ * Score every row's drafts with the target in one forward pass (lesson 4): feed what the target
+ * cache lacks (at least the newest committed token) followed by the drafts, and return per row
+ * the gamma_b + 1 logits rows [gamma_b + 1][V]: row i scores the token after d_i (i = 0: after the
+ * committed sequence). Rows with no tokens to feed (finished) get [].
+ */
+export async function verify(
+  target: LlamaModel,
+  cache: KVCache,
+  rows: readonly SpecRow[],
+  proposals: readonly (DraftProposal | null)[],
+): Promise<Float32Array[][]> {
+  const V = target.config.vocabSize;
+  const lengths = cache.lengths();
+  const feed = rows.map((row, b) => {
+    const prop = proposals[b];
+    return prop ? [...pendingTokens(row, lengths[b]), ...prop.tokens] : [];
+  });
+  const n = Math.max(...proposals.map((p) => (p ? p.tokens.length + 1 : 0)));
+  const logits = target.forward(feed, cache, { logits: n }); // [B, n, V]
+  const data = (await logits.data()) as Float32Array;
+  logits.dispose();
+  // left padding: row b's gamma_b + 1 positions are the last ones of its n slots
+  return proposals.map((prop, b) => {
+    if (!prop) return [];
+    const m = prop.tokens.length + 1;
+    return Array.from({ length: m }, (_, i) => data.subarray((b * n + n - m + i) * V, (b * n + n - m + i + 1) * V));
+  });
+}
+
+/** The target distributions p_1..p_{gamma+1} of one row from its verify logits (lesson 4). */
+export function targetProbs(logits: readonly Float32Array[], row: SpecRow, drafted: readonly number[], params: SpecSamplingParams): Float32Array[] {
+  return logits.map((l, i) => logitsToProbs(l, params, historyWith(row, drafted, i)));
+}
+
+// ---- 3. accept / reject
+
+/**
+ * The residual distribution norm(max(0, p - q)) (unnormalised: sampleFromProbs normalises), where
+ * q is `q` or, for a deterministic drafter, one-hot at `drafted`. [V]
+ */
+export function residual(p: Float32Array, q: Float32Array | null, drafted: number): Float32Array {
+  const out = new Float32Array(p.length); // [V]
+  let total = 0;
+  for (let v = 0; v < p.length; v++) {
+    const qv = q ? q[v] : v === drafted ? 1 : 0;
+    out[v] = Math.max(0, p[v] - qv);
+    total += out[v];
+  }
+  // p == q up to rounding: a rejection had probability ~0; p itself is then the right answer
+  return total > 0 ? out : Float32Array.from(p);
+}
+
+/**
+ * The speculative accept rule for one row (lesson 4). `p` holds gamma + 1 target distributions,
+ * `draft` the gamma drafted tokens with their q. Returns how many drafts are accepted and the
+ * token that follows them. Pure: no tensors, so a batched engine calls it once per row.
+ */
+export function acceptReject(p: readonly Float32Array[], draft: DraftProposal, rng: Rng, options: AcceptOptions): AcceptResult {
+  const gamma = draft.tokens.length;
+  if (p.length !== gamma + 1) throw new Error(`acceptReject: ${gamma} drafted tokens need ${gamma + 1} target distributions, got ${p.length}`);
+  const acceptProbs: number[] = [];
+  for (let i = 0; i < gamma; i++) {
+    const x = draft.tokens[i];
+    const q = draft.probs ? draft.probs[i] : null;
+    const px = p[i][x];
+    const qx = q ? q[x] : 1; // q(x) > 0: x was drawn from q
+    // accept x with probability min(1, p(x) / q(x)):
+    //   where the target likes x at least as much as the draft did, always keep it;
+    //   otherwise keep it with probability p(x) / q(x), so x ends up drawn with exactly
+    //   q(x) * min(1, p(x)/q(x)) = min(p(x), q(x)).
+    const a = Math.min(1, px / qx);
+    acceptProbs.push(a);
+    if (a >= 1 || (a > 0 && !options.greedy && rng.next() < a)) continue;
+    // rejected: draw the replacement from norm(max(0, p - q)), the mass of p that acceptance
+    // under-covers; min(p, q) + (1 - sum min(p, q)) * norm(max(0, p - q)) = p. Greedy: p is
+    // one-hot at the target's argmax, so the residual is that one-hot too.
+    let token: number;
+    if (options.greedy) token = argmax(p[i]);
+    else if (options.unsafeSkipCorrection) token = sampleFromProbs(p[i], rng); // wrong on purpose (tests)
+    else token = sampleFromProbs(residual(p[i], q, x), rng);
+    return { accepted: i, token, kind: 'resampled', acceptProbs };
+  }
+  // all gamma accepted: the target already scored the next position, a bonus token for free
+  const token = options.greedy ? argmax(p[gamma]) : sampleFromProbs(p[gamma], rng);
+  return { accepted: gamma, token, kind: 'bonus', acceptProbs };
+}
+
+// ---- 4. rollback
+
+/**
+ * Make a cache hold exactly the committed tokens but the newest (the cache rule) (lesson 4):
+ * keep min(cached, committed - 1) tokens per row. Drafts past the accepted prefix are forgotten;
+ * a cache that is behind (the draft never fed its last draft) stays behind and catches up next
+ * step. `committed[b]` = prompt + output length of row b; null leaves the row as it is.
+ */
+export function rollback(cache: KVCache, committed: readonly (number | null)[]): void {
+  const lengths = cache.lengths();
+  const keep = lengths.map((n, b) => (committed[b] === null ? n : Math.min(n, committed[b]! - 1)));
+  if (keep.some((k, b) => k !== lengths[b])) cache.truncate(keep);
+}

@@ -71,17 +71,19 @@ const [A, B, OUT, P, R, S, D] = [0, 1, 2, 3, 4, 5, 6];
 const [p, r, s, d, aPtr, bPtr, rowBytes, o, vacc] = [7, 8, 9, 10, 11, 12, 13, 14, 15];
 const LOCALS = vec([[8, I32], [1, V128]]);
 
-// out[p,r,s] = dot(a[p,r,:], b[p,s,:]): rows of a against rows of b
+// out[p,r,s] = dot(a[p,r,:], b[p,s,:]). Loop order p, s, r: each row of b (a key) is read
+// from memory once and stays in L1 while all R rows of a (the queries of a kv group) use it.
 function qkTBody(): number[] {
   return [
     ...LOCALS,
     ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
-    ...get(OUT), ...set(o),
-    ...forLoop(p, P, 1, forLoop(r, R, 1, [
-      // aPtr = a + (p*R + r) * rowBytes, bPtr = b + p*S*rowBytes
-      ...get(A), ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...get(rowBytes), ...MUL, ...ADD, ...set(aPtr),
-      ...get(B), ...get(p), ...get(S), ...MUL, ...get(rowBytes), ...MUL, ...ADD, ...set(bPtr),
-      ...forLoop(s, S, 1, [
+    ...get(B), ...set(bPtr),
+    ...forLoop(p, P, 1, forLoop(s, S, 1, [
+      ...forLoop(r, R, 1, [
+        // aPtr = a + (p*R + r) * rowBytes, o = out + ((p*R + r)*S + s) * 4
+        ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
+        ...get(A), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(aPtr),
+        ...get(OUT), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD, ...set(o),
         ...V_ZERO, ...set(vacc),
         ...forLoop(d, rowBytes, 16, [
           ...get(vacc),
@@ -93,36 +95,38 @@ function qkTBody(): number[] {
         ...get(vacc), ...LANE(0), ...get(vacc), ...LANE(1), ...F32_ADD,
         ...get(vacc), ...LANE(2), ...F32_ADD, ...get(vacc), ...LANE(3), ...F32_ADD,
         ...F32_STORE,
-        ...addTo(o, i32(4)),
-        ...addTo(bPtr, get(rowBytes)),
       ]),
+      ...addTo(bPtr, get(rowBytes)),
     ])),
     0x0b,
   ];
 }
 
-// out[p,r,:] = sum_s a[p,r,s] * b[p,s,:]: weighted sum of rows of b
+// out[p,r,:] = sum_s a[p,r,s] * b[p,s,:]. Loop order p, s, r: each row of b (a value) is read
+// from memory once; the R output rows of the group stay in L1 as accumulators.
 function pvBody(): number[] {
   return [
     ...LOCALS,
     ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
-    ...get(OUT), ...set(o),
-    ...get(A), ...set(aPtr),
-    ...forLoop(p, P, 1, forLoop(r, R, 1, [
-      ...forLoop(d, rowBytes, 16, [...get(o), ...get(d), ...ADD, ...V_ZERO, ...V_STORE]),
-      ...get(B), ...get(p), ...get(S), ...MUL, ...get(rowBytes), ...MUL, ...ADD, ...set(bPtr),
-      ...forLoop(s, S, 1, [
-        ...get(aPtr), ...F32_LOAD, ...F32X4_SPLAT, ...set(vacc),
+    // zero the output: P*R rows of D floats
+    ...get(P), ...get(R), ...MUL, ...get(rowBytes), ...MUL, ...set(aPtr),
+    ...forLoop(d, aPtr, 16, [...get(OUT), ...get(d), ...ADD, ...V_ZERO, ...V_STORE]),
+    ...get(B), ...set(bPtr),
+    ...forLoop(p, P, 1, forLoop(s, S, 1, [
+      ...forLoop(r, R, 1, [
+        // weight a[p,r,s], output row o = out + (p*R + r) * rowBytes
+        ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
+        ...get(A), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD,
+        ...F32_LOAD, ...F32X4_SPLAT, ...set(vacc),
+        ...get(OUT), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(o),
         ...forLoop(d, rowBytes, 16, [
           ...get(o), ...get(d), ...ADD,
           ...get(o), ...get(d), ...ADD, ...V_LOAD,
           ...get(vacc), ...get(bPtr), ...get(d), ...ADD, ...V_LOAD, ...F32X4_MUL, ...F32X4_ADD,
           ...V_STORE,
         ]),
-        ...addTo(aPtr, i32(4)),
-        ...addTo(bPtr, get(rowBytes)),
       ]),
-      ...addTo(o, get(rowBytes)),
+      ...addTo(bPtr, get(rowBytes)),
     ])),
     0x0b,
   ];

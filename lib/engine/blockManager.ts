@@ -147,6 +147,11 @@ export class BlockManager {
 
   // ---- admission
 
+  /** Prompt tokens of `seq` the prefix cache would serve now. */
+  numCachedTokensFor(seq: Sequence): number {
+    return this.cachedPrefix(seq).ids.length * this.blockSize;
+  }
+
   /** Whether `seq` can be admitted now, reserving room for `reserveTokens` tokens. */
   canAllocate(seq: Sequence, reserveTokens = seq.numTokens): boolean {
     const { ids } = this.cachedPrefix(seq);
@@ -180,15 +185,20 @@ export class BlockManager {
 
   // ---- growth
 
-  // blocks `append(seq, n)` would take from the free list
-  private blocksToAppend(seq: Sequence, numNew: number): number {
+  // blocks in [first, first + numNew) that the sequence shares: it must not write into them
+  private sharedTargets(seq: Sequence, numNew: number): number[] {
     const bs = this.blockSize;
     const first = seq.numComputedTokens;
-    let need = Math.max(0, this.blocksFor(first + numNew) - seq.blockTable.length);
-    // copy-on-write: the first new slot lands in a shared, partly filled block
-    const i = Math.floor(first / bs);
-    if (first % bs !== 0 && i < seq.blockTable.length && this.blocks[seq.blockTable[i]].refCount > 1) need++;
-    return need;
+    const out: number[] = [];
+    const end = Math.min(seq.blockTable.length, this.blocksFor(first + numNew));
+    for (let i = Math.floor(first / bs); i < end; i++) if (this.blocks[seq.blockTable[i]].refCount > 1) out.push(i);
+    return out;
+  }
+
+  // blocks `append(seq, n)` would take from the free list
+  private blocksToAppend(seq: Sequence, numNew: number): number {
+    const grow = Math.max(0, this.blocksFor(seq.numComputedTokens + numNew) - seq.blockTable.length);
+    return grow + this.sharedTargets(seq, numNew).length;
   }
 
   /** Whether the sequence can get slots for `numNew` more tokens. */
@@ -196,16 +206,18 @@ export class BlockManager {
     return this.blocksToAppend(seq, numNew) <= this.numFreeBlocks;
   }
 
-  /** Make room for `numNew` more tokens: new blocks at the end, and a private copy of a shared partial block. */
+  /**
+   * Make room for `numNew` more tokens: new blocks at the end, and a private copy of any shared
+   * block the new tokens would land in (copy-on-write; the copy is queued for the model runner).
+   */
   append(seq: Sequence, numNew: number): void {
     if (!this.canAppend(seq, numNew)) throw new Error(`block manager: not enough free blocks to grow sequence ${seq.seqId}`);
     const bs = this.blockSize;
     const first = seq.numComputedTokens;
-    const i = Math.floor(first / bs);
-    if (first % bs !== 0 && i < seq.blockTable.length && this.blocks[seq.blockTable[i]].refCount > 1) {
+    for (const i of this.sharedTargets(seq, numNew)) {
       const src = seq.blockTable[i];
       const dst = this.takeFreeBlock();
-      this.pendingCopies.push([src, dst.id]);
+      if (i * bs < first) this.pendingCopies.push([src, dst.id]); // it holds computed tokens: copy them
       this.release(src);
       seq.blockTable[i] = dst.id;
     }
@@ -232,11 +244,12 @@ export class BlockManager {
 
   // ---- sharing and freeing
 
-  /** Parallel sampling: `child` starts as a copy of `parent`, sharing all its blocks. */
+  /** Parallel sampling: `child` starts as a copy of `parent`, sharing the blocks that hold its computed tokens. */
   fork(parent: Sequence, child: Sequence): void {
     if (child.blockTable.length > 0) throw new Error(`block manager: sequence ${child.seqId} already has blocks`);
-    for (const id of parent.blockTable) this.blocks[id].refCount++;
-    child.blockTable = [...parent.blockTable];
+    const shared = parent.blockTable.slice(0, this.blocksFor(parent.numComputedTokens));
+    for (const id of shared) this.blocks[id].refCount++;
+    child.blockTable = shared;
     child.blockHashes = [...parent.blockHashes];
     child.numComputedTokens = parent.numComputedTokens;
     child.numCachedTokens = parent.numCachedTokens;

@@ -1,0 +1,95 @@
+// The engine's one config: sizes of the KV pool and the scheduler's per-step budget, checked and
+// derived in one place (lesson 5, "continuous batching").
+
+import type { PagedWriteMode } from '../kv/paged';
+
+/** Which scheduler: iteration-level (continuous) batching, or the static-batching baseline. */
+export type SchedulerPolicy = 'continuous' | 'static';
+
+/** Engine settings (vLLM's names, camelCased). */
+export interface EngineConfig {
+  /** tokens per KV block (vLLM's block_size; default 16) */
+  blockSize: number;
+  /** blocks in the KV pool; the pool holds numBlocks * blockSize tokens of every layer */
+  numBlocks: number;
+  /** most sequences in one step (default 16) */
+  maxNumSeqs: number;
+  /** most tokens computed in one step, prefill chunks and decodes together (default 512) */
+  maxNumBatchedTokens: number;
+  /** longest sequence (prompt + output); default and upper bound: the model's context */
+  maxModelLen: number;
+  /** split long prompts over several steps (default true; continuous policy only) */
+  enableChunkedPrefill: boolean;
+  /** reuse KV blocks of identical prompt prefixes (default true) */
+  enablePrefixCaching: boolean;
+  /** 'continuous' (default) or 'static' (fixed batches, each waits for its longest member) */
+  policy: SchedulerPolicy;
+  /** how the paged cache writes (default 'auto': in place on wasm/cpu) */
+  cacheMode: PagedWriteMode;
+  /** keep a snapshot of every block table in each step's metrics (for the block-table view; default false) */
+  recordBlockTables: boolean;
+}
+
+/** What a caller may pass. */
+export type EngineConfigInput = Partial<EngineConfig>;
+
+/** Named configurations used by the lessons and the benchmark. */
+export const ENGINE_PRESETS = {
+  /** small enough to watch preemption happen */
+  tiny: { blockSize: 4, numBlocks: 32, maxNumSeqs: 4, maxNumBatchedTokens: 64 },
+  default: {},
+} satisfies Record<string, EngineConfigInput>;
+
+const KNOWN: readonly (keyof EngineConfig)[] = [
+  'blockSize',
+  'numBlocks',
+  'maxNumSeqs',
+  'maxNumBatchedTokens',
+  'maxModelLen',
+  'enableChunkedPrefill',
+  'enablePrefixCaching',
+  'policy',
+  'cacheMode',
+  'recordBlockTables',
+];
+
+/**
+ * Fill defaults and check (lesson 5). `modelContext` is the model's max_position_embeddings.
+ * Default pool: room for maxNumSeqs sequences of 256 tokens (at least one of maxModelLen).
+ */
+export function resolveEngineConfig(input: EngineConfigInput, modelContext: number): EngineConfig {
+  for (const key of Object.keys(input)) {
+    if (!KNOWN.includes(key as keyof EngineConfig)) throw new Error(`unknown engine option '${key}'; known: ${KNOWN.join(', ')}`);
+  }
+  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as EngineConfigInput;
+  const blockSize = given.blockSize ?? 16;
+  const maxNumSeqs = given.maxNumSeqs ?? 16;
+  const maxModelLen = given.maxModelLen ?? modelContext;
+  const c: EngineConfig = {
+    blockSize,
+    maxNumSeqs,
+    maxModelLen,
+    numBlocks: given.numBlocks ?? Math.max(Math.ceil((maxNumSeqs * 256) / blockSize), Math.ceil(maxModelLen / blockSize)),
+    maxNumBatchedTokens: given.maxNumBatchedTokens ?? 512,
+    enableChunkedPrefill: given.enableChunkedPrefill ?? true,
+    enablePrefixCaching: given.enablePrefixCaching ?? true,
+    policy: given.policy ?? 'continuous',
+    cacheMode: given.cacheMode ?? 'auto',
+    recordBlockTables: given.recordBlockTables ?? false,
+  };
+  const posInt = (k: keyof EngineConfig) => {
+    const v = c[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer, got ${String(v)}`);
+  };
+  (['blockSize', 'numBlocks', 'maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen'] as const).forEach(posInt);
+  if (c.maxModelLen > modelContext) throw new Error(`maxModelLen ${c.maxModelLen} exceeds the model's context (${modelContext})`);
+  if (c.policy !== 'continuous' && c.policy !== 'static') throw new Error(`policy must be 'continuous' or 'static', got '${String(c.policy)}'`);
+  if (!['auto', 'inplace', 'scatter'].includes(c.cacheMode)) throw new Error(`cacheMode must be 'auto', 'inplace' or 'scatter', got '${String(c.cacheMode)}'`);
+  for (const k of ['enableChunkedPrefill', 'enablePrefixCaching', 'recordBlockTables'] as const) {
+    if (typeof c[k] !== 'boolean') throw new Error(`${k} must be a boolean, got ${String(c[k])}`);
+  }
+  if (!c.enableChunkedPrefill && c.maxNumBatchedTokens < c.maxModelLen) {
+    throw new Error(`without chunked prefill, maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen}) so every prompt fits in one step`);
+  }
+  return c;
+}

@@ -1,0 +1,171 @@
+// The scheduler (lesson 5, "continuous batching"): each step, decide which sequences compute how
+// many tokens, within a token budget (maxNumBatchedTokens) and a sequence limit (maxNumSeqs).
+//
+// continuous (iteration-level) batching, FCFS:
+//   1. running sequences first, in admission order: a decode takes 1 token, an unfinished
+//      prompt takes the next chunk (chunked prefill) of what is left of the budget. When the
+//      block pool cannot give a sequence its slots, the most recently admitted running
+//      sequence is preempted (its blocks freed; it recomputes later from its tokens).
+//   2. then waiting sequences, oldest first, while the budget, maxNumSeqs and free blocks
+//      allow (none after a preemption in the same step).
+// static batching (the baseline, like plain HF generate): a batch is admitted only when the
+//   previous one has completely finished, each member reserving blocks for its longest possible
+//   length; prompts are never chunked; everyone waits for the batch's longest output.
+//
+// Numbers and arrays only: no tensors.
+
+import type { BlockManager } from './blockManager';
+import type { EngineConfig } from './config';
+import type { Sequence } from './sequence';
+
+/** One sequence's share of a step. */
+export interface ScheduledSequence {
+  seq: Sequence;
+  /** tokens to compute: a prefill chunk, or 1 for a decode */
+  numNewTokens: number;
+}
+
+/** What one schedule() decided. */
+export interface SchedulerOutput {
+  scheduled: ScheduledSequence[];
+  /** sequences preempted (blocks freed, back to the waiting queue) this step */
+  preempted: Sequence[];
+  /** sequences given blocks this step (first admission or after a preemption) */
+  admitted: Sequence[];
+}
+
+/**
+ * FCFS scheduler with a per-step token budget, chunked prefill and preemption by recompute
+ * (lesson 5), or the static-batching baseline (`policy: 'static'`).
+ */
+export class Scheduler {
+  readonly waiting: Sequence[] = [];
+  readonly running: Sequence[] = [];
+  private readonly policy: EngineConfig['policy'];
+  private readonly maxNumSeqs: number;
+  private readonly maxNumBatchedTokens: number;
+  private readonly chunkedPrefill: boolean;
+  /** longest a sequence may get: min(maxModelLen, tokens the pool holds) */
+  readonly maxSeqLen: number;
+
+  constructor(
+    config: EngineConfig,
+    private readonly blockManager: BlockManager,
+  ) {
+    this.policy = config.policy;
+    this.maxNumSeqs = config.maxNumSeqs;
+    this.maxNumBatchedTokens = config.maxNumBatchedTokens;
+    this.chunkedPrefill = config.policy === 'continuous' && config.enableChunkedPrefill;
+    this.maxSeqLen = Math.min(config.maxModelLen, config.numBlocks * config.blockSize);
+  }
+
+  /** Queue a new sequence (FCFS: at the back). */
+  add(seq: Sequence): void {
+    seq.status = 'waiting';
+    this.waiting.push(seq);
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** Decide the next step. */
+  schedule(): SchedulerOutput {
+    const out: SchedulerOutput = { scheduled: [], preempted: [], admitted: [] };
+    let budget = this.maxNumBatchedTokens;
+    const batchWasEmpty = this.running.length === 0;
+
+    // ---- 1. running sequences, oldest first
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const seq = this.running[i];
+      const left = seq.numUncomputedTokens;
+      let n = Math.min(left, budget);
+      if (n < left && !this.chunkedPrefill) {
+        // a whole prompt runs in one step: alone if it is longer than the budget
+        if (budget < this.maxNumBatchedTokens || out.scheduled.length > 0) continue;
+        n = left;
+      }
+      // make room, preempting from the back (the most recently admitted) until it fits
+      while (!this.blockManager.canAppend(seq, n)) {
+        const victim = this.running[this.running.length - 1];
+        this.preempt(victim);
+        out.preempted.push(victim);
+        if (victim === seq) break;
+      }
+      if (seq.status !== 'running') break;
+      this.blockManager.append(seq, n);
+      out.scheduled.push({ seq, numNewTokens: n });
+      budget -= n;
+    }
+
+    // ---- 2. waiting sequences, oldest first
+    const mayAdmit = out.preempted.length === 0 && (this.policy === 'continuous' || batchWasEmpty);
+    while (mayAdmit && this.waiting.length > 0 && budget > 0) {
+      const seq = this.waiting[0];
+      const seats = 1 + seq.pendingForks;
+      if (this.running.length > 0 && this.running.length + seats > this.maxNumSeqs) break;
+      const reserve = this.reserveTokens(seq);
+      if (!this.blockManager.canAllocate(seq, reserve)) break;
+      const left = seq.numTokens - this.blockManager.numCachedTokensFor(seq);
+      let n = Math.min(left, budget);
+      if (n < left && !this.chunkedPrefill) {
+        if (out.scheduled.length > 0) break; // whole prompts only: it waits for a step with room
+        n = left;
+      }
+      this.waiting.shift();
+      this.blockManager.allocate(seq, reserve);
+      seq.status = 'running';
+      this.running.push(seq);
+      out.admitted.push(seq);
+      out.scheduled.push({ seq, numNewTokens: n });
+      budget -= n;
+    }
+    // static: admit the rest of the batch now (blocks reserved), to compute in later steps
+    if (this.policy === 'static' && mayAdmit) {
+      while (this.waiting.length > 0 && this.running.length + 1 + this.waiting[0].pendingForks <= this.maxNumSeqs) {
+        const seq = this.waiting[0];
+        const reserve = this.reserveTokens(seq);
+        if (!this.blockManager.canAllocate(seq, reserve)) break;
+        this.waiting.shift();
+        this.blockManager.allocate(seq, reserve);
+        seq.status = 'running';
+        this.running.push(seq);
+        out.admitted.push(seq);
+      }
+    }
+    return out;
+  }
+
+  /** A sequence finished or was aborted: free its blocks, forget it. */
+  remove(seq: Sequence): void {
+    const r = this.running.indexOf(seq);
+    if (r >= 0) this.running.splice(r, 1);
+    const w = this.waiting.indexOf(seq);
+    if (w >= 0) this.waiting.splice(w, 1);
+    if (seq.blockTable.length > 0) this.blockManager.free(seq);
+  }
+
+  /** A forked sequence joins the running batch right after its parent (it holds blocks already). */
+  addRunning(seq: Sequence, after: Sequence): void {
+    seq.status = 'running';
+    const i = this.running.indexOf(after);
+    this.running.splice(i < 0 ? this.running.length : i + 1, 0, seq);
+  }
+
+  // tokens to reserve blocks for on admission: what it has (continuous), or its longest (static)
+  private reserveTokens(seq: Sequence): number {
+    if (this.policy === 'continuous') return seq.numTokens;
+    const longest = seq.numPromptTokens + seq.params.maxTokens - 1; // the last token needs no slot
+    return Math.max(seq.numTokens, Math.min(this.maxSeqLen, longest));
+  }
+
+  // preemption by recompute: free the blocks; the sequence keeps its tokens and starts over
+  private preempt(seq: Sequence): void {
+    const i = this.running.indexOf(seq);
+    if (i >= 0) this.running.splice(i, 1);
+    this.blockManager.free(seq);
+    seq.status = 'waiting';
+    seq.numPreemptions++;
+    this.waiting.unshift(seq);
+  }
+}

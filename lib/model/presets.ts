@@ -95,8 +95,11 @@ export function randomWeights(config: LlamaConfig, seed: number, std: number): W
 
 /** Directories searched for a preset given by name. */
 export function presetDirs(): string[] {
-  // lib/model/ (sources) and dist/model/ (compiled) both sit two levels under the package root
-  return [path.resolve(__dirname, '..', '..', 'data', 'presets'), path.resolve('data', 'presets')];
+  // lib/model/ (sources) and dist/model/ (compiled) both sit two levels under the package root;
+  // an ES-module bundle has no __dirname and relies on the working directory
+  const dirs = [path.resolve('data', 'presets')];
+  if (typeof __dirname === 'string') dirs.unshift(path.resolve(__dirname, '..', '..', 'data', 'presets'));
+  return dirs;
 }
 
 /** Names of the presets found in data/presets. */

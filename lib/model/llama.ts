@@ -51,7 +51,8 @@ export interface ForwardOptions {
   logits?: LogitsSelection;
 }
 
-/** Bytes of weights (tensors plus packed copies) the wasm backend can hold, with room for activations. */
+// bytes of weights (tensors plus XNNPACK's packed copies) the wasm backend can hold, with room
+// for activations and the KV cache
 const WASM_MEMORY_LIMIT = 3.6e9;
 
 /** RoPE inverse frequencies in fp32, as HF computes them: 1 / theta^(2i/D). [D/2] */
@@ -394,7 +395,7 @@ function maskTensors(mask: Float32Array | null, B: number, T: number, S: number,
 }
 
 // grouped-query attention: query head h reads kv head floor(h / G), as HF's repeat_kv.
-// q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D] -> [B*T, H*D]
+// q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D] -> [B*T, H*D]. P = B*Hkv (sequence, kv head) pairs.
 function attention(
   q: tf.Tensor3D,
   k: tf.Tensor4D,
@@ -406,61 +407,65 @@ function attention(
   simd: boolean,
 ): tf.Tensor2D {
   const [, H, D] = q.shape;
-  const [, Hkv] = k.shape;
+  const [, Hkv, S] = k.shape;
   const G = H / Hkv;
-  // the query heads of one kv group side by side: [B, Hkv, G*T, D]
-  const qg: tf.Tensor4D =
+  const P = B * Hkv;
+  // the query heads of one kv group side by side: [P, G*T, D]
+  const qg: tf.Tensor3D =
     T === 1
-      ? tf.reshape(q, [B, Hkv, G, D])
-      : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [B, Hkv, G * T, D]);
-  const out = perPair ? attendPerPair(qg, k, v, masks.perSeq, G, T) : attendBatched(qg, k, v, masks.batched, G, T, simd);
+      ? tf.reshape(q, [P, G, D])
+      : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [P, G * T, D]);
+  const k3: tf.Tensor3D = tf.reshape(k, [P, S, D]);
+  const v3: tf.Tensor3D = tf.reshape(v, [P, S, D]);
+  const out = perPair
+    ? attendPerPair(qg, k3, v3, masks.perSeq, Hkv, G, T)
+    : attendBatched(qg, k3, v3, masks.batched, B, G, T, simd); // [P, G*T, D]
   if (T === 1) return tf.reshape(out, [B, H * D]);
   const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
   return tf.reshape(tokenMajor, [B * T, H * D]);
 }
 
-// softmax(q k^T + mask) v for all pairs at once. qg [B, Hkv, G*T, D] -> [B, Hkv, G*T, D]
+// softmax(q k^T + mask) v for all pairs at once. qg [P, G*T, D], k/v [P, S, D] -> [P, G*T, D]
 function attendBatched(
-  qg: tf.Tensor4D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
+  qg: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
   mask: tf.Tensor | null,
+  B: number,
   G: number,
   T: number,
   simd: boolean,
-): tf.Tensor4D {
-  const [B, Hkv, S, D] = k.shape;
-  const P = B * Hkv;
-  let scores: tf.Tensor = simd
-    ? wasmQKT(tf.reshape(qg, [P, G * T, D]), tf.reshape(k, [P, S, D]))
-    : tf.matMul(qg, k, false, true); // [B, Hkv, G*T, S]
-  if (mask) scores = tf.add(tf.reshape(scores, [B, Hkv, G, T, S]), mask); // [B, Hkv, G, T, S]
-  const p = tf.reshape(tf.softmax(scores), [B, Hkv, G * T, S]);
-  if (simd) return tf.reshape(wasmPV(tf.reshape(p, [P, G * T, S]), tf.reshape(v, [P, S, D])), [B, Hkv, G * T, D]);
+): tf.Tensor3D {
+  const [P, S] = k.shape;
+  let scores: tf.Tensor3D = simd ? wasmQKT(qg, k) : tf.matMul(qg, k, false, true); // [P, G*T, S]
+  if (mask) scores = tf.reshape(tf.add(tf.reshape(scores, [B, P / B, G, T, S]), mask), [P, G * T, S]);
+  const p = tf.softmax(scores);
+  if (simd) return wasmPV(p, v);
   // with one pair, tfjs-wasm would run p @ v through XNNPACK, which caches a packed copy of v
   // by tensor id: stale once an in-place cache rewrites v. (v^T p^T)^T stays on the plain loop.
-  if (P === 1 && tf.getBackend() === 'wasm') return tf.transpose(tf.matMul(v, p, true, true), [0, 1, 3, 2]) as tf.Tensor4D;
+  if (P === 1 && tf.getBackend() === 'wasm') return tf.transpose(tf.matMul(v, p, true, true), [0, 2, 1]) as tf.Tensor3D;
   return tf.matMul(p, v);
 }
 
 // the same, one (sequence, kv head) pair at a time through XNNPACK products
 function attendPerPair(
-  qg: tf.Tensor4D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
+  qg: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
   masks: (tf.Tensor3D | null)[],
+  Hkv: number,
   G: number,
   T: number,
-): tf.Tensor4D {
-  const [B, Hkv, GT, D] = qg.shape;
-  const S = k.shape[2];
+): tf.Tensor3D {
+  const [P, GT, D] = qg.shape;
+  const S = k.shape[1];
   // split copies each pair out: fresh tensors, so XNNPACK's packed-weights cache (keyed by
   // tensor id) never sees the KV cache's own, rewritten-in-place tensors
-  const qs = tf.split(tf.reshape(qg, [B * Hkv, GT, D]), B * Hkv, 0);
-  const ks = tf.split(tf.reshape(k, [B * Hkv, S, D]), B * Hkv, 0);
-  const vs = tf.split(tf.reshape(v, [B * Hkv, S, D]), B * Hkv, 0);
+  const qs = tf.split(qg, P, 0);
+  const ks = tf.split(k, P, 0);
+  const vs = tf.split(v, P, 0);
   const outs: tf.Tensor2D[] = [];
-  for (let i = 0; i < B * Hkv; i++) {
+  for (let i = 0; i < P; i++) {
     // a tidy per pair, and score blocks of at most ATTENTION_LIMITS.maxScores: a long prefill
     // holds one block of scores at a time
     outs.push(
@@ -493,5 +498,5 @@ function attendPerPair(
       }),
     );
   }
-  return tf.reshape(tf.stack(outs), [B, Hkv, GT, D]) as tf.Tensor4D;
+  return tf.stack(outs) as tf.Tensor3D; // [P, G*T, D]
 }

@@ -1,0 +1,235 @@
+/**
+ * Plotly figures as plain typed data: the builders every lesson's charts use (line, bar,
+ * scatter, roofline, timeline). A figure is JSON; `display(fig)` (display.ts) shows it in a
+ * notebook and the lesson site draws the same JSON.
+ *
+ * Lesson: first met in lesson 1 ("Why inference is slow"), used by every lesson.
+ */
+import { attainableGflops, ridgeIntensity, type Roofs } from '../roofline';
+
+/** One plotly trace (a subset of plotly's schema, open for any other attribute). */
+export interface Trace {
+  type: 'scatter' | 'bar';
+  x: readonly (number | string)[];
+  y: readonly (number | string)[];
+  name?: string;
+  mode?: 'lines' | 'markers' | 'lines+markers' | 'text' | 'markers+text' | 'lines+markers+text';
+  text?: readonly string[] | string;
+  orientation?: 'v' | 'h';
+  [attribute: string]: unknown;
+}
+
+/** A plotly figure: traces, layout, config. */
+export interface Figure {
+  data: Trace[];
+  layout: Record<string, unknown>;
+  config?: Record<string, unknown>;
+}
+
+export interface AxisOptions {
+  title?: string;
+  log?: boolean;
+  range?: [number, number];
+}
+
+export interface ChartOptions {
+  title?: string;
+  x?: AxisOptions;
+  y?: AxisOptions;
+  /** pixels (default 420) */
+  height?: number;
+}
+
+export interface Series {
+  name: string;
+  x: readonly number[];
+  y: readonly number[];
+  /** 'solid' (default), 'dash', 'dot' */
+  dash?: 'solid' | 'dash' | 'dot';
+  markers?: boolean;
+  /** a label per point, shown on hover */
+  text?: readonly string[];
+}
+
+/** Shared layout: title, axes, legend, size. */
+export function baseLayout(o: ChartOptions): Record<string, unknown> {
+  const axis = (a: AxisOptions | undefined) => ({
+    title: { text: a?.title ?? '' },
+    type: a?.log ? 'log' : 'linear',
+    ...(a?.range ? { range: a.log ? a.range.map(Math.log10) : a.range } : {}),
+    zeroline: false,
+  });
+  return {
+    title: { text: o.title ?? '' },
+    xaxis: axis(o.x),
+    yaxis: axis(o.y),
+    height: o.height ?? 420,
+    margin: { l: 70, r: 30, t: o.title ? 60 : 30, b: 60 },
+    legend: { orientation: 'h', y: -0.2 },
+    template: undefined,
+  };
+}
+
+/** Lines over x, one per series. */
+export function lineChart(series: readonly Series[], o: ChartOptions = {}): Figure {
+  return {
+    data: series.map((s) => ({
+      type: 'scatter',
+      mode: s.markers === false ? 'lines' : 'lines+markers',
+      name: s.name,
+      x: [...s.x],
+      y: [...s.y],
+      line: { dash: s.dash ?? 'solid' },
+      ...(s.text ? { text: [...s.text], hovertemplate: '%{text}<br>x=%{x}<br>y=%{y}<extra></extra>' } : {}),
+    })),
+    layout: baseLayout(o),
+  };
+}
+
+export interface BarSeries {
+  name: string;
+  values: readonly number[];
+  /** text drawn on each bar */
+  labels?: readonly string[];
+}
+
+/** Bars per category, one colour per series (grouped, or stacked with `stacked`). */
+export function barChart(categories: readonly string[], series: readonly BarSeries[], o: ChartOptions & { stacked?: boolean } = {}): Figure {
+  return {
+    data: series.map((s) => ({
+      type: 'bar',
+      name: s.name,
+      x: [...categories],
+      y: [...s.values],
+      ...(s.labels ? { text: [...s.labels], textposition: 'auto' } : {}),
+    })),
+    layout: { ...baseLayout(o), barmode: o.stacked ? 'stack' : 'group' },
+  };
+}
+
+export interface Point {
+  name: string;
+  x: number;
+  y: number;
+  /** group: points with the same group share a colour and a legend entry */
+  group?: string;
+}
+
+/** Labelled points, one trace per group. */
+export function scatterChart(points: readonly Point[], o: ChartOptions = {}): Figure {
+  const groups = new Map<string, Point[]>();
+  for (const p of points) groups.set(p.group ?? '', [...(groups.get(p.group ?? '') ?? []), p]);
+  return {
+    data: [...groups].map(([group, ps]) => ({
+      type: 'scatter',
+      mode: 'markers+text',
+      name: group,
+      x: ps.map((p) => p.x),
+      y: ps.map((p) => p.y),
+      text: ps.map((p) => p.name),
+      textposition: 'top center',
+      marker: { size: 10 },
+    })),
+    layout: { ...baseLayout(o), showlegend: groups.size > 1 },
+  };
+}
+
+/** One kernel or model step on a roofline chart: arithmetic intensity and achieved GFLOP/s. */
+export interface RooflinePoint {
+  name: string;
+  /** FLOPs per byte read */
+  intensity: number;
+  /** achieved (measured) or predicted GFLOP/s */
+  gflops: number;
+  group?: string;
+}
+
+/**
+ * The roofline: attainable GFLOP/s = min(peak, intensity x bandwidth) on log-log axes, the ridge
+ * point marked, and the given points placed on it.
+ */
+export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o: ChartOptions = {}): Figure {
+  const ridge = ridgeIntensity(roofs);
+  const xs = points.map((p) => p.intensity).filter((v) => v > 0);
+  const lo = Math.min(ridge / 100, ...xs) / 2;
+  const hi = Math.max(ridge * 100, ...xs) * 2;
+  const n = 60;
+  const grid = Array.from({ length: n + 1 }, (_, i) => lo * (hi / lo) ** (i / n));
+  grid.push(ridge);
+  grid.sort((a, b) => a - b);
+  const roof: Trace = {
+    type: 'scatter',
+    mode: 'lines',
+    name: `roof: ${fmt(roofs.bandwidthGBps)} GB/s, ${fmt(roofs.peakGflops)} GFLOP/s`,
+    x: grid,
+    y: grid.map((i) => attainableGflops(i, roofs)),
+    line: { color: 'black', width: 2 },
+    hovertemplate: 'intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} GFLOP/s<extra></extra>',
+  };
+  const groups = new Map<string, RooflinePoint[]>();
+  for (const p of points) groups.set(p.group ?? 'measured', [...(groups.get(p.group ?? 'measured') ?? []), p]);
+  const traces: Trace[] = [...groups].map(([group, ps]) => ({
+    type: 'scatter',
+    mode: 'markers+text',
+    name: group,
+    x: ps.map((p) => p.intensity),
+    y: ps.map((p) => p.gflops),
+    text: ps.map((p) => p.name),
+    textposition: 'top center',
+    marker: { size: 11 },
+    hovertemplate: '%{text}<br>%{x:.3g} FLOP/B, %{y:.3g} GFLOP/s<extra></extra>',
+  }));
+  const layout = baseLayout({
+    ...o,
+    x: { title: 'arithmetic intensity (FLOPs per byte read)', log: true, ...o.x },
+    y: { title: 'GFLOP/s', log: true, ...o.y },
+  });
+  layout.shapes = [{ type: 'line', x0: ridge, x1: ridge, yref: 'paper', y0: 0, y1: 1, line: { dash: 'dot', color: 'grey' } }];
+  layout.annotations = [
+    { x: Math.log10(ridge), y: 1, yref: 'paper', text: `ridge ${fmt(ridge)} FLOP/B`, showarrow: false, yanchor: 'bottom' },
+    { x: Math.log10(lo * 3), y: Math.log10(attainableGflops(lo * 3, roofs)), text: 'memory-bound', showarrow: false, yanchor: 'bottom', xanchor: 'left' },
+    { x: Math.log10(hi / 3), y: Math.log10(roofs.peakGflops), text: 'compute-bound', showarrow: false, yanchor: 'bottom', xanchor: 'right' },
+  ];
+  return { data: [roof, ...traces], layout };
+}
+
+/** One interval of a timeline. */
+export interface Span {
+  /** the row it is drawn on (a sequence, a worker, a phase) */
+  lane: string;
+  start: number;
+  end: number;
+  /** colour group, e.g. 'prefill' / 'decode' */
+  kind?: string;
+  label?: string;
+}
+
+/** Horizontal bars from start to end on one row per lane (a Gantt-style timeline). */
+export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Figure {
+  const kinds = new Map<string, Span[]>();
+  for (const s of spans) kinds.set(s.kind ?? '', [...(kinds.get(s.kind ?? '') ?? []), s]);
+  return {
+    data: [...kinds].map(([kind, ss]) => ({
+      type: 'bar',
+      orientation: 'h',
+      name: kind,
+      y: ss.map((s) => s.lane),
+      x: ss.map((s) => s.end - s.start),
+      base: ss.map((s) => s.start),
+      text: ss.map((s) => s.label ?? ''),
+      hovertemplate: '%{y}: %{base} to %{x}<extra>%{text}</extra>',
+    })),
+    layout: { ...baseLayout({ ...o, x: { title: 'time', ...o.x } }), barmode: 'overlay', yaxis: { autorange: 'reversed', type: 'category' } },
+  };
+}
+
+/** A short summary of a figure for text/plain: title and each trace's name and size. */
+export function describeFigure(fig: Figure): string {
+  const title = ((fig.layout.title as { text?: string } | undefined)?.text ?? '') || 'figure';
+  const lines = fig.data.map((t) => `  ${t.name ?? t.type}: ${t.x.length} points`);
+  return [`[plot] ${title}`, ...lines].join('\n');
+}
+
+function fmt(v: number): string {
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toPrecision(2);
+}

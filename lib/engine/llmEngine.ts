@@ -139,7 +139,10 @@ export class LLMEngine {
   abort(requestId: string): boolean {
     const req = this.requests.get(requestId);
     if (!req) return false;
-    for (const seq of req.seqs) {
+    for (const seq of [...req.seqs]) {
+      // siblings not forked yet still report, as aborted completions
+      for (let k = 1; k <= seq.pendingForks; k++) this.finishSequence(this.newSequence(req, k, seq.params.seed + k, seq.params, seq.times.arrival), 'abort', null);
+      seq.pendingForks = 0;
       if (seq.isFinished) continue;
       this.scheduler.remove(seq);
       this.finishSequence(seq, 'abort', null);

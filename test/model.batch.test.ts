@@ -195,6 +195,38 @@ for (const which of ['target', 'draft'] as const) {
       cache.dispose();
       expect(tf.memory().numTensors).toBe(baseline);
     });
+
+    it('a forward that fails inside a layer frees its tensors and gives the cache its slots back', async () => {
+      const inner = new ContiguousKVCache(model.kvShape, 2);
+      let failAt = -1;
+      const flaky: KVCache = {
+        shape: inner.shape,
+        batchSize: inner.batchSize,
+        lengths: () => inner.lengths(),
+        beginStep: (counts) => inner.beginStep(counts),
+        update: (layer, k, v) => {
+          if (layer === failAt) throw new Error('injected failure');
+          return inner.update(layer, k, v);
+        },
+        truncate: (lengths) => inner.truncate(lengths),
+        bytes: () => inner.bytes(),
+        dispose: () => inner.dispose(),
+      };
+      await step(model, [PROMPTS[1], PROMPTS[2]], flaky);
+      const before = flaky.lengths();
+      const tensors = tf.memory().numTensors;
+      failAt = model.config.numLayers - 1;
+      expect(() => model.forward([[5, 6], [7]], flaky)).toThrow(/injected failure/);
+      expect(tf.memory().numTensors).toBe(tensors);
+      expect(flaky.lengths()).toEqual(before);
+      failAt = -1;
+      const got = await step(model, [[5, 6], [7]], flaky);
+      const ref = await step(model, [[...PROMPTS[1], 5, 6], [...PROMPTS[2], 7]], new NoKVCache(model.kvShape, 2));
+      expect(maxAbsDiff(got[0], ref[0])).toBeLessThanOrEqual(TOL);
+      expect(maxAbsDiff(got[1], ref[1])).toBeLessThanOrEqual(TOL);
+      flaky.dispose();
+      expect(tf.memory().numTensors).toBe(baseline);
+    });
   });
 }
 

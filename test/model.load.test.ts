@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
 import { NoKVCache } from '../lib/kv/none';
-import { configFromHF, llamaSizes, type LlamaConfig } from '../lib/model/config';
+import { configFromHF, configToHF, llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { listPresets, loadPreset, randomWeights } from '../lib/model/presets';
@@ -80,6 +80,12 @@ describe('a user checkpoint in HF format (TinyLlama style: top-level rope_theta,
       expect(m.config).toEqual(config);
       expect(m.name).toBe('bf16');
     });
+  });
+
+  it('configToHF is the inverse of configFromHF', () => {
+    expect(configFromHF(configToHF(config))).toEqual(config);
+    const multiEos = { ...config, eosTokenIds: [2, 3] };
+    expect(configFromHF(configToHF(multiEos))).toEqual(multiEos);
   });
 
   it('F32 logits match an independent float64 reference forward', async () => {

@@ -7,7 +7,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { attentionMask, type KVCache, type KVShape } from '../kv/cache';
+import { attentionMask, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
@@ -231,7 +231,7 @@ export class LlamaModel {
    */
   forward(tokens: readonly (readonly number[])[], cache: KVCache, options: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
-    const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = c;
+    const { numHeads: H, numKvHeads: Hkv, vocabSize: V } = c;
     const B = tokens.length;
     if (B !== cache.batchSize) throw new Error(`forward got ${B} sequences, the cache holds ${cache.batchSize}`);
     const lengths = cache.lengths();
@@ -258,12 +258,31 @@ export class LlamaModel {
 
     // ---- prepare inputs: the only place numbers become tensors
     const plan = cache.beginStep(tokens.map((t) => t.length));
-    const { T, S } = plan;
-    const ids = new Int32Array(B * T);
-    tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
-    const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
-    const mask = attentionMask(plan);
+    try {
+      const T = plan.T;
+      const ids = new Int32Array(B * T);
+      tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
+      const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
+      return this.run(plan, ids, cos, sin, attentionMask(plan), n, cache);
+    } catch (e) {
+      // the cache planned this step; give its slots back so it stays usable
+      cache.truncate(lengths);
+      throw e;
+    }
+  }
 
+  // the tensor part of forward(): inputs prepared, the cache has planned the step
+  private run(
+    plan: StepPlan,
+    ids: Int32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    mask: Float32Array | null,
+    n: number,
+    cache: KVCache,
+  ): tf.Tensor3D {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = this.config;
+    const { batchSize: B, T, S } = plan;
     return tf.tidy(() => {
       const cosT = tf.tensor3d(cos, [B * T, H + 2 * Hkv, D]);
       const sinT = tf.tensor3d(sin, [B * T, H + 2 * Hkv, D]);

@@ -63,8 +63,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const eosFromName = eosName === null ? undefined : tok.token_to_id(eosName);
   if (eosFromName !== undefined) eos.add(eosFromName);
   const bosName = tokenName(tokenizerConfig.bos_token);
-  const bosTokenId =
-    ids(config.bos_token_id)[0] ?? (bosName === null ? undefined : tok.token_to_id(bosName)) ?? null;
+  const bosTokenId = ids(config.bos_token_id)[0] ?? (bosName === null ? undefined : tok.token_to_id(bosName)) ?? null;
 
   return {
     encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,

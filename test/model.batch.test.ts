@@ -79,11 +79,18 @@ for (const which of ['target', 'draft'] as const) {
             return argmax(row);
           });
           expect(next).toEqual(solo.map((x) => x.tokens[s]));
-          if (s < DECODE_STEPS) r = await step(model, next.map((t) => [t]), cache);
+          if (s < DECODE_STEPS)
+            r = await step(
+              model,
+              next.map((t) => [t]),
+              cache,
+            );
         }
         expect(cache.lengths()).toEqual(PROMPTS.map((p) => p.length + DECODE_STEPS));
         expect(cache.bytes()).toBeGreaterThan(0);
-        console.log(`[batch ${which} ${mode}] B=${PROMPTS.length}, lengths ${PROMPTS.map((p) => p.length)}: max |batched - alone| = ${worst.toExponential(2)}`);
+        console.log(
+          `[batch ${which} ${mode}] B=${PROMPTS.length}, lengths ${PROMPTS.map((p) => p.length)}: max |batched - alone| = ${worst.toExponential(2)}`,
+        );
         expect(worst).toBeLessThanOrEqual(TOL);
         cache.dispose();
         expect(cache.bytes()).toBe(0);
@@ -221,7 +228,14 @@ for (const which of ['target', 'draft'] as const) {
       expect(flaky.lengths()).toEqual(before);
       failAt = -1;
       const got = await step(model, [[5, 6], [7]], flaky);
-      const ref = await step(model, [[...PROMPTS[1], 5, 6], [...PROMPTS[2], 7]], new NoKVCache(model.kvShape, 2));
+      const ref = await step(
+        model,
+        [
+          [...PROMPTS[1], 5, 6],
+          [...PROMPTS[2], 7],
+        ],
+        new NoKVCache(model.kvShape, 2),
+      );
       expect(maxAbsDiff(got[0], ref[0])).toBeLessThanOrEqual(TOL);
       expect(maxAbsDiff(got[1], ref[1])).toBeLessThanOrEqual(TOL);
       flaky.dispose();
@@ -235,7 +249,12 @@ describe('wasm SIMD attention kernels', () => {
     expect(wasmAttentionAvailable(64)).toBe(true);
     expect(wasmAttentionAvailable(30)).toBe(false); // head dim not a multiple of 4
     const start = tf.memory().numTensors;
-    for (const [P, R, S, D] of [[1, 1, 1, 4], [3, 5, 7, 8], [2, 3, 129, 64], [4, 1, 33, 128]]) {
+    for (const [P, R, S, D] of [
+      [1, 1, 1, 4],
+      [3, 5, 7, 8],
+      [2, 3, 129, 64],
+      [4, 1, 33, 128],
+    ]) {
       const err = tf.tidy(() => {
         const a = tf.randomNormal([P, R, D], 0, 1, 'float32', 1) as tf.Tensor3D;
         const b = tf.randomNormal([P, S, D], 0, 1, 'float32', 2) as tf.Tensor3D;
@@ -258,7 +277,14 @@ describe('wasm SIMD attention kernels', () => {
       for (const prompts of [[PROMPTS[1], PROMPTS[3]], [PROMPTS[2]]]) {
         const cache = new ContiguousKVCache(model.kvShape, prompts.length);
         out.push(...(await step(model, prompts, cache)));
-        for (let i = 0; i < 5; i++) out.push(...(await step(model, prompts.map((_, b) => [7 + i + b]), cache)));
+        for (let i = 0; i < 5; i++)
+          out.push(
+            ...(await step(
+              model,
+              prompts.map((_, b) => [7 + i + b]),
+              cache,
+            )),
+          );
         cache.dispose();
       }
       return out;

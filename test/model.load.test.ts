@@ -231,7 +231,9 @@ describe('random-weight presets', () => {
   });
 
   it('unknown presets and non-preset files are clear errors', async () => {
-    await expect(loadModel('random-does-not-exist')).rejects.toThrow(/neither a model directory nor a preset \(known presets: .*random-125m/);
+    await expect(loadModel('random-does-not-exist')).rejects.toThrow(
+      /neither a model directory nor a preset \(known presets: .*random-125m/,
+    );
     await expect(loadModel('data/models/target/config.json')).rejects.toThrow(/not a preset .*pass its directory/);
     await expect(loadModel(shrunk, { seed: -1 })).rejects.toThrow(/seed must be an integer/);
   });
@@ -244,7 +246,11 @@ describe('bad configs and checkpoints give clear errors', () => {
     ['kv heads', (j) => (j.num_key_value_heads = 4), /num_key_value_heads \(numKvHeads\) = 4: must divide num_attention_heads \(6\)/],
     ['not an integer', (j) => (j.vocab_size = 'big'), /vocab_size \(vocabSize\) = "big": must be a positive integer/],
     ['odd head dim', (j) => (j.head_dim = 63), /head_dim \(headDim\) = 63: must be even/],
-    ['scaled rope', (j) => (j.rope_parameters = { rope_type: 'llama3', rope_theta: 5e5 }), /rope_parameters .*unsupported rope_type 'llama3'/],
+    [
+      'scaled rope',
+      (j) => (j.rope_parameters = { rope_type: 'llama3', rope_theta: 5e5 }),
+      /rope_parameters .*unsupported rope_type 'llama3'/,
+    ],
     ['old scaled rope', (j) => (j.rope_scaling = { type: 'linear', factor: 2 }), /rope_scaling .*unsupported rope_type 'linear'/],
     ['biases', (j) => (j.attention_bias = true), /attention_bias = true: biases are not supported/],
     ['architecture', (j) => (j.model_type = 'mistral'), /model_type = "mistral": unsupported model type/],
@@ -274,26 +280,30 @@ describe('bad configs and checkpoints give clear errors', () => {
     await expect(loadModel(make('json', (d) => fs.writeFileSync(path.join(d, 'config.json'), '{"vocab_size": 9,')))).rejects.toThrow(
       /config.json: not valid JSON/,
     );
+    await expect(loadModel(make('missing', (d) => writeCheckpoint(d, { ...config }, noDown, 'BF16')))).rejects.toThrow(
+      /missing tensor 'model.layers.1.mlp.down_proj.weight'/,
+    );
     await expect(
-      loadModel(make('missing', (d) => writeCheckpoint(d, { ...config }, noDown, 'BF16'))),
-    ).rejects.toThrow(/missing tensor 'model.layers.1.mlp.down_proj.weight'/);
-    await expect(
-      loadModel(make('shape', (d) => {
-        const j = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
-        j.intermediate_size = 40;
-        fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(j));
-      })),
+      loadModel(
+        make('shape', (d) => {
+          const j = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
+          j.intermediate_size = 40;
+          fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(j));
+        }),
+      ),
     ).rejects.toThrow(/tensor 'model.layers.0.mlp.gate_proj.weight' has shape \[48,32\], config needs \[40,32\]/);
     const noHead = new Map(w);
     noHead.delete('lm_head.weight');
     await expect(
-      loadModel(make('head', (d) => {
-        fs.rmSync(path.join(d, 'model.safetensors'));
-        writeCheckpoint(d, { ...config, tieWordEmbeddings: true }, noHead, 'BF16');
-        const j = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
-        j.tie_word_embeddings = false;
-        fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(j));
-      })),
+      loadModel(
+        make('head', (d) => {
+          fs.rmSync(path.join(d, 'model.safetensors'));
+          writeCheckpoint(d, { ...config, tieWordEmbeddings: true }, noHead, 'BF16');
+          const j = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
+          j.tie_word_embeddings = false;
+          fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(j));
+        }),
+      ),
     ).rejects.toThrow(/tie_word_embeddings = false but there is no 'lm_head.weight'/);
     await expect(loadModel(make('shard', (d) => fs.rmSync(path.join(d, 'model-00002-of-00002.safetensors'))))).rejects.toThrow(
       /shard 'model-00002-of-00002.safetensors' .* does not exist/,

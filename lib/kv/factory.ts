@@ -8,12 +8,7 @@ import { NoKVCache } from './none';
 export type KVCacheKind = 'contiguous' | 'none';
 
 /** Make a cache of the given kind for `batchSize` sequences of a model with this KV shape. */
-export function createKVCache(
-  kind: KVCacheKind,
-  shape: KVShape,
-  batchSize: number,
-  options: ContiguousKVCacheOptions = {},
-): KVCache {
+export function createKVCache(kind: KVCacheKind, shape: KVShape, batchSize: number, options: ContiguousKVCacheOptions = {}): KVCache {
   switch (kind) {
     case 'contiguous':
       return new ContiguousKVCache(shape, batchSize, options);

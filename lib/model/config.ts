@@ -83,10 +83,7 @@ const HF_NAMES: Record<keyof LlamaConfig, string> = {
 };
 
 /** The fields a config must give; the rest have defaults (see resolveLlamaConfig). */
-export type LlamaConfigInput = Pick<
-  LlamaConfig,
-  'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads'
-> &
+export type LlamaConfigInput = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads'> &
   Partial<LlamaConfig>;
 
 /**
@@ -103,9 +100,7 @@ export function resolveLlamaConfig(input: LlamaConfigInput, source = 'config'): 
     numLayers: input.numLayers,
     numHeads,
     numKvHeads: input.numKvHeads ?? numHeads,
-    headDim:
-      input.headDim ??
-      (Number.isInteger(input.hiddenSize / numHeads) ? input.hiddenSize / numHeads : NaN),
+    headDim: input.headDim ?? (Number.isInteger(input.hiddenSize / numHeads) ? input.hiddenSize / numHeads : NaN),
     maxPositions: input.maxPositions ?? 2048,
     rmsNormEps: input.rmsNormEps ?? 1e-5,
     ropeTheta: input.ropeTheta ?? 10000,
@@ -114,9 +109,7 @@ export function resolveLlamaConfig(input: LlamaConfigInput, source = 'config'): 
     eosTokenIds: input.eosTokenIds ?? [],
   };
   const bad = (field: keyof LlamaConfig, rule: string): never => {
-    throw new Error(
-      `${source}: invalid ${HF_NAMES[field]} (${field}) = ${JSON.stringify(c[field])}: ${rule}`,
-    );
+    throw new Error(`${source}: invalid ${HF_NAMES[field]} (${field}) = ${JSON.stringify(c[field])}: ${rule}`);
   };
   for (const f of INT_FIELDS) {
     const v = c[f];
@@ -138,8 +131,7 @@ export function resolveLlamaConfig(input: LlamaConfigInput, source = 'config'): 
     bad('ropeTheta', 'must be a finite number > 1');
   }
   if (typeof c.tieWordEmbeddings !== 'boolean') bad('tieWordEmbeddings', 'must be a boolean');
-  const isId = (x: unknown) =>
-    typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < c.vocabSize;
+  const isId = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < c.vocabSize;
   if (c.bosTokenId !== null && !isId(c.bosTokenId)) {
     bad('bosTokenId', `must be null or an integer in [0, ${c.vocabSize})`);
   }
@@ -192,20 +184,13 @@ export function configFromHF(json: unknown, source = 'config.json'): LlamaConfig
     }
   }
   const theta = ropeParams?.rope_theta ?? j.rope_theta;
-  for (const f of [
-    'vocab_size',
-    'hidden_size',
-    'intermediate_size',
-    'num_hidden_layers',
-    'num_attention_heads',
-  ]) {
+  for (const f of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads']) {
     if (j[f] === undefined) throw new Error(`${source}: missing required field ${f}`);
   }
   const num = (v: unknown) => v as number;
   const opt = (v: unknown) => (v === undefined || v === null ? undefined : (v as number));
   const eos = j.eos_token_id;
-  const eosTokenIds =
-    eos === undefined || eos === null ? [] : Array.isArray(eos) ? (eos as number[]) : [eos as number];
+  const eosTokenIds = eos === undefined || eos === null ? [] : Array.isArray(eos) ? (eos as number[]) : [eos as number];
   return resolveLlamaConfig(
     {
       vocabSize: num(j.vocab_size),

@@ -160,8 +160,7 @@ export class LlamaModel {
       return t.data;
     };
     const mat = (n: string, rows: number, cols: number) => tf.tensor2d(read(n, [rows, cols]), [rows, cols]);
-    const transposed = (n: string, rows: number, cols: number): tf.Tensor2D =>
-      tf.tidy(() => tf.transpose(mat(n, rows, cols))); // [cols, rows] = [in, out]
+    const transposed = (n: string, rows: number, cols: number): tf.Tensor2D => tf.tidy(() => tf.transpose(mat(n, rows, cols))); // [cols, rows] = [in, out]
     const created: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => {
       created.push(t);
@@ -195,9 +194,7 @@ export class LlamaModel {
         lmHead = keep(transposed(EMBED_NAME, V, Dm));
       } else {
         if (resolve(LM_HEAD_NAME) === null) {
-          throw new Error(
-            `${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`,
-          );
+          throw new Error(`${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`);
         }
         embed = keep(mat(EMBED_NAME, V, Dm));
         lmHead = keep(transposed(LM_HEAD_NAME, V, Dm));
@@ -243,8 +240,7 @@ export class LlamaModel {
       }
       if (lengths[b] + seq.length > c.maxPositions) {
         throw new Error(
-          `sequence ${b}: ${lengths[b] + seq.length} tokens exceed the context length ` +
-            `(max_position_embeddings = ${c.maxPositions})`,
+          `sequence ${b}: ${lengths[b] + seq.length} tokens exceed the context length ` + `(max_position_embeddings = ${c.maxPositions})`,
         );
       }
     });
@@ -431,14 +427,10 @@ function attention(
   const P = B * Hkv;
   // the query heads of one kv group side by side: [P, G*T, D]
   const qg: tf.Tensor3D =
-    T === 1
-      ? tf.reshape(q, [P, G, D])
-      : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [P, G * T, D]);
+    T === 1 ? tf.reshape(q, [P, G, D]) : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [P, G * T, D]);
   const k3: tf.Tensor3D = tf.reshape(k, [P, S, D]);
   const v3: tf.Tensor3D = tf.reshape(v, [P, S, D]);
-  const out = perPair
-    ? attendPerPair(qg, k3, v3, masks.perSeq, Hkv, G, T)
-    : attendBatched(qg, k3, v3, masks.batched, B, G, T, simd); // [P, G*T, D]
+  const out = perPair ? attendPerPair(qg, k3, v3, masks.perSeq, Hkv, G, T) : attendBatched(qg, k3, v3, masks.batched, B, G, T, simd); // [P, G*T, D]
   if (T === 1) return tf.reshape(out, [B, H * D]);
   const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
   return tf.reshape(tokenMajor, [B * T, H * D]);

@@ -83,7 +83,5 @@ export async function loadModel(dirOrPreset: string, options: LoadModelOptions =
   if (!/[\\/]/.test(p) && !p.endsWith('.json') && listPresets().includes(p)) {
     return modelFromPreset(loadPreset(p), options);
   }
-  throw new Error(
-    `'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`,
-  );
+  throw new Error(`'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`);
 }

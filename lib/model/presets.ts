@@ -123,8 +123,7 @@ export function presetFromJson(json: unknown, source = 'preset'): Preset {
   if (!isPresetJson(json)) {
     throw new Error(`${source}: not a preset (no inference_lab.random_init block)`);
   }
-  const lab = (json as { inference_lab: { preset?: string; note?: string; random_init: Record<string, unknown> } })
-    .inference_lab;
+  const lab = (json as { inference_lab: { preset?: string; note?: string; random_init: Record<string, unknown> } }).inference_lab;
   const ri = lab.random_init;
   if (ri.distribution !== 'uniform') {
     throw new Error(`${source}: inference_lab.random_init.distribution must be 'uniform', got ${JSON.stringify(ri.distribution)}`);

@@ -249,9 +249,7 @@ export class SafetensorsFile {
     const e = this.entries.get(name);
     if (!e) throw new Error(`${this.name}: no tensor named '${name}'`);
     if (!(e.dtype in BYTES)) {
-      throw new Error(
-        `${this.name}: tensor '${name}' has unsupported dtype ${e.dtype} (supported: F32, F16, BF16, I32)`,
-      );
+      throw new Error(`${this.name}: tensor '${name}' has unsupported dtype ${e.dtype} (supported: F32, F16, BF16, I32)`);
     }
     const n = e.shape.reduce((a, b) => a * b, 1);
     const want = n * BYTES[e.dtype as SafetensorsDtype];
@@ -311,8 +309,7 @@ export class SafetensorsCheckpoint {
       const found = fs.readdirSync(dirOrFile).filter((f) => f.endsWith('.safetensors'));
       if (found.length !== 1) {
         throw new Error(
-          `${dirOrFile}: no model.safetensors or model.safetensors.index.json` +
-            (found.length ? ` (found ${found.join(', ')})` : ''),
+          `${dirOrFile}: no model.safetensors or model.safetensors.index.json` + (found.length ? ` (found ${found.join(', ')})` : ''),
         );
       }
       ck.addFile(found[0]);
@@ -369,10 +366,7 @@ export class SafetensorsCheckpoint {
 // ---- writing
 
 /** Serialize tensors to safetensors bytes (header padded to 8 bytes, as HF does). */
-export function encodeSafetensors(
-  tensors: TensorToWrite[],
-  metadata?: Record<string, string>,
-): Uint8Array {
+export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   const payloads: Uint8Array[] = [];
@@ -410,10 +404,6 @@ export function encodeSafetensors(
 }
 
 /** Write tensors to a .safetensors file. */
-export function writeSafetensors(
-  file: string,
-  tensors: TensorToWrite[],
-  metadata?: Record<string, string>,
-): void {
+export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   fs.writeFileSync(file, encodeSafetensors(tensors, metadata));
 }

@@ -55,6 +55,7 @@ const LANE = (i: number) => [0xfd, 0x1f, i];
 const addTo = (v: number, by: number[]) => [...get(v), ...by, ...ADD, ...set(v)];
 
 // for (v = 0; v < limit; v += step) body
+// prettier-ignore
 const forLoop = (v: number, limit: number, step: number, body: number[]) => [
   ...i32(0), ...set(v),
   0x02, 0x40, 0x03, 0x40, // block, loop
@@ -69,11 +70,13 @@ const forLoop = (v: number, limit: number, step: number, body: number[]) => [
 const [A, B, OUT, P, R, S, D] = [0, 1, 2, 3, 4, 5, 6];
 // locals: 8 i32 then one v128
 const [p, r, s, d, aPtr, bPtr, rowBytes, o, vacc] = [7, 8, 9, 10, 11, 12, 13, 14, 15];
+// prettier-ignore
 const LOCALS = vec([[8, I32], [1, V128]]);
 
 // out[p,r,s] = dot(a[p,r,:], b[p,s,:]). Loop order p, s, r: each row of b (a key) is read
 // from memory once and stays in L1 while all R rows of a (the queries of a kv group) use it.
 function qkTBody(): number[] {
+  // prettier-ignore
   return [
     ...LOCALS,
     ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
@@ -105,6 +108,7 @@ function qkTBody(): number[] {
 // out[p,r,:] = sum_s a[p,r,s] * b[p,s,:]. Loop order p, s, r: each row of b (a value) is read
 // from memory once; the R output rows of the group stay in L1 as accumulators.
 function pvBody(): number[] {
+  // prettier-ignore
   return [
     ...LOCALS,
     ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
@@ -137,7 +141,13 @@ export function attentionWasmBytes(): Uint8Array<ArrayBuffer> {
   const type = section(1, vec([[0x60, ...vec(new Array(7).fill([I32])), 0]]));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]]));
   const funcs = section(3, vec([[0], [0]]));
-  const exports = section(7, vec([[...name('qkT'), 0x00, 0], [...name('pv'), 0x00, 1]]));
+  const exports = section(
+    7,
+    vec([
+      [...name('qkT'), 0x00, 0],
+      [...name('pv'), 0x00, 1],
+    ]),
+  );
   const code = section(10, vec([qkTBody(), pvBody()].map((b) => [...uleb(b.length), ...b])));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imports, ...funcs, ...exports, ...code]);
 }

@@ -1,0 +1,365 @@
+/**
+ * Speculative decoding benchmark (issue 6; lesson 4 "speculative decoding"). Not a test: it
+ * prints figures and writes JSON for the charts, and asserts no timing.
+ *
+ *   1. costs: target and draft ms per decode step (plain generate), c = draft / target, and the
+ *      cost of one target pass over gamma + 1 tokens relative to one decode step (verify ratio)
+ *   2. batch-1 greedy, draft model, gamma sweep 1..8: measured speedup vs target-only decoding,
+ *      alpha, tokens per step, predicted speedup (Leviathan's formula with measured alpha and c,
+ *      and the same with the measured verify ratio), measured / predicted; adaptive gamma
+ *   3. prompt lookup on repetitive (input-grounded) vs free text
+ *   4. per-op overhead: kernels per forward, matmul kernel time vs the rest (tf.profile)
+ *
+ *   npm run bench:spec [-- --quick] [-- --tokens 64] [-- --repeats 2] [-- --backend wasm] [-- --out PATH]
+ *
+ * Timings are the minimum over repeats (interleaved: every configuration once per repeat), the
+ * estimator least hurt by a busy machine. Speedup = target-only wall time / speculative wall
+ * time for the same prompts and the same number of generated tokens (greedy, prefill included).
+ */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+
+import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
+import { progressBar, writeBenchJson } from '../lib/bench/harness';
+import { generate, type LanguageModel } from '../lib/generate';
+import { createKVCache } from '../lib/kv/factory';
+import type { LlamaModel } from '../lib/model/llama';
+import { loadModel } from '../lib/model/load';
+import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
+import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
+import { loadTokenizer } from '../lib/tokenizer';
+import { loadGolden } from '../test/golden';
+
+// ---- flags
+
+const argv = process.argv.slice(2);
+function flag(name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return v;
+}
+const quick = argv.includes('--quick');
+const TOKENS = Number(flag('tokens') ?? (quick ? 32 : 64));
+const REPEATS = Number(flag('repeats') ?? (quick ? 1 : 2));
+const GAMMAS = quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const OUT = flag('out') ?? path.join('data', 'bench', 'spec.json');
+const BACKEND = (flag('backend') ?? 'auto') as BackendPreference;
+
+// ---- helpers
+
+const min = (xs: number[]) => Math.min(...xs);
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+interface RunResult {
+  ms: number;
+  tokens: number;
+  spec: SpecSummary | null;
+}
+
+// one pass over the prompts: total wall ms, tokens generated, pooled speculative stats
+async function runTarget(lm: LanguageModel, prompts: number[][]): Promise<RunResult> {
+  const t0 = performance.now();
+  const outs = await generate(lm, prompts.length === 1 ? prompts[0] : prompts, { temperature: 0, maxTokens: TOKENS, ignoreEos: true });
+  return { ms: performance.now() - t0, tokens: outs.reduce((n, o) => n + o.tokenIds.length, 0), spec: null };
+}
+
+async function runSpecPrompts(lm: LanguageModel, prompts: number[][], options: SpeculativeOptions): Promise<RunResult> {
+  let ms = 0;
+  let tokens = 0;
+  const specs: SpecSummary[] = [];
+  for (const p of prompts) {
+    const t0 = performance.now();
+    const [out] = await speculativeGenerate(lm, p, { temperature: 0, maxTokens: TOKENS, ignoreEos: true }, { ...options, trace: false });
+    ms += performance.now() - t0;
+    tokens += out.tokenIds.length;
+    specs.push(out.spec);
+  }
+  return { ms, tokens, spec: pool(specs) };
+}
+
+async function runTargetPrompts(lm: LanguageModel, prompts: number[][]): Promise<RunResult> {
+  let ms = 0;
+  let tokens = 0;
+  for (const p of prompts) {
+    const r = await runTarget(lm, [p]);
+    ms += r.ms;
+    tokens += r.tokens;
+  }
+  return { ms, tokens, spec: null };
+}
+
+// pooled counters of several runs (alpha from the pooled counts)
+function pool(specs: SpecSummary[]): SpecSummary {
+  const steps = specs.reduce((n, s) => n + s.steps, 0);
+  const drafted = specs.reduce((n, s) => n + s.drafted, 0);
+  const accepted = specs.reduce((n, s) => n + s.accepted, 0);
+  const rejections = specs.reduce((n, s) => n + (s.alpha > 0 ? s.accepted / s.alpha - s.accepted : s.steps), 0);
+  const w = (f: (s: SpecSummary) => number) => specs.reduce((n, s) => n + f(s) * s.steps, 0) / steps;
+  const positions = Math.max(...specs.map((s) => s.acceptanceByPosition.length));
+  return {
+    steps,
+    drafted,
+    accepted,
+    meanTokensPerStep: (accepted + steps) / steps,
+    meanAcceptedLength: accepted / steps,
+    acceptanceRate: drafted ? accepted / drafted : 0,
+    alpha: accepted + rejections > 0 ? accepted / (accepted + rejections) : 0,
+    acceptanceByPosition: Array.from({ length: positions }, (_, i) => w((s) => s.acceptanceByPosition[i] ?? 0)),
+    acceptedLengthHistogram: Array.from({ length: Math.max(...specs.map((s) => s.acceptedLengthHistogram.length)) }, (_, i) =>
+      specs.reduce((n, s) => n + (s.acceptedLengthHistogram[i] ?? 0), 0),
+    ),
+    meanGamma: w((s) => s.meanGamma),
+    draftMsPerToken: w((s) => s.draftMsPerToken),
+    verifyMsPerStep: w((s) => s.verifyMsPerStep),
+    acceptMsPerStep: w((s) => s.acceptMsPerStep),
+  };
+}
+
+// ms of one forward of `T` new tokens at a context of `context` tokens (minimum over reps, the
+// least noisy on a busy machine; the cache is truncated back after each)
+async function forwardMs(model: LlamaModel, context: number, T: number, reps: number): Promise<number> {
+  const cache = createKVCache('contiguous', model.kvShape, 1);
+  const ids = (n: number, off: number) => Array.from({ length: n }, (_, i) => 1 + ((i * 131 + off) % (model.config.vocabSize - 1)));
+  try {
+    tf.dispose(model.forward([ids(context, 0)], cache));
+    const times: number[] = [];
+    for (let r = 0; r < reps + 2; r++) {
+      const t0 = performance.now();
+      const out = model.forward([ids(T, r)], cache, { logits: T === 1 ? 'last' : 'all' });
+      await out.data();
+      out.dispose();
+      if (r >= 2) times.push(performance.now() - t0);
+      cache.truncate([context]);
+    }
+    return min(times);
+  } finally {
+    cache.dispose();
+  }
+}
+
+// where a forward's time goes: kernels, matmul kernel time, the rest per op
+async function opProfile(model: LlamaModel, context: number, T: number) {
+  const cache = createKVCache('contiguous', model.kvShape, 1);
+  const ids = Array.from({ length: context }, (_, i) => 1 + (i % 1000));
+  try {
+    tf.dispose(model.forward([ids], cache));
+    const wall = await forwardMs(model, context, T, 9);
+    const info = await tf.profile(async () => {
+      const out = model.forward([ids.slice(0, T)], cache, { logits: T === 1 ? 'last' : 'all' });
+      await out.data();
+      out.dispose();
+      return 0;
+    });
+    let kernels = 0;
+    let kernelMs = 0;
+    let matmulMs = 0;
+    let matmuls = 0;
+    const byName = new Map<string, { count: number; ms: number }>();
+    for (const k of info.kernels as unknown as { name: string; kernelTimeMs: number | { error: string } }[]) {
+      if (!tf.getKernel(k.name, tf.getBackend())) continue; // op scopes, not kernels
+      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      kernels++;
+      kernelMs += ms;
+      if (/MatMul/.test(k.name)) {
+        matmuls++;
+        matmulMs += ms;
+      }
+      const e = byName.get(k.name) ?? { count: 0, ms: 0 };
+      e.count++;
+      e.ms += ms;
+      byName.set(k.name, e);
+    }
+    const nonMatmulMs = Math.max(0, wall - matmulMs);
+    return {
+      model: model.name,
+      context,
+      newTokens: T,
+      wallMs: r3(wall),
+      kernels,
+      kernelMs: r3(kernelMs),
+      matmuls,
+      matmulMs: r3(matmulMs),
+      /** wall - matmul kernel time: small kernels + engine/JS dispatch */
+      nonMatmulMs: r3(nonMatmulMs),
+      nonMatmulPercent: r3((100 * nonMatmulMs) / wall),
+      nonMatmulUsPerOp: r3((1000 * nonMatmulMs) / Math.max(1, kernels - matmuls)),
+      topKernels: [...byName.entries()]
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .slice(0, 8)
+        .map(([name, e]) => ({ name, count: e.count, ms: r3(e.ms) })),
+    };
+  } finally {
+    cache.dispose();
+  }
+}
+
+// repetitive text (KJV, Genesis 1:1-2 and 1:5, alternated): the target's greedy continuation
+// keeps repeating phrases of it and of itself, which is what prompt lookup feeds on
+const GEN_1_2 = 'In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.';
+const GEN_1_5 = 'And God called the light Day, and the darkness he called Night. And the evening and the morning were the first day.';
+const REPETITIVE = [GEN_1_2, GEN_1_5, GEN_1_2, GEN_1_5, GEN_1_2].join(' ');
+
+// ---- main
+
+async function main(): Promise<void> {
+  const backend = await initBackend({ prefer: BACKEND });
+  console.log(`backend: ${backend.name} (${backend.reason})`);
+  const tokenizer = await loadTokenizer('data/models/target');
+  const lm: LanguageModel = { model: await loadModel('data/models/target'), tokenizer };
+  const draftLm: LanguageModel = { model: await loadModel('data/models/draft'), tokenizer };
+  const draft = draftLm.model;
+  const golden = loadGolden();
+
+  // free text: golden prompts cut from test-split chapters (16..128 tokens)
+  const freeNames = quick ? ['test-32', 'test-64'] : ['test-16', 'test-32', 'test-64', 'test-128'];
+  const free = freeNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids);
+  const repetitive = [tokenizer.encode(REPETITIVE)];
+
+  // ---- 1. costs
+  const costsBar = progressBar(4, 'costs');
+  const ctx = 64;
+  const draftStepMs = await forwardMs(draft, ctx, 1, 15);
+  costsBar.tick();
+  // one decode step and passes of gamma + 1 tokens, interleaved so a busy CPU slows all alike
+  const verifyMs: Record<number, number> = {};
+  let targetStepMs = Infinity;
+  for (let round = 0; round < 3; round++) {
+    targetStepMs = Math.min(targetStepMs, await forwardMs(lm.model, ctx, 1, 5));
+    for (const g of GAMMAS) verifyMs[g] = Math.min(verifyMs[g] ?? Infinity, await forwardMs(lm.model, ctx, g + 1, 3));
+    costsBar.tick();
+  }
+  costsBar.done();
+  const verifyRatio = (g: number) => verifyMs[g] / targetStepMs;
+  // plain generate() loops of both models: their ms per token (sampling, stop checks included)
+  const costRuns = { target: [] as number[], draft: [] as number[] };
+  let freeTokens = 0;
+  for (let r = 0; r < REPEATS; r++) {
+    const t = await runTargetPrompts(lm, free);
+    costRuns.target.push(t.ms);
+    costRuns.draft.push((await runTargetPrompts(draftLm, free)).ms);
+    freeTokens = t.tokens;
+  }
+  const targetMsPerToken = min(costRuns.target) / freeTokens;
+  const cGenerateLoop = min(costRuns.draft) / min(costRuns.target);
+  console.log(
+    `forward only, context ${ctx}: target ${targetStepMs.toFixed(2)} ms/step, draft ${draftStepMs.toFixed(2)} ms/step (c = ${(draftStepMs / targetStepMs).toFixed(3)}); ` +
+      `generate() loops: target ${targetMsPerToken.toFixed(2)} ms/token, c = ${cGenerateLoop.toFixed(3)}\n` +
+      `verify: one target pass over gamma+1 tokens / one decode step: ${GAMMAS.map((g) => `${g}:${verifyRatio(g).toFixed(2)}`).join(' ')}`,
+  );
+  // c for adaptive gamma, before the sweep measures it inside speculation
+  const c = draftStepMs / targetStepMs;
+
+  // ---- 2 and 3. the sweep, interleaved per repeat
+  type Config = { label: string; prompts: number[][]; options: SpeculativeOptions | null; gamma: number | null; set: string };
+  const configs: Config[] = [
+    { label: 'target only (free)', prompts: free, options: null, gamma: null, set: 'free' },
+    ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, prompts: free, options: { draft, gamma: g }, gamma: g, set: 'free' })),
+    { label: 'draft adaptive', prompts: free, options: { draft, gamma: 'adaptive' as const, adaptive: { c, verifyCost: (g: number) => verifyRatio(Math.min(8, g)) ?? 1 } }, gamma: null, set: 'free' },
+    { label: 'prompt lookup gamma=4 (free)', prompts: free, options: { draft: 'prompt-lookup', gamma: 4 }, gamma: 4, set: 'free' },
+    { label: 'target only (repetitive)', prompts: repetitive, options: null, gamma: null, set: 'repetitive' },
+    { label: 'prompt lookup gamma=4 (repetitive)', prompts: repetitive, options: { draft: 'prompt-lookup', gamma: 4 }, gamma: 4, set: 'repetitive' },
+    { label: 'prompt lookup gamma=8 (repetitive)', prompts: repetitive, options: { draft: 'prompt-lookup', gamma: 8 }, gamma: 8, set: 'repetitive' },
+    { label: 'draft gamma=4 (repetitive)', prompts: repetitive, options: { draft, gamma: 4 }, gamma: 4, set: 'repetitive' },
+  ];
+  // warm-up: every configuration once, untimed (wasm kernels, XNNPACK packing)
+  const bar = progressBar(configs.length * (REPEATS + 1), 'sweep');
+  const results: RunResult[][] = configs.map(() => []);
+  for (let r = 0; r <= REPEATS; r++) {
+    for (let i = 0; i < configs.length; i++) {
+      const cfg = configs[i];
+      const res = cfg.options ? await runSpecPrompts(lm, cfg.prompts, cfg.options) : await runTargetPrompts(lm, cfg.prompts);
+      if (r > 0) results[i].push(res);
+      bar.tick(1, cfg.label);
+    }
+  }
+  bar.done();
+
+  const baseline = (set: string) => min(results[configs.findIndex((x) => x.options === null && x.set === set)].map((x) => x.ms));
+  const rows = configs.map((cfg, i) => {
+    const ms = min(results[i].map((x) => x.ms));
+    const tokens = results[i][0].tokens;
+    const spec = results[i][results[i].length - 1].spec;
+    const speedup = baseline(cfg.set) / ms;
+    const row: Record<string, unknown> = { config: cfg.label, set: cfg.set, ms: r3(ms), tokens, tokensPerSecond: r3((1000 * tokens) / ms), measuredSpeedup: r3(speedup) };
+    if (spec) {
+      const isDraft = cfg.options && cfg.options.draft !== 'prompt-lookup';
+      const g = cfg.gamma ?? spec.meanGamma;
+      // c as the formula means it: the draft's ms per drafted token inside speculative decoding
+      // (forward, readback, argmax) over the target-only ms per generated token
+      const cc = isDraft ? spec.draftMsPerToken / targetMsPerToken : 0;
+      const textbook = predictedSpeedup(spec.alpha, g, cc);
+      const vr = cfg.gamma !== null ? verifyRatio(Math.min(8, cfg.gamma)) : verifyRatio(Math.max(1, Math.min(8, Math.round(g))));
+      const withVerify = predictedSpeedup(spec.alpha, g, cc, vr);
+      Object.assign(row, {
+        gamma: r3(g),
+        alpha: r3(spec.alpha),
+        acceptanceRate: r3(spec.acceptanceRate),
+        tokensPerStep: r3(spec.meanTokensPerStep),
+        acceptanceByPosition: spec.acceptanceByPosition.map(r3),
+        acceptedLengthHistogram: spec.acceptedLengthHistogram,
+        c: r3(cc),
+        predictedSpeedup: r3(textbook),
+        measuredOverPredicted: r3(speedup / textbook),
+        verifyRatio: r3(vr),
+        predictedWithVerifyCost: r3(withVerify),
+        measuredOverPredictedWithVerifyCost: r3(speedup / withVerify),
+        draftMsPerToken: r3(spec.draftMsPerToken),
+        verifyMsPerStep: r3(spec.verifyMsPerStep),
+        acceptMsPerStep: r3(spec.acceptMsPerStep),
+      });
+    }
+    return row;
+  });
+
+  console.log('\nconfig                               tok/s   speedup  alpha  tok/step  predicted  meas/pred  pred(verify)  meas/pred(verify)');
+  for (const r of rows) {
+    const f = (k: string, w: number, d = 2) => (typeof r[k] === 'number' ? (r[k] as number).toFixed(d) : '-').padStart(w);
+    console.log(
+      `${String(r.config).padEnd(36)} ${f('tokensPerSecond', 6, 1)} ${f('measuredSpeedup', 8)} ${f('alpha', 6)} ${f('tokensPerStep', 9)} ${f('predictedSpeedup', 10)} ${f('measuredOverPredicted', 10)} ${f('predictedWithVerifyCost', 13)} ${f('measuredOverPredictedWithVerifyCost', 18)}`,
+    );
+  }
+
+  // ---- 4. per-op overhead
+  const profiles = [await opProfile(draft, ctx, 1), await opProfile(lm.model, ctx, 1), await opProfile(lm.model, ctx, 5)];
+  console.log('\nper-op overhead (one forward, context 64):');
+  for (const p of profiles) {
+    console.log(
+      `  ${p.model} T=${p.newTokens}: ${p.wallMs.toFixed(2)} ms wall, ${p.kernels} kernels (${p.matmuls} matmuls ${p.matmulMs.toFixed(2)} ms); ` +
+        `everything else ${p.nonMatmulMs.toFixed(2)} ms = ${p.nonMatmulPercent.toFixed(0)}% = ${p.nonMatmulUsPerOp.toFixed(1)} us per non-matmul op`,
+    );
+  }
+
+  const file = writeBenchJson(path.basename(OUT, '.json'), {
+    backend: backend.name,
+    settings: { tokens: TOKENS, repeats: REPEATS, gammas: GAMMAS, quick, greedy: true, batch: 1, freePrompts: freeNames, repetitivePromptTokens: repetitive[0].length },
+    costs: {
+      targetMsPerToken: r3(targetMsPerToken),
+      cGenerateLoop: r3(cGenerateLoop),
+      contextTokens: ctx,
+      targetStepMs: r3(targetStepMs),
+      draftStepMs: r3(draftStepMs),
+      cForwardOnly: r3(draftStepMs / targetStepMs),
+      verifyMs: Object.fromEntries(GAMMAS.map((g) => [g, r3(verifyMs[g])])),
+      verifyRatio: Object.fromEntries(GAMMAS.map((g) => [g, r3(verifyRatio(g))])),
+    },
+    runs: rows,
+    opOverhead: profiles,
+    notes: [
+      'speedup = target-only wall time / speculative wall time, same prompts, same tokens (greedy, prefill included); minimum over repeats',
+      'predicted = (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)) with alpha and c measured; c = draft ms per drafted token inside speculation / target-only ms per token',
+      'predictedWithVerifyCost replaces the 1 (one target step to verify) by the measured cost of one target pass over gamma + 1 tokens',
+      'prompt lookup: c = 0 (drafting is a scan of the context)',
+    ],
+  }, { dir: path.dirname(OUT) });
+  console.log(`\nwrote ${file}`);
+  lm.model.dispose();
+  draft.dispose();
+  await shutdownBackend();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

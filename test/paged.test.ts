@@ -78,6 +78,26 @@ describe('paged KV cache', () => {
     });
   }
 
+  it('equals the contiguous cache with 2 kv heads (target model, GQA 6/2), in place and by scatter', async () => {
+    const target = await loadModel('data/models/target');
+    for (const mode of ['inplace', 'scatter'] as PagedWriteMode[]) {
+      const paged = new PagedKVCache(target.kvShape, { numBlocks: 24, blockSize: 4, mode });
+      const contiguous = new ContiguousKVCache(target.kvShape, 2);
+      const bt = tables(24, [10, 10], 5);
+      const lens = [0, 0];
+      for (const tokens of [[prompts[0], prompts[1]], [[7], [8]], [[9, 10, 11], [12]]]) {
+        paged.setBatch(bt.map((blockTable, b) => ({ blockTable, numCachedTokens: lens[b] })));
+        const a = await logitsOf(target.forward(tokens, contiguous, { logits: 'last' }));
+        const b = await logitsOf(target.forward(tokens, paged, { logits: 'last' }));
+        expect(maxDiff(a, b)).toBeLessThan(1e-4);
+        tokens.forEach((t, i) => (lens[i] += t.length));
+      }
+      paged.dispose();
+      contiguous.dispose();
+    }
+    target.dispose();
+  });
+
   it('a sequence attends only over its own blocks, whatever other blocks hold', async () => {
     const numBlocks = 12;
     const paged = new PagedKVCache(model.kvShape, { numBlocks, blockSize: 4 });

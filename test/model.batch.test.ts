@@ -266,6 +266,21 @@ describe('wasm SIMD attention kernels', () => {
       expect(err[0], `qkT P=${P} R=${R} S=${S} D=${D}`).toBeLessThan(1e-4);
       expect(err[1], `pv P=${P} R=${R} S=${S} D=${D}`).toBeLessThan(1e-5);
     }
+    // over the first `span` of C slots, read in place (a cache with spare capacity)
+    const [P, R, C, D, span] = [3, 2, 40, 16, 29];
+    const err = tf.tidy(() => {
+      const a = tf.randomNormal([P, R, D], 0, 1, 'float32', 4) as tf.Tensor3D;
+      const b = tf.randomNormal([P, C, D], 0, 1, 'float32', 5) as tf.Tensor3D;
+      const head = tf.slice(b, [0, 0, 0], [P, span, D]);
+      const p = tf.softmax(tf.randomNormal([P, R, span], 0, 1, 'float32', 6)) as tf.Tensor3D;
+      const s = wasmQKT(a, b, span);
+      expect(s.shape).toEqual([P, R, span]);
+      const e1 = tf.max(tf.abs(tf.sub(s, tf.matMul(a, head, false, true))));
+      const e2 = tf.max(tf.abs(tf.sub(wasmPV(p, b), tf.matMul(p, head))));
+      return [e1.dataSync()[0], e2.dataSync()[0]];
+    });
+    expect(err[0]).toBeLessThan(1e-4);
+    expect(err[1]).toBeLessThan(1e-5);
     expect(tf.memory().numTensors).toBe(start);
   });
 

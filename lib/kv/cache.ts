@@ -97,18 +97,19 @@ export function stepPositions(lengths: readonly number[], counts: readonly numbe
 }
 
 /**
- * The additive attention mask of a step, [B, T, S]: 0 where query t of sequence b may see key
- * slot s (0 <= keyPos <= queryPos), MASKED elsewhere. Null when nothing is masked.
+ * The additive attention mask of a step over its first `span` key slots, [B, T, span]: 0 where
+ * query t of sequence b may see key slot s (0 <= keyPos <= queryPos), MASKED elsewhere. Null
+ * when nothing is masked.
  */
-export function attentionMask(plan: StepPlan): Float32Array | null {
+export function attentionMask(plan: StepPlan, span = plan.S): Float32Array | null {
   const { batchSize: B, T, S, queryPositions: qp, keyPositions: kp } = plan;
-  const mask = new Float32Array(B * T * S);
+  const mask = new Float32Array(B * T * span);
   let any = false;
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const q = qp[b * T + t];
-      const row = (b * T + t) * S;
-      for (let s = 0; s < S; s++) {
+      const row = (b * T + t) * span;
+      for (let s = 0; s < span; s++) {
         const k = kp[b * S + s];
         if (k < 0 || k > q) {
           mask[row + s] = MASKED;
@@ -118,4 +119,19 @@ export function attentionMask(plan: StepPlan): Float32Array | null {
     }
   }
   return any ? mask : null;
+}
+
+/** Key slots up to the last one that holds a token in any sequence: slots past it are empty. */
+export function usedSpan(plan: StepPlan): number {
+  const { batchSize: B, S, keyPositions: kp } = plan;
+  let span = 0;
+  for (let b = 0; b < B; b++) {
+    for (let s = S - 1; s >= span; s--) {
+      if (kp[b * S + s] >= 0) {
+        span = s + 1;
+        break;
+      }
+    }
+  }
+  return span;
 }

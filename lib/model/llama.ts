@@ -7,7 +7,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { attentionMask, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
+import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
@@ -259,7 +259,7 @@ export class LlamaModel {
       const ids = new Int32Array(B * T);
       tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
       const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
-      return this.run(plan, ids, cos, sin, attentionMask(plan), n, cache);
+      return this.run(plan, ids, cos, sin, n, cache);
     } catch (e) {
       // the cache planned this step; give its slots back so it stays usable
       cache.truncate(lengths);
@@ -268,15 +268,7 @@ export class LlamaModel {
   }
 
   // the tensor part of forward(): inputs prepared, the cache has planned the step
-  private run(
-    plan: StepPlan,
-    ids: Int32Array,
-    cos: Float32Array,
-    sin: Float32Array,
-    mask: Float32Array | null,
-    n: number,
-    cache: KVCache,
-  ): tf.Tensor3D {
+  private run(plan: StepPlan, ids: Int32Array, cos: Float32Array, sin: Float32Array, n: number, cache: KVCache): tf.Tensor3D {
     const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = this.config;
     const { batchSize: B, T, S } = plan;
     return tf.tidy(() => {
@@ -285,10 +277,13 @@ export class LlamaModel {
       const simd = wasmAttentionAvailable(D);
       const minRows = ATTENTION_LIMITS.perPairMinRows;
       const perPair = (H / Hkv) * T >= (simd ? minRows.simd : minRows.plain);
-      const masks = maskTensors(mask, B, T, S, perPair);
+      // the SIMD kernels read just the slots in use of a cache with spare capacity (often
+      // leaving nothing to mask); the other paths attend over all S slots
+      const span = simd && !perPair ? usedSpan(plan) : S;
+      const masks = maskTensors(attentionMask(plan, span), B, T, span, perPair);
 
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
-      const step: Step = { B, T, cos: cosT, sin: sinT, masks, perPair, simd };
+      const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd };
       this.weights.layers.forEach((L, layer) => {
         // a tidy per layer: a long prefill never holds every layer's intermediates at once
         const next = tf.tidy(() => this.block(x, L, layer, cache, step));
@@ -318,7 +313,7 @@ export class LlamaModel {
       toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
       toHeadMajor(vNew as tf.Tensor3D, B, T),
     );
-    const att = attention(q as tf.Tensor3D, k, v, s.masks, B, T, s.perPair, s.simd); // [N, H*D]
+    const att = attention(q as tf.Tensor3D, k, v, s, B, T); // [N, H*D]
     const x1: tf.Tensor2D = tf.add(x, tf.matMul(att, L.wo));
     // ---- MLP: down(silu(gate(h)) * up(h))
     const h2 = this.rmsNorm(x1, L.mlpNorm);
@@ -395,6 +390,8 @@ interface Step {
   cos: tf.Tensor3D;
   sin: tf.Tensor3D;
   masks: Masks;
+  /** key slots attended over (the first `span` of the cache's S) */
+  span: number;
   perPair: boolean;
   simd: boolean;
 }
@@ -411,16 +408,8 @@ function maskTensors(mask: Float32Array | null, B: number, T: number, S: number,
 
 // grouped-query attention: query head h reads kv head floor(h / G), as HF's repeat_kv.
 // q [B*T, H, D] (pre-scaled), k/v [B, Hkv, S, D] -> [B*T, H*D]. P = B*Hkv (sequence, kv head) pairs.
-function attention(
-  q: tf.Tensor3D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
-  masks: Masks,
-  B: number,
-  T: number,
-  perPair: boolean,
-  simd: boolean,
-): tf.Tensor2D {
+function attention(q: tf.Tensor3D, k: tf.Tensor4D, v: tf.Tensor4D, step: Step, B: number, T: number): tf.Tensor2D {
+  const { masks, span, perPair, simd } = step;
   const [, H, D] = q.shape;
   const [, Hkv, S] = k.shape;
   const G = H / Hkv;
@@ -430,13 +419,14 @@ function attention(
     T === 1 ? tf.reshape(q, [P, G, D]) : tf.reshape(tf.transpose(tf.reshape(q, [B, T, Hkv, G, D]), [0, 2, 3, 1, 4]), [P, G * T, D]);
   const k3: tf.Tensor3D = tf.reshape(k, [P, S, D]);
   const v3: tf.Tensor3D = tf.reshape(v, [P, S, D]);
-  const out = perPair ? attendPerPair(qg, k3, v3, masks.perSeq, Hkv, G, T) : attendBatched(qg, k3, v3, masks.batched, B, G, T, simd); // [P, G*T, D]
+  const out = perPair ? attendPerPair(qg, k3, v3, masks.perSeq, Hkv, G, T) : attendBatched(qg, k3, v3, masks.batched, B, G, T, span, simd); // [P, G*T, D]
   if (T === 1) return tf.reshape(out, [B, H * D]);
   const tokenMajor = tf.transpose(tf.reshape(out, [B, Hkv, G, T, D]), [0, 3, 1, 2, 4]); // [B, T, Hkv, G, D]
   return tf.reshape(tokenMajor, [B * T, H * D]);
 }
 
-// softmax(q k^T + mask) v for all pairs at once. qg [P, G*T, D], k/v [P, S, D] -> [P, G*T, D]
+// softmax(q k^T + mask) v for all pairs at once. qg [P, G*T, D], k/v [P, S, D] -> [P, G*T, D];
+// without the SIMD kernels span must be S
 function attendBatched(
   qg: tf.Tensor3D,
   k: tf.Tensor3D,
@@ -445,11 +435,13 @@ function attendBatched(
   B: number,
   G: number,
   T: number,
+  span: number,
   simd: boolean,
 ): tf.Tensor3D {
-  const [P, S] = k.shape;
-  let scores: tf.Tensor3D = simd ? wasmQKT(qg, k) : tf.matMul(qg, k, false, true); // [P, G*T, S]
-  if (mask) scores = tf.reshape(tf.add(tf.reshape(scores, [B, P / B, G, T, S]), mask), [P, G * T, S]);
+  const P = k.shape[0];
+  // scores over the first `span` slots (the kernels read them in place; tf.matMul takes all)
+  let scores: tf.Tensor3D = simd ? wasmQKT(qg, k, span) : tf.matMul(qg, k, false, true); // [P, G*T, span]
+  if (mask) scores = tf.reshape(tf.add(tf.reshape(scores, [B, P / B, G, T, span]), mask), [P, G * T, span]);
   const p = tf.softmax(scores);
   if (simd) return wasmPV(p, v);
   // with one pair, tfjs-wasm would run p @ v through XNNPACK, which caches a packed copy of v

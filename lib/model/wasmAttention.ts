@@ -3,8 +3,9 @@
 // the largest cost of a decode step at long context. These two kernels are hand-assembled
 // WebAssembly SIMD (f32x4) functions that run in tfjs-wasm's own memory, so tensors are read
 // where they lie, with no copy:
-//   qkT(a [P, R, D], b [P, S, D]) -> [P, R, S]   out[p,r,s] = sum_d a[p,r,d] b[p,s,d]
-//   pv (a [P, R, S], b [P, S, D]) -> [P, R, D]   out[p,r,d] = sum_s a[p,r,s] b[p,s,d]
+//   qkT(a [P, R, D], b [P, C, D]) -> [P, R, S]   out[p,r,s] = sum_d a[p,r,d] b[p,s,d]
+//   pv (a [P, R, S], b [P, C, D]) -> [P, R, D]   out[p,r,d] = sum_s a[p,r,s] b[p,s,d]
+// over the first S <= C slots of b (a KV cache with spare capacity is read without a copy).
 // They are registered as tfjs kernels for the wasm backend only; other backends, or D not a
 // multiple of 4, use tf.matMul.
 
@@ -66,10 +67,10 @@ const forLoop = (v: number, limit: number, step: number, body: number[]) => [
   0x0b, 0x0b,
 ];
 
-// parameters of both functions: a, b, out (byte offsets), P, R, S, D
-const [A, B, OUT, P, R, S, D] = [0, 1, 2, 3, 4, 5, 6];
+// parameters of both functions: a, b, out (byte offsets), P, R, S, D, C (b's slots per pair)
+const [A, B, OUT, P, R, S, D, C] = [0, 1, 2, 3, 4, 5, 6, 7];
 // locals: 8 i32 then one v128
-const [p, r, s, d, aPtr, bPtr, rowBytes, o, vacc] = [7, 8, 9, 10, 11, 12, 13, 14, 15];
+const [p, r, s, d, aPtr, bPtr, rowBytes, o, vacc] = [8, 9, 10, 11, 12, 13, 14, 15, 16];
 // prettier-ignore
 const LOCALS = vec([[8, I32], [1, V128]]);
 
@@ -80,27 +81,30 @@ function qkTBody(): number[] {
   return [
     ...LOCALS,
     ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
-    ...get(B), ...set(bPtr),
-    ...forLoop(p, P, 1, forLoop(s, S, 1, [
-      ...forLoop(r, R, 1, [
-        // aPtr = a + (p*R + r) * rowBytes, o = out + ((p*R + r)*S + s) * 4
-        ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
-        ...get(A), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(aPtr),
-        ...get(OUT), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD, ...set(o),
-        ...V_ZERO, ...set(vacc),
-        ...forLoop(d, rowBytes, 16, [
-          ...get(vacc),
-          ...get(aPtr), ...get(d), ...ADD, ...V_LOAD,
-          ...get(bPtr), ...get(d), ...ADD, ...V_LOAD,
-          ...F32X4_MUL, ...F32X4_ADD, ...set(vacc),
+    ...forLoop(p, P, 1, [
+      // bPtr = b + p*C*rowBytes
+      ...get(B), ...get(p), ...get(C), ...MUL, ...get(rowBytes), ...MUL, ...ADD, ...set(bPtr),
+      ...forLoop(s, S, 1, [
+        ...forLoop(r, R, 1, [
+          // aPtr = a + (p*R + r) * rowBytes, o = out + ((p*R + r)*S + s) * 4
+          ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
+          ...get(A), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(aPtr),
+          ...get(OUT), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD, ...set(o),
+          ...V_ZERO, ...set(vacc),
+          ...forLoop(d, rowBytes, 16, [
+            ...get(vacc),
+            ...get(aPtr), ...get(d), ...ADD, ...V_LOAD,
+            ...get(bPtr), ...get(d), ...ADD, ...V_LOAD,
+            ...F32X4_MUL, ...F32X4_ADD, ...set(vacc),
+          ]),
+          ...get(o),
+          ...get(vacc), ...LANE(0), ...get(vacc), ...LANE(1), ...F32_ADD,
+          ...get(vacc), ...LANE(2), ...F32_ADD, ...get(vacc), ...LANE(3), ...F32_ADD,
+          ...F32_STORE,
         ]),
-        ...get(o),
-        ...get(vacc), ...LANE(0), ...get(vacc), ...LANE(1), ...F32_ADD,
-        ...get(vacc), ...LANE(2), ...F32_ADD, ...get(vacc), ...LANE(3), ...F32_ADD,
-        ...F32_STORE,
+        ...addTo(bPtr, get(rowBytes)),
       ]),
-      ...addTo(bPtr, get(rowBytes)),
-    ])),
+    ]),
     0x0b,
   ];
 }
@@ -115,30 +119,33 @@ function pvBody(): number[] {
     // zero the output: P*R rows of D floats
     ...get(P), ...get(R), ...MUL, ...get(rowBytes), ...MUL, ...set(aPtr),
     ...forLoop(d, aPtr, 16, [...get(OUT), ...get(d), ...ADD, ...V_ZERO, ...V_STORE]),
-    ...get(B), ...set(bPtr),
-    ...forLoop(p, P, 1, forLoop(s, S, 1, [
-      ...forLoop(r, R, 1, [
-        // weight a[p,r,s], output row o = out + (p*R + r) * rowBytes
-        ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
-        ...get(A), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD,
-        ...F32_LOAD, ...F32X4_SPLAT, ...set(vacc),
-        ...get(OUT), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(o),
-        ...forLoop(d, rowBytes, 16, [
-          ...get(o), ...get(d), ...ADD,
-          ...get(o), ...get(d), ...ADD, ...V_LOAD,
-          ...get(vacc), ...get(bPtr), ...get(d), ...ADD, ...V_LOAD, ...F32X4_MUL, ...F32X4_ADD,
-          ...V_STORE,
+    ...forLoop(p, P, 1, [
+      // bPtr = b + p*C*rowBytes
+      ...get(B), ...get(p), ...get(C), ...MUL, ...get(rowBytes), ...MUL, ...ADD, ...set(bPtr),
+      ...forLoop(s, S, 1, [
+        ...forLoop(r, R, 1, [
+          // weight a[p,r,s], output row o = out + (p*R + r) * rowBytes
+          ...get(p), ...get(R), ...MUL, ...get(r), ...ADD, ...set(o),
+          ...get(A), ...get(o), ...get(S), ...MUL, ...get(s), ...ADD, ...i32(4), ...MUL, ...ADD,
+          ...F32_LOAD, ...F32X4_SPLAT, ...set(vacc),
+          ...get(OUT), ...get(o), ...get(rowBytes), ...MUL, ...ADD, ...set(o),
+          ...forLoop(d, rowBytes, 16, [
+            ...get(o), ...get(d), ...ADD,
+            ...get(o), ...get(d), ...ADD, ...V_LOAD,
+            ...get(vacc), ...get(bPtr), ...get(d), ...ADD, ...V_LOAD, ...F32X4_MUL, ...F32X4_ADD,
+            ...V_STORE,
+          ]),
         ]),
+        ...addTo(bPtr, get(rowBytes)),
       ]),
-      ...addTo(bPtr, get(rowBytes)),
-    ])),
+    ]),
     0x0b,
   ];
 }
 
 /** The module's bytes: imports env.memory, exports qkT and pv. */
 export function attentionWasmBytes(): Uint8Array<ArrayBuffer> {
-  const type = section(1, vec([[0x60, ...vec(new Array(7).fill([I32])), 0]]));
+  const type = section(1, vec([[0x60, ...vec(new Array(8).fill([I32])), 0]]));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]]));
   const funcs = section(3, vec([[0], [0]]));
   const exports = section(
@@ -154,7 +161,7 @@ export function attentionWasmBytes(): Uint8Array<ArrayBuffer> {
 
 // ---- tfjs kernels
 
-type KernelFn = (a: number, b: number, out: number, P: number, R: number, S: number, D: number) => void;
+type KernelFn = (a: number, b: number, out: number, P: number, R: number, S: number, D: number, C: number) => void;
 interface WasmBackendLike {
   wasm: { asm?: { memory?: WebAssembly.Memory } };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
@@ -186,18 +193,20 @@ function kernelsFor(backend: WasmBackendLike): { qkT: KernelFn; pv: KernelFn } {
 }
 
 function kernel(which: 'qkT' | 'pv'): tf.KernelFunc {
-  return ({ inputs, backend }) => {
+  return ({ inputs, backend, attrs }) => {
     const be = backend as unknown as WasmBackendLike;
     const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const [Pn, Rn, inner] = a.shape;
-    const [, Sn, Dn] = which === 'qkT' ? b.shape : [0, inner, b.shape[2]];
-    const ok = b.shape[0] === Pn && (which === 'qkT' ? b.shape[2] === inner : b.shape[1] === inner) && Dn % 4 === 0;
+    const [Pb, Cn, Dn] = b.shape;
+    // qkT: a's last axis is D, S comes from attrs (default all of b's slots); pv: a's last is S
+    const Sn = which === 'qkT' ? ((attrs as { span?: number }).span ?? Cn) : inner;
+    const ok = Pb === Pn && (which === 'qkT' ? Dn === inner : true) && Sn <= Cn && Dn % 4 === 0;
     if (!ok || a.dtype !== 'float32' || b.dtype !== 'float32') {
-      throw new Error(`${which}: bad operands [${a.shape}] ${a.dtype} and [${b.shape}] ${b.dtype}`);
+      throw new Error(`${which}: bad operands [${a.shape}] ${a.dtype} and [${b.shape}] ${b.dtype} (span ${Sn})`);
     }
     const out = be.makeOutput(which === 'qkT' ? [Pn, Rn, Sn] : [Pn, Rn, Dn], 'float32');
     const at = (t: tf.TensorInfo) => be.dataIdMap.get(t.dataId).memoryOffset;
-    kernelsFor(be)[which](at(a), at(b), at(out), Pn, Rn, Sn, Dn);
+    kernelsFor(be)[which](at(a), at(b), at(out), Pn, Rn, Sn, Dn, Cn);
     return out;
   };
 }
@@ -216,12 +225,14 @@ export function wasmAttentionAvailable(headDim: number): boolean {
   return true;
 }
 
-/** a [P, R, D] x b [P, S, D] -> [P, R, S], with b's rows as columns (q k^T). Wasm only. */
-export function wasmQKT(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
-  return tf.engine().runKernel(QKT, { a, b }, {}) as tf.Tensor3D;
+/**
+ * a [P, R, D] x b [P, C, D] -> [P, R, span], b's first `span` rows as columns (q k^T). Wasm only.
+ */
+export function wasmQKT(a: tf.Tensor3D, b: tf.Tensor3D, span = b.shape[1]): tf.Tensor3D {
+  return tf.engine().runKernel(QKT, { a, b }, { span }) as tf.Tensor3D;
 }
 
-/** a [P, R, S] x b [P, S, D] -> [P, R, D] (p v). Wasm only. */
+/** a [P, R, S] x b [P, C, D] -> [P, R, D] (p v) over b's first S rows. Wasm only. */
 export function wasmPV(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   return tf.engine().runKernel(PV, { a, b }, {}) as tf.Tensor3D;
 }

@@ -327,7 +327,7 @@ describe('tensor accounting', () => {
     ];
     for (const cache of caches) {
       model.forward([PROMPTS[1], PROMPTS[2]], cache).dispose();
-      for (let i = 0; i < 40; i++) model.forward([[3], [4]], cache, { logits: 'all' }).dispose(); // crosses growBy
+      for (let i = 0; i < 48; i++) model.forward([[3], [4]], cache, { logits: 'all' }).dispose(); // crosses growBy
       cache.truncate(cache.lengths().map((n) => Math.max(0, n - 5)));
       model.forward([[5, 6], [7]], cache).dispose();
       cache.dispose();

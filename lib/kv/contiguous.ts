@@ -3,8 +3,8 @@
 //
 // tfjs tensors are immutable, so "append" has two implementations:
 // - 'inplace' (wasm and cpu backends): C grows in chunks of `growBy` slots; each step's K/V
-//   are copied into the tensor's own memory, O(new tokens) per step. Attention covers all C
-//   slots; slots not yet written are empty (masked).
+//   are copied into the tensor's own memory, O(new tokens) per step. Slots past the used ones
+//   are empty: masked, or not read at all by the wasm attention kernels.
 // - 'concat' (any backend): every step concatenates, C = slots used; O(S) copy per step.
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -17,7 +17,7 @@ export type AppendMode = 'auto' | 'inplace' | 'concat';
 /** Options of ContiguousKVCache. */
 export interface ContiguousKVCacheOptions {
   mode?: AppendMode;
-  /** in-place mode: capacity grows to a multiple of this many slots (default 32) */
+  /** in-place mode: capacity grows to a multiple of this many slots (default 64) */
   growBy?: number;
 }
 
@@ -76,7 +76,7 @@ export class ContiguousKVCache implements KVCache {
       throw new Error(`in-place KV cache needs the wasm or cpu backend (current: ${tf.getBackend()})`);
     }
     this.mode = mode === 'auto' ? (inPlaceSupported() ? 'inplace' : 'concat') : mode;
-    this.growBy = options.growBy ?? 32;
+    this.growBy = options.growBy ?? 64;
     if (!Number.isInteger(this.growBy) || this.growBy < 1) throw new Error(`growBy must be a positive integer, got ${this.growBy}`);
     this.k = new Array(shape.numLayers).fill(null);
     this.v = new Array(shape.numLayers).fill(null);

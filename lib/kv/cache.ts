@@ -33,7 +33,9 @@ export interface StepPlan {
 
 /**
  * A per-layer store of keys and values (lesson: "the KV cache"). Per forward step the model
- * calls `beginStep(counts)` once, then `update(layer, k, v)` for every layer in order.
+ * calls `beginStep(counts)` once, then `update(layer, k, v)` for every layer in order; if the
+ * step fails in between, it calls `truncate(lengths before the step)`, which must also cancel
+ * the step. A cache may rewrite its tensors in place between steps.
  */
 export interface KVCache {
   readonly shape: KVShape;

@@ -170,7 +170,8 @@ export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o:
   for (const p of points) groups.set(p.group ?? 'measured', [...(groups.get(p.group ?? 'measured') ?? []), p]);
   const traces: Trace[] = [...groups].map(([group, ps]) => ({
     type: 'scatter',
-    mode: 'markers+text',
+    // labels only for small groups: a sweep's many points would overlap (hover shows the name)
+    mode: ps.length <= 3 ? 'markers+text' : 'markers',
     name: group,
     x: ps.map((p) => p.intensity),
     y: ps.map((p) => p.gflops),

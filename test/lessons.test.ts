@@ -1,0 +1,196 @@
+// The lessons: every notebook executes through Jupyter + tslab with no cell error (no
+// --allow-errors) and shows its key outputs; the rendered site opens in Chromium with charts drawn,
+// no console errors and no network; generated text with <script> renders as text.
+// Without Jupyter or Chromium the suites skip with the reason, unless
+// INFERENCE_LAB_REQUIRE_LESSONS=1 (CI), where they must run.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { figureBundle, generatedBundle, lineChart, setDisplaySink, tableBundle, display, type MimeBundle } from '../lib/index';
+import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
+import { listNotebooks } from '../scripts/lessons/main';
+import { readNotebook, renderSite, type Lesson, type Notebook } from '../scripts/lessons/render';
+import { findPython, setupJupyter } from '../scripts/lessons/setup';
+
+const REQUIRE = process.env.INFERENCE_LAB_REQUIRE_LESSONS === '1';
+const ART = path.resolve('test-artifacts', 'lessons');
+const CHROMIUM = '/usr/bin/chromium';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+function why(check: () => unknown): string | null {
+  try {
+    check();
+    return null;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0];
+  }
+}
+const noJupyter = why(() => findPython());
+const noChromium = fs.existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (apt-get install chromium)`;
+for (const [what, reason] of [['notebook', noJupyter], ['browser', noChromium]] as const) {
+  if (reason && REQUIRE) throw new Error(`INFERENCE_LAB_REQUIRE_LESSONS=1 but the ${what} tests cannot run: ${reason}`);
+  if (reason) console.warn(`[lessons.test] skipping ${what} tests: ${reason}`);
+}
+
+/** Open each page; return per page: console errors, non-file requests, plots drawn / expected. */
+async function visit(browser: Browser, files: string[], shots: string | null) {
+  const results: { file: string; errors: string[]; network: string[]; drawn: number; expected: number; text: string; pwned: unknown }[] = [];
+  for (const file of files) {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    const network: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('request', (r) => !r.url().startsWith('file://') && !r.url().startsWith('data:') && network.push(r.url()));
+    await page.goto(`file://${file}`, { waitUntil: 'load' });
+    const expected = await page.locator('.il-plot').count();
+    if (expected > 0) await page.waitForFunction((n) => document.querySelectorAll('.il-plot svg.main-svg').length >= n, expected, { timeout: 30_000 }).catch(() => undefined);
+    const drawn = await page.evaluate(() => Array.from(document.querySelectorAll('.il-plot')).filter((d) => d.querySelector('svg.main-svg')).length);
+    const text = await page.evaluate(() => document.body.innerText);
+    const pwned = await page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned);
+    if (shots) await page.screenshot({ path: path.join(shots, `${path.basename(file, '.html')}.png`), fullPage: true });
+    results.push({ file, errors, network, drawn, expected, text, pwned });
+    await page.close();
+  }
+  return results;
+}
+
+describe('lib/viz display bundles', () => {
+  it('a figure is one bundle with plotly JSON, HTML and text; plotly.js inlined once', () => {
+    const got: MimeBundle[] = [];
+    setDisplaySink((b) => got.push(b));
+    try {
+      display(lineChart([{ name: 'a', x: [1, 2], y: [3, 4] }], { title: 't' }));
+      display(lineChart([{ name: 'b', x: [1, 2], y: [3, 4] }]));
+    } finally {
+      setDisplaySink(null);
+    }
+    expect(Object.keys(got[0]).sort()).toEqual(['application/vnd.plotly.v1+json', 'text/html', 'text/plain']);
+    expect(String(got[0]['text/html'])).toContain('data-il-plotly-lib');
+    expect(String(got[1]['text/html'])).not.toContain('data-il-plotly-lib');
+    expect(got[0]['text/plain']).toContain('[plot] t');
+    // a title cannot close the inline script
+    const evil = figureBundle(lineChart([{ name: '</script><script>x()</script>', x: [1], y: [1] }]));
+    expect(String(evil['text/html'])).not.toContain('</script><script>x()');
+  });
+
+  it('tables and generated text escape their content', () => {
+    expect(String(tableBundle([{ a: '<b>x</b>' }])['text/html'])).toContain('&lt;b&gt;x&lt;/b&gt;');
+    expect(String(generatedBundle('<script>alert(1)</script>')['text/html'])).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+  });
+});
+
+describe.skipIf(noChromium !== null)('generated text in the rendered site', () => {
+  it('a <script> in model output renders as text, in every kind of output', async () => {
+    const evil = '<script>window.__pwned=1</script>';
+    const nb: Notebook = {
+      nbformat: 4,
+      nbformat_minor: 5,
+      metadata: {},
+      cells: [
+        { cell_type: 'markdown', source: '# Escaping' },
+        {
+          cell_type: 'code',
+          source: 'showGenerated(text)',
+          outputs: [
+            { output_type: 'stream', name: 'stdout', text: `stream: ${evil}\n` },
+            { output_type: 'display_data', data: generatedBundle(`generated: ${evil}`) },
+            { output_type: 'display_data', data: { 'text/markdown': `markdown: ${evil}`, 'text/plain': evil } },
+            { output_type: 'display_data', data: { 'text/plain': `plain: ${evil}` } },
+            { output_type: 'display_data', data: tableBundle([{ text: `table: ${evil}` }]) },
+          ],
+        },
+      ],
+    };
+    const out = path.join(ART, 'escape-site');
+    fs.rmSync(out, { recursive: true, force: true });
+    await renderSite([{ slug: 'escape', title: 'Escaping', notebook: nb }], out, { machine: null, mode: 'test', date: 'now' });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    try {
+      const [r] = await visit(browser, [path.join(out, 'escape.html')], null);
+      expect(r.pwned).toBeUndefined();
+      for (const kind of ['stream', 'generated', 'markdown', 'plain', 'table']) expect(r.text).toContain(`${kind}: ${evil}`);
+      expect(r.errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
+  const build = path.join(ART, 'build');
+  const site = path.join(ART, 'site');
+  const runs: ExecResult[] = [];
+  const lessons: Lesson[] = [];
+
+  beforeAll(async () => {
+    const { python, env } = setupJupyter(() => undefined);
+    fs.rmSync(build, { recursive: true, force: true });
+    for (const nb of listNotebooks()) {
+      const r = await executeNotebook(nb, build, { python, env: { ...env, LESSONS_MODE: 'QUICK' } });
+      console.log(`[lessons.test] ${path.basename(nb)}: ${r.ok ? 'ok' : 'FAILED'} in ${r.seconds.toFixed(0)} s`);
+      runs.push(r);
+      if (r.ok) lessons.push({ slug: path.basename(nb, '.ipynb'), title: path.basename(nb), notebook: readNotebook(r.executed), seconds: r.seconds });
+    }
+    fs.rmSync(site, { recursive: true, force: true });
+    await renderSite(lessons, site, { machine: null, mode: 'QUICK', date: 'test' });
+  }, 1_200_000);
+
+  it('every notebook runs top to bottom with no cell error', () => {
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    for (const r of runs) expect(r.ok, `${path.basename(r.notebook)}:\n${r.error}`).toBe(true);
+    for (const l of lessons) {
+      for (const c of l.notebook.cells) for (const o of c.outputs ?? []) expect(o.output_type, `${l.slug}: error output`).not.toBe('error');
+    }
+  });
+
+  const outputsText = (slug: string) => {
+    const l = lessons.find((x) => x.slug.startsWith(slug));
+    if (!l) throw new Error(`lesson ${slug} did not run`);
+    return JSON.stringify(l.notebook.cells.map((c) => c.outputs ?? []));
+  };
+
+  it('lesson 1 measures bandwidth, predicts and measures decode, and draws the roofline', () => {
+    const t = outputsText('01');
+    expect(t).toContain('memory bandwidth W (GEMV)');
+    expect(t).toContain('predicted tok/s');
+    expect(t).toContain('measured tok/s');
+    expect(t).toContain('random-125m');
+    expect(t).toContain('application/vnd.plotly.v1+json');
+    expect(t).toMatch(/roof: [0-9.]+ GB\/s/);
+    expect(t).toContain('One forward pass of T tokens');
+  });
+
+  it('lesson 2 checks the tutorial cache against the library and measures naive vs cached', () => {
+    const t = outputsText('02');
+    expect(t).toContain('tutorial cache (concat)');
+    expect(t).not.toMatch(/same tokens[^"]*NO/);
+    expect(t).toContain('same tokens: yes');
+    expect(t).toContain('naive ms');
+    expect(t).toContain('Time to produce the next token at context length L');
+  });
+
+  it.skipIf(noChromium !== null)('every rendered lesson draws its charts, logs no error and makes no network request', async () => {
+    const shots = path.resolve('test-artifacts', 'screenshots');
+    fs.mkdirSync(shots, { recursive: true });
+    const pages = [path.join(site, 'index.html'), ...lessons.map((l) => path.join(site, `${l.slug}.html`))];
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    try {
+      for (const r of await visit(browser, pages, shots)) {
+        const name = path.basename(r.file);
+        expect(r.errors, `${name}: console errors`).toEqual([]);
+        expect(r.network, `${name}: network requests`).toEqual([]);
+        expect(r.drawn, `${name}: plots drawn`).toBe(r.expected);
+        if (name !== 'index.html') expect(r.expected, `${name}: has charts`).toBeGreaterThan(0);
+      }
+    } finally {
+      await browser.close();
+    }
+  }, 180_000);
+
+  afterAll(() => undefined);
+});

@@ -104,14 +104,16 @@ export class Scheduler {
       const seq = this.waiting[0];
       const seats = 1 + seq.pendingForks;
       if (this.running.length > 0 && this.running.length + seats > this.maxNumSeqs) break;
-      const reserve = this.reserveTokens(seq);
-      if (!this.blockManager.canAllocate(seq, reserve)) break;
-      const left = seq.numTokens - this.blockManager.numCachedTokensFor(seq);
+      const cached = this.blockManager.numCachedTokensFor(seq);
+      const left = seq.numTokens - cached;
       let n = Math.min(left, budget);
       if (n < left && !this.chunkedPrefill) {
         if (out.scheduled.length > 0) break; // whole prompts only: it waits for a step with room
         n = left;
       }
+      // blocks for what this step computes (later chunks get theirs as they run), or the static reservation
+      const reserve = this.policy === 'continuous' ? cached + n : this.reserveTokens(seq);
+      if (!this.blockManager.canAllocate(seq, reserve)) break;
       this.waiting.shift();
       this.blockManager.allocate(seq, reserve);
       seq.status = 'running';

@@ -49,6 +49,12 @@ export type LogitsSelection = 'last' | 'all' | number;
 export interface ForwardOptions {
   /** default 'last': logits [B, 1, V]; 'all' [B, T, V]; n: the last n slots [B, n, V] */
   logits?: LogitsSelection;
+  /**
+   * Attention observer (lesson 3, "KV-cache optimizations"): when set, each layer's attention
+   * probabilities [B, H, T, S] are computed once more (only then) and passed with the key
+   * positions [B, S] they cover. Read them synchronously: they are freed after the call.
+   */
+  onAttention?: (layer: number, probs: tf.Tensor4D, keyPositions: Int32Array) => void;
 }
 
 // bytes of weights (tensors plus XNNPACK's packed copies) the wasm backend can hold, with room
@@ -259,7 +265,7 @@ export class LlamaModel {
       const ids = new Int32Array(B * T);
       tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
       const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
-      return this.run(plan, ids, cos, sin, n, cache);
+      return this.run(plan, ids, cos, sin, n, cache, options.onAttention);
     } catch (e) {
       // the cache planned this step; give its slots back so it stays usable
       cache.truncate(lengths);
@@ -268,7 +274,15 @@ export class LlamaModel {
   }
 
   // the tensor part of forward(): inputs prepared, the cache has planned the step
-  private run(plan: StepPlan, ids: Int32Array, cos: Float32Array, sin: Float32Array, n: number, cache: KVCache): tf.Tensor3D {
+  private run(
+    plan: StepPlan,
+    ids: Int32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    n: number,
+    cache: KVCache,
+    onAttention?: ForwardOptions['onAttention'],
+  ): tf.Tensor3D {
     const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = this.config;
     const { batchSize: B, T, S } = plan;
     return tf.tidy(() => {
@@ -283,7 +297,7 @@ export class LlamaModel {
       const masks = maskTensors(attentionMask(plan, span), B, T, span, perPair);
 
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
-      const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd };
+      const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd, plan, onAttention };
       this.weights.layers.forEach((L, layer) => {
         // a tidy per layer: a long prefill never holds every layer's intermediates at once
         const next = tf.tidy(() => this.block(x, L, layer, cache, step));
@@ -308,12 +322,15 @@ export class LlamaModel {
     const qkv: tf.Tensor3D = tf.reshape(tf.matMul(h, L.wqkv), [B * T, H + 2 * Hkv, D]); // [N, H+2Hkv, D]
     // RoPE rotates the q and k heads; the tables leave the v heads as they are
     const [q, kNew, vNew] = tf.split(rope(qkv, s.cos, s.sin, this.rotate), [H, Hkv, Hkv], 1); // [N, H|Hkv|Hkv, D]
-    const { k, v } = cache.update(
+    // a cache whose layers keep different tokens (lib/kv/evicting.ts) also returns this layer's key positions
+    const { k, v, keyPositions }: { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions?: Int32Array } = cache.update(
       layer,
       toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
       toHeadMajor(vNew as tf.Tensor3D, B, T),
     );
-    const att = attention(q as tf.Tensor3D, k, v, s, B, T); // [N, H*D]
+    const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
+    const att = attention(q as tf.Tensor3D, k, v, ls, B, T); // [N, H*D]
+    if (s.onAttention) s.onAttention(layer, attentionProbs(q as tf.Tensor3D, k, ls, B, T), ls.plan.keyPositions);
     const x1: tf.Tensor2D = tf.add(x, tf.matMul(att, L.wo));
     // ---- MLP: down(silu(gate(h)) * up(h))
     const h2 = this.rmsNorm(x1, L.mlpNorm);
@@ -394,6 +411,27 @@ interface Step {
   span: number;
   perPair: boolean;
   simd: boolean;
+  plan: StepPlan;
+  onAttention?: ForwardOptions['onAttention'];
+}
+
+// the step as seen by a layer whose key slots hold their own positions [B, S]
+function layerStep(s: Step, keyPositions: Int32Array, S: number): Step {
+  const plan = { ...s.plan, S, keyPositions };
+  const span = s.simd && !s.perPair ? usedSpan(plan) : S;
+  return { ...s, plan, span, masks: maskTensors(attentionMask(plan, span), s.B, s.T, span, s.perPair) };
+}
+
+// attention probabilities for an observer, plainly: q [B*T, H, D], k [B, Hkv, S, D] -> [B, H, T, S]
+function attentionProbs(q: tf.Tensor3D, k: tf.Tensor4D, s: Step, B: number, T: number): tf.Tensor4D {
+  const [, H, D] = q.shape;
+  const [, Hkv, S] = k.shape;
+  const qh = tf.transpose(tf.reshape(q, [B, T, H, D]), [0, 2, 1, 3]); // [B, H, T, D]
+  const kh = tf.reshape(tf.tile(tf.reshape(k, [B, Hkv, 1, S, D]), [1, 1, H / Hkv, 1, 1]), [B, H, S, D]); // repeat_kv
+  let scores: tf.Tensor = tf.matMul(qh, kh, false, true); // [B, H, T, S]
+  const mask = attentionMask(s.plan);
+  if (mask) scores = tf.add(scores, tf.tensor4d(mask, [B, 1, T, S]));
+  return tf.softmax(scores) as tf.Tensor4D;
 }
 
 // the additive mask, shaped for the path: batched [B, 1, 1, T, S], per pair B x [1, T, S]

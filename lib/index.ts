@@ -19,7 +19,7 @@ export { LlamaModel, ropeInvFreq, ropeTables, rotateHalfMatrix } from './model/l
 export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from './model/llama';
 export { checkpointWeights, loadModel, modelFromPreset, readHFConfig } from './model/load';
 export type { LoadModelOptions } from './model/load';
-export { MASKED, attentionMask, checkCounts, checkTruncate, stepPositions } from './kv/cache';
+export { MASKED, attentionMask, checkCounts, checkTruncate, stepPositions, usedSpan } from './kv/cache';
 export type { KVCache, KVShape, StepPlan } from './kv/cache';
 export { ContiguousKVCache } from './kv/contiguous';
 export type { AppendMode, ContiguousKVCacheOptions } from './kv/contiguous';

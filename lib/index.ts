@@ -63,15 +63,15 @@ export type { Block, BlockManagerOptions, PrefixCacheStats } from './engine/bloc
 export { Sequence } from './engine/sequence';
 export type { CompletionFinishReason, SequenceStatus, SequenceTimes } from './engine/sequence';
 export { ENGINE_PRESETS, resolveEngineConfig } from './engine/config';
-export type { EngineConfig, EngineConfigInput, SchedulerPolicy } from './engine/config';
+export type { EngineConfig, EngineConfigInput, SchedulerPolicy, SpeculativeEngineConfig, SpeculativeEngineConfigInput } from './engine/config';
 export { DEFAULT_STEP_COST, RealClock, VirtualClock } from './engine/clock';
 export type { Clock, LinearStepCost, StepCostInput } from './engine/clock';
 export { Scheduler } from './engine/scheduler';
 export type { ScheduledSequence, SchedulerOutput } from './engine/scheduler';
-export { ModelRunner } from './engine/modelRunner';
-export type { ModelRunnerOptions, PreparedCall } from './engine/modelRunner';
+export { ModelRunner, specRowOf } from './engine/modelRunner';
+export type { ModelRunnerOptions, PreparedCall, RunnerOutput, SpeculativeRowOutput } from './engine/modelRunner';
 export { percentile, sequenceMetrics, summarizeRun } from './engine/metrics';
-export type { BlockTableSnapshot, RunSummary, SequenceMetrics, StepEntry, StepMetrics } from './engine/metrics';
+export type { BlockTableSnapshot, RunSummary, SequenceMetrics, StepEntry, StepMetrics, StepSpecMetrics } from './engine/metrics';
 export { LLMEngine } from './engine/llmEngine';
 export type { AddRequestOptions, CompletionOutput, EnginePrompt, RequestOutput, TokenEvent } from './engine/llmEngine';
 export { LLM } from './engine/llm';
@@ -84,3 +84,8 @@ export { KV_QUANT_PRESETS, PackedKVStore, QuantizedKVCache, bitsPerElement, quan
 export type { QuantizedKVCacheConfig, QuantizedKVCacheInput } from './kv/quantized';
 export { compareTeacherForced, greedyAgreement, perplexity } from './eval/quality';
 export type { CacheFactory, GreedyAgreement, TeacherForcedOptions, TeacherForcedResult } from './eval/quality';
+export { attentionError } from './eval/quality';
+export { EvictingKVCache, resolveEvictingConfig } from './kv/evicting';
+export type { EvictingKVCacheConfig, EvictingKVCacheInput, EvictionPolicy } from './kv/evicting';
+export { attentionEntropy, proportionalBudgets, uniformBudgets } from './kv/budget';
+export type { AttentionEntropy } from './kv/budget';

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { generate, type LanguageModel } from '../generate';
 import type { KVCache, KVShape } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
-import type { LlamaModel } from '../model/llama';
+import type { ForwardOptions, LlamaModel } from '../model/llama';
 
 /** Makes a cache for a model's KV shape and a batch size (the `makeCache` of generate()). */
 export type CacheFactory = (shape: KVShape, batchSize: number) => KVCache;
@@ -60,6 +60,10 @@ interface Acc {
   theoretical: number | null;
 }
 
+// a cache that wants the attention probabilities (H2O eviction)
+const observing = (c: KVCache): c is KVCache & { observe: NonNullable<ForwardOptions['onAttention']> } =>
+  typeof (c as { observe?: unknown }).observe === 'function';
+
 const withTheory = (c: KVCache): c is KVCache & { theoreticalBytes(): number } =>
   typeof (c as { theoreticalBytes?: unknown }).theoreticalBytes === 'function';
 
@@ -94,7 +98,8 @@ export function compareTeacherForced(
         const input = win.slice(c0, Math.min(c0 + C, win.length - 1));
         const targets = win.slice(c0 + 1, c0 + 1 + input.length);
         const logp = (cache: KVCache): Float32Array => {
-          const lp = tf.tidy(() => tf.logSoftmax(model.forward([input], cache, { logits: 'all' })));
+          const opts = observing(cache) ? { logits: 'all' as const, onAttention: cache.observe.bind(cache) } : { logits: 'all' as const };
+          const lp = tf.tidy(() => tf.logSoftmax(model.forward([input], cache, opts)));
           const data = lp.dataSync() as Float32Array; // [T, V]
           lp.dispose();
           return data;
@@ -228,4 +233,49 @@ export async function greedyAgreement(
     referenceTokensPerSecond: mean(refTps),
     referenceTokens: refTokens,
   };
+}
+
+// ---- attention error
+
+/**
+ * Error of each layer's and head's attention probabilities with a cache against the float32
+ * cache, on the same tokens fed in chunks (lesson 3): mean total variation 0.5 * sum |p - p^| per
+ * query row, [layer][head]. Caches whose layers keep other tokens (eviction) are not comparable.
+ */
+export function attentionError(
+  model: LlamaModel,
+  ids: readonly number[],
+  makeCache: CacheFactory,
+  options: { chunk?: number } = {},
+): number[][] {
+  const C = options.chunk ?? 128;
+  const { numLayers: L, numHeads: H } = model.config;
+  const run = (cache: KVCache): Float32Array[][] => {
+    const rows: Float32Array[][] = Array.from({ length: L }, () => []);
+    try {
+      for (let c0 = 0; c0 < ids.length; c0 += C) {
+        const onAttention = (layer: number, probs: tf.Tensor4D) => void rows[layer].push(probs.dataSync() as Float32Array);
+        model.forward([ids.slice(c0, c0 + C)], cache, { onAttention }).dispose();
+      }
+    } finally {
+      cache.dispose();
+    }
+    return rows;
+  };
+  const ref = run(new ContiguousKVCache(model.kvShape, 1, { mode: 'concat' }));
+  const got = run(makeCache(model.kvShape, 1));
+  const err = Array.from({ length: L }, () => new Array<number>(H).fill(0));
+  for (let l = 0; l < L; l++) {
+    ref[l].forEach((p, c) => {
+      const q = got[l][c];
+      if (q.length !== p.length) throw new Error('attentionError: the cache attends over other slots than the float32 cache');
+      const per = p.length / H;
+      for (let h = 0; h < H; h++) {
+        let tv = 0;
+        for (let i = h * per; i < (h + 1) * per; i++) tv += Math.abs(p[i] - q[i]);
+        err[l][h] += tv / 2;
+      }
+    });
+  }
+  return err.map((hs) => hs.map((x) => x / ids.length)); // mean over query rows
 }

@@ -177,6 +177,7 @@ export class BlockManager {
     while (seq.blockTable.length < this.blocksFor(reserveTokens)) seq.blockTable.push(this.takeFreeBlock().id);
     seq.numCachedTokens = ids.length * this.blockSize;
     seq.numComputedTokens = seq.numCachedTokens;
+    seq.numDraftComputedTokens = seq.numCachedTokens;
     if (this.enablePrefixCaching) {
       this.stats.queriedTokens += seq.numTokens;
       this.stats.hitTokens += seq.numCachedTokens;
@@ -224,11 +225,15 @@ export class BlockManager {
     while (seq.blockTable.length < this.blocksFor(first + numNew)) seq.blockTable.push(this.takeFreeBlock().id);
   }
 
-  /** After a step: name the sequence's newly full, computed blocks in the prefix cache. */
-  markComputed(seq: Sequence): void {
+  /**
+   * After a step: name the sequence's newly full, computed blocks in the prefix cache. With a
+   * draft model (speculative decoding) a block is named only once both caches hold it: `upTo`
+   * = min(target, draft) computed tokens, so a prefix-cache hit serves both models.
+   */
+  markComputed(seq: Sequence, upTo = seq.numComputedTokens): void {
     if (!this.enablePrefixCaching) return;
     const bs = this.blockSize;
-    const full = Math.floor(Math.min(seq.numComputedTokens, seq.numTokens) / bs);
+    const full = Math.floor(Math.min(upTo, seq.numComputedTokens, seq.numTokens) / bs);
     for (let i = seq.blockHashes.length; i < full; i++) {
       const tokens = seq.tokenIds.slice(i * bs, (i + 1) * bs);
       const h = hashBlockTokens(i === 0 ? null : seq.blockHashes[i - 1], tokens);
@@ -252,7 +257,24 @@ export class BlockManager {
     child.blockTable = shared;
     child.blockHashes = [...parent.blockHashes];
     child.numComputedTokens = parent.numComputedTokens;
+    child.numDraftComputedTokens = parent.numDraftComputedTokens;
     child.numCachedTokens = parent.numCachedTokens;
+  }
+
+  /**
+   * Speculative decoding's rollback (lesson 4): the step reserved slots for gamma drafts, fewer
+   * were accepted. Give back the blocks past those holding the computed tokens (newest first,
+   * to the free list). Returns how many blocks were freed.
+   */
+  trim(seq: Sequence): number {
+    const keep = this.blocksFor(seq.numComputedTokens);
+    let freed = 0;
+    while (seq.blockTable.length > keep) {
+      this.release(seq.blockTable.pop()!);
+      freed++;
+    }
+    seq.blockHashes.length = Math.min(seq.blockHashes.length, keep);
+    return freed;
   }
 
   /** Give back a sequence's blocks (finished, aborted or preempted). Its tail goes to the free list first. */
@@ -261,6 +283,7 @@ export class BlockManager {
     seq.blockTable = [];
     seq.blockHashes = [];
     seq.numComputedTokens = 0;
+    seq.numDraftComputedTokens = 0;
   }
 
   /** Take the copy-on-write work queued since the last call. */

@@ -2,6 +2,10 @@
 // derived in one place (lesson 5, "continuous batching").
 
 import type { PagedWriteMode } from '../kv/paged';
+import type { LlamaModel } from '../model/llama';
+import type { AdaptiveGammaOptions } from '../spec/adaptive';
+import type { PromptLookupOptions } from '../spec/promptLookup';
+import { checkGamma } from '../spec/speculative';
 
 /** Which scheduler: iteration-level (continuous) batching, or the static-batching baseline. */
 export type SchedulerPolicy = 'continuous' | 'static';
@@ -28,10 +32,31 @@ export interface EngineConfig {
   cacheMode: PagedWriteMode;
   /** keep a snapshot of every block table in each step's metrics (for the block-table view; default false) */
   recordBlockTables: boolean;
+  /** speculative decoding of decode steps (default null: off) */
+  speculative: SpeculativeEngineConfig | null;
 }
 
+/**
+ * Speculative decoding in the engine (lesson 4, "speculative decoding", batched): every decode
+ * step drafts gamma tokens per running sequence and verifies them in one target pass. Prefill
+ * steps are unchanged. A model directory as `draft` is loaded by LLM.load.
+ */
+export interface SpeculativeEngineConfig {
+  /** a draft model with the target's vocabulary, or 'prompt-lookup' (no model) */
+  draft: LlamaModel | 'prompt-lookup';
+  /** drafts per sequence per step (default 4), or 'adaptive' (one AdaptiveGamma per sequence) */
+  gamma: number | 'adaptive';
+  adaptive?: AdaptiveGammaOptions;
+  promptLookup?: PromptLookupOptions;
+  /** keep every StepTrace in engine.specStats.traces (default false: counters only) */
+  trace: boolean;
+}
+
+/** What a caller may pass as `speculative` (gamma and trace have defaults). */
+export type SpeculativeEngineConfigInput = Omit<SpeculativeEngineConfig, 'gamma' | 'trace'> & Partial<Pick<SpeculativeEngineConfig, 'gamma' | 'trace'>>;
+
 /** What a caller may pass. */
-export type EngineConfigInput = Partial<EngineConfig>;
+export type EngineConfigInput = Partial<Omit<EngineConfig, 'speculative'>> & { speculative?: SpeculativeEngineConfigInput | null };
 
 /** Named configurations used by the lessons and the benchmark. */
 export const ENGINE_PRESETS = {
@@ -51,6 +76,7 @@ const KNOWN: readonly (keyof EngineConfig)[] = [
   'policy',
   'cacheMode',
   'recordBlockTables',
+  'speculative',
 ];
 
 /**
@@ -76,6 +102,7 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
     policy: given.policy ?? 'continuous',
     cacheMode: given.cacheMode ?? 'auto',
     recordBlockTables: given.recordBlockTables ?? false,
+    speculative: resolveSpeculative(given.speculative ?? null),
   };
   const posInt = (k: keyof EngineConfig) => {
     const v = c[k];
@@ -92,4 +119,20 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
     throw new Error(`without chunked prefill, maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen}) so every prompt fits in one step`);
   }
   return c;
+}
+
+// the speculative option: a draft model or 'prompt-lookup', gamma >= 1 or 'adaptive'
+function resolveSpeculative(input: SpeculativeEngineConfigInput | null): SpeculativeEngineConfig | null {
+  if (input === null) return null;
+  if (typeof input !== 'object') throw new Error(`speculative must be an object { draft, gamma }, got ${String(input)}`);
+  const { draft } = input;
+  if (typeof draft === 'string' && draft !== 'prompt-lookup') {
+    throw new Error(`speculative.draft '${draft}': the engine takes a loaded draft model or 'prompt-lookup' (LLM.load loads a model directory)`);
+  }
+  if (draft !== 'prompt-lookup' && (typeof draft !== 'object' || draft === null || typeof draft.forward !== 'function')) {
+    throw new Error("speculative.draft must be a LlamaModel or 'prompt-lookup'");
+  }
+  const gamma = input.gamma ?? 4;
+  if (gamma !== 'adaptive') checkGamma(gamma, 'speculative.gamma');
+  return { ...input, draft, gamma, trace: input.trace ?? false };
 }

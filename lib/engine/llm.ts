@@ -14,11 +14,16 @@ import { loadModel } from '../model/load';
 import type { SamplingParamsInput } from '../sampling';
 import { loadTokenizer, type Tokenizer } from '../tokenizer';
 import type { Clock } from './clock';
-import type { EngineConfigInput } from './config';
+import type { EngineConfigInput, SpeculativeEngineConfigInput } from './config';
 import { LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput, type TokenEvent } from './llmEngine';
 
 /** Options of LLM.load: the model, its tokenizer, a clock, and any engine setting. */
-export interface LLMOptions extends EngineConfigInput {
+export interface LLMOptions extends Omit<EngineConfigInput, 'speculative'> {
+  /**
+   * speculative decoding (lesson 4): `{ draft: 'data/models/draft' | model | 'prompt-lookup', gamma: 4 | 'adaptive' }`;
+   * a draft directory is loaded (and owned)
+   */
+  speculative?: (Omit<SpeculativeEngineConfigInput, 'draft'> & { draft: string | LlamaModel }) | null;
   /** an HF model directory or preset name (loaded and owned), or a loaded model (not owned) */
   model: string | LlamaModel;
   /** default: the model directory's tokenizer.json when there is one; null for ids only */
@@ -35,14 +40,19 @@ export class LLM {
   private constructor(
     readonly engine: LLMEngine,
     private readonly ownsModel: boolean,
+    private readonly ownedDraft: LlamaModel | null = null,
   ) {}
 
   /** Load a model (or take a loaded one) and build the engine. */
   static async load(options: LLMOptions): Promise<LLM> {
-    const { model, tokenizer, clock, ...config } = options;
+    const { model, tokenizer, clock, speculative, ...config } = options;
     const owns = typeof model === 'string';
     const m = typeof model === 'string' ? await loadModel(model) : model;
+    let draft: LlamaModel | null = null;
     try {
+      const spec: SpeculativeEngineConfigInput | null = speculative
+        ? { ...speculative, draft: typeof speculative.draft === 'string' && speculative.draft !== 'prompt-lookup' ? (draft = await loadModel(speculative.draft)) : (speculative.draft as LlamaModel | 'prompt-lookup') }
+        : null;
       let tok: Tokenizer | null = null;
       if (tokenizer === undefined) {
         if (typeof model === 'string' && fs.existsSync(path.join(model, 'tokenizer.json'))) tok = await loadTokenizer(model);
@@ -51,9 +61,10 @@ export class LLM {
       } else {
         tok = tokenizer;
       }
-      return new LLM(new LLMEngine(m, tok, config, clock), owns);
+      return new LLM(new LLMEngine(m, tok, { ...config, speculative: spec }, clock), owns, draft);
     } catch (e) {
       if (owns) m.dispose();
+      draft?.dispose();
       throw e;
     }
   }
@@ -125,6 +136,7 @@ export class LLM {
   dispose(): void {
     this.engine.dispose();
     if (this.ownsModel) this.engine.model.dispose();
+    this.ownedDraft?.dispose();
   }
 
   // step until every request in `ids` has finished; other requests progress too

@@ -4,18 +4,26 @@
 //          → run      (the model runner: tensors, one forward per call group)
 //          → postprocess (sample, stop, free finished sequences, record metrics)
 //
+// With `speculative` set (lesson 4, batched), decodes are speculative steps: the scheduler
+// reserves 1 + gamma slots per decoding sequence, the runner drafts and verifies, postprocess
+// runs lib/spec's acceptReject per sequence, commits 1..gamma+1 tokens and gives back the
+// rejected drafts' slots (numComputedTokens rolls back; BlockManager.trim frees emptied blocks).
+//
 // Requests are added and aborted between steps; each finished request comes back from the step
 // that finished it. Prompts that can never run (longer than the context or the KV pool, or n
 // larger than maxNumSeqs) finish at once with an error, alone.
 
 import type { LlamaModel } from '../model/llama';
-import { resolveSamplingParams, sampleToken, type SamplingParamsInput, type TokenLogprob } from '../sampling';
+import { isGreedy, logitsToLogprobs, resolveSamplingParams, sampleToken, topKIndices, type SamplingParamsInput, type TokenLogprob } from '../sampling';
+import { AdaptiveGamma } from '../spec/adaptive';
+import { acceptReject, checkDraftCompatible, targetProbs } from '../spec/speculative';
+import { SpecStats, type StepTrace } from '../spec/stats';
 import type { Tokenizer } from '../tokenizer';
 import { BlockManager } from './blockManager';
 import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';
 import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics } from './metrics';
-import { ModelRunner } from './modelRunner';
+import { ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
 import { Scheduler, type SchedulerOutput } from './scheduler';
 import { Sequence, type CompletionFinishReason } from './sequence';
 
@@ -89,6 +97,10 @@ export class LLMEngine {
   readonly steps: StepMetrics[] = [];
   /** metrics of every finished completion, in finishing order */
   readonly finishedMetrics: SequenceMetrics[] = [];
+  /** speculative decoding's counters (and traces, with speculative.trace), or null when off */
+  readonly specStats: SpecStats | null;
+  /** adaptive gamma: one per decoding sequence */
+  private readonly adaptive = new Map<Sequence, AdaptiveGamma>();
   private readonly requests = new Map<string, Request>();
   private readonly done: RequestOutput[] = [];
   private nextSeqId = 0;
@@ -104,8 +116,16 @@ export class LLMEngine {
     this.config = resolveEngineConfig(config, model.config.maxPositions);
     const c = this.config;
     this.blockManager = new BlockManager({ numBlocks: c.numBlocks, blockSize: c.blockSize, enablePrefixCaching: c.enablePrefixCaching });
-    this.scheduler = new Scheduler(c, this.blockManager);
-    this.runner = new ModelRunner(model, { numBlocks: c.numBlocks, blockSize: c.blockSize, cacheMode: c.cacheMode });
+    const spec = c.speculative;
+    if (spec && spec.draft !== 'prompt-lookup') {
+      checkDraftCompatible(model, spec.draft);
+      if (spec.draft.config.maxPositions < c.maxModelLen) {
+        throw new Error(`draft model '${spec.draft.name}' has a context of ${spec.draft.config.maxPositions} tokens, less than maxModelLen ${c.maxModelLen}`);
+      }
+    }
+    this.scheduler = new Scheduler(c, this.blockManager, spec ? (seq) => this.gammaOf(seq) : null);
+    this.runner = new ModelRunner(model, { numBlocks: c.numBlocks, blockSize: c.blockSize, cacheMode: c.cacheMode, draft: spec?.draft ?? null, promptLookup: spec?.promptLookup });
+    this.specStats = spec ? new SpecStats(spec.trace) : null;
     this.clock = clock;
     this.eos = tokenizer?.eosTokenIds ?? model.config.eosTokenIds;
   }
@@ -167,33 +187,45 @@ export class LLMEngine {
     const t0 = performance.now();
     const start = this.clock.now();
     const plan = this.scheduler.schedule();
-    const logits = await this.runner.run(plan.scheduled, this.blockManager.takeCopies());
-    return this.postprocess(plan, logits, start, t0);
+    const out = await this.runner.run(plan.scheduled, this.blockManager.takeCopies());
+    return this.postprocess(plan, out, start, t0);
   }
 
-  private postprocess(plan: SchedulerOutput, logits: Map<Sequence, Float32Array>, start: number, t0: number): RequestOutput[] {
+  private postprocess(plan: SchedulerOutput, out: RunnerOutput, start: number, t0: number): RequestOutput[] {
     const prefills: StepEntry[] = [];
     const decodes: StepEntry[] = [];
     let contextTokens = 0;
-    for (const { seq, numNewTokens } of plan.scheduled) {
-      const entry = { seqId: seq.seqId, requestId: seq.requestId, start: seq.numComputedTokens, numTokens: numNewTokens };
+    for (const { seq, numNewTokens, numLookaheadTokens = 0 } of plan.scheduled) {
+      const entry = { seqId: seq.seqId, requestId: seq.requestId, start: seq.numComputedTokens, numTokens: numNewTokens + numLookaheadTokens };
       (numNewTokens === 1 && !seq.isPrefill ? decodes : prefills).push(entry);
       seq.numComputedTokens += numNewTokens;
-      contextTokens += seq.numComputedTokens;
-      this.blockManager.markComputed(seq);
+      seq.numDraftComputedTokens = out.draftComputed.get(seq) ?? seq.numDraftComputedTokens;
+      contextTokens += seq.numComputedTokens + numLookaheadTokens;
+      this.blockManager.markComputed(seq, this.hashableTokens(seq));
       seq.times.firstScheduled ??= start;
     }
-    const numScheduledTokens = plan.scheduled.reduce((a, e) => a + e.numNewTokens, 0);
+    const numScheduledTokens = plan.scheduled.reduce((a, e) => a + e.numNewTokens + (e.numLookaheadTokens ?? 0), 0);
     const forwardCalls = this.runner.numForwardCalls;
     if (plan.scheduled.length > 0) {
       this.clock.onStep({ numScheduledTokens, numSeqs: plan.scheduled.length, numContextTokens: contextTokens }, performance.now() - t0);
     }
     const now = this.clock.now();
 
-    // ---- sample
+    // ---- sample (speculative decodes: accept/reject their drafts)
     const finished: Sequence[] = [];
+    const specCounts = { numSeqs: 0, drafted: 0, accepted: 0, emitted: 0 };
     for (const { seq } of plan.scheduled) {
-      const row = logits.get(seq);
+      const spec = out.spec.get(seq);
+      if (spec) {
+        const { emitted, accepted, finished: done } = this.acceptDrafts(seq, spec, now, out);
+        specCounts.numSeqs++;
+        specCounts.drafted += spec.proposal.tokens.length;
+        specCounts.accepted += accepted;
+        specCounts.emitted += emitted;
+        if (done) finished.push(seq);
+        continue;
+      }
+      const row = out.logits.get(seq);
       if (!row) continue;
       const group = [seq, ...this.forkChildren(seq)];
       for (const s of group) {
@@ -229,6 +261,7 @@ export class LLMEngine {
       seqTokens,
       liveTokenShare: used > 0 ? liveTokens / (used * c.blockSize) : 1,
     };
+    if (specCounts.numSeqs > 0) metrics.spec = { ...specCounts, draftMs: out.draftMs, verifyMs: out.verifyMs };
     if (c.recordBlockTables) metrics.blockTables = this.blockTableView();
     if (plan.scheduled.length > 0 || plan.preempted.length > 0) this.steps.push(metrics);
 
@@ -258,6 +291,69 @@ export class LLMEngine {
   // sample one token for seq from its logits row; true when the sequence finished
   private sample(seq: Sequence, row: Float32Array, now: number): boolean {
     const picked = sampleToken(row, seq.params, seq.rng, { promptTokenIds: seq.promptTokenIds, outputTokenIds: seq.outputTokenIds });
+    return this.emit(seq, picked, now);
+  }
+
+  // ---- speculative decoding
+
+  // drafts wanted for seq's next step (the scheduler caps them)
+  private gammaOf(seq: Sequence): number {
+    const g = this.config.speculative!.gamma;
+    if (g !== 'adaptive') return g;
+    let a = this.adaptive.get(seq);
+    if (!a) this.adaptive.set(seq, (a = new AdaptiveGamma(this.config.speculative!.adaptive)));
+    return a.gamma;
+  }
+
+  // tokens of seq that may be named in the prefix cache: those both models' caches hold
+  private hashableTokens(seq: Sequence): number {
+    return this.runner.draft ? Math.min(seq.numComputedTokens, seq.numDraftComputedTokens) : seq.numComputedTokens;
+  }
+
+  /**
+   * A speculative decode's verdict (lesson 4): lib/spec's acceptReject on the sequence's gamma + 1
+   * target distributions, commit the accepted drafts and the resampled or bonus token (up to a
+   * stop), then roll both caches back to the committed tokens and free the emptied blocks.
+   */
+  private acceptDrafts(seq: Sequence, spec: SpeculativeRowOutput, now: number, out: RunnerOutput): { emitted: number; accepted: number; finished: boolean } {
+    const { proposal, logits } = spec;
+    const row = specRowOf(seq);
+    const p = targetProbs(logits, row, proposal.tokens, seq.params); // [gamma + 1][V]
+    const verdict = acceptReject(p, proposal, seq.rng, { greedy: isGreedy(seq.params) });
+    const tokens = [...proposal.tokens.slice(0, verdict.accepted), verdict.token];
+    let emitted = 0;
+    let finished = false;
+    for (let j = 0; j < tokens.length && !finished; j++) {
+      const raw = logitsToLogprobs(logits[j]); // [V] the target's raw distribution
+      const topLogprobs = seq.params.logprobs > 0 ? Array.from(topKIndices(raw, seq.params.logprobs), (id) => ({ token: id, logprob: raw[id] })) : undefined;
+      finished = this.emit(seq, { token: tokens[j], logprob: raw[tokens[j]], topLogprobs }, now);
+      emitted++;
+    }
+    // rollback: the target holds every committed token but the newest, the draft at most that
+    seq.numComputedTokens = seq.numTokens - 1;
+    seq.numDraftComputedTokens = Math.min(spec.numDraftComputedTokens, seq.numComputedTokens);
+    if (!finished && this.config.policy === 'continuous') this.blockManager.trim(seq);
+    this.blockManager.markComputed(seq, this.hashableTokens(seq));
+    this.adaptive.get(seq)?.observe(proposal.tokens.length, verdict.accepted);
+    const trace: StepTrace = {
+      step: this.steps.length,
+      row: seq.seqId,
+      gamma: proposal.tokens.length,
+      drafted: proposal.tokens,
+      accepted: verdict.accepted,
+      acceptProbs: verdict.acceptProbs,
+      token: verdict.token,
+      kind: verdict.kind,
+      draftMs: out.draftMs,
+      verifyMs: out.verifyMs,
+      acceptMs: 0,
+    };
+    this.specStats!.record(trace);
+    return { emitted, accepted: verdict.accepted, finished };
+  }
+
+  // append one chosen token to seq: stop checks, streaming event; true when the sequence finished
+  private emit(seq: Sequence, picked: { token: number; logprob: number; topLogprobs?: TokenLogprob[] }, now: number): boolean {
     seq.tokenIds.push(picked.token);
     seq.logprobs.push(picked.logprob);
     if (picked.topLogprobs) seq.topLogprobs.push(picked.topLogprobs);
@@ -358,6 +454,7 @@ export class LLMEngine {
   }
 
   private finishSequence(seq: Sequence, reason: CompletionFinishReason, stopReason: number | string | null): void {
+    this.adaptive.delete(seq);
     seq.status = 'finished';
     seq.finishReason = reason;
     seq.stopReason = stopReason;

@@ -77,6 +77,20 @@ export interface StepMetrics {
   /** liveTokens / (kvBlocksUsed * blockSize); 1 when nothing is held */
   liveTokenShare: number;
   blockTables?: BlockTableSnapshot[];
+  /** speculative decoding (lesson 4): this step's speculative decodes, drafts and their verdicts */
+  spec?: StepSpecMetrics;
+}
+
+/** A step's speculative decodes: tokens drafted, accepted and emitted over the batch. */
+export interface StepSpecMetrics {
+  numSeqs: number;
+  drafted: number;
+  accepted: number;
+  /** tokens committed: accepted drafts + one resampled or bonus token per sequence (up to stops) */
+  emitted: number;
+  /** wall ms of the draft phase (gamma draft calls) and the one verify call */
+  draftMs: number;
+  verifyMs: number;
 }
 
 /** Metrics of a sequence from its timestamps. */

@@ -5,9 +5,25 @@
 // A step's sequences run as forward calls of similar length, since the model pads every
 // sequence of a call to the longest (left padding): all decodes (1 token each) in one call, and
 // each prefill chunk in its own call (no padding wasted on mixed lengths).
+//
+// Speculative decoding (lesson 4, batched): the decodes of a step run as one speculative group
+// instead: the drafter proposes gamma_b tokens per sequence (a draft model: gamma forward calls
+// over the whole group; prompt lookup: none), then ONE target call verifies 1 + gamma_b tokens
+// per sequence and returns the gamma_b + 1 logits rows. Accept/reject is not tensor work: the
+// engine does it (lib/spec's acceptReject, per row).
+//
+// The draft model's KV cache shares the block manager: the same block tables index a second
+// pool of the same numBlocks x blockSize, sized for the draft (vLLM v0 did the same). One
+// allocator, one preemption and prefix-cache policy for both models; the draft pool costs
+// (draft KV bytes per token) / (target KV bytes per token) of the target's. Prefill chunks run
+// through the draft too, so both caches hold the same prompt tokens.
+
+import * as tf from '@tensorflow/tfjs-core';
 
 import { PagedKVCache, type PagedWriteMode } from '../kv/paged';
 import type { LlamaModel } from '../model/llama';
+import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
+import { draftTokens, verify, type DraftProposal, type SpecRow } from '../spec/speculative';
 import type { ScheduledSequence } from './scheduler';
 import type { Sequence } from './sequence';
 
@@ -16,6 +32,9 @@ export interface ModelRunnerOptions {
   numBlocks: number;
   blockSize: number;
   cacheMode?: PagedWriteMode;
+  /** speculative decoding: a draft model (its pool shares the block tables) or prompt lookup */
+  draft?: LlamaModel | 'prompt-lookup' | null;
+  promptLookup?: PromptLookupOptions;
 }
 
 /** One forward call's inputs. */
@@ -25,39 +44,82 @@ export interface PreparedCall {
   tokens: number[][];
 }
 
+/** A speculative decode's result for one sequence: its drafts and the target's verdict inputs. */
+export interface SpeculativeRowOutput {
+  proposal: DraftProposal;
+  /** target logits [gamma + 1][V]: row i scores the token after draft i (0: after the newest token) */
+  logits: Float32Array[];
+  /** tokens in the draft cache after drafting (the engine rolls it back to the accepted ones) */
+  numDraftComputedTokens: number;
+}
+
+/** What one step's run returns. */
+export interface RunnerOutput {
+  /** the logits row [V] of each non-speculative sequence whose step ends at its last token */
+  logits: Map<Sequence, Float32Array>;
+  /** speculative decodes */
+  spec: Map<Sequence, SpeculativeRowOutput>;
+  /** tokens in the draft cache after a prefill chunk (draft model only) */
+  draftComputed: Map<Sequence, number>;
+  /** wall ms of the speculative group's draft and verify phases (0 without one) */
+  draftMs: number;
+  verifyMs: number;
+}
+
+/** The engine's view of a sequence as lib/spec's row (prompt + output; penalties read it). */
+export function specRowOf(seq: Sequence): SpecRow {
+  return { prompt: seq.promptTokenIds, output: seq.outputTokenIds };
+}
+
 /**
  * Runs scheduled sequences through the model over a paged KV cache (lesson 5; the cache is
- * lesson 3's PagedAttention). Owns tensors: call dispose().
+ * lesson 3's PagedAttention), speculatively when a drafter is given (lesson 4). Owns tensors:
+ * call dispose().
  */
 export class ModelRunner {
   readonly cache: PagedKVCache;
-  /** forward calls made so far */
+  /** the draft model's pool (same block tables), when drafting with a model */
+  readonly draftCache: PagedKVCache | null;
+  readonly draft: LlamaModel | null;
+  /** forward calls made so far (target and draft) */
   numForwardCalls = 0;
+  private readonly lookup: PromptLookupOptions | null;
 
   constructor(
     readonly model: LlamaModel,
     options: ModelRunnerOptions,
   ) {
-    this.cache = new PagedKVCache(model.kvShape, { numBlocks: options.numBlocks, blockSize: options.blockSize, mode: options.cacheMode });
+    const pool = { numBlocks: options.numBlocks, blockSize: options.blockSize, mode: options.cacheMode };
+    this.cache = new PagedKVCache(model.kvShape, pool);
+    this.draft = options.draft && options.draft !== 'prompt-lookup' ? options.draft : null;
+    this.draftCache = this.draft ? new PagedKVCache(this.draft.kvShape, pool) : null;
+    this.lookup = options.draft === 'prompt-lookup' ? (options.promptLookup ?? {}) : null;
+  }
+
+  /** Whether decodes run speculatively. */
+  get speculative(): boolean {
+    return this.draft !== null || this.lookup !== null;
   }
 
   /** Group a step's sequences into forward calls: decodes together, each prefill chunk alone. */
   prepare(batch: readonly ScheduledSequence[]): PreparedCall[] {
     const calls: PreparedCall[] = [];
-    const decodes = batch.filter((e) => e.numNewTokens === 1);
+    const decodes = batch.filter((e) => e.numNewTokens === 1 && e.numLookaheadTokens === undefined);
     if (decodes.length > 0) calls.push({ entries: decodes, tokens: decodes.map((e) => this.newTokens(e)) });
     for (const e of batch) if (e.numNewTokens > 1) calls.push({ entries: [e], tokens: [this.newTokens(e)] });
     return calls;
   }
 
   /**
-   * Run one step: copy blocks (copy-on-write), then every forward call. Returns the logits row
-   * [V] of each sequence whose step ends at its last token (it samples next).
+   * Run one step: copy blocks (copy-on-write), then every forward call, then the speculative
+   * group. Returns the logits row [V] of each sequence whose step ends at its last token (it
+   * samples next) and, per speculative decode, its drafts and their gamma + 1 logits rows.
    */
-  async run(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): Promise<Map<Sequence, Float32Array>> {
+  async run(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): Promise<RunnerOutput> {
     this.cache.copyBlocks(copies);
+    this.draftCache?.copyBlocks(copies);
     const V = this.model.config.vocabSize;
-    const out = new Map<Sequence, Float32Array>();
+    const out: RunnerOutput = { logits: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
     for (const call of this.prepare(batch)) {
       this.cache.setBatch(call.entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numComputedTokens })));
       const logits = this.model.forward(call.tokens, this.cache, { logits: 'last' }); // [B, 1, V]
@@ -65,19 +127,63 @@ export class ModelRunner {
       const data = (await logits.data()) as Float32Array;
       logits.dispose();
       call.entries.forEach((e, b) => {
-        if (e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens) out.set(e.seq, data.subarray(b * V, (b + 1) * V));
+        if (e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens) out.logits.set(e.seq, data.subarray(b * V, (b + 1) * V));
       });
+      this.draftPrefill(call, out.draftComputed);
     }
+    const spec = batch.filter((e) => e.numLookaheadTokens !== undefined);
+    if (spec.length > 0) await this.runSpeculative(spec, out);
     return out;
   }
 
-  /** Bytes of the KV pool. */
+  /** Bytes of the KV pools (target, and the draft's). */
   kvBytes(): number {
-    return this.cache.bytes();
+    return this.cache.bytes() + (this.draftCache?.bytes() ?? 0);
   }
 
   dispose(): void {
     this.cache.dispose();
+    this.draftCache?.dispose();
+  }
+
+  // ---- speculative decoding
+
+  // the draft computes what the target just computed (it may lag: it feeds what it lacks)
+  private draftPrefill(call: PreparedCall, computed: Map<Sequence, number>): void {
+    if (!this.draft || !this.draftCache) return;
+    const feed = call.entries.map((e) => e.seq.tokenIds.slice(e.seq.numDraftComputedTokens, e.seq.numComputedTokens + e.numNewTokens));
+    if (feed.every((f) => f.length === 0)) return;
+    this.draftCache.setBatch(call.entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numDraftComputedTokens })));
+    tf.dispose(this.draft.forward(feed, this.draftCache)); // keys and values only; the logits are not needed
+    this.numForwardCalls++;
+    call.entries.forEach((e, b) => computed.set(e.seq, this.draftCache!.lengths()[b]));
+  }
+
+  // 1. draft gamma_b tokens per sequence, 2. verify all of them in one target call
+  private async runSpeculative(entries: readonly ScheduledSequence[], out: RunnerOutput): Promise<void> {
+    const rows = entries.map((e) => specRowOf(e.seq));
+    const gammas = entries.map((e) => e.numLookaheadTokens ?? 0);
+    const t0 = performance.now();
+    let proposals: DraftProposal[];
+    let draftLens: number[];
+    if (this.draft && this.draftCache) {
+      this.draftCache.setBatch(entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numDraftComputedTokens })));
+      const params = entries.map((e) => e.seq.params);
+      const rngs = entries.map((e) => e.seq.rng);
+      proposals = await draftTokens(this.draft, this.draftCache, rows, gammas, params, rngs);
+      this.numForwardCalls += Math.max(0, ...gammas);
+      draftLens = this.draftCache.lengths();
+    } else {
+      proposals = rows.map((row, b) => ({ tokens: gammas[b] > 0 ? promptLookup([...row.prompt, ...row.output], gammas[b], this.lookup!) : [], probs: null }));
+      draftLens = entries.map(() => 0);
+    }
+    const t1 = performance.now();
+    this.cache.setBatch(entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numComputedTokens })));
+    const logits = await verify(this.model, this.cache, rows, proposals); // per row [gamma_b + 1][V]
+    this.numForwardCalls++;
+    out.draftMs = t1 - t0;
+    out.verifyMs = performance.now() - t1;
+    entries.forEach((e, b) => out.spec.set(e.seq, { proposal: proposals[b], logits: logits[b], numDraftComputedTokens: draftLens[b] }));
   }
 
   private newTokens(e: ScheduledSequence): number[] {

@@ -8,6 +8,11 @@
 //      sequence is preempted (its blocks freed; it recomputes later from its tokens).
 //   2. then waiting sequences, oldest first, while the budget, maxNumSeqs and free blocks
 //      allow (none after a preemption in the same step).
+// speculative decoding (lesson 4, batched): a decode also reserves `lookahead(seq)` slots, one
+//   per drafted token (vLLM's lookahead slots): the target verifies 1 + gamma tokens, and each
+//   counts against the token budget and needs a KV slot. Gamma is capped so the sequence still
+//   fits the context, its maxTokens and what is left of the budget; the rejected drafts' slots
+//   are given back after the step (BlockManager.trim).
 // static batching (the baseline, like plain HF generate): a batch is admitted only when the
 //   previous one has completely finished, each member reserving blocks for its longest possible
 //   length; prompts are never chunked; everyone waits for the batch's longest output.
@@ -23,6 +28,8 @@ export interface ScheduledSequence {
   seq: Sequence;
   /** tokens to compute: a prefill chunk, or 1 for a decode */
   numNewTokens: number;
+  /** speculative decodes only: slots reserved for this many drafted tokens (gamma; may be 0) */
+  numLookaheadTokens?: number;
 }
 
 /** What one schedule() decided. */
@@ -48,9 +55,13 @@ export class Scheduler {
   /** longest a sequence may get: min(maxModelLen, tokens the pool holds) */
   readonly maxSeqLen: number;
 
+  /**
+   * `lookahead(seq)`: drafts wanted for a decoding sequence (speculative decoding), null when off.
+   */
   constructor(
     config: EngineConfig,
     private readonly blockManager: BlockManager,
+    private readonly lookahead: ((seq: Sequence) => number) | null = null,
   ) {
     this.policy = config.policy;
     this.maxNumSeqs = config.maxNumSeqs;
@@ -85,17 +96,20 @@ export class Scheduler {
         if (budget < this.maxNumBatchedTokens || out.scheduled.length > 0) continue;
         n = left;
       }
+      // a speculative decode: gamma drafted tokens after the newest one
+      const gamma = left === 1 && seq.numOutputTokens > 0 && this.lookahead ? this.gammaFor(seq, budget) : null;
+      const slots = n + (gamma ?? 0);
       // make room, preempting from the back (the most recently admitted) until it fits
-      while (!this.blockManager.canAppend(seq, n)) {
+      while (!this.blockManager.canAppend(seq, slots)) {
         const victim = this.running[this.running.length - 1];
         this.preempt(victim);
         out.preempted.push(victim);
         if (victim === seq) break;
       }
       if (seq.status !== 'running') break;
-      this.blockManager.append(seq, n);
-      out.scheduled.push({ seq, numNewTokens: n });
-      budget -= n;
+      this.blockManager.append(seq, slots);
+      out.scheduled.push(gamma === null ? { seq, numNewTokens: n } : { seq, numNewTokens: n, numLookaheadTokens: gamma });
+      budget -= slots;
     }
 
     // ---- 2. waiting sequences, oldest first
@@ -152,6 +166,15 @@ export class Scheduler {
     seq.status = 'running';
     const i = this.running.indexOf(after);
     this.running.splice(i < 0 ? this.running.length : i + 1, 0, seq);
+  }
+
+  // drafts for a decode: what the drafter wants, capped by the budget left (the newest token
+  // takes 1), by maxTokens (the step adds one token beyond the drafts) and by the room left
+  // (verify writes numTokens + gamma tokens)
+  private gammaFor(seq: Sequence, budget: number): number {
+    const wanted = this.lookahead!(seq);
+    const tokensLeft = seq.params.maxTokens - seq.numOutputTokens - 1;
+    return Math.max(0, Math.min(wanted, budget - 1, tokensLeft, this.maxSeqLen - seq.numTokens));
   }
 
   // tokens to reserve blocks for on admission: what it has (continuous), or its longest (static)

@@ -44,6 +44,12 @@ export class Sequence {
   readonly tokenIds: number[];
   /** tokens whose keys and values are in the cache */
   numComputedTokens = 0;
+  /**
+   * speculative decoding with a draft model: tokens whose keys and values are in the draft's
+   * cache (same block table, the draft's own pool); it may lag numComputedTokens by a token or
+   * more, and catches up at its next draft
+   */
+  numDraftComputedTokens = 0;
   /** prompt tokens served from the prefix cache at the last admission */
   numCachedTokens = 0;
   /** physical block of each logical block */

@@ -113,19 +113,21 @@ function pendingTokens(row: SpecRow, cached: number): number[] {
  * Draft `gammas[b]` tokens for each row b with a small draft model (lesson 4), one token per
  * forward pass for the whole batch: feed what the draft cache lacks, sample d_i from q_i, feed
  * d_i, and so on. The last drafted token is not fed (the next step feeds it if accepted).
- * Rows with gamma 0 get an empty proposal. Draws from rngs[b] only when sampling.
+ * Rows with gamma 0 get an empty proposal. Draws from rngs[b] only when sampling. `params` is
+ * one set for every row, or one per row (the engine's requests each have their own).
  */
 export async function draftTokens(
   draft: LlamaModel,
   cache: KVCache,
   rows: readonly SpecRow[],
   gammas: readonly number[],
-  params: SpecSamplingParams,
+  params: SpecSamplingParams | readonly SpecSamplingParams[],
   rngs: readonly Rng[],
 ): Promise<DraftProposal[]> {
-  const greedy = isGreedy(params);
+  const paramsOf = (b: number): SpecSamplingParams => (Array.isArray(params) ? (params as readonly SpecSamplingParams[])[b] : (params as SpecSamplingParams));
+  const greedy = rows.map((_, b) => isGreedy(paramsOf(b)));
   const V = draft.config.vocabSize;
-  const proposals: DraftProposal[] = rows.map(() => ({ tokens: [], probs: greedy ? null : [] }));
+  const proposals: DraftProposal[] = rows.map((_, b) => ({ tokens: [], probs: greedy[b] ? null : [] }));
   const lengths = cache.lengths();
   let feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, lengths[b]) : []));
   const maxGamma = Math.max(0, ...gammas);
@@ -138,10 +140,10 @@ export async function draftTokens(
       if (i >= gammas[b]) return [];
       const row0 = data.subarray(b * V, (b + 1) * V); // [V]
       let token: number;
-      if (greedy) {
+      if (greedy[b]) {
         token = argmax(row0);
       } else {
-        const q = logitsToProbs(row0, params, historyWith(row, prop.tokens, i)); // [V]
+        const q = logitsToProbs(row0, paramsOf(b), historyWith(row, prop.tokens, i)); // [V]
         token = sampleFromProbs(q, rngs[b]);
         prop.probs!.push(q);
       }

@@ -2,3 +2,4 @@
 export * from './figures';
 export * from './html';
 export * from './display';
+export * from './serving';

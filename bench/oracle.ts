@@ -1,7 +1,8 @@
 // The HF-oracle check on any backend (the tests run it on wasm): logits error and greedy agreement
 // for the target and the draft, written to data/bench/oracle-<backend>.json.
 //
-//   npx tsx bench/oracle.ts [--backend webgpu] [--out DIR]
+//   npx tsx bench/oracle.ts [--backend webgpu] [--out DIR] [--compare full|top50]
+// --compare top50 checks against golden.json alone (when the logits files are not at hand).
 // On the GPU machine: bash ../shared/gpu/pack.sh bench/oracle.ts, then
 //   bash .gpu/run.sh node .gpu/bundle/oracle.mjs --backend webgpu --out $OUT
 import { parseArgs } from 'node:util';
@@ -12,14 +13,15 @@ import { loadModel } from '../lib/model/load';
 import { checkAgainstOracle, type OracleReport } from '../lib/oracle';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { backend: { type: 'string', default: 'auto' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ options: { backend: { type: 'string', default: 'auto' }, out: { type: 'string' }, compare: { type: 'string', default: 'full' } } });
   const backend = await initBackend({ prefer: values.backend as BackendPreference });
   console.error(`backend: ${backend.name} (${backend.reason})`);
   const reports: OracleReport[] = [];
   for (const which of ['target', 'draft'] as const) {
     const model = await loadModel(`data/models/${which}`);
     const t0 = performance.now();
-    const r = await checkAgainstOracle(model, which);
+    if (values.compare !== 'full' && values.compare !== 'top50') throw new Error(`--compare must be full or top50, got ${values.compare}`);
+    const r = await checkAgainstOracle(model, which, { compare: values.compare });
     model.dispose();
     reports.push(r);
     console.log(

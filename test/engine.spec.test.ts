@@ -10,13 +10,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
+import { BlockManager } from '../lib/engine/blockManager';
 import type { EngineConfigInput } from '../lib/engine/config';
 import { LLM } from '../lib/engine/llm';
 import { LLMEngine, type RequestOutput } from '../lib/engine/llmEngine';
+import { Sequence } from '../lib/engine/sequence';
 import { generate } from '../lib/generate';
 import { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { Rng, type SamplingParamsInput } from '../lib/sampling';
+import { resolveSamplingParams, Rng, type SamplingParamsInput } from '../lib/sampling';
 import { loadGolden } from './golden';
 import { makeWeights, tinyConfig, weightSource } from './model.helpers';
 
@@ -201,6 +203,23 @@ describe('engine speculative decoding fuzz', () => {
 });
 
 describe('engine speculative decoding: sampling, API, errors', () => {
+  it('BlockManager.trim gives back the blocks of rejected drafts, newest first', () => {
+    const bm = new BlockManager({ numBlocks: 8, blockSize: 4 });
+    const seq = new Sequence({ seqId: 0, requestId: 'r', index: 0, promptTokenIds: [1, 2, 3, 4, 5], params: resolveSamplingParams({}), seed: 0, eosTokenIds: [0], arrival: 0 });
+    bm.allocate(seq);
+    seq.numComputedTokens = 5;
+    seq.tokenIds.push(6);
+    bm.append(seq, 1 + 6); // the newest token and 6 drafts: positions 5..11, 3 blocks
+    expect(seq.blockTable.length).toBe(3);
+    // 1 draft accepted + the resampled token: 7 committed tokens, 6 computed
+    seq.tokenIds.push(7);
+    seq.numComputedTokens = 6;
+    expect(bm.trim(seq)).toBe(1);
+    expect(seq.blockTable.length).toBe(2);
+    expect(bm.numFreeBlocks).toBe(6);
+    expect(bm.checkInvariants([seq])).toEqual([]);
+  });
+
   it('seeded sampled runs are reproducible (n = 2 forks share blocks, then copy on write)', async () => {
     const params = { temperature: 0.9, topP: 0.95, seed: 7, n: 2, maxTokens: 12, ignoreEos: true, logprobs: 2 };
     const ps = prompts.slice(0, 5);

@@ -1,0 +1,202 @@
+/**
+ * Speculative decoding in the engine vs batch size (issue 6, item 4; lesson 4 "speculative
+ * decoding", lesson 5 "continuous batching"). Not a test: it prints figures and writes
+ * data/bench/spec-engine.json for the charts, and asserts no timing.
+ *
+ * vLLM's finding: speculation buys the most at batch 1, where a decode step is bound by reading
+ * the weights and verifying gamma + 1 tokens costs about as much as decoding one. As the batch
+ * grows the step turns compute-bound, verifying costs ~(gamma + 1)x a decode step, and the
+ * benefit shrinks, then becomes a slowdown. Here: B requests arrive at once (maxNumSeqs = B, so
+ * the decode batch is B), greedy, fixed output length; for each B the plain engine and the
+ * speculative engine (draft model, several gamma) run the same requests, interleaved per repeat.
+ *
+ * Figures per (B, config), from the engine's own step metrics:
+ *   - decode tokens/s: tokens emitted by pure decode steps / their wall time (prefill excluded);
+ *     speedup = speculative / plain at the same B
+ *   - alpha, tokens per sequence-step, draft ms and verify ms per step, plain decode step ms
+ *   - predicted speedup E(alpha, gamma) / (gamma c + v) with c = draft ms per drafted token /
+ *     plain step ms and v = verify ms / plain step ms, both measured at this B: v is what grows
+ *
+ *   npm run bench:spec-engine [-- --full] [-- --tokens 32] [-- --repeats 3] [-- --backend wasm] [-- --out PATH]
+ */
+import * as path from 'node:path';
+
+import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
+import { progressBar, writeBenchJson } from '../lib/bench/harness';
+import type { EngineConfigInput, SpeculativeEngineConfigInput } from '../lib/engine/config';
+import { LLMEngine } from '../lib/engine/llmEngine';
+import type { StepMetrics } from '../lib/engine/metrics';
+import type { LlamaModel } from '../lib/model/llama';
+import { loadModel } from '../lib/model/load';
+import { expectedTokensPerStep } from '../lib/spec/stats';
+import { loadGolden } from '../test/golden';
+
+// ---- flags
+
+const argv = process.argv.slice(2);
+function flag(name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return v;
+}
+const full = argv.includes('--full');
+const TOKENS = Number(flag('tokens') ?? (full ? 64 : 32));
+const REPEATS = Number(flag('repeats') ?? 3);
+const BATCHES = full ? [1, 2, 4, 8, 16, 32] : [1, 2, 4, 8, 16];
+const GAMMAS = full ? [1, 2, 4, 6] : [2, 4];
+const OUT = flag('out') ?? path.join('data', 'bench', 'spec-engine.json');
+const BACKEND = (flag('backend') ?? 'auto') as BackendPreference;
+
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+// ---- one run
+
+interface RunFigures {
+  /** output tokens / wall ms of the whole run (prefill included), per second */
+  e2eTokensPerSecond: number;
+  /** tokens emitted by pure decode steps / their wall time, per second */
+  decodeTokensPerSecond: number;
+  decodeSteps: number;
+  /** mean wall ms of a pure decode step */
+  decodeStepMs: number;
+  /** speculative only */
+  alpha?: number;
+  tokensPerSeqStep?: number;
+  draftMsPerStep?: number;
+  verifyMsPerStep?: number;
+  meanGamma?: number;
+}
+
+async function runOnce(model: LlamaModel, prompts: number[][], config: EngineConfigInput): Promise<RunFigures> {
+  const engine = new LLMEngine(model, null, config);
+  try {
+    for (const p of prompts) engine.addRequest(p, { temperature: 0, maxTokens: TOKENS, ignoreEos: true });
+    const t0 = performance.now();
+    let tokens = 0;
+    while (engine.hasUnfinished()) for (const out of await engine.step()) tokens += out.outputs[0].tokenIds.length;
+    const wall = performance.now() - t0;
+    // pure decode steps: no prefill chunk in them
+    const decode = engine.steps.filter((s: StepMetrics) => s.prefills.length === 0 && s.decodes.length > 0);
+    const emitted = decode.reduce((a, s) => a + (s.spec ? s.spec.emitted : s.decodes.length), 0);
+    const decodeMs = decode.reduce((a, s) => a + s.wallMs, 0);
+    const fig: RunFigures = {
+      e2eTokensPerSecond: (1000 * tokens) / wall,
+      decodeTokensPerSecond: (1000 * emitted) / decodeMs,
+      decodeSteps: decode.length,
+      decodeStepMs: decodeMs / Math.max(1, decode.length),
+    };
+    if (engine.specStats) {
+      const sum = engine.specStats.summary();
+      const spec = decode.filter((s) => s.spec);
+      const seqSteps = spec.reduce((a, s) => a + s.spec!.numSeqs, 0);
+      Object.assign(fig, {
+        alpha: sum.alpha,
+        meanGamma: sum.meanGamma,
+        tokensPerSeqStep: spec.reduce((a, s) => a + s.spec!.emitted, 0) / Math.max(1, seqSteps),
+        draftMsPerStep: spec.reduce((a, s) => a + s.spec!.draftMs, 0) / Math.max(1, spec.length),
+        verifyMsPerStep: spec.reduce((a, s) => a + s.spec!.verifyMs, 0) / Math.max(1, spec.length),
+      });
+    }
+    return fig;
+  } finally {
+    engine.dispose();
+  }
+}
+
+// ---- main
+
+async function main(): Promise<void> {
+  const backend = await initBackend({ prefer: BACKEND });
+  console.log(`backend: ${backend.name} (${backend.reason}); ${TOKENS} tokens per request, batches ${BATCHES.join(', ')}, gammas ${GAMMAS.join(', ')}, ${REPEATS} repeats`);
+  const target = await loadModel('data/models/target');
+  const draft = await loadModel('data/models/draft');
+  const golden = loadGolden();
+  // free text: golden prompts cut from test-split chapters, cycled to fill a batch
+  const free = ['test-16', 'test-32', 'test-64'].map((n) => golden.prompts.find((p) => p.name === n)!.ids);
+
+  type Config = { label: string; gamma: number | null; speculative: SpeculativeEngineConfigInput | null };
+  const configs: Config[] = [{ label: 'plain', gamma: null, speculative: null }, ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, gamma: g, speculative: { draft, gamma: g } }))];
+  const runs: { batch: number; config: Config; figs: RunFigures[] }[] = [];
+  for (const B of BATCHES) for (const config of configs) runs.push({ batch: B, config, figs: [] });
+
+  // warm-up (untimed), then REPEATS rounds with every configuration once per round
+  const bar = progressBar(runs.length * (REPEATS + 1), 'spec-engine');
+  for (let r = 0; r <= REPEATS; r++) {
+    for (const run of runs) {
+      const prompts = Array.from({ length: run.batch }, (_, i) => free[i % free.length]);
+      const engineConfig: EngineConfigInput = { maxNumSeqs: run.batch, blockSize: 16, numBlocks: Math.ceil((run.batch * (64 + TOKENS + 16)) / 16), speculative: run.config.speculative };
+      const fig = await runOnce(target, prompts, engineConfig);
+      if (r > 0) run.figs.push(fig);
+      bar.tick(1, `B=${run.batch} ${run.config.label}`);
+    }
+  }
+  bar.done();
+
+  // best repeat (highest decode throughput): the estimator least hurt by a busy machine
+  const best = (figs: RunFigures[]) => figs.reduce((a, b) => (b.decodeTokensPerSecond > a.decodeTokensPerSecond ? b : a));
+  const rows = runs.map((run) => {
+    const fig = best(run.figs);
+    const plain = best(runs.find((x) => x.batch === run.batch && x.config.speculative === null)!.figs);
+    const row: Record<string, unknown> = {
+      batch: run.batch,
+      config: run.config.label,
+      gamma: run.config.gamma,
+      decodeTokensPerSecond: r3(fig.decodeTokensPerSecond),
+      e2eTokensPerSecond: r3(fig.e2eTokensPerSecond),
+      speedup: r3(fig.decodeTokensPerSecond / plain.decodeTokensPerSecond),
+      e2eSpeedup: r3(fig.e2eTokensPerSecond / plain.e2eTokensPerSecond),
+      decodeSteps: fig.decodeSteps,
+      decodeStepMs: r3(fig.decodeStepMs),
+    };
+    if (fig.alpha !== undefined && run.config.gamma !== null) {
+      const g = run.config.gamma;
+      const c = fig.draftMsPerStep! / g / plain.decodeStepMs;
+      const v = fig.verifyMsPerStep! / plain.decodeStepMs;
+      Object.assign(row, {
+        alpha: r3(fig.alpha),
+        tokensPerSeqStep: r3(fig.tokensPerSeqStep!),
+        draftMsPerStep: r3(fig.draftMsPerStep!),
+        verifyMsPerStep: r3(fig.verifyMsPerStep!),
+        c: r3(c),
+        verifyRatio: r3(v),
+        predictedSpeedup: r3(expectedTokensPerStep(fig.alpha, g) / (g * c + v)),
+      });
+    }
+    return row;
+  });
+
+  console.log('\n    B  config           decode tok/s  speedup  e2e speedup  alpha  tok/seq-step  step ms  draft ms  verify ms  c      v(erify)  predicted');
+  for (const r of rows) {
+    const f = (k: string, w: number, d = 2) => (typeof r[k] === 'number' ? (r[k] as number).toFixed(d) : '-').padStart(w);
+    console.log(
+      `${String(r.batch).padStart(5)}  ${String(r.config).padEnd(15)} ${f('decodeTokensPerSecond', 13, 1)} ${f('speedup', 8)} ${f('e2eSpeedup', 12)} ${f('alpha', 6)} ${f('tokensPerSeqStep', 13)} ${f('decodeStepMs', 8)} ${f('draftMsPerStep', 9)} ${f('verifyMsPerStep', 10)} ${f('c', 6, 3)} ${f('verifyRatio', 9)} ${f('predictedSpeedup', 10)}`,
+    );
+  }
+
+  const file = writeBenchJson(
+    path.basename(OUT, '.json'),
+    {
+      backend: backend.name,
+      settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, full, greedy: true, drafter: 'draft model', prompts: ['test-16', 'test-32', 'test-64'] },
+      runs: rows,
+      notes: [
+        'B requests arrive at once, maxNumSeqs = B: the decode batch is B (it shrinks only at the very end)',
+        'speedup = speculative / plain decode tokens per second at the same B; pure decode steps only (no prefill chunk in the step); best of repeats',
+        'e2eSpeedup: whole run, prefill included',
+        'predicted = E(alpha, gamma) / (gamma c + v): c = draft ms per drafted token / plain decode step ms, v = verify ms / plain decode step ms, measured at this B',
+      ],
+    },
+    { dir: path.dirname(OUT) },
+  );
+  console.log(`\nwrote ${file}`);
+  target.dispose();
+  draft.dispose();
+  await shutdownBackend();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

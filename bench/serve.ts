@@ -11,7 +11,7 @@
  *      arrivals on a virtual clock), with the hit rate
  *   4. step time: one decode step through the paged cache vs the contiguous cache, same batch
  *
- *   npm run bench:serve [-- --full] [-- --model DIR] [-- --out PATH]
+ *   npm run bench:serve [-- --full] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
  *
  * What runs is deterministic (seeded workloads; offline traces and a virtual clock for
  * arrivals), so reruns on a quiet machine time exactly the same steps. --quick (default) keeps
@@ -20,7 +20,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { initBackend } from '../lib/backend';
+import { initBackend, type BackendPreference } from '../lib/backend';
 import { writeBenchJson } from '../lib/bench/harness';
 import { VirtualClock, RealClock, type Clock, type LinearStepCost } from '../lib/engine/clock';
 import type { EngineConfigInput } from '../lib/engine/config';
@@ -45,6 +45,7 @@ function flag(name: string): string | undefined {
 const full = argv.includes('--full');
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');
+const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
 
 const SIZES = full
   ? { traceRequests: 64, prefixRequests: 48, stepBatches: [1, 4, 8, 16], stepContexts: [256, 512], stepRepeats: 20 }
@@ -150,7 +151,7 @@ async function stepTime(model: LlamaModel, B: number, L: number, repeats: number
 // ---- main
 
 async function main() {
-  const backend = await initBackend({ prefer: 'wasm' });
+  const backend = await initBackend({ prefer: backendFlag });
   const model = await loadModel(modelDir);
   const V = model.config.vocabSize;
   const maxModelLen = model.config.maxPositions;

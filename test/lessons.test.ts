@@ -174,6 +174,37 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('Time to produce the next token at context length L');
   });
 
+  it('lesson 4 checks the accept rule, traces real steps, measures alpha, the verify cost, the gamma sweep and the distribution', () => {
+    const t = outputsText('04');
+    expect(t).toContain('library and from-scratch verdicts differed in 0 trials');
+    expect(t).toContain('Same tokens as plain greedy `generate()` with the target alone: **yes**');
+    expect(t).toMatch(/α = [0-9.]+/);
+    expect(t).toContain('Acceptance per drafted position');
+    expect(t).toContain('The verify pass: one forward over T = gamma + 1 tokens');
+    expect(t).toContain('measured speedup');
+    expect(t).toContain('prediction with v');
+    expect(t).toContain('prompt lookup, gamma 4');
+    expect(t).toContain('consistent with p');
+    expect(t).toContain('rejected: not p');
+    expect(t).toContain('application/vnd.plotly.v1+json');
+  });
+
+  it('lesson 5 compares static and continuous batching and shows timelines, block tables, prefix caching, preemption and memory', () => {
+    const t = outputsText('05');
+    expect(t).toContain('One decode step of B sequences');
+    expect(t).toContain('same tokens from both schedulers: yes');
+    expect(t).toContain('wall clock: tok/s');
+    expect(t).toContain('GPU-like pricing: tok/s');
+    expect(t).toContain('Continuous batching: a seat is refilled');
+    expect(t).toContain('logical 0');
+    expect(t).toContain('all hold');
+    expect(t).toContain('hit rate (prompt tokens from cache)');
+    expect(t).toContain('same tokens either way: yes');
+    expect(t).toMatch(/preempted \*\*[1-9][0-9]*\*\* times/);
+    expect(t).toContain('paged, blocks of 16');
+    expect(t).not.toContain('same tokens: NO');
+  });
+
   it.skipIf(noChromium !== null)('every rendered lesson draws its charts, logs no error and makes no network request', async () => {
     const shots = path.resolve('test-artifacts', 'screenshots');
     fs.mkdirSync(shots, { recursive: true });

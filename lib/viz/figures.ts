@@ -94,7 +94,11 @@ export interface BarSeries {
 }
 
 /** Bars per category, one colour per series (grouped, or stacked with `stacked`). */
-export function barChart(categories: readonly string[], series: readonly BarSeries[], o: ChartOptions & { stacked?: boolean } = {}): Figure {
+export function barChart(
+  categories: readonly string[],
+  series: readonly BarSeries[],
+  o: ChartOptions & { stacked?: boolean } = {},
+): Figure {
   return {
     data: series.map((s) => ({
       type: 'bar',
@@ -103,7 +107,12 @@ export function barChart(categories: readonly string[], series: readonly BarSeri
       y: [...s.values],
       ...(s.labels ? { text: [...s.labels], textposition: 'auto' } : {}),
     })),
-    layout: { ...baseLayout(o), barmode: o.stacked ? 'stack' : 'group' },
+    // categories on a category axis (a linear axis draws no bars for string x values)
+    layout: {
+      ...baseLayout(o),
+      xaxis: { ...(baseLayout(o).xaxis as Record<string, unknown>), type: 'category' },
+      barmode: o.stacked ? 'stack' : 'group',
+    },
   };
 }
 
@@ -188,8 +197,22 @@ export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o:
   layout.shapes = [{ type: 'line', x0: ridge, x1: ridge, yref: 'paper', y0: 0, y1: 1, line: { dash: 'dot', color: 'grey' } }];
   layout.annotations = [
     { x: Math.log10(ridge), y: 1, yref: 'paper', text: `ridge ${fmt(ridge)} FLOP/B`, showarrow: false, yanchor: 'bottom' },
-    { x: Math.log10(lo * 3), y: Math.log10(attainableGflops(lo * 3, roofs)), text: 'memory-bound', showarrow: false, yanchor: 'bottom', xanchor: 'left' },
-    { x: Math.log10(hi / 3), y: Math.log10(roofs.peakGflops), text: 'compute-bound', showarrow: false, yanchor: 'bottom', xanchor: 'right' },
+    {
+      x: Math.log10(lo * 3),
+      y: Math.log10(attainableGflops(lo * 3, roofs)),
+      text: 'memory-bound',
+      showarrow: false,
+      yanchor: 'bottom',
+      xanchor: 'left',
+    },
+    {
+      x: Math.log10(hi / 3),
+      y: Math.log10(roofs.peakGflops),
+      text: 'compute-bound',
+      showarrow: false,
+      yanchor: 'bottom',
+      xanchor: 'right',
+    },
   ];
   return { data: [roof, ...traces], layout };
 }
@@ -218,9 +241,14 @@ export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Fig
       x: ss.map((s) => s.end - s.start),
       base: ss.map((s) => s.start),
       text: ss.map((s) => s.label ?? ''),
-      hovertemplate: '%{y}: %{base} to %{x}<extra>%{text}</extra>',
+      customdata: ss.map((s) => s.end),
+      hovertemplate: '%{y}: %{base:.4g} to %{customdata:.4g}<extra>%{text}</extra>',
     })),
-    layout: { ...baseLayout({ ...o, x: { title: 'time', ...o.x } }), barmode: 'overlay', yaxis: { autorange: 'reversed', type: 'category' } },
+    layout: {
+      ...baseLayout({ ...o, x: { title: 'time', ...o.x } }),
+      barmode: 'overlay',
+      yaxis: { autorange: 'reversed', type: 'category' },
+    },
   };
 }
 

@@ -97,7 +97,13 @@ export function schedulerTimelineChart(steps: readonly StepMetrics[], o: ChartOp
     waiting: '#d9d9d9',
     'preempted (waiting to recompute)': '#d62728',
   };
-  for (const t of fig.data) if (typeof t.name === 'string' && colours[t.name]) t.marker = { color: colours[t.name] };
+  for (const t of fig.data) {
+    if (typeof t.name === 'string' && colours[t.name]) t.marker = { color: colours[t.name] };
+    // labels inside their bar, hidden when the bar is too short for them
+    t.textposition = 'inside';
+    t.insidetextanchor = 'middle';
+  }
+  fig.layout.uniformtext = { mode: 'hide', minsize: 6 };
   return fig;
 }
 

@@ -520,6 +520,15 @@ export function sampleToken(
   rng: Rng,
   history?: TokenHistory,
 ): SampledToken {
+  const noPenalty = params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
+  if (isGreedy(params) && noPenalty && params.logprobs === 0) {
+    // fast path (most decode steps of a benchmark): one argmax and one log-sum-exp pass, no [V] arrays
+    const token = argmax(logits);
+    const max = logits[token];
+    let sum = 0;
+    for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+    return { token, logprob: -Math.log(sum) };
+  }
   const raw = logitsToLogprobs(logits); // [V]
   const probs = logitsToProbs(logits, params, history); // [V]
   const token = isGreedy(params) ? argmax(probs) : sampleFromProbs(probs, rng);

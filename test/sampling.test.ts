@@ -369,3 +369,18 @@ describe('sampleFromProbs', () => {
     expect(() => sampleFromProbs(f32([0, 0]), rng)).toThrow(/every weight is 0/);
   });
 });
+
+describe('greedy fast path', () => {
+  it('gives the same token and raw logprob as the general path (logprobs requested)', () => {
+    const rng = new Rng(1);
+    for (let trial = 0; trial < 20; trial++) {
+      const logits = Float32Array.from({ length: 5000 }, () => (rng.next() - 0.5) * 20);
+      const fast = sampleToken(logits, resolveSamplingParams({ temperature: 0 }), rng);
+      const slow = sampleToken(logits, resolveSamplingParams({ temperature: 0, logprobs: 1 }), rng);
+      expect(fast.token).toBe(slow.token);
+      expect(fast.logprob).toBeCloseTo(slow.logprob, 5);
+      expect(fast.logprob).toBeCloseTo(logitsToLogprobs(logits)[fast.token], 5);
+      expect(fast.topLogprobs).toBeUndefined();
+    }
+  });
+});

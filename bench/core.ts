@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson } from '../lib/bench/harness';
+import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate';
 import { createKVCache } from '../lib/kv/factory';
 import { llamaSizes, type LlamaConfig } from '../lib/model/config';
@@ -46,14 +46,8 @@ import { loadTokenizer } from '../lib/tokenizer';
 // ---- flags
 
 const argv = process.argv.slice(2);
-
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-}
+const flags = benchFlags(argv);
+const flag = flags.value;
 
 function intList(name: string, fallback: number[]): number[] {
   const v = flag(name);

@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { initBackend, shutdownBackend } from '../lib/backend';
-import { writeBenchJson } from '../lib/bench/harness';
+import { writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { attentionError, compareTeacherForced, greedyAgreement, type CacheFactory } from '../lib/eval/quality';
 import { attentionEntropy, proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { EvictingKVCache } from '../lib/kv/evicting';
@@ -29,10 +29,8 @@ import { loadModel } from '../lib/model/load';
 import { loadTokenizer } from '../lib/tokenizer';
 
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i < 0 ? undefined : argv[i + 1];
-}
+const flags = benchFlags(argv);
+const flag = flags.value;
 const full = argv.includes('--full');
 const WINDOWS = Number(flag('windows') ?? (full ? 1e9 : 2));
 const PROMPTS = Number(flag('prompts') ?? (full ? 16 : 4));

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, type BackendPreference } from '../lib/backend';
-import { writeBenchJson } from '../lib/bench/harness';
+import { writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { VirtualClock, RealClock, type Clock, type LinearStepCost } from '../lib/engine/clock';
 import type { EngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
@@ -35,13 +35,8 @@ import { loadModel } from '../lib/model/load';
 // ---- flags
 
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-}
+const flags = benchFlags(argv);
+const flag = flags.value;
 const full = argv.includes('--full');
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');

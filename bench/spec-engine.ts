@@ -22,7 +22,7 @@
 import * as path from 'node:path';
 
 import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson } from '../lib/bench/harness';
+import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
 import type { EngineConfigInput, SpeculativeEngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
 import type { StepMetrics } from '../lib/engine/metrics';
@@ -34,13 +34,8 @@ import { loadGolden } from '../test/golden';
 // ---- flags
 
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-}
+const flags = benchFlags(argv);
+const flag = flags.value;
 const full = argv.includes('--full');
 const TOKENS = Number(flag('tokens') ?? (full ? 64 : 32));
 const REPEATS = Number(flag('repeats') ?? 3);

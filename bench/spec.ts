@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson } from '../lib/bench/harness';
+import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { generate, type LanguageModel } from '../lib/generate';
 import { createKVCache } from '../lib/kv/factory';
 import type { LlamaModel } from '../lib/model/llama';
@@ -33,13 +33,8 @@ import { loadGolden } from '../test/golden';
 // ---- flags
 
 const argv = process.argv.slice(2);
-function flag(name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-}
+const flags = benchFlags(argv);
+const flag = flags.value;
 const quick = argv.includes('--quick');
 const TOKENS = Number(flag('tokens') ?? (quick ? 32 : 64));
 const REPEATS = Number(flag('repeats') ?? (quick ? 1 : 2));

@@ -1,23 +1,16 @@
 // The HF-transformers oracle files in data/golden (written by scripts/train/train.py).
 import * as fs from 'fs';
 
-export interface GoldenEntry {
-  name: string;
-  logits_key: string;
-  continuation: number[];
-  /** top1 - top2 logit gap at each greedy step: below TIE a different argmax is a tie, not an error */
-  margins: number[];
-  top50: { ids: number[]; logits: number[]; logsumexp: number }[];
-}
+import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle';
 
-export interface Golden {
-  versions: Record<string, string>;
-  prompts: { name: string; text: string; ids: number[] }[];
+export type { GoldenEntry } from '../lib/oracle';
+
+export interface Golden extends GoldenFile {
   models: Record<'target' | 'draft', { logits_file: string; entries: GoldenEntry[]; validation: { ppl: number; tokens: number }; test: { ppl: number; tokens: number } }>;
   encodings: { text: string; ids: number[] }[];
 }
 
-export const TIE = 1e-4;
+export const TIE = ORACLE_TIE;
 
 export function loadGolden(): Golden {
   return JSON.parse(fs.readFileSync('data/golden/golden.json', 'utf8')) as Golden;

@@ -177,3 +177,21 @@ export function progressBar(
     },
   };
 }
+
+/** `--name value` and `--switch` flags of a benchmark's command line (process.argv by default). */
+export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
+  return {
+    /** the value after --name, or undefined when absent; an error when the value is missing */
+    value(name: string): string | undefined {
+      const i = argv.indexOf(`--${name}`);
+      if (i < 0) return undefined;
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+      return v;
+    },
+    /** whether --name is present */
+    has(name: string): boolean {
+      return argv.includes(`--${name}`);
+    },
+  };
+}

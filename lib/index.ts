@@ -53,6 +53,7 @@ export { speculativeGenerate, speculativeGenerateStream } from './spec/generate'
 export type { SpeculativeOptions, SpeculativeOutput } from './spec/generate';
 export { ATTENTION_LIMITS } from './model/llama';
 export { attentionWasmBytes, useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from './model/wasmAttention';
+export { fusedWasmBytes, useWasmFused, wasmAddRmsNorm, wasmFusedAvailable } from './model/wasmFused';
 export * from './viz';
 export { byMode, dataPath, lessonMode, packageRoot } from './lessons';
 export type { LessonMode } from './lessons';

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
+import { wasmAddRmsNorm, wasmFusedAvailable } from './wasmFused';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
@@ -296,29 +297,43 @@ export class LlamaModel {
       const span = simd && !perPair ? usedSpan(plan) : S;
       const masks = maskTensors(attentionMask(plan, span), B, T, span, perPair);
 
-      let x = this.embed(tf.tensor1d(ids, 'int32')); // [N, Dm]
-      const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd, plan, onAttention };
-      this.weights.layers.forEach((L, layer) => {
+      const fused = wasmFusedAvailable(Dm);
+      const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd, fused, plan, onAttention };
+      // the residual stream x and its normed copy h: each layer's last residual add is fused
+      // with the next norm (the next layer's input norm, or the final norm after the last)
+      const layers = this.weights.layers;
+      let [x, h] = this.addNorm(this.embed(tf.tensor1d(ids, 'int32')), null, layers[0].attnNorm, fused); // [N, Dm] each
+      layers.forEach((L, layer) => {
+        const nextNorm = layer + 1 < layers.length ? layers[layer + 1].attnNorm : this.weights.finalNorm;
         // a tidy per layer: a long prefill never holds every layer's intermediates at once
-        const next = tf.tidy(() => this.block(x, L, layer, cache, step));
+        const next = tf.tidy(() => this.block(x, h, L, nextNorm, layer, cache, step));
         x.dispose();
-        x = next;
+        h.dispose();
+        [x, h] = next;
       });
 
-      // ---- logits only where asked
-      let last = x;
-      if (n < T) last = tf.reshape(tf.slice(tf.reshape(x, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
-      const logits = tf.matMul(this.rmsNorm(last, this.weights.finalNorm), this.weights.lmHead); // [B*n, V]
+      // ---- logits only where asked (h is the final norm's output)
+      let last = h;
+      if (n < T) last = tf.reshape(tf.slice(tf.reshape(h, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
+      const logits = tf.matMul(last, this.weights.lmHead); // [B*n, V]
       return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
     });
   }
 
-  // one decoder layer: x + attention(norm(x)), then + mlp(norm(.)). x [N, Dm] -> [N, Dm]
-  private block(x: tf.Tensor2D, L: LayerWeights, layer: number, cache: KVCache, s: Step): tf.Tensor2D {
+  // one decoder layer: x + attention(norm(x)), then + mlp(norm(.)); h = norm(x) comes in, and
+  // the output goes out with its norm by `nextNorm`. x, h [N, Dm] -> [x', nextNorm(x')]
+  private block(
+    x: tf.Tensor2D,
+    h: tf.Tensor2D,
+    L: LayerWeights,
+    nextNorm: tf.Tensor1D,
+    layer: number,
+    cache: KVCache,
+    s: Step,
+  ): [tf.Tensor2D, tf.Tensor2D] {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const { B, T } = s;
     // ---- attention
-    const h = this.rmsNorm(x, L.attnNorm);
     const qkv: tf.Tensor3D = tf.reshape(tf.matMul(h, L.wqkv), [B * T, H + 2 * Hkv, D]); // [N, H+2Hkv, D]
     // RoPE rotates the q and k heads; the tables leave the v heads as they are
     const [q, kNew, vNew] = tf.split(rope(qkv, s.cos, s.sin, this.rotate), [H, Hkv, Hkv], 1); // [N, H|Hkv|Hkv, D]
@@ -331,13 +346,12 @@ export class LlamaModel {
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
     const att = attention(q as tf.Tensor3D, k, v, ls, B, T); // [N, H*D]
     if (s.onAttention) s.onAttention(layer, attentionProbs(q as tf.Tensor3D, k, ls, B, T), ls.plan.keyPositions);
-    const x1: tf.Tensor2D = tf.add(x, tf.matMul(att, L.wo));
+    const [x1, h2] = this.addNorm(x, tf.matMul(att, L.wo) as tf.Tensor2D, L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
-    const h2 = this.rmsNorm(x1, L.mlpNorm);
     const gate = tf.matMul(h2, L.wGate); // [N, F]
     const up = tf.matMul(h2, L.wUp); // [N, F]
     const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
-    return tf.add(x1, tf.matMul(act, L.wDown)); // [N, Dm]
+    return this.addNorm(x1, tf.matMul(act, L.wDown) as tf.Tensor2D, nextNorm, s.fused); // [N, Dm] each
   }
 
   /** Free every weight tensor. */
@@ -361,6 +375,14 @@ export class LlamaModel {
     const w = this.weights;
     if (w.embed) return tf.gather(w.embed, ids) as tf.Tensor2D;
     return tf.transpose(tf.gather(w.lmHead, ids, 1)) as tf.Tensor2D; // [Dm, N] -> [N, Dm]
+  }
+
+  // [x + delta, rmsNorm(x + delta)] (vLLM's fused_add_rms_norm); one kernel when fused (wasm),
+  // else [x, rmsNorm(x)] without delta. The results are new tensors, never x itself.
+  private addNorm(x: tf.Tensor2D, delta: tf.Tensor2D | null, gain: tf.Tensor1D, fused: boolean): [tf.Tensor2D, tf.Tensor2D] {
+    if (fused) return wasmAddRmsNorm(x, delta, gain, this.config.rmsNormEps);
+    const sum: tf.Tensor2D = delta ? tf.add(x, delta) : tf.clone(x);
+    return [sum, this.rmsNorm(sum, gain)];
   }
 
   // RMSNorm as HF: gain * (x * rsqrt(mean(x^2) + eps)) over the last axis; mean and + eps are
@@ -411,6 +433,8 @@ interface Step {
   span: number;
   perPair: boolean;
   simd: boolean;
+  /** the fused wasm kernels of wasmFused.ts run (wasm backend) */
+  fused: boolean;
   plan: StepPlan;
   onAttention?: ForwardOptions['onAttention'];
 }

@@ -11,9 +11,9 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-// ---- a minimal WebAssembly encoder (just what the two kernels use)
+// ---- a minimal WebAssembly encoder (what these kernels and wasmFused.ts's use)
 
-const uleb = (n: number): number[] => {
+export const uleb = (n: number): number[] => {
   const out: number[] = [];
   do {
     let b = n & 0x7f;
@@ -23,7 +23,7 @@ const uleb = (n: number): number[] => {
   } while (n);
   return out;
 };
-const sleb = (n: number): number[] => {
+export const sleb = (n: number): number[] => {
   const out: number[] = [];
   for (;;) {
     const b = n & 0x7f;
@@ -32,32 +32,32 @@ const sleb = (n: number): number[] => {
     out.push(b | 0x80);
   }
 };
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const name = (s: string) => vec([...s].map((c) => [c.charCodeAt(0)]));
+export const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+export const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+export const name = (s: string) => vec([...s].map((c) => [c.charCodeAt(0)]));
 
-const I32 = 0x7f;
-const V128 = 0x7b;
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const i32 = (n: number) => [0x41, ...sleb(n)];
-const ADD = [0x6a];
-const MUL = [0x6c];
-const F32_LOAD = [0x2a, 2, 0];
-const F32_STORE = [0x38, 2, 0];
-const F32_ADD = [0x92];
-const V_LOAD = [0xfd, 0x00, 2, 0];
-const V_STORE = [0xfd, 0x0b, 2, 0];
-const V_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
-const F32X4_SPLAT = [0xfd, 0x13];
-const F32X4_ADD = [0xfd, 0xe4, 0x01];
-const F32X4_MUL = [0xfd, 0xe6, 0x01];
-const LANE = (i: number) => [0xfd, 0x1f, i];
-const addTo = (v: number, by: number[]) => [...get(v), ...by, ...ADD, ...set(v)];
+export const I32 = 0x7f;
+export const V128 = 0x7b;
+export const get = (i: number) => [0x20, ...uleb(i)];
+export const set = (i: number) => [0x21, ...uleb(i)];
+export const i32 = (n: number) => [0x41, ...sleb(n)];
+export const ADD = [0x6a];
+export const MUL = [0x6c];
+export const F32_LOAD = [0x2a, 2, 0];
+export const F32_STORE = [0x38, 2, 0];
+export const F32_ADD = [0x92];
+export const V_LOAD = [0xfd, 0x00, 2, 0];
+export const V_STORE = [0xfd, 0x0b, 2, 0];
+export const V_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+export const F32X4_SPLAT = [0xfd, 0x13];
+export const F32X4_ADD = [0xfd, 0xe4, 0x01];
+export const F32X4_MUL = [0xfd, 0xe6, 0x01];
+export const LANE = (i: number) => [0xfd, 0x1f, i];
+export const addTo = (v: number, by: number[]) => [...get(v), ...by, ...ADD, ...set(v)];
 
 // for (v = 0; v < limit; v += step) body
 // prettier-ignore
-const forLoop = (v: number, limit: number, step: number, body: number[]) => [
+export const forLoop = (v: number, limit: number, step: number, body: number[]) => [
   ...i32(0), ...set(v),
   0x02, 0x40, 0x03, 0x40, // block, loop
   ...get(v), ...get(limit), 0x49, 0x45, 0x0d, 1, // br_if !(v < limit) to the block end
@@ -162,7 +162,7 @@ export function attentionWasmBytes(): Uint8Array<ArrayBuffer> {
 // ---- tfjs kernels
 
 type KernelFn = (a: number, b: number, out: number, P: number, R: number, S: number, D: number, C: number) => void;
-interface WasmBackendLike {
+export interface WasmBackendLike {
   wasm: { asm?: { memory?: WebAssembly.Memory } };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;

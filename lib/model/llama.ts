@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
-import { wasmAddRmsNorm, wasmFusedAvailable } from './wasmFused';
+import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope } from './wasmFused';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
@@ -265,8 +265,13 @@ export class LlamaModel {
       const T = plan.T;
       const ids = new Int32Array(B * T);
       tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
-      const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
-      return this.run(plan, ids, cos, sin, n, cache, options.onAttention);
+      // the fused wasm kernels (wasmFused.ts) take one [D] row of tables per token; the plain
+      // path one per head, cos 1 and sin 0 on the v heads
+      const fused = wasmFusedAvailable(c.hiddenSize, c.headDim);
+      const { cos, sin } = fused
+        ? ropeTables(plan.queryPositions, this.invFreq)
+        : ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
+      return this.run(plan, ids, cos, sin, fused, n, cache, options.onAttention);
     } catch (e) {
       // the cache planned this step; give its slots back so it stays usable
       cache.truncate(lengths);
@@ -280,6 +285,7 @@ export class LlamaModel {
     ids: Int32Array,
     cos: Float32Array,
     sin: Float32Array,
+    fused: boolean,
     n: number,
     cache: KVCache,
     onAttention?: ForwardOptions['onAttention'],
@@ -287,8 +293,9 @@ export class LlamaModel {
     const { numHeads: H, numKvHeads: Hkv, headDim: D, hiddenSize: Dm, vocabSize: V } = this.config;
     const { batchSize: B, T, S } = plan;
     return tf.tidy(() => {
-      const cosT = tf.tensor3d(cos, [B * T, H + 2 * Hkv, D]);
-      const sinT = tf.tensor3d(sin, [B * T, H + 2 * Hkv, D]);
+      const tableShape = fused ? [B * T, D] : [B * T, H + 2 * Hkv, D];
+      const cosT = tf.tensor(cos, tableShape);
+      const sinT = tf.tensor(sin, tableShape);
       const simd = wasmAttentionAvailable(D);
       const minRows = ATTENTION_LIMITS.perPairMinRows;
       const perPair = (H / Hkv) * T >= (simd ? minRows.simd : minRows.plain);
@@ -297,7 +304,6 @@ export class LlamaModel {
       const span = simd && !perPair ? usedSpan(plan) : S;
       const masks = maskTensors(attentionMask(plan, span), B, T, span, perPair);
 
-      const fused = wasmFusedAvailable(Dm);
       const step: Step = { B, T, cos: cosT, sin: sinT, masks, span, perPair, simd, fused, plan, onAttention };
       // the residual stream x and its normed copy h: each layer's last residual add is fused
       // with the next norm (the next layer's input norm, or the final norm after the last)
@@ -335,17 +341,14 @@ export class LlamaModel {
     const { B, T } = s;
     // ---- attention
     const qkv: tf.Tensor3D = tf.reshape(tf.matMul(h, L.wqkv), [B * T, H + 2 * Hkv, D]); // [N, H+2Hkv, D]
-    // RoPE rotates the q and k heads; the tables leave the v heads as they are
-    const [q, kNew, vNew] = tf.split(rope(qkv, s.cos, s.sin, this.rotate), [H, Hkv, Hkv], 1); // [N, H|Hkv|Hkv, D]
+    const [q, kNew, vNew] = s.fused
+      ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
+      : ropeSplit(qkv, s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
     // a cache whose layers keep different tokens (lib/kv/evicting.ts) also returns this layer's key positions
-    const { k, v, keyPositions }: { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions?: Int32Array } = cache.update(
-      layer,
-      toHeadMajor(kNew as tf.Tensor3D, B, T), // [B, Hkv, T, D]
-      toHeadMajor(vNew as tf.Tensor3D, B, T),
-    );
+    const { k, v, keyPositions }: { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions?: Int32Array } = cache.update(layer, kNew, vNew);
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
-    const att = attention(q as tf.Tensor3D, k, v, ls, B, T); // [N, H*D]
-    if (s.onAttention) s.onAttention(layer, attentionProbs(q as tf.Tensor3D, k, ls, B, T), ls.plan.keyPositions);
+    const att = attention(q, k, v, ls, B, T); // [N, H*D]
+    if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);
     const [x1, h2] = this.addNorm(x, tf.matMul(att, L.wo) as tf.Tensor2D, L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
     const gate = tf.matMul(h2, L.wGate); // [N, F]
@@ -404,6 +407,22 @@ function rope(x: tf.Tensor3D, cos: tf.Tensor3D, sin: tf.Tensor3D, R: tf.Tensor2D
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 
+// the plain path: RoPE over qkv [N, H+2Hkv, D] (the tables leave the v heads as they are), then
+// q [N, H, D] and k, v [B, Hkv, T, D]
+function ropeSplit(
+  qkv: tf.Tensor3D,
+  cos: tf.Tensor3D,
+  sin: tf.Tensor3D,
+  R: tf.Tensor2D,
+  B: number,
+  T: number,
+  H: number,
+  Hkv: number,
+): [tf.Tensor3D, tf.Tensor4D, tf.Tensor4D] {
+  const [q, k, v] = tf.split(rope(qkv, cos, sin, R), [H, Hkv, Hkv], 1) as tf.Tensor3D[]; // [N, H|Hkv|Hkv, D]
+  return [q, toHeadMajor(k, B, T), toHeadMajor(v, B, T)]; // [N, H, D], [B, Hkv, T, D] x 2
+}
+
 // [B*T, Hkv, D] -> [B, Hkv, T, D]
 function toHeadMajor(x: tf.Tensor3D, B: number, T: number): tf.Tensor4D {
   const [, Hkv, D] = x.shape;
@@ -425,15 +444,15 @@ export const ATTENTION_LIMITS = { perPairMinRows: { simd: 48, plain: 8 }, maxSco
 interface Step {
   B: number;
   T: number;
-  /** RoPE tables [N, H+2Hkv, D] (cos 1 and sin 0 on the v heads) */
-  cos: tf.Tensor3D;
-  sin: tf.Tensor3D;
+  /** RoPE tables: fused, [N, D]; plain, [N, H+2Hkv, D] (cos 1 and sin 0 on the v heads) */
+  cos: tf.Tensor;
+  sin: tf.Tensor;
   masks: Masks;
   /** key slots attended over (the first `span` of the cache's S) */
   span: number;
   perPair: boolean;
   simd: boolean;
-  /** the fused wasm kernels of wasmFused.ts run (wasm backend) */
+  /** the fused wasm kernels of wasmFused.ts run (wasm backend): add + norm, RoPE */
   fused: boolean;
   plan: StepPlan;
   onAttention?: ForwardOptions['onAttention'];

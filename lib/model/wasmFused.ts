@@ -4,6 +4,9 @@
 // memory, built and registered like wasmAttention.ts's:
 //   addRmsNorm(x [N, Dm], delta [N, Dm] | none, w [Dm]) -> sum = x + delta, out = rmsnorm(sum) * w
 //     (vLLM's fused_add_rms_norm; HF's order: w * (sum * 1/sqrt(mean(sum^2) + eps)))
+//   rope(qkv [B*T, H + 2*Hkv, D], cos, sin [B*T, D]) -> q [B*T, H, D] rotated,
+//     k [B, Hkv, T, D] rotated, v [B, Hkv, T, D] (HF's x*cos + rotate_half(x)*sin, no D x D
+//     product; k and v come out head-major, as the KV cache takes them)
 // Registered for the wasm backend only; llama.ts keeps the plain tfjs path for the others.
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -91,23 +94,115 @@ function addRmsNormBody(): number[] {
   ];
 }
 
-/** The module's bytes: imports env.memory, exports addRmsNorm. */
+// ---- rope(qkv, cos, sin, q, k, v, B, T, H, Hkv, D)
+
+const IF_I32 = [0x04, I32];
+const IF = [0x04, 0x40];
+const LT_U = [0x49];
+const DIV_U = [0x6e];
+const REM_U = [0x70];
+const SUB = [0x6b];
+const F32X4_SUB = [0xfd, 0xe5, 0x01];
+
+// prettier-ignore
+function ropeBody(): number[] {
+  const [QKV, COS, SIN, Q, K, V, BB, T, H, HKV, D] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const [n, j, i, src, dst, cs, half, rowBytes, heads, b, t, nn, tmp] = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23];
+  const [x1, x2, c, sn] = [24, 25, 26, 27];
+  const at = (base: number, off: number[]) => [...get(base), ...off, ...ADD];
+  // dst of a k or v head: base + ((b*Hkv + head)*T + t) * rowBytes, head on the stack
+  const headMajor = (base: number) => [
+    ...set(tmp), ...get(b), ...get(HKV), ...MUL, ...get(tmp), ...ADD, ...get(T), ...MUL, ...get(t), ...ADD,
+    ...get(rowBytes), ...MUL, ...get(base), ...ADD,
+  ];
+  return [
+    ...vec([[13, I32], [4, V128]]),
+    ...get(D), ...i32(4), ...MUL, ...set(rowBytes),
+    ...get(D), ...i32(2), ...MUL, ...set(half),
+    ...get(H), ...get(HKV), ...i32(2), ...MUL, ...ADD, ...set(heads),
+    ...get(BB), ...get(T), ...MUL, ...set(nn),
+    ...forLoop(n, nn, 1, [
+      ...get(n), ...get(T), ...DIV_U, ...set(b),
+      ...get(n), ...get(T), ...REM_U, ...set(t),
+      // this token's cos/sin row: the first D/2 of its D (the halves repeat)
+      ...get(n), ...get(rowBytes), ...MUL, ...set(cs),
+      ...forLoop(j, heads, 1, [
+        ...get(n), ...get(heads), ...MUL, ...get(j), ...ADD, ...get(rowBytes), ...MUL, ...get(QKV), ...ADD, ...set(src),
+        // q: token-major; k, v: head-major
+        ...get(j), ...get(H), ...LT_U, ...IF_I32,
+        ...get(n), ...get(H), ...MUL, ...get(j), ...ADD, ...get(rowBytes), ...MUL, ...get(Q), ...ADD,
+        ...ELSE,
+        ...get(j), ...get(H), ...get(HKV), ...ADD, ...LT_U, ...IF_I32,
+        ...get(j), ...get(H), ...SUB, ...headMajor(K),
+        ...ELSE,
+        ...get(j), ...get(H), ...SUB, ...get(HKV), ...SUB, ...headMajor(V),
+        ...END,
+        ...END,
+        ...set(dst),
+        ...get(j), ...get(H), ...get(HKV), ...ADD, ...LT_U, ...IF,
+        // out1 = x1*c - x2*s, out2 = x2*c + x1*s
+        ...forLoop(i, half, 16, [
+          ...at(src, get(i)), ...V_LOAD, ...set(x1),
+          ...at(src, [...get(half), ...get(i), ...ADD]), ...V_LOAD, ...set(x2),
+          ...at(COS, [...get(cs), ...get(i), ...ADD]), ...V_LOAD, ...set(c),
+          ...at(SIN, [...get(cs), ...get(i), ...ADD]), ...V_LOAD, ...set(sn),
+          ...at(dst, get(i)),
+          ...get(x1), ...get(c), ...F32X4_MUL, ...get(x2), ...get(sn), ...F32X4_MUL, ...F32X4_SUB, ...V_STORE,
+          ...at(dst, [...get(half), ...get(i), ...ADD]),
+          ...get(x2), ...get(c), ...F32X4_MUL, ...get(x1), ...get(sn), ...F32X4_MUL, ...F32X4_ADD, ...V_STORE,
+        ]),
+        ...ELSE,
+        ...forLoop(i, rowBytes, 16, [...at(dst, get(i)), ...at(src, get(i)), ...V_LOAD, ...V_STORE]),
+        ...END,
+      ]),
+    ]),
+    0x0b,
+  ];
+}
+
+/** The module's bytes: imports env.memory, exports addRmsNorm and rope. */
 export function fusedWasmBytes(): Uint8Array<ArrayBuffer> {
-  const type = section(1, vec([[0x60, ...vec([...new Array(8).fill([I32]), [F32]]), 0]]));
+  const type = section(
+    1,
+    vec([
+      [0x60, ...vec([...new Array(8).fill([I32]), [F32]]), 0],
+      [0x60, ...vec(new Array(11).fill([I32])), 0],
+    ]),
+  );
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]]));
-  const funcs = section(3, vec([[0]]));
-  const exports = section(7, vec([[...name('addRmsNorm'), 0x00, 0]]));
-  const code = section(10, vec([addRmsNormBody()].map((b) => [...uleb(b.length), ...b])));
+  const funcs = section(3, vec([[0], [1]]));
+  const exports = section(
+    7,
+    vec([
+      [...name('addRmsNorm'), 0x00, 0],
+      [...name('rope'), 0x00, 1],
+    ]),
+  );
+  const code = section(10, vec([addRmsNormBody(), ropeBody()].map((b) => [...uleb(b.length), ...b])));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imports, ...funcs, ...exports, ...code]);
 }
 
 // ---- tfjs kernels
 
 interface FusedKernels {
+  rope(
+    qkv: number,
+    cos: number,
+    sin: number,
+    q: number,
+    k: number,
+    v: number,
+    B: number,
+    T: number,
+    H: number,
+    Hkv: number,
+    D: number,
+  ): void;
   addRmsNorm(x: number, delta: number, w: number, sum: number, out: number, N: number, Dm: number, hasDelta: number, eps: number): void;
 }
 
 const ADD_RMS_NORM = 'InferenceLabAddRmsNorm';
+const ROPE = 'InferenceLabRope';
 const instances = new WeakMap<WebAssembly.Memory, FusedKernels>();
 let unavailable = false;
 let enabled = true;
@@ -145,9 +240,26 @@ const addRmsNormKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   return [sum, out];
 };
 
-/** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm a multiple of 4)? */
-export function wasmFusedAvailable(hiddenSize: number): boolean {
-  if (!enabled || unavailable || hiddenSize % 4 !== 0 || tf.getBackend() !== 'wasm') return false;
+const ropeKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as WasmBackendLike;
+  const { qkv, cos, sin } = inputs as { qkv: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo };
+  const { B, T, H, Hkv } = attrs as { B: number; T: number; H: number; Hkv: number };
+  const [N, heads, D] = qkv.shape;
+  const ok = N === B * T && heads === H + 2 * Hkv && D % 8 === 0 && cos.shape.join() === `${N},${D}` && sin.shape.join() === `${N},${D}`;
+  if (!ok || [qkv, cos, sin].some((t) => t.dtype !== 'float32')) {
+    throw new Error(`rope: bad operands [${qkv.shape}], [${cos.shape}], [${sin.shape}] for B ${B}, T ${T}, H ${H}, Hkv ${Hkv}`);
+  }
+  const q = be.makeOutput([N, H, D], 'float32');
+  const k = be.makeOutput([B, Hkv, T, D], 'float32');
+  const v = be.makeOutput([B, Hkv, T, D], 'float32');
+  const at = (t: tf.TensorInfo) => be.dataIdMap.get(t.dataId).memoryOffset;
+  kernelsFor(be).rope(at(qkv), at(cos), at(sin), at(q), at(k), at(v), B, T, H, Hkv, D);
+  return [q, k, v];
+};
+
+/** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm a multiple of 4, D of 8)? */
+export function wasmFusedAvailable(hiddenSize: number, headDim: number): boolean {
+  if (!enabled || unavailable || hiddenSize % 4 !== 0 || headDim % 8 !== 0 || tf.getBackend() !== 'wasm') return false;
   try {
     kernelsFor(tf.backend() as unknown as WasmBackendLike);
   } catch {
@@ -156,6 +268,7 @@ export function wasmFusedAvailable(hiddenSize: number): boolean {
   }
   if (!tf.getKernel(ADD_RMS_NORM, 'wasm'))
     tf.registerKernel({ kernelName: ADD_RMS_NORM, backendName: 'wasm', kernelFunc: addRmsNormKernel });
+  if (!tf.getKernel(ROPE, 'wasm')) tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel });
   return true;
 }
 
@@ -166,4 +279,20 @@ export function wasmFusedAvailable(hiddenSize: number): boolean {
 export function wasmAddRmsNorm(x: tf.Tensor2D, delta: tf.Tensor2D | null, w: tf.Tensor1D, eps: number): [tf.Tensor2D, tf.Tensor2D] {
   const inputs: tf.NamedTensorMap = delta ? { x, delta, w } : { x, w };
   return tf.engine().runKernel(ADD_RMS_NORM, inputs, { eps }) as unknown as [tf.Tensor2D, tf.Tensor2D];
+}
+
+/**
+ * RoPE over the fused q, k, v projection: qkv [B*T, H + 2*Hkv, D] and the tables cos, sin
+ * [B*T, D] (ropeTables) -> q [B*T, H, D], k and v [B, Hkv, T, D], q and k rotated. Wasm only.
+ */
+export function wasmRope(
+  qkv: tf.Tensor3D,
+  cos: tf.Tensor2D,
+  sin: tf.Tensor2D,
+  B: number,
+  T: number,
+  H: number,
+  Hkv: number,
+): [tf.Tensor3D, tf.Tensor4D, tf.Tensor4D] {
+  return tf.engine().runKernel(ROPE, { qkv, cos, sin }, { B, T, H, Hkv }) as unknown as [tf.Tensor3D, tf.Tensor4D, tf.Tensor4D];
 }

@@ -174,6 +174,24 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('Time to produce the next token at context length L');
   });
 
+  it('lesson 3 checks the from-scratch quantizer against the library, measures bytes and quality per scheme, budgets and paged waste', () => {
+    const t = outputsText('03');
+    expect(t).toContain('codes differing from scratch: 0; max |lib - scratch| after dequantize: 0');
+    expect(t).toContain('give identical codes and values');
+    expect(t).toContain('held (tf.memory, bytes)');
+    expect(t).toContain('int4-tensor');
+    expect(t).toContain('int4-kivi-t64-r32');
+    expect(t).toContain('greedy agreement');
+    expect(t).toContain('KL (nats)');
+    expect(t).toContain('Entropy-proportional budgets');
+    expect(t).toContain('Perplexity vs KV memory at the end of a 1024-token window');
+    expect(t).toMatch(/entropy-based budgets gave a lower perplexity than uniform budgets in \*\*[0-9]+ of [0-9]+\*\*/);
+    expect(t).toContain('live-token share');
+    expect(t).toContain('paged, blocks of 16');
+    expect(t).toContain('Tensors still held: 0.');
+    expect(t).toContain('application/vnd.plotly.v1+json');
+  });
+
   it('lesson 4 checks the accept rule, traces real steps, measures alpha, the verify cost, the gamma sweep and the distribution', () => {
     const t = outputsText('04');
     expect(t).toContain('library and from-scratch verdicts differed in 0 trials');
@@ -203,6 +221,18 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toMatch(/preempted \*\*[1-9][0-9]*\*\* times/);
     expect(t).toContain('paged, blocks of 16');
     expect(t).not.toContain('same tokens: NO');
+  });
+
+  it('lesson 6 shows the LLM API and re-makes the Part 6 table from measurements, claims beside them', () => {
+    const t = outputsText('06');
+    expect(t).toContain('Part 6 re-made on');
+    for (const row of ['naive (no cache)', 'KV cache', 'paging + continuous batching', 'speculative decoding (draft, γ = 4)', 'int8 KV cache']) expect(t).toContain(row);
+    expect(t).toContain('ours: tokens/s');
+    expect(t).toContain('claimed (quoted, not measured)');
+    expect(t).toContain('One decode step of B sequences');
+    expect(t).toMatch(/\*\*KV cache: [0-9.]+x\*\* over naive recomputation, with identical tokens/);
+    expect(t).toContain('Tensors still held: 0.');
+    expect(t).toContain('application/vnd.plotly.v1+json');
   });
 
   it.skipIf(noChromium !== null)('every rendered lesson draws its charts, logs no error and makes no network request', async () => {

@@ -448,6 +448,7 @@ function weightKinds(c: LlamaConfig): Map<string, Kind> {
   };
   add(Dm, (H + 2 * Hkv) * D, 'qkv');
   add(H * D, Dm, 'o');
+  add(Dm, 2 * F, 'gateUp'); // gate and up side by side
   add(Dm, F, 'gateUp');
   add(F, Dm, 'down');
   add(Dm, V, 'lmHead');

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
-import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope } from './wasmFused';
+import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './wasmFused';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
@@ -24,10 +24,8 @@ export interface LayerWeights {
   wo: tf.Tensor2D;
   /** post_attention_layernorm gain [Dm] */
   mlpNorm: tf.Tensor1D;
-  /** gate_proj [Dm, F] */
-  wGate: tf.Tensor2D;
-  /** up_proj [Dm, F] */
-  wUp: tf.Tensor2D;
+  /** gate_proj and up_proj side by side [Dm, 2F] (gate's columns first) */
+  wGateUp: tf.Tensor2D;
   /** down_proj [F, Dm] */
   wDown: tf.Tensor2D;
 }
@@ -190,8 +188,7 @@ export class LlamaModel {
           wqkv,
           wo: keep(transposed(n.o, Dm, H * D)),
           mlpNorm: keep(tf.tensor1d(read(n.mlpNorm, [Dm]))),
-          wGate: keep(transposed(n.gate, F, Dm)),
-          wUp: keep(transposed(n.up, F, Dm)),
+          wGateUp: keep(tf.tidy(() => tf.transpose(tf.concat([mat(n.gate, F, Dm), mat(n.up, F, Dm)], 0)) as tf.Tensor2D)), // [Dm, 2F]
           wDown: keep(transposed(n.down, Dm, F)),
         });
       }
@@ -267,7 +264,7 @@ export class LlamaModel {
       tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
       // the fused wasm kernels (wasmFused.ts) take one [D] row of tables per token; the plain
       // path one per head, cos 1 and sin 0 on the v heads
-      const fused = wasmFusedAvailable(c.hiddenSize, c.headDim);
+      const fused = wasmFusedAvailable(c.hiddenSize, c.headDim, c.intermediateSize);
       const { cos, sin } = fused
         ? ropeTables(plan.queryPositions, this.invFreq)
         : ropeTables(plan.queryPositions, this.invFreq, H + Hkv, Hkv);
@@ -351,9 +348,8 @@ export class LlamaModel {
     if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);
     const [x1, h2] = this.addNorm(x, tf.matMul(att, L.wo) as tf.Tensor2D, L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
-    const gate = tf.matMul(h2, L.wGate); // [N, F]
-    const up = tf.matMul(h2, L.wUp); // [N, F]
-    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+    const gateUp: tf.Tensor2D = tf.matMul(h2, L.wGateUp); // [N, 2F]
+    const act = s.fused ? wasmSiluMul(gateUp) : siluMul(gateUp); // [N, F]
     return this.addNorm(x1, tf.matMul(act, L.wDown) as tf.Tensor2D, nextNorm, s.fused); // [N, Dm] each
   }
 
@@ -369,7 +365,7 @@ export class LlamaModel {
     const w = this.weights;
     const out: tf.Tensor[] = [w.finalNorm, w.lmHead];
     if (w.embed) out.push(w.embed);
-    for (const L of w.layers) out.push(L.attnNorm, L.wqkv, L.wo, L.mlpNorm, L.wGate, L.wUp, L.wDown);
+    for (const L of w.layers) out.push(L.attnNorm, L.wqkv, L.wo, L.mlpNorm, L.wGateUp, L.wDown);
     return out;
   }
 
@@ -394,6 +390,12 @@ export class LlamaModel {
     const ms = tf.fused.matMul({ a: tf.square(x), b: this.meanVec, bias: this.eps }); // [N, 1]
     return tf.mul(tf.mul(x, tf.rsqrt(ms)), gain);
   }
+}
+
+// silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]
+function siluMul(gu: tf.Tensor2D): tf.Tensor2D {
+  const [gate, up] = tf.split(gu, 2, 1); // [N, F] each
+  return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
 }
 
 // ---- attention pieces
@@ -452,7 +454,7 @@ interface Step {
   span: number;
   perPair: boolean;
   simd: boolean;
-  /** the fused wasm kernels of wasmFused.ts run (wasm backend): add + norm, RoPE */
+  /** the fused wasm kernels of wasmFused.ts run (wasm backend): add + norm, RoPE, silu * up */
   fused: boolean;
   plan: StepPlan;
   onAttention?: ForwardOptions['onAttention'];

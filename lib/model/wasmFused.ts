@@ -7,6 +7,8 @@
 //   rope(qkv [B*T, H + 2*Hkv, D], cos, sin [B*T, D]) -> q [B*T, H, D] rotated,
 //     k [B, Hkv, T, D] rotated, v [B, Hkv, T, D] (HF's x*cos + rotate_half(x)*sin, no D x D
 //     product; k and v come out head-major, as the KV cache takes them)
+//   siluMul(gu [N, 2F]) -> [N, F] = silu(gate) * up, gu = [gate | up] (the fused gate and up
+//     projection); silu(g) = g / (1 + exp(-g)), exp a degree-6 polynomial (rel. error ~2e-7)
 // Registered for the wasm backend only; llama.ts keeps the plain tfjs path for the others.
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -160,25 +162,87 @@ function ropeBody(): number[] {
   ];
 }
 
-/** The module's bytes: imports env.memory, exports addRmsNorm and rope. */
+// ---- siluMul(gu, out, N, F)
+
+const F32X4_DIV = [0xfd, 0xe7, 0x01];
+const F32X4_MIN = [0xfd, 0xe8, 0x01];
+const F32X4_MAX = [0xfd, 0xe9, 0x01];
+const F32X4_NEG = [0xfd, 0xe1, 0x01];
+const F32X4_NEAREST = [0xfd, 0x6a];
+const I32X4_TRUNC_SAT_F32X4 = [0xfd, 0xf8, 0x01];
+const I32X4_ADD = [0xfd, 0xae, 0x01];
+const I32X4_SHL = [0xfd, 0xab, 0x01];
+// v128.const of four equal f32 lanes
+const splat = (x: number): number[] => {
+  const bytes = new Uint8Array(new Float32Array([x, x, x, x]).buffer);
+  return [0xfd, 0x0c, ...bytes];
+};
+const splatI32 = (x: number): number[] => [0xfd, 0x0c, ...new Uint8Array(new Int32Array([x, x, x, x]).buffer)];
+
+// exp(x) of the v128 on the stack (x in [-88, 88] after clamping): x = n ln2 + r, |r| <= ln2/2,
+// exp(x) = 2^n * p(r), p the Taylor polynomial of degree 6 (Horner); 2^n built in the exponent bits
+// prettier-ignore
+function expF32x4(x: number, n: number, r: number): number[] {
+  const coeffs = [1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1, 1];
+  return [
+    ...splat(88), ...F32X4_MIN, ...splat(-88), ...F32X4_MAX, ...set(x),
+    ...get(x), ...splat(Math.LOG2E), ...F32X4_MUL, ...F32X4_NEAREST, ...set(n),
+    // r = x - n*ln2_hi - n*ln2_lo
+    ...get(x), ...get(n), ...splat(0.693359375), ...F32X4_MUL, ...F32X4_SUB,
+    ...get(n), ...splat(-2.12194440e-4), ...F32X4_MUL, ...F32X4_SUB, ...set(r),
+    ...splat(coeffs[0]),
+    ...coeffs.slice(1).flatMap((c) => [...get(r), ...F32X4_MUL, ...splat(c), ...F32X4_ADD]),
+    // * 2^n: (n + 127) << 23 as f32 bits
+    ...get(n), ...I32X4_TRUNC_SAT_F32X4, ...splatI32(127), ...I32X4_ADD, ...i32(23), ...I32X4_SHL,
+    ...F32X4_MUL,
+  ];
+}
+
+// prettier-ignore
+function siluMulBody(): number[] {
+  const [GU, OUT, N, F] = [0, 1, 2, 3];
+  const [row, f, g, o, fBytes] = [4, 5, 6, 7, 8];
+  const [vg, x, n, r] = [9, 10, 11, 12];
+  return [
+    ...vec([[5, I32], [4, V128]]),
+    ...get(F), ...i32(4), ...MUL, ...set(fBytes),
+    ...forLoop(row, N, 1, [
+      // g = gu + row * 2F * 4 (up at g + F*4), o = out + row * F * 4
+      ...get(GU), ...get(row), ...get(fBytes), ...MUL, ...i32(2), ...MUL, ...ADD, ...set(g),
+      ...get(OUT), ...get(row), ...get(fBytes), ...MUL, ...ADD, ...set(o),
+      ...forLoop(f, fBytes, 16, [
+        ...get(o), ...get(f), ...ADD,
+        ...get(g), ...get(f), ...ADD, ...V_LOAD, ...TEE(vg),
+        ...splat(1), ...get(vg), ...F32X4_NEG, ...expF32x4(x, n, r), ...F32X4_ADD, ...F32X4_DIV,
+        ...get(g), ...get(fBytes), ...ADD, ...get(f), ...ADD, ...V_LOAD, ...F32X4_MUL,
+        ...V_STORE,
+      ]),
+    ]),
+    0x0b,
+  ];
+}
+
+/** The module's bytes: imports env.memory, exports addRmsNorm, rope and siluMul. */
 export function fusedWasmBytes(): Uint8Array<ArrayBuffer> {
   const type = section(
     1,
     vec([
       [0x60, ...vec([...new Array(8).fill([I32]), [F32]]), 0],
       [0x60, ...vec(new Array(11).fill([I32])), 0],
+      [0x60, ...vec(new Array(4).fill([I32])), 0],
     ]),
   );
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]]));
-  const funcs = section(3, vec([[0], [1]]));
+  const funcs = section(3, vec([[0], [1], [2]]));
   const exports = section(
     7,
     vec([
       [...name('addRmsNorm'), 0x00, 0],
       [...name('rope'), 0x00, 1],
+      [...name('siluMul'), 0x00, 2],
     ]),
   );
-  const code = section(10, vec([addRmsNormBody(), ropeBody()].map((b) => [...uleb(b.length), ...b])));
+  const code = section(10, vec([addRmsNormBody(), ropeBody(), siluMulBody()].map((b) => [...uleb(b.length), ...b])));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imports, ...funcs, ...exports, ...code]);
 }
 
@@ -198,11 +262,13 @@ interface FusedKernels {
     Hkv: number,
     D: number,
   ): void;
+  siluMul(gu: number, out: number, N: number, F: number): void;
   addRmsNorm(x: number, delta: number, w: number, sum: number, out: number, N: number, Dm: number, hasDelta: number, eps: number): void;
 }
 
 const ADD_RMS_NORM = 'InferenceLabAddRmsNorm';
 const ROPE = 'InferenceLabRope';
+const SILU_MUL = 'InferenceLabSiluMul';
 const instances = new WeakMap<WebAssembly.Memory, FusedKernels>();
 let unavailable = false;
 let enabled = true;
@@ -257,9 +323,21 @@ const ropeKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   return [q, k, v];
 };
 
-/** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm a multiple of 4, D of 8)? */
-export function wasmFusedAvailable(hiddenSize: number, headDim: number): boolean {
-  if (!enabled || unavailable || hiddenSize % 4 !== 0 || headDim % 8 !== 0 || tf.getBackend() !== 'wasm') return false;
+const siluMulKernel: tf.KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as WasmBackendLike;
+  const { gu } = inputs as { gu: tf.TensorInfo };
+  const [N, F2] = gu.shape;
+  if (gu.shape.length !== 2 || F2 % 8 !== 0 || gu.dtype !== 'float32') throw new Error(`siluMul: bad operand [${gu.shape}] ${gu.dtype}`);
+  const out = be.makeOutput([N, F2 / 2], 'float32');
+  const at = (t: tf.TensorInfo) => be.dataIdMap.get(t.dataId).memoryOffset;
+  kernelsFor(be).siluMul(at(gu), at(out), N, F2 / 2);
+  return out;
+};
+
+/** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm and F multiples of 4, D of 8)? */
+export function wasmFusedAvailable(hiddenSize: number, headDim: number, intermediateSize: number): boolean {
+  const shapesOk = hiddenSize % 4 === 0 && headDim % 8 === 0 && intermediateSize % 4 === 0;
+  if (!enabled || unavailable || !shapesOk || tf.getBackend() !== 'wasm') return false;
   try {
     kernelsFor(tf.backend() as unknown as WasmBackendLike);
   } catch {
@@ -268,6 +346,7 @@ export function wasmFusedAvailable(hiddenSize: number, headDim: number): boolean
   }
   if (!tf.getKernel(ADD_RMS_NORM, 'wasm'))
     tf.registerKernel({ kernelName: ADD_RMS_NORM, backendName: 'wasm', kernelFunc: addRmsNormKernel });
+  if (!tf.getKernel(SILU_MUL, 'wasm')) tf.registerKernel({ kernelName: SILU_MUL, backendName: 'wasm', kernelFunc: siluMulKernel });
   if (!tf.getKernel(ROPE, 'wasm')) tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel });
   return true;
 }
@@ -295,4 +374,9 @@ export function wasmRope(
   Hkv: number,
 ): [tf.Tensor3D, tf.Tensor4D, tf.Tensor4D] {
   return tf.engine().runKernel(ROPE, { qkv, cos, sin }, { B, T, H, Hkv }) as unknown as [tf.Tensor3D, tf.Tensor4D, tf.Tensor4D];
+}
+
+/** silu(gate) * up for gu = [gate | up] [N, 2F] (F a multiple of 4) -> [N, F]. Wasm only. */
+export function wasmSiluMul(gu: tf.Tensor2D): tf.Tensor2D {
+  return tf.engine().runKernel(SILU_MUL, { gu }, {}) as tf.Tensor2D;
 }

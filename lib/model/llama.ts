@@ -337,10 +337,10 @@ export class LlamaModel {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const { B, T } = s;
     // ---- attention
-    const qkv: tf.Tensor3D = tf.reshape(tf.matMul(h, L.wqkv), [B * T, H + 2 * Hkv, D]); // [N, H+2Hkv, D]
+    const qkv: tf.Tensor2D = tf.matMul(h, L.wqkv); // [N, (H+2Hkv)*D]
     const [q, kNew, vNew] = s.fused
       ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
-      : ropeSplit(qkv, s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
+      : ropeSplit(tf.reshape(qkv, [B * T, H + 2 * Hkv, D]), s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
     // a cache whose layers keep different tokens (lib/kv/evicting.ts) also returns this layer's key positions
     const { k, v, keyPositions }: { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions?: Int32Array } = cache.update(layer, kNew, vNew);
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;

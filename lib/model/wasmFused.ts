@@ -4,7 +4,7 @@
 // memory, built and registered like wasmAttention.ts's:
 //   addRmsNorm(x [N, Dm], delta [N, Dm] | none, w [Dm]) -> sum = x + delta, out = rmsnorm(sum) * w
 //     (vLLM's fused_add_rms_norm; HF's order: w * (sum * 1/sqrt(mean(sum^2) + eps)))
-//   rope(qkv [B*T, H + 2*Hkv, D], cos, sin [B*T, D]) -> q [B*T, H, D] rotated,
+//   rope(qkv [B*T, (H + 2*Hkv) * D], cos, sin [B*T, D]) -> q [B*T, H, D] rotated,
 //     k [B, Hkv, T, D] rotated, v [B, Hkv, T, D] (HF's x*cos + rotate_half(x)*sin, no D x D
 //     product; k and v come out head-major, as the KV cache takes them)
 //   siluMul(gu [N, 2F]) -> [N, F] = silu(gate) * up, gu = [gate | up] (the fused gate and up
@@ -310,8 +310,16 @@ const ropeKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as WasmBackendLike;
   const { qkv, cos, sin } = inputs as { qkv: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo };
   const { B, T, H, Hkv } = attrs as { B: number; T: number; H: number; Hkv: number };
-  const [N, heads, D] = qkv.shape;
-  const ok = N === B * T && heads === H + 2 * Hkv && D % 8 === 0 && cos.shape.join() === `${N},${D}` && sin.shape.join() === `${N},${D}`;
+  const [N, width] = qkv.shape;
+  const D = cos.shape[1];
+  const heads = width / D;
+  const ok =
+    qkv.shape.length === 2 &&
+    N === B * T &&
+    heads === H + 2 * Hkv &&
+    D % 8 === 0 &&
+    cos.shape.join() === `${N},${D}` &&
+    sin.shape.join() === `${N},${D}`;
   if (!ok || [qkv, cos, sin].some((t) => t.dtype !== 'float32')) {
     throw new Error(`rope: bad operands [${qkv.shape}], [${cos.shape}], [${sin.shape}] for B ${B}, T ${T}, H ${H}, Hkv ${Hkv}`);
   }
@@ -361,11 +369,11 @@ export function wasmAddRmsNorm(x: tf.Tensor2D, delta: tf.Tensor2D | null, w: tf.
 }
 
 /**
- * RoPE over the fused q, k, v projection: qkv [B*T, H + 2*Hkv, D] and the tables cos, sin
+ * RoPE over the fused q, k, v projection: qkv [B*T, (H + 2*Hkv) * D] and the tables cos, sin
  * [B*T, D] (ropeTables) -> q [B*T, H, D], k and v [B, Hkv, T, D], q and k rotated. Wasm only.
  */
 export function wasmRope(
-  qkv: tf.Tensor3D,
+  qkv: tf.Tensor2D,
   cos: tf.Tensor2D,
   sin: tf.Tensor2D,
   B: number,

@@ -231,7 +231,7 @@ interface CoreResult {
 async function measureRoofs(): Promise<Roofs> {
   const bw: BandwidthResult = await measureBandwidth({ repeats: BANDWIDTH_REPEATS });
   const mm: MatmulFlopsResult = await measureMatmulFlops();
-  const small = smallOpMicros();
+  const small = await smallOpMicros();
   return {
     bandwidthGBps: bw.bestGBps,
     bandwidthKernel: bw.kernel,
@@ -254,7 +254,7 @@ async function checkBandwidth(roofs: Roofs, when: string): Promise<void> {
 }
 
 // wall time of one small op: a chain of adds of two [1, 8] tensors, read back at the end
-function smallOpMicros(): { median: number; min: number } {
+async function smallOpMicros(): Promise<{ median: number; min: number }> {
   const a = tf.fill([1, 8], 1e-3);
   const b = tf.fill([1, 8], 1e-3);
   const chain = 200;
@@ -266,7 +266,7 @@ function smallOpMicros(): { median: number; min: number } {
       for (let i = 0; i < chain; i++) x = tf.add(x, b);
       return x;
     });
-    out.dataSync();
+    await out.data(); // async read: webgpu in Node has no synchronous readback (no OffscreenCanvas)
     out.dispose();
     samples.push(((performance.now() - t0) * 1000) / chain);
   }

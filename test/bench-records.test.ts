@@ -1,0 +1,64 @@
+// Shape of the committed benchmark records (data/bench): every record names its machine, commit and
+// date; the GPU records (data/bench/webgpu, made on an H200 through WebGPU) name the adapter. CI never
+// runs the GPU: it checks that what was recorded there is complete and self-consistent.
+import * as fs from 'fs';
+import * as path from 'path';
+import { describe, expect, it } from 'vitest';
+
+const readJson = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));
+const records = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => path.join(dir, f));
+
+describe('benchmark records', () => {
+  const all = [...records('data/bench'), ...records('data/bench/webgpu')];
+
+  it.each(all)('%s names its machine, commit, date and result', (file) => {
+    const r = readJson(file);
+    expect(r.name).toBe(path.basename(file, '.json'));
+    expect(Number.isNaN(Date.parse(r.date))).toBe(false);
+    expect(r.git.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(r.machine.cpuCores).toBeGreaterThan(0);
+    expect(typeof r.machine.node).toBe('string');
+    expect(r.result).toBeTypeOf('object');
+  });
+
+  it('every CPU benchmark has a record: core, kv, serve, spec, spec-engine, oracle', () => {
+    for (const name of ['core', 'kv', 'serve', 'spec', 'spec-engine', 'oracle-wasm']) expect(fs.existsSync(`data/bench/${name}.json`), name).toBe(true);
+  });
+
+  it('GPU records were made through WebGPU on a named adapter', () => {
+    const gpu = records('data/bench/webgpu');
+    expect(gpu.length).toBeGreaterThanOrEqual(5);
+    for (const file of gpu) {
+      const r = readJson(file);
+      expect(r.machine.backend.adapter.device, file).toMatch(/\S/);
+      expect(r.machine.backend.limits.maxBufferSize, file).toBeGreaterThan(0);
+    }
+  });
+
+  it('the WebGPU oracle check agrees with HF on every golden token, logits within 1e-3', () => {
+    const r = readJson('data/bench/webgpu/oracle-webgpu.json').result;
+    const golden = readJson('data/golden/golden.json');
+    expect(r.reports.map((x: { model: string }) => x.model)).toEqual(['target', 'draft']);
+    for (const rep of r.reports) {
+      expect(rep.prompts).toBe(golden.prompts.length);
+      expect(rep.tokens).toBe(golden.prompts.length * 64);
+      expect(rep.failures).toEqual([]);
+      expect(rep.tokensAgreeing + 64 * rep.ties.length).toBeGreaterThanOrEqual(rep.tokens - 64 * rep.ties.length);
+      expect(rep.maxAbsError).toBeLessThanOrEqual(1e-3);
+      expect(rep.rows).toBeGreaterThan(0);
+    }
+  });
+
+  it('roofline rows are internally consistent (predicted = bandwidth / bytes per token)', () => {
+    for (const file of ['data/bench/core.json', 'data/bench/webgpu/core-webgpu.json']) {
+      const r = readJson(file).result;
+      const bw = r.roofs.bandwidthGBps;
+      expect(bw).toBeGreaterThan(0);
+      for (const row of r.roofline) {
+        const bytes = row.bytesPerToken;
+        expect(row.predictedTokS, `${file} ${row.model}`).toBeCloseTo((bw * 1e9) / bytes, -1);
+        expect(row.fractionOfRoofline).toBeCloseTo(row.measuredTokS / row.predictedTokS, 2);
+      }
+    }
+  });
+});

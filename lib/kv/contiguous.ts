@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+import { inPlaceSupported, memoryOf } from './memory';
 
 /** How a contiguous cache appends; 'auto' picks 'inplace' on wasm and cpu, else 'concat'. */
 export type AppendMode = 'auto' | 'inplace' | 'concat';
@@ -21,30 +22,6 @@ export interface ContiguousKVCacheOptions {
   growBy?: number;
 }
 
-// ---- in-place access to a tensor's memory (backend specific)
-
-interface WasmLike {
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
-interface CpuLike {
-  data: { get(dataId: tf.DataId): { values?: unknown } };
-}
-
-function inPlaceSupported(): boolean {
-  const name = tf.getBackend();
-  return name === 'wasm' || name === 'cpu';
-}
-
-/** A Float32Array over the memory of a float32 tensor (writes change the tensor). */
-function memoryOf(t: tf.Tensor): Float32Array {
-  const name = tf.getBackend();
-  if (name === 'wasm') return (tf.backend() as unknown as WasmLike).typedArrayFromHeap(t);
-  if (name === 'cpu') {
-    const values = (tf.backend() as unknown as CpuLike).data.get(t.dataId).values;
-    if (values instanceof Float32Array) return values;
-  }
-  throw new Error(`in-place KV writes are not available on backend '${name}'`);
-}
 
 /**
  * KV cache with one contiguous [B, Hkv, C, D] tensor per layer for K and for V

@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+import { inPlaceSupported, memoryOf } from './memory';
 
 /** How the paged cache writes: in place in the pool's memory (wasm, cpu) or by scatter (any backend). */
 export type PagedWriteMode = 'auto' | 'inplace' | 'scatter';
@@ -37,29 +38,6 @@ export interface PagedSequenceView {
   numCachedTokens: number;
 }
 
-// ---- in-place access to a tensor's memory (as in contiguous.ts)
-
-interface WasmLike {
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
-interface CpuLike {
-  data: { get(dataId: tf.DataId): { values?: unknown } };
-}
-
-function inPlaceSupported(): boolean {
-  const name = tf.getBackend();
-  return name === 'wasm' || name === 'cpu';
-}
-
-function memoryOf(t: tf.Tensor): Float32Array {
-  const name = tf.getBackend();
-  if (name === 'wasm') return (tf.backend() as unknown as WasmLike).typedArrayFromHeap(t);
-  if (name === 'cpu') {
-    const values = (tf.backend() as unknown as CpuLike).data.get(t.dataId).values;
-    if (values instanceof Float32Array) return values;
-  }
-  throw new Error(`in-place KV writes are not available on backend '${name}'`);
-}
 
 // ---- reading blocks out: [numBlocks, Hkv, blockSize, D] -> [B, Hkv, S, D]
 

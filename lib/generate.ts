@@ -18,6 +18,7 @@ import {
   type FinishReason,
   type SamplingParams,
   type SamplingParamsInput,
+  type StopStatus,
   type TokenLogprob,
 } from './sampling';
 import type { Tokenizer } from './tokenizer';
@@ -121,6 +122,35 @@ export function preparePrompts(lm: LanguageModel, prompts: Prompt | readonly Pro
   });
 }
 
+/** A sequence's text as tokens arrive: stop conditions, incremental decoding, the finish. */
+export interface TextProgress {
+  stop: StopChecker;
+  decoder: IncrementalDecoder | null;
+  text: string;
+  finish: FinishReason | null;
+  stopReason: number | string | null;
+}
+
+/**
+ * Feeds one generated token to a sequence's stop checker and detokenizer and records the text it
+ * releases; `contextFull` ends the sequence with 'length' (the model has no position left). Shared by
+ * generate() and speculativeGenerate().
+ */
+export function appendToken(s: TextProgress, token: number, contextFull: boolean): StopStatus {
+  let status = s.stop.push(token, s.decoder?.push(token) ?? '');
+  if (!status.finished && contextFull) {
+    // release what the stop checker held back for a possible stop string
+    status = { ...status, finished: true, finishReason: 'length', delta: status.delta + s.stop.text.slice(s.text.length + status.delta.length) };
+  }
+  s.text += status.delta;
+  if (status.finished) {
+    s.finish = status.finishReason;
+    s.stopReason = status.stopReason;
+    s.text = s.stop.text;
+  }
+  return status;
+}
+
 // ---- the loop
 
 interface SequenceState {
@@ -199,17 +229,7 @@ export async function* generateStream(
         s.logprobs.push(picked.logprob);
         if (picked.topLogprobs) s.topLogprobs.push(picked.topLogprobs);
         s.times.push(now);
-        let status = s.stop.push(picked.token, s.decoder?.push(picked.token) ?? '');
-        // out of context: the model cannot take another position
-        if (!status.finished && s.prompt.length + s.out.length >= model.config.maxPositions) {
-          status = { ...status, finished: true, finishReason: 'length', delta: status.delta + s.stop.text.slice(s.text.length + status.delta.length) };
-        }
-        s.text += status.delta;
-        if (status.finished) {
-          s.finish = status.finishReason;
-          s.stopReason = status.stopReason;
-          s.text = s.stop.text;
-        }
+        const status = appendToken(s, picked.token, s.prompt.length + s.out.length >= model.config.maxPositions);
         yield {
           index: b,
           token: picked.token,

@@ -3,7 +3,7 @@
 // 1..gamma+1 tokens at once (they share a timestamp, so inter-token latency is bursty).
 
 import type { KVCache, KVShape } from '../kv/cache';
-import { preparePrompts, type GenerationOutput, type LanguageModel, type Prompt, type StreamEvent } from '../generate';
+import { appendToken, preparePrompts, type GenerationOutput, type LanguageModel, type Prompt, type StreamEvent } from '../generate';
 import { IncrementalDecoder } from '../detokenizer';
 import { LlamaModel } from '../model/llama';
 import {
@@ -135,16 +135,7 @@ export async function* speculativeGenerateStream(
           s.logprobs.push(raw[token]);
           if (topLogprobs) s.topLogprobs.push(topLogprobs);
           s.times.push(now);
-          let status = s.stop.push(token, s.decoder?.push(token) ?? '');
-          if (!status.finished && rows[b].prompt.length + s.kept >= model.config.maxPositions) {
-            status = { ...status, finished: true, finishReason: 'length', delta: status.delta + s.stop.text.slice(s.text.length + status.delta.length) };
-          }
-          s.text += status.delta;
-          if (status.finished) {
-            s.finish = status.finishReason;
-            s.stopReason = status.stopReason;
-            s.text = s.stop.text;
-          }
+          const status = appendToken(s, token, rows[b].prompt.length + s.kept >= model.config.maxPositions);
           yield { index: b, token, text: status.delta, logprob: raw[token], topLogprobs, finished: status.finished, finishReason: status.finishReason };
         }
       }

@@ -42,6 +42,18 @@ describe('LLM', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('a request added with addRequest that finishes during generate() is handed out by the next step(), not lost', async () => {
+    const side = llm.addRequest('Blessed', { temperature: 0, maxTokens: 3 });
+    const [main] = await llm.generate('In the beginning', { temperature: 0, maxTokens: 24 });
+    expect(main.outputs[0].tokenIds.length).toBe(24);
+    const later = await llm.step();
+    const got = later.find((o) => o.requestId === side);
+    expect(got, 'the side request finished during generate() and must not be dropped').toBeDefined();
+    const [ref] = await generate(lm, 'Blessed', { temperature: 0, maxTokens: 3 });
+    expect(got!.outputs[0].tokenIds).toEqual(ref.tokenIds);
+    expect(await llm.step()).toEqual([]);
+  });
+
   it('seeded sampling: completion k of n uses seed + k, equals generate() with that seed; prompt blocks are shared, then copied on write', async () => {
     const params = { temperature: 1, topP: 0.95, seed: 11, maxTokens: 20, ignoreEos: true };
     const engine = llm.engine;

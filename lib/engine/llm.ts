@@ -37,6 +37,9 @@ export interface LLMOptions extends Omit<EngineConfigInput, 'speculative'> {
  * batching"; its KV cache is lesson 3, "PagedAttention"). Call dispose() when done.
  */
 export class LLM {
+  /** outputs of requests that finished while generate()/stream() stepped for others: step() hands them out */
+  private readonly unclaimed = new Map<string, RequestOutput>();
+
   private constructor(
     readonly engine: LLMEngine,
     private readonly ownsModel: boolean,
@@ -104,7 +107,10 @@ export class LLM {
     let result: RequestOutput | undefined;
     try {
       while (!result) {
-        for (const out of await this.engine.step()) if (out.requestId === id) result = out;
+        for (const out of await this.engine.step()) {
+          if (out.requestId === id) result = out;
+          else this.unclaimed.set(out.requestId, out);
+        }
         yield* queue.splice(0);
       }
       return result;
@@ -118,9 +124,14 @@ export class LLM {
     return this.engine.addRequest(prompt, samplingParams, options);
   }
 
-  /** One engine step: schedule → run → postprocess; returns the requests it finished. */
-  step(): Promise<RequestOutput[]> {
-    return this.engine.step();
+  /**
+   * One engine step: schedule → run → postprocess; returns the requests it finished, and any that
+   * finished earlier while generate() or stream() was stepping the engine for other requests.
+   */
+  async step(): Promise<RequestOutput[]> {
+    const earlier = [...this.unclaimed.values()];
+    this.unclaimed.clear();
+    return [...earlier, ...(await this.engine.step())];
   }
 
   /** Abort a request; its blocks are freed now. */
@@ -139,12 +150,13 @@ export class LLM {
     this.ownedDraft?.dispose();
   }
 
-  // step until every request in `ids` has finished; other requests progress too
+  // step until every request in `ids` has finished; other requests progress too, and their
+  // outputs wait in `unclaimed` for the next step() (nothing finished is dropped)
   private async drain(ids: Set<string>): Promise<Map<string, RequestOutput>> {
     const got = new Map<string, RequestOutput>();
     while (got.size < ids.size) {
       if (!this.engine.hasUnfinished()) throw new Error('engine: requests lost (nothing left to run)');
-      for (const out of await this.engine.step()) if (ids.has(out.requestId)) got.set(out.requestId, out);
+      for (const out of await this.engine.step()) (ids.has(out.requestId) ? got : this.unclaimed).set(out.requestId, out);
     }
     return got;
   }

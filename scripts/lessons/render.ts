@@ -170,7 +170,7 @@ function page(opts: { title: string; body: string; lessons: Lesson[]; current: s
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(opts.title)} - inference-lab</title>
-<style>${CSS}</style>
+<link rel="stylesheet" href="style.css">
 <script src="plotly.min.js"></script>
 </head><body>
 <header class="top"><a href="index.html">inference-lab lessons</a> &middot; run on <span class="machine">${escapeHtml(describeMachine(site.machine))}</span> &middot; mode ${escapeHtml(site.mode)} &middot; ${escapeHtml(site.date)}${site.commit ? ` &middot; commit ${escapeHtml(site.commit.slice(0, 10))}` : ''}</header>
@@ -182,11 +182,12 @@ ${opts.body}
 `;
 }
 
-/** Write the site: index.html, <slug>.html per lesson, plotly.min.js. Returns the files written. */
+/** Write the site: index.html, <slug>.html per lesson, style.css, plotly.min.js. Returns the files written. */
 export async function renderSite(lessons: Lesson[], outDir: string, site: SiteInfo): Promise<string[]> {
   await loadMarked();
   fs.mkdirSync(outDir, { recursive: true });
   fs.copyFileSync(plotlyJsPath(), path.join(outDir, 'plotly.min.js'));
+  fs.writeFileSync(path.join(outDir, 'style.css'), CSS.trim() + '\n'); // one stylesheet for every page
   const written: string[] = [];
   lessons.forEach((l, i) => {
     const prev = lessons[i - 1];

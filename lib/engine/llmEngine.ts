@@ -13,6 +13,7 @@
 // that finished it. Prompts that can never run (longer than the context or the KV pool, or n
 // larger than maxNumSeqs) finish at once with an error, alone.
 
+import type { GenerationOutput } from '../generate';
 import type { LlamaModel } from '../model/llama';
 import { isGreedy, logitsToLogprobs, resolveSamplingParams, sampleToken, topKIndices, type SamplingParamsInput, type TokenLogprob } from '../sampling';
 import { AdaptiveGamma } from '../spec/adaptive';
@@ -44,16 +45,9 @@ export interface TokenEvent {
   finishReason: CompletionFinishReason | null;
 }
 
-/** One finished completion. */
-export interface CompletionOutput {
-  index: number;
-  text: string;
-  tokenIds: number[];
-  logprobs: number[];
-  topLogprobs?: TokenLogprob[][];
+/** One finished completion: generate()'s output fields, with the engine's finish reasons and metrics. */
+export interface CompletionOutput extends Omit<GenerationOutput, 'promptTokenIds' | 'finishReason' | 'metrics'> {
   finishReason: CompletionFinishReason;
-  stopReason: number | string | null;
-  seed: number;
   metrics: SequenceMetrics;
 }
 

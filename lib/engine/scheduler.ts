@@ -127,12 +127,7 @@ export class Scheduler {
       }
       // blocks for what this step computes (later chunks get theirs as they run), or the static reservation
       const reserve = this.policy === 'continuous' ? cached + n : this.reserveTokens(seq);
-      if (!this.blockManager.canAllocate(seq, reserve)) break;
-      this.waiting.shift();
-      this.blockManager.allocate(seq, reserve);
-      seq.status = 'running';
-      this.running.push(seq);
-      out.admitted.push(seq);
+      if (!this.admit(seq, reserve, out)) break;
       out.scheduled.push({ seq, numNewTokens: n });
       budget -= n;
     }
@@ -140,13 +135,7 @@ export class Scheduler {
     if (this.policy === 'static' && mayAdmit) {
       while (this.waiting.length > 0 && this.running.length + 1 + this.waiting[0].pendingForks <= this.maxNumSeqs) {
         const seq = this.waiting[0];
-        const reserve = this.reserveTokens(seq);
-        if (!this.blockManager.canAllocate(seq, reserve)) break;
-        this.waiting.shift();
-        this.blockManager.allocate(seq, reserve);
-        seq.status = 'running';
-        this.running.push(seq);
-        out.admitted.push(seq);
+        if (!this.admit(seq, this.reserveTokens(seq), out)) break;
       }
     }
     return out;
@@ -178,6 +167,17 @@ export class Scheduler {
   }
 
   // tokens to reserve blocks for on admission: what it has (continuous), or its longest (static)
+  // the head of the waiting queue starts running with blocks for `reserve` tokens, if they fit
+  private admit(seq: Sequence, reserve: number, out: SchedulerOutput): boolean {
+    if (!this.blockManager.canAllocate(seq, reserve)) return false;
+    this.waiting.shift();
+    this.blockManager.allocate(seq, reserve);
+    seq.status = 'running';
+    this.running.push(seq);
+    out.admitted.push(seq);
+    return true;
+  }
+
   private reserveTokens(seq: Sequence): number {
     if (this.policy === 'continuous') return seq.numTokens;
     const longest = seq.numPromptTokens + seq.params.maxTokens - 1; // the last token needs no slot

@@ -21,8 +21,9 @@ import * as path from 'node:path';
 
 import { initBackend, shutdownBackend } from '../lib/backend';
 import { writeBenchJson, benchFlags } from '../lib/bench/harness';
-import { attentionError, compareTeacherForced, greedyAgreement, type CacheFactory } from '../lib/eval/quality';
-import { attentionEntropy, proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
+import { attentionEntropy, attentionError } from '../lib/eval/attention';
+import { compareTeacherForced, greedyAgreement, type CacheFactory } from '../lib/eval/quality';
+import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { EvictingKVCache } from '../lib/kv/evicting';
 import { KV_QUANT_PRESETS, QuantizedKVCache, bitsPerElement, quantizedKVName, resolveQuantizedKVConfig } from '../lib/kv/quantized';
 import { loadModel } from '../lib/model/load';

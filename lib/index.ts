@@ -9,7 +9,8 @@ export { gitState, machineInfo, progressBar, summarize, timeIt, writeBenchJson }
 export type { BenchRecord, MachineInfo, ProgressBar, TimingStats } from './bench/harness';
 export { configFromHF, configToHF, llamaSizes, resolveLlamaConfig } from './model/config';
 export type { LlamaConfig, LlamaConfigInput, LlamaSizes } from './model/config';
-export { SafetensorsCheckpoint, SafetensorsFile, bf16ToF32, encodeSafetensors, f16ToF32, f32ToBf16, f32ToF16, writeSafetensors } from './model/safetensors';
+export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './model/safetensors';
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './formats/dtype';
 export type { HostTensor, SafetensorsDtype, SafetensorsEntry, TensorToWrite } from './model/safetensors';
 export { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, llamaTensorSpecs } from './model/weights';
 export type { TensorSpec, WeightSource } from './model/weights';
@@ -85,8 +86,8 @@ export { KV_QUANT_PRESETS, PackedKVStore, QuantizedKVCache, bitsPerElement, quan
 export type { QuantizedKVCacheConfig, QuantizedKVCacheInput } from './kv/quantized';
 export { compareTeacherForced, greedyAgreement, perplexity } from './eval/quality';
 export type { CacheFactory, GreedyAgreement, TeacherForcedOptions, TeacherForcedResult } from './eval/quality';
-export { attentionError } from './eval/quality';
+export { attentionEntropy, attentionError } from './eval/attention';
+export type { AttentionEntropy } from './eval/attention';
 export { EvictingKVCache, resolveEvictingConfig } from './kv/evicting';
 export type { EvictingKVCacheConfig, EvictingKVCacheInput, EvictionPolicy } from './kv/evicting';
-export { attentionEntropy, proportionalBudgets, uniformBudgets } from './kv/budget';
-export type { AttentionEntropy } from './kv/budget';
+export { proportionalBudgets, uniformBudgets } from './kv/budget';

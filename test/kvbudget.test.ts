@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
 import { generate } from '../lib/generate';
-import { attentionEntropy, proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
+import { attentionEntropy } from '../lib/eval/attention';
+import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { EvictingKVCache, resolveEvictingConfig } from '../lib/kv/evicting';
 import type { LlamaModel } from '../lib/model/llama';

@@ -13,7 +13,8 @@ import { configFromHF, configToHF, llamaSizes, type LlamaConfig } from '../lib/m
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { listPresets, loadPreset, randomWeights } from '../lib/model/presets';
-import { bf16ToF32, encodeSafetensors, f16ToF32, f32ToBf16, f32ToF16, SafetensorsFile } from '../lib/model/safetensors';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../lib/formats/dtype';
+import { encodeSafetensors, SafetensorsFile } from '../lib/model/safetensors';
 import { loadTokenizer } from '../lib/tokenizer';
 import { makeWeights, maxAbsDiff, referenceLogits, tinyConfig, writeCheckpoint } from './model.helpers';
 

@@ -1,7 +1,6 @@
 // Quality of a KV cache against the float32 contiguous cache (lesson 3, "KV-cache optimizations"):
-// perplexity on held-out text, next-token KL divergence, teacher-forced top-1 agreement, greedy
-// agreement over generated continuations, and (with the model's attention observer) the error of
-// each layer's and head's attention probabilities.
+// perplexity on held-out text, next-token KL divergence, teacher-forced top-1 agreement and greedy
+// agreement over generated continuations. (Attention-level measurements are in attention.ts.)
 //
 // Teacher-forced protocol (the perplexity protocol of data/README.md, made to exercise a cache):
 // the token stream is cut into non-overlapping windows of `window` + 1 tokens; each window starts
@@ -233,49 +232,4 @@ export async function greedyAgreement(
     referenceTokensPerSecond: mean(refTps),
     referenceTokens: refTokens,
   };
-}
-
-// ---- attention error
-
-/**
- * Error of each layer's and head's attention probabilities with a cache against the float32
- * cache, on the same tokens fed in chunks (lesson 3): mean total variation 0.5 * sum |p - p^| per
- * query row, [layer][head]. Caches whose layers keep other tokens (eviction) are not comparable.
- */
-export function attentionError(
-  model: LlamaModel,
-  ids: readonly number[],
-  makeCache: CacheFactory,
-  options: { chunk?: number } = {},
-): number[][] {
-  const C = options.chunk ?? 128;
-  const { numLayers: L, numHeads: H } = model.config;
-  const run = (cache: KVCache): Float32Array[][] => {
-    const rows: Float32Array[][] = Array.from({ length: L }, () => []);
-    try {
-      for (let c0 = 0; c0 < ids.length; c0 += C) {
-        const onAttention = (layer: number, probs: tf.Tensor4D) => void rows[layer].push(probs.dataSync() as Float32Array);
-        model.forward([ids.slice(c0, c0 + C)], cache, { onAttention }).dispose();
-      }
-    } finally {
-      cache.dispose();
-    }
-    return rows;
-  };
-  const ref = run(new ContiguousKVCache(model.kvShape, 1, { mode: 'concat' }));
-  const got = run(makeCache(model.kvShape, 1));
-  const err = Array.from({ length: L }, () => new Array<number>(H).fill(0));
-  for (let l = 0; l < L; l++) {
-    ref[l].forEach((p, c) => {
-      const q = got[l][c];
-      if (q.length !== p.length) throw new Error('attentionError: the cache attends over other slots than the float32 cache');
-      const per = p.length / H;
-      for (let h = 0; h < H; h++) {
-        let tv = 0;
-        for (let i = h * per; i < (h + 1) * per; i++) tv += Math.abs(p[i] - q[i]);
-        err[l][h] += tv / 2;
-      }
-    });
-  }
-  return err.map((hs) => hs.map((x) => x / ids.length)); // mean over query rows
 }

@@ -18,7 +18,7 @@
 // a packed block is [R, n, D*b/32] and blocks concatenate along tokens. Scales and zero points
 // ("meta") are float32 or float16 (two per int32), packed per unit: [units, M] int32 words.
 
-import { f16ToF32, f32ToF16 } from '../model/safetensors';
+import { f16ToF32, f32ToF16 } from '../formats/dtype';
 
 // ---- schemes
 

@@ -21,7 +21,7 @@ export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from
 export { checkpointWeights, loadModel, modelFromPreset, readHFConfig } from './model/load';
 export type { LoadModelOptions } from './model/load';
 export { MASKED, attentionMask, checkCounts, checkTruncate, stepPositions, usedSpan } from './kv/cache';
-export type { KVCache, KVShape, StepPlan } from './kv/cache';
+export type { KVCache, KVShape, LayerKV, PerStepBatchKVCache, StepPlan, StepSequence } from './kv/cache';
 export { ContiguousKVCache } from './kv/contiguous';
 export type { AppendMode, ContiguousKVCacheOptions } from './kv/contiguous';
 export { NoKVCache } from './kv/none';
@@ -59,7 +59,7 @@ export * from './viz';
 export { byMode, dataPath, lessonMode, packageRoot } from './lessons';
 export type { LessonMode } from './lessons';
 export { PagedKVCache } from './kv/paged';
-export type { PagedKVCacheOptions, PagedSequenceView, PagedWriteMode } from './kv/paged';
+export type { PagedKVCacheOptions, PagedWriteMode } from './kv/paged';
 export { BlockManager, hashBlockTokens } from './engine/blockManager';
 export type { Block, BlockManagerOptions, PrefixCacheStats } from './engine/blockManager';
 export { Sequence } from './engine/sequence';

@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { generate, type LanguageModel } from '../generate';
 import type { KVCache, KVShape } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
-import type { ForwardOptions, LlamaModel } from '../model/llama';
+import type { LlamaModel } from '../model/llama';
 
 /** Makes a cache for a model's KV shape and a batch size (the `makeCache` of generate()). */
 export type CacheFactory = (shape: KVShape, batchSize: number) => KVCache;
@@ -59,13 +59,6 @@ interface Acc {
   theoretical: number | null;
 }
 
-// a cache that wants the attention probabilities (H2O eviction)
-const observing = (c: KVCache): c is KVCache & { observe: NonNullable<ForwardOptions['onAttention']> } =>
-  typeof (c as { observe?: unknown }).observe === 'function';
-
-const withTheory = (c: KVCache): c is KVCache & { theoreticalBytes(): number } =>
-  typeof (c as { theoreticalBytes?: unknown }).theoreticalBytes === 'function';
-
 /**
  * Run the reference (float32 contiguous) and every named cache over the same windows of `ids`,
  * in lockstep (lesson 3). Returns the reference's figures and each cache's.
@@ -97,7 +90,7 @@ export function compareTeacherForced(
         const input = win.slice(c0, Math.min(c0 + C, win.length - 1));
         const targets = win.slice(c0 + 1, c0 + 1 + input.length);
         const logp = (cache: KVCache): Float32Array => {
-          const opts = observing(cache) ? { logits: 'all' as const, onAttention: cache.observe.bind(cache) } : { logits: 'all' as const };
+          const opts = cache.observe ? { logits: 'all' as const, onAttention: cache.observe.bind(cache) } : { logits: 'all' as const };
           const lp = tf.tidy(() => tf.logSoftmax(model.forward([input], cache, opts)));
           const data = lp.dataSync() as Float32Array; // [T, V]
           lp.dispose();
@@ -125,7 +118,7 @@ export function compareTeacherForced(
         ref.bytes = refCache.bytes();
         made.forEach((c, i) => {
           accs[i].bytes = c.bytes();
-          accs[i].theoretical = withTheory(c) ? c.theoreticalBytes() : null;
+          accs[i].theoretical = c.theoreticalBytes?.() ?? null;
         });
       }
     } finally {

@@ -1,5 +1,7 @@
-// The KV cache interface: what the model needs from any cache (contiguous, none, and later
-// quantized and paged). Bookkeeping is plain numbers; tensors only go in and out of update().
+// The KV cache interface: everything the model needs from a cache. Five implementations:
+// contiguous.ts, none.ts (no cache: the naive path), quantized.ts, evicting.ts (per-layer
+// budgets) and paged.ts (block tables; its batch is set per step). Bookkeeping is plain numbers;
+// tensors only go in and out of update().
 //
 // Batching rule (one for every cache): a forward step gives sequence b `counts[b]` new tokens.
 // The step has T = max(counts) slots per sequence; sequence b's tokens fill the LAST counts[b]
@@ -32,13 +34,33 @@ export interface StepPlan {
 }
 
 /**
- * A per-layer store of keys and values (lesson: "the KV cache"). Per forward step the model
- * calls `beginStep(counts)` once, then `update(layer, k, v)` for every layer in order; if the
- * step fails in between, it calls `truncate(lengths before the step)`, which must also cancel
- * the step. A cache may rewrite its tensors in place between steps.
+ * What `update()` returns for one layer: the keys and values to attend over, k and v
+ * [B, Hkv, S, D], and, from a cache whose layers keep different tokens (the evicting cache),
+ * this layer's own key positions [B, S]. Without `keyPositions` the step plan's hold for every
+ * layer; with them the model builds this layer's mask from them (and S may differ from the plan's).
+ */
+export interface LayerKV {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+  /** [B, S] position of the token in each of this layer's key slots, -1 for an empty slot */
+  keyPositions?: Int32Array;
+}
+
+/**
+ * A per-layer store of keys and values (lesson: "the KV cache"). The model drives a forward
+ * step in this order:
+ *   1. `beginStep(counts)` once: sequence b gets counts[b] new tokens (`counts.length` must be
+ *      `batchSize`);
+ *   2. `update(layer, k, v)` for every layer in order;
+ *   3. if the step fails in between, `truncate(lengths before the step)`, which must also cancel
+ *      the step.
+ * The batch is fixed when the cache is made, except for a cache whose batch is set per step by
+ * its caller before the forward (`PerStepBatchKVCache`: the paged cache). A cache may rewrite its
+ * tensors in place between steps.
  */
 export interface KVCache {
   readonly shape: KVShape;
+  /** Sequences of each forward step. */
   readonly batchSize: number;
   /** Tokens held per sequence. */
   lengths(): number[];
@@ -46,15 +68,42 @@ export interface KVCache {
   beginStep(counts: readonly number[]): StepPlan;
   /**
    * Store this step's keys and values of one layer, k and v [B, Hkv, T, D] (k already
-   * rotated by RoPE), and return what to attend over: k and v [B, Hkv, S, D]. The returned
-   * tensors belong to the cache: do not dispose them, and use them only within the step.
+   * rotated by RoPE), and return what to attend over (see LayerKV). The returned tensors belong
+   * to the cache: do not dispose them, and use them only within the step.
    */
-  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D };
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV;
   /** Forget every token of sequence b past lengths[b] (speculative decoding's rollback). */
   truncate(lengths: readonly number[]): void;
   /** Bytes of tensor memory the cache holds now. */
   bytes(): number;
   dispose(): void;
+  /**
+   * Optional, for a cache that decides what to keep from attention (H2O eviction): pass it as
+   * `ForwardOptions.onAttention` (lib/eval does) to receive each layer's probabilities [B, H, T, S].
+   */
+  observe?(layer: number, probs: tf.Tensor4D, keyPositions: Int32Array): void;
+  /** Optional, for a packed cache: the bytes its formula says it should hold (tables compare them with bytes()). */
+  theoreticalBytes?(): number;
+}
+
+/** One sequence of a per-step batch: where its keys live and how many of its tokens are stored. */
+export interface StepSequence {
+  /** ids of the blocks that hold its keys and values, in order */
+  blockTable: readonly number[];
+  /** tokens of this sequence whose keys and values are already in its blocks */
+  numCachedTokens: number;
+}
+
+/**
+ * A KV cache whose batch is chosen before each forward rather than when it is made (lesson 5,
+ * "continuous batching": the paged cache, whose sequences the engine's scheduler picks every step
+ * and whose blocks its block manager assigns). The caller calls `setBatch()` before a forward;
+ * `batchSize` is then the number of sequences given, and the forwards that follow extend them
+ * (speculative drafting runs several) until the next `setBatch()`. The model sees a plain KVCache.
+ */
+export interface PerStepBatchKVCache extends KVCache {
+  /** Name the sequences of the next forward steps, in batch order. */
+  setBatch(seqs: readonly StepSequence[]): void;
 }
 
 /** Additive mask value for a masked key slot (finite, so an all-masked pad row stays finite). */

@@ -9,7 +9,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+import { checkCounts, checkTruncate, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 import { inPlaceSupported, memoryOf } from './memory';
 
 /** How a contiguous cache appends; 'auto' picks 'inplace' on wasm and cpu, else 'concat'. */
@@ -90,7 +90,7 @@ export class ContiguousKVCache implements KVCache {
     return { batchSize: B, T, S, queryPositions, keyPositions };
   }
 
-  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
     if (!this.step) throw new Error('KV cache update() before beginStep()');
     const { numKvHeads: Hkv, headDim: D } = this.shape;
     const want = [this.batchSize, Hkv, this.step.T, D];

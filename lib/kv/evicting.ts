@@ -10,12 +10,12 @@
 //
 // Eviction runs in update(), before a layer stores the step's T new tokens: the layer keeps
 // budget - T old tokens, so it never holds or attends over more than its budget. The layers keep
-// different tokens, so update() returns the layer's own key positions (LlamaModel.forward masks
-// each layer with them). One sequence per cache (B = 1).
+// different tokens, so update() returns the layer's own key positions (LayerKV.keyPositions: the
+// model masks each layer with them). One sequence per cache (B = 1).
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, stepPositions, type KVCache, type KVShape, type StepPlan } from './cache';
+import { checkCounts, checkTruncate, stepPositions, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 
 export type EvictionPolicy = 'streaming' | 'h2o';
 
@@ -101,7 +101,7 @@ export class EvictingKVCache implements KVCache {
     return { batchSize: 1, T, S: T, queryPositions: positions, keyPositions: positions };
   }
 
-  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions: Int32Array } {
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
     const { numKvHeads: Hkv, headDim: D } = this.shape;
     const T = this.T;
     if (k.shape.join() !== [1, Hkv, T, D].join() || v.shape.join() !== [1, Hkv, T, D].join()) {

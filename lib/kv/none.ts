@@ -3,7 +3,7 @@
 
 import type * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, stepPositions, type KVCache, type KVShape, type StepPlan } from './cache';
+import { checkCounts, checkTruncate, stepPositions, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 
 /**
  * The cache that caches nothing (lesson: "generation without a KV cache"): each forward
@@ -25,7 +25,7 @@ export class NoKVCache implements KVCache {
     return { batchSize: this.batchSize, T, S: T, queryPositions: positions, keyPositions: positions };
   }
 
-  update(_layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+  update(_layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
     return { k, v };
   }
 

@@ -12,12 +12,13 @@
 //          with S = maxBlocks * blockSize; slots past a sequence's length are masked (-1).
 //
 // The block tables come from the engine (lib/engine/blockManager.ts). The batch changes every
-// step, so before each forward the engine calls setBatch() with the step's sequences; then the
-// model drives the cache through the ordinary KVCache calls (beginStep, update).
+// step, so before each forward the engine calls setBatch() with the step's sequences (the
+// PerStepBatchKVCache contract of cache.ts); then the model drives the cache through the ordinary
+// KVCache calls (beginStep, update).
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+import { checkCounts, checkTruncate, type KVShape, type LayerKV, type PerStepBatchKVCache, type StepPlan, type StepSequence } from './cache';
 import { inPlaceSupported, memoryOf } from './memory';
 
 /** How the paged cache writes: in place in the pool's memory (wasm, cpu) or by scatter (any backend). */
@@ -29,13 +30,6 @@ export interface PagedKVCacheOptions {
   /** tokens per block (default 16) */
   blockSize?: number;
   mode?: PagedWriteMode;
-}
-
-/** One sequence of a step as the paged cache sees it: its block table and tokens already cached. */
-export interface PagedSequenceView {
-  blockTable: readonly number[];
-  /** tokens of this sequence whose keys and values are already in its blocks */
-  numCachedTokens: number;
 }
 
 
@@ -100,10 +94,10 @@ function registerPagedRead(): void {
 
 /**
  * KV cache in fixed-size blocks addressed through block tables (lesson 3, "PagedAttention").
- * Implements KVCache; call `setBatch()` before every forward to say which sequences (block
- * tables) form the step.
+ * Its batch is set per step: call `setBatch()` before a forward to say which sequences (block
+ * tables) form it (see PerStepBatchKVCache).
  */
-export class PagedKVCache implements KVCache {
+export class PagedKVCache implements PerStepBatchKVCache {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly mode: 'inplace' | 'scatter';
@@ -138,8 +132,8 @@ export class PagedKVCache implements KVCache {
     return this.tables.length;
   }
 
-  /** Set the sequences of the next step (engine-facing; the model sees an ordinary KVCache). */
-  setBatch(seqs: readonly PagedSequenceView[]): void {
+  /** Set the sequences of the next steps (engine-facing; the model sees an ordinary KVCache). */
+  setBatch(seqs: readonly StepSequence[]): void {
     this.tables = seqs.map((s) => [...s.blockTable]);
     this.lens = seqs.map((s, b) => {
       if (!Number.isInteger(s.numCachedTokens) || s.numCachedTokens < 0 || s.numCachedTokens > s.blockTable.length * this.blockSize) {
@@ -191,7 +185,7 @@ export class PagedKVCache implements KVCache {
     return { batchSize: B, T, S, queryPositions, keyPositions };
   }
 
-  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
     if (!this.step) throw new Error('paged KV cache update() before beginStep()');
     const { numKvHeads: Hkv, headDim: D } = this.shape;
     const B = this.batchSize;

@@ -14,7 +14,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, type KVCache, type KVShape, type StepPlan } from './cache';
+import { checkCounts, checkTruncate, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 import {
   dequantize,
   groupLayout,
@@ -245,7 +245,7 @@ export class QuantizedKVCache implements KVCache {
     return { batchSize: B, T, S, queryPositions, keyPositions };
   }
 
-  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+  update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
     if (!this.flush) throw new Error('KV cache update() before beginStep()');
     const { numKvHeads: Hkv, headDim: D } = this.shape;
     const want = [this.batchSize, Hkv, this.T, D];

@@ -342,7 +342,7 @@ export class LlamaModel {
       ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
       : ropeSplit(tf.reshape(qkv, [B * T, H + 2 * Hkv, D]), s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
     // a cache whose layers keep different tokens (lib/kv/evicting.ts) also returns this layer's key positions
-    const { k, v, keyPositions }: { k: tf.Tensor4D; v: tf.Tensor4D; keyPositions?: Int32Array } = cache.update(layer, kNew, vNew);
+    const { k, v, keyPositions } = cache.update(layer, kNew, vNew);
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
     const att = attention(q, k, v, ls, B, T); // [N, H*D]
     if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);

@@ -13,6 +13,7 @@
  * Lesson: used by every lesson (first in lesson 1).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 import { describeFigure, type Figure } from './figures';
 import { escapeHtml, jsonForScript } from './html';
@@ -66,45 +67,116 @@ export function displayBundle(bundle: MimeBundle, opts: { displayId?: string; up
 }
 
 // ---- charts
+//
+// Where plotly.js comes from. A chart's output never carries plotly.js (4.8 MB); it is one bundle:
+//   - application/vnd.plotly.v1+json: JupyterLab with the jupyterlab-plotly extension draws this
+//     with the extension's own plotly.js;
+//   - text/html: a div and a small script that draws with `window.Plotly`, loading plotly.js on
+//     demand when the page has none, once per page: inside a Jupyter page (classic Notebook, or
+//     JupyterLab without the extension) from `<base>files/<notebook's folder>/plotly.min.js`, a copy
+//     the server serves beside the notebook (put there by `npm run notebook`, by the lesson runner
+//     beside its executed notebooks, and by the kernel itself when it draws a chart); on any other
+//     page from `plotly.min.js` beside the page (nbconvert HTML written next to the executed
+//     notebook). A reloaded page or a fresh tab loads it again by itself: nothing depends on what
+//     the kernel sent before. If no copy is found the div says where it looked;
+//   - text/plain: a one-line summary.
+// The lesson site (scripts/lessons/render.ts) draws the JSON with plotly.min.js copied next to
+// its pages, loaded by each page's head: offline, no loader needed.
 
-let plotlyInlined = false;
 let plotCounter = 0;
+
+/** The file name the chart HTML looks for beside the notebook (or the HTML page). */
+export const PLOTLY_FILE = 'plotly.min.js';
 
 /** The plotly.js bundle shipped in node_modules (offline). */
 export function plotlyJsPath(): string {
   return require.resolve('plotly.js-dist-min');
 }
 
-/** plotly.js source, to inline once per notebook or copy once per site. */
+/** plotly.js source, to inline into a standalone page. */
 export function plotlyJsSource(): string {
   return fs.readFileSync(plotlyJsPath(), 'utf8');
 }
 
 /**
- * HTML that draws `fig` with a global `Plotly`: a div and an inline script. With `inlineLibrary`
- * the plotly.js source comes first (once per page); otherwise the page must load it.
+ * Put plotly.min.js into `dir` (where a Jupyter server or an HTML page finds it), unless the same
+ * file is already there. Returns the path, or null when `dir` is not writable.
  */
-export function figureHtml(fig: Figure, opts: { id?: string; inlineLibrary?: boolean } = {}): string {
+export function copyPlotlyJs(dir: string): string | null {
+  const src = plotlyJsPath();
+  const dst = path.join(dir, PLOTLY_FILE);
+  try {
+    if (fs.existsSync(dst) && fs.statSync(dst).size === fs.statSync(src).size) return dst;
+    fs.copyFileSync(src, dst);
+    return dst;
+  } catch {
+    return null;
+  }
+}
+
+let besideNotebook = false;
+
+/** In a kernel: make sure the notebook's folder (the kernel's working directory) holds plotly.min.js. */
+function ensurePlotlyBesideNotebook(): void {
+  if (besideNotebook || !inNotebook()) return;
+  besideNotebook = true;
+  copyPlotlyJs(process.cwd());
+}
+
+// The loader inside each chart's HTML (ES5, no dependencies). `hint`: the notebook's folder
+// relative to the server root when the kernel knows it (jupyter_server sets JPY_SESSION_NAME).
+const LOADER = String.raw`function ilPlotly(hint){
+var w=window,P=w.__inferenceLabPlotly;if(w.Plotly)return Promise.resolve(w.Plotly);if(P)return P;
+var b=document.body,cfg=document.getElementById('jupyter-config-data'),base=null,dirs=[],urls=[];
+var dec=function(s){try{return decodeURIComponent(s);}catch(e){return s;}};
+var dir=function(p){return p.split('/').slice(0,-1).join('/');};
+if(b&&b.getAttribute('data-base-url')!==null){base=dec(b.getAttribute('data-base-url'));var np=b.getAttribute('data-notebook-path');if(np)dirs.push(dir(dec(np)));}
+else if(cfg){try{base=JSON.parse(cfg.textContent).baseUrl||'/';}catch(e){base='/';}}
+if(base!==null){if(hint!==null)dirs.unshift(hint);var m=/\/(?:tree|notebooks)\/(.+\.ipynb)$/.exec(dec(location.pathname));if(m)dirs.push(dir(m[1]));
+if(!dirs.length)dirs.push('');if(base.slice(-1)!=='/')base+='/';
+dirs.forEach(function(d){var u=base+'files/'+(d?d.split('/').map(encodeURIComponent).join('/')+'/':'')+'${PLOTLY_FILE}';if(urls.indexOf(u)<0)urls.push(u);});}
+else urls.push('${PLOTLY_FILE}');
+P=w.__inferenceLabPlotly=new Promise(function(ok,no){var i=0;(function next(){
+if(w.Plotly)return ok(w.Plotly);if(i>=urls.length){w.__inferenceLabPlotly=null;return no(urls);}
+var s=document.createElement('script');s.src=urls[i++];s.onload=function(){w.Plotly?ok(w.Plotly):next();};
+s.onerror=function(){s.remove();next();};document.head.appendChild(s);})();});
+return P;}`.replace(/\n/g, '');
+
+/**
+ * HTML that draws `fig`: a div and an inline script that draws with `window.Plotly`, loading
+ * plotly.js on demand (see "Where plotly.js comes from" above). With `inlineLibrary` the
+ * plotly.js source comes first, for a standalone page.
+ */
+export function figureHtml(fig: Figure, opts: { id?: string; inlineLibrary?: boolean; served?: string | null } = {}): string {
   const id = opts.id ?? `il-plot-${process.pid}-${Date.now().toString(36)}-${plotCounter++}`;
   const height = typeof fig.layout.height === 'number' ? fig.layout.height : 420;
   const lib = opts.inlineLibrary ? `<script data-il-plotly-lib="1">${plotlyJsSource()}</script>\n` : '';
   const config = { responsive: true, displaylogo: false, ...fig.config };
+  const missing =
+    `plotly.js was not found (looked for ${PLOTLY_FILE} at: ' + u.join(', ') + '). ` +
+    `Start Jupyter with npm run notebook, or put node_modules/plotly.js-dist-min/${PLOTLY_FILE} beside this notebook or page, then run the cell again.`;
   return (
     `${lib}<div id="${escapeHtml(id)}" class="il-plot" style="width:100%;height:${height}px"></div>\n` +
-    `<script>(function(){var f=${jsonForScript({ data: fig.data, layout: fig.layout, config })};` +
-    `var el=document.getElementById(${jsonForScript(id)});` +
-    `if(window.Plotly){window.Plotly.newPlot(el,f.data,f.layout,f.config);}` +
-    `else{el.textContent='plotly.js is not loaded on this page: run the first chart cell of the notebook again.';}})();</script>`
+    `<script>(function(){${LOADER}var f=${jsonForScript({ data: fig.data, layout: fig.layout, config })};` +
+    `var el=document.getElementById(${jsonForScript(id)});if(!el)return;` +
+    `ilPlotly(${jsonForScript(opts.served ?? null)}).then(function(P){P.newPlot(el,f.data,f.layout,f.config);},` +
+    `function(u){el.style.height='auto';el.textContent='${missing}';});})();</script>`
   );
 }
 
-/** The bundle for a figure: plotly JSON, HTML (plotly.js inlined the first time), text summary. */
+/** The notebook's folder relative to the Jupyter server's root, when the server told the kernel. */
+function servedFolder(env: NodeJS.ProcessEnv = process.env): string | null {
+  const session = env.JPY_SESSION_NAME;
+  if (!session || !session.endsWith('.ipynb') || path.isAbsolute(session)) return null;
+  return session.split('/').slice(0, -1).join('/');
+}
+
+/** The bundle for a figure: plotly JSON, HTML that loads plotly.js on demand, text summary. */
 export function figureBundle(fig: Figure): MimeBundle {
-  const inlineLibrary = !plotlyInlined;
-  plotlyInlined = true;
+  ensurePlotlyBesideNotebook();
   return {
     'application/vnd.plotly.v1+json': { data: fig.data, layout: fig.layout, config: fig.config ?? {} },
-    'text/html': figureHtml(fig, { inlineLibrary }),
+    'text/html': figureHtml(fig, { served: servedFolder() }),
     'text/plain': describeFigure(fig),
   };
 }

@@ -51,7 +51,11 @@ export interface Series {
   text?: readonly string[];
 }
 
-/** Shared layout: title, axes, legend, size. */
+/**
+ * Shared layout: title, axes, legend, size. The title sits top left, below the strip where
+ * plotly's toolbar (modebar) appears on hover, so the two never overlap; hover labels show trace
+ * names in full (plotly cuts them at 15 characters by default); the legend goes under the x axis.
+ */
 export function baseLayout(o: ChartOptions): Record<string, unknown> {
   const axis = (a: AxisOptions | undefined) => ({
     title: { text: a?.title ?? '' },
@@ -60,19 +64,21 @@ export function baseLayout(o: ChartOptions): Record<string, unknown> {
     zeroline: false,
   });
   return {
-    title: { text: o.title ?? '' },
+    // the modebar takes the top ~30 px at the right: the title starts below it
+    title: { text: o.title ?? '', x: 0, xref: 'container', xanchor: 'left', y: 1, yref: 'container', yanchor: 'top', pad: { t: 36, l: 12 } },
     xaxis: axis(o.x),
     yaxis: axis(o.y),
     height: o.height ?? 420,
-    margin: { l: 70, r: 30, t: o.title ? 60 : 30, b: 60 },
-    legend: { orientation: 'h', y: -0.2 },
+    margin: { l: 70, r: 30, t: o.title ? 90 : 40, b: 60 },
+    legend: { orientation: 'h', x: 0, xanchor: 'left', y: -0.2, yanchor: 'top' },
+    hoverlabel: { namelength: -1 },
     template: undefined,
   };
 }
 
 /** Lines over x, one per series. */
 export function lineChart(series: readonly Series[], o: ChartOptions = {}): Figure {
-  return {
+  return legendBelow({
     data: series.map((s) => ({
       type: 'scatter',
       mode: s.markers === false ? 'lines' : 'lines+markers',
@@ -83,7 +89,7 @@ export function lineChart(series: readonly Series[], o: ChartOptions = {}): Figu
       ...(s.text ? { text: [...s.text], hovertemplate: '%{text}<br>x=%{x}<br>y=%{y}<extra></extra>' } : {}),
     })),
     layout: baseLayout(o),
-  };
+  });
 }
 
 export interface BarSeries {
@@ -99,7 +105,7 @@ export function barChart(
   series: readonly BarSeries[],
   o: ChartOptions & { stacked?: boolean } = {},
 ): Figure {
-  return {
+  return legendBelow({
     data: series.map((s) => ({
       type: 'bar',
       name: s.name,
@@ -113,7 +119,7 @@ export function barChart(
       xaxis: { ...(baseLayout(o).xaxis as Record<string, unknown>), type: 'category' },
       barmode: o.stacked ? 'stack' : 'group',
     },
-  };
+  });
 }
 
 export interface Point {
@@ -128,7 +134,7 @@ export interface Point {
 export function scatterChart(points: readonly Point[], o: ChartOptions = {}): Figure {
   const groups = new Map<string, Point[]>();
   for (const p of points) groups.set(p.group ?? '', [...(groups.get(p.group ?? '') ?? []), p]);
-  return {
+  return legendBelow({
     data: [...groups].map(([group, ps]) => ({
       type: 'scatter',
       mode: 'markers+text',
@@ -140,7 +146,7 @@ export function scatterChart(points: readonly Point[], o: ChartOptions = {}): Fi
       marker: { size: 10 },
     })),
     layout: { ...baseLayout(o), showlegend: groups.size > 1 },
-  };
+  });
 }
 
 /** One kernel or model step on a roofline chart: arithmetic intensity and achieved GFLOP/s. */
@@ -214,7 +220,7 @@ export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o:
       xanchor: 'right',
     },
   ];
-  return { data: [roof, ...traces], layout };
+  return legendBelow({ data: [roof, ...traces], layout });
 }
 
 /** One interval of a timeline. */
@@ -232,7 +238,7 @@ export interface Span {
 export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Figure {
   const kinds = new Map<string, Span[]>();
   for (const s of spans) kinds.set(s.kind ?? '', [...(kinds.get(s.kind ?? '') ?? []), s]);
-  return {
+  return legendBelow({
     data: [...kinds].map(([kind, ss]) => ({
       type: 'bar',
       orientation: 'h',
@@ -249,7 +255,42 @@ export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Fig
       barmode: 'overlay',
       yaxis: { autorange: 'reversed', type: 'category' },
     },
-  };
+  });
+}
+
+// ---- legend room
+
+const LEGEND_ROW_PX = 22;
+const X_TITLE_PX = 62; // tick labels and the x-axis title, under the plot
+const ASSUMED_PLOT_WIDTH_PX = 760; // a notebook output or a site page, less the side margins
+
+/**
+ * Room for the legend under the x-axis title: plotly places a horizontal legend by a fraction of
+ * the plot's height, so without this it lands on the axis title. The number of legend rows is
+ * estimated from the trace names (~6.5 px per character at plotly's 12 px font); if the chart is
+ * narrower than assumed and the legend wraps more, plotly grows the bottom margin itself.
+ */
+export function legendBelow(fig: Figure): Figure {
+  const layout = fig.layout;
+  const shown = fig.data.filter((t) => t.showlegend !== false && t.name);
+  if (layout.showlegend === false || shown.length < 2) return fig;
+  let rows = 1;
+  let used = 0;
+  for (const t of shown) {
+    const w = 40 + 6.5 * String(t.name).length;
+    if (used > 0 && used + w > ASSUMED_PLOT_WIDTH_PX) {
+      rows++;
+      used = 0;
+    }
+    used += w;
+  }
+  const margin = { ...(layout.margin as Record<string, number>) };
+  margin.b = X_TITLE_PX + rows * LEGEND_ROW_PX + 10;
+  const height = typeof layout.height === 'number' ? layout.height : 420;
+  const plotHeight = Math.max(80, height - (margin.t ?? 40) - margin.b);
+  layout.margin = margin;
+  layout.legend = { ...(layout.legend as Record<string, unknown>), y: -X_TITLE_PX / plotHeight, yanchor: 'top' };
+  return fig;
 }
 
 /** A short summary of a figure for text/plain: title and each trace's name and size. */

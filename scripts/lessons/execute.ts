@@ -1,10 +1,11 @@
 // Execute one notebook through Jupyter: nbconvert --execute with the tslab kernel, no
 // --allow-errors (a cell error fails the run, and tslab would silently skip later cells anyway).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { copyPlotlyJs } from '../../lib/viz/display';
 import { KERNEL_NAME } from './setup';
 
 // eslint-disable-next-line no-control-regex
@@ -50,9 +51,21 @@ export function executeNotebook(src: string, outDir: string, o: ExecOptions): Pr
       if (timer) clearInterval(timer);
       const seconds = (performance.now() - t0) / 1000;
       const ok = code === 0 && fs.existsSync(executed);
+      if (ok) besideExecuted(executed, o);
       resolve({ notebook: src, executed, seconds, ok, ...(ok ? {} : { error: trimError(stderr) }) });
     });
   });
+}
+
+/**
+ * Make the executed copy open with its charts drawn: plotly.min.js beside it (the charts load it
+ * from there, in Jupyter and in nbconvert HTML written next to it), and the notebook signed as
+ * trusted for this user (`jupyter trust`: you ran it, so its outputs' scripts may run when you
+ * reopen it, as they would had you run it in the Notebook yourself).
+ */
+function besideExecuted(executed: string, o: ExecOptions): void {
+  copyPlotlyJs(path.dirname(executed));
+  spawnSync(o.python, ['-m', 'nbformat.sign', '--log-level=WARN', executed], { env: o.env, stdio: 'ignore' });
 }
 
 /** The part of nbconvert's output that says which cell failed and why. */

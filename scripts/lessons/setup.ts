@@ -2,10 +2,13 @@
 // tslab kernel. tslab lives in tools/tslab (its own package: it brings a TypeScript 5.0 fork whose
 // `tsc` would shadow the project's in node_modules/.bin), and its kernelspec is installed into
 // build/jupyter, which the runner passes to Jupyter as JUPYTER_PATH: nothing global is touched.
+// plotly.min.js is copied into notebooks/ (ignored by git), where the Jupyter server serves it to the charts.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+
+import { copyPlotlyJs } from '../../lib/viz/display';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const TSLAB_DIR = path.join(ROOT, 'tools', 'tslab');
@@ -73,6 +76,7 @@ export function ensureKernel(python: string, log: (s: string) => void = console.
 export function setupJupyter(log: (s: string) => void = console.log): { python: string; env: NodeJS.ProcessEnv } {
   const python = findPython();
   ensureKernel(python, log);
+  copyPlotlyJs(path.join(ROOT, 'notebooks')); // the charts load it from beside the notebook (lib/viz/display.ts)
   const env = { ...process.env, JUPYTER_PATH: [JUPYTER_PATH, process.env.JUPYTER_PATH].filter(Boolean).join(path.delimiter), PYDEVD_DISABLE_FILE_VALIDATION: '1' };
   return { python, env };
 }

@@ -27,8 +27,9 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { percentile } from '../lib/bench/stats';
 import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate';
-import { createKVCache } from '../lib/kv/factory';
+import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
@@ -374,7 +375,7 @@ function rooflineRow(name: string, config: LlamaConfig, roofs: Roofs, promptToke
   const predictedTokS = predictDecodeTokensPerSecond({ ...traffic, bandwidthGBps: roofs.bandwidthGBps });
   const measuredTokS = out.metrics.decodeTokensPerSecond;
   const measuredMedianTokS = 1000 / median(out.metrics.itlMs);
-  const measuredP10TokS = 1000 / percentile(out.metrics.itlMs, 0.1);
+  const measuredP10TokS = 1000 / percentile(out.metrics.itlMs, 10);
   return {
     model: name,
     params: sizes.params,
@@ -505,7 +506,7 @@ function cycled(ids: number[], n: number): number[] {
 async function decodeBreakdown(name: string, model: LlamaModel, ids: number[], context: number, steps: number): Promise<Breakdown> {
   const c = model.config;
   const kinds = weightKinds(c);
-  const cache = createKVCache('contiguous', model.kvShape, 1);
+  const cache = new ContiguousKVCache(model.kvShape, 1);
   const params = resolveSamplingParams({ temperature: 0 });
   const rng = new Rng(0);
   const bar = progressBar(2 + 2 * steps, `breakdown ${name} @${context}`);
@@ -632,17 +633,7 @@ async function decodeBreakdown(name: string, model: LlamaModel, ids: number[], c
 
 // ---- printing
 
-// nearest rank
-function percentile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
+const median = (xs: readonly number[]) => percentile(xs, 50);
 
 const fmt = (x: number | null | undefined, digits = 1) => (x === null || x === undefined ? '-' : x.toFixed(digits));
 const pad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);

@@ -22,7 +22,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
 import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { generate, type LanguageModel } from '../lib/generate';
-import { createKVCache } from '../lib/kv/factory';
+import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
@@ -115,7 +115,7 @@ function pool(specs: SpecSummary[]): SpecSummary {
 // ms of one forward of `T` new tokens at a context of `context` tokens (minimum over reps, the
 // least noisy on a busy machine; the cache is truncated back after each)
 async function forwardMs(model: LlamaModel, context: number, T: number, reps: number): Promise<number> {
-  const cache = createKVCache('contiguous', model.kvShape, 1);
+  const cache = new ContiguousKVCache(model.kvShape, 1);
   const ids = (n: number, off: number) => Array.from({ length: n }, (_, i) => 1 + ((i * 131 + off) % (model.config.vocabSize - 1)));
   try {
     tf.dispose(model.forward([ids(context, 0)], cache));
@@ -136,7 +136,7 @@ async function forwardMs(model: LlamaModel, context: number, T: number, reps: nu
 
 // where a forward's time goes: kernels, matmul kernel time, the rest per op
 async function opProfile(model: LlamaModel, context: number, T: number) {
-  const cache = createKVCache('contiguous', model.kvShape, 1);
+  const cache = new ContiguousKVCache(model.kvShape, 1);
   const ids = Array.from({ length: context }, (_, i) => 1 + (i % 1000));
   try {
     tf.dispose(model.forward([ids], cache));

@@ -5,9 +5,9 @@
 // A batch of prompts of different lengths runs as one static batch (everyone steps together, a
 // finished sequence just stops receiving tokens), like plain HF generate.
 
-import { createKVCache } from './kv/factory';
 import type { KVCache, KVShape } from './kv/cache';
-import type { ContiguousKVCacheOptions } from './kv/contiguous';
+import { ContiguousKVCache, type ContiguousKVCacheOptions } from './kv/contiguous';
+import { NoKVCache } from './kv/none';
 import type { LlamaModel } from './model/llama';
 import { IncrementalDecoder } from './detokenizer';
 import {
@@ -201,8 +201,8 @@ export async function* generateStream(
 
   const cache: KVCache =
     mode === 'naive'
-      ? createKVCache('none', model.kvShape, B)
-      : options.makeCache?.(model.kvShape, B) ?? createKVCache('contiguous', model.kvShape, B, options.cacheOptions);
+      ? new NoKVCache(model.kvShape, B)
+      : options.makeCache?.(model.kvShape, B) ?? new ContiguousKVCache(model.kvShape, B, options.cacheOptions);
   const t0 = performance.now();
   let kvBytes = 0;
   try {

@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import type { KVCache } from '../lib/kv/cache';
 import { ContiguousKVCache, type AppendMode } from '../lib/kv/contiguous';
-import { createKVCache } from '../lib/kv/factory';
 import { NoKVCache } from '../lib/kv/none';
 import { ATTENTION_LIMITS, LlamaModel, type ForwardOptions } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
@@ -100,7 +99,7 @@ for (const which of ['target', 'draft'] as const) {
 
     it('ragged steps (2, 0, 3, 1 new tokens) and last-n logits equal each sequence alone', async () => {
       const extra = [[5, 6], [], [7, 8, 9], [10]];
-      const cache = createKVCache('contiguous', model.kvShape, PROMPTS.length);
+      const cache = new ContiguousKVCache(model.kvShape, PROMPTS.length);
       await step(model, PROMPTS, cache);
       const batched = await step(model, extra, cache, { logits: 3 }); // [B, 3, V]
       const after = await step(model, [[11], [12], [13], [14]], cache);
@@ -154,9 +153,9 @@ for (const which of ['target', 'draft'] as const) {
     }
 
     it('no-cache batch (full sequences, recomputed) equals the cached batch', async () => {
-      const contiguous = createKVCache('contiguous', model.kvShape, PROMPTS.length);
+      const contiguous = new ContiguousKVCache(model.kvShape, PROMPTS.length);
       const cached = await step(model, PROMPTS, contiguous);
-      const none = createKVCache('none', model.kvShape, PROMPTS.length);
+      const none = new NoKVCache(model.kvShape, PROMPTS.length);
       const naive = await step(model, PROMPTS, none);
       expect(none.lengths()).toEqual([0, 0, 0, 0]);
       expect(none.bytes()).toBe(0);

@@ -2,8 +2,8 @@
 // drafter, and runs one speculative step at a time: draft, verify, accept/reject, rollback.
 // speculativeGenerate (generate.ts) drives it; a notebook or a test can drive it step by step.
 
-import { createKVCache } from '../kv/factory';
 import type { KVCache } from '../kv/cache';
+import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
 import { isGreedy, type Rng } from '../sampling';
 import { AdaptiveGamma, type AdaptiveGammaOptions } from './adaptive';
@@ -75,7 +75,7 @@ export class SpeculativeDecoder {
     this.rngs = config.rngs;
     this.greedy = isGreedy(config.params);
     this.unsafeSkipCorrection = config.unsafeSkipCorrection ?? false;
-    this.targetCache = config.targetCache ?? createKVCache('contiguous', target.kvShape, rows.length);
+    this.targetCache = config.targetCache ?? new ContiguousKVCache(target.kvShape, rows.length);
     if (this.targetCache.batchSize !== rows.length) {
       throw new Error(`target cache holds ${this.targetCache.batchSize} sequences, there are ${rows.length} rows`);
     }

@@ -2,8 +2,8 @@
 // implementations: a small draft model with its own KV cache (here) and prompt lookup
 // (promptLookup.ts), which needs no model at all.
 
-import { createKVCache } from '../kv/factory';
 import type { KVCache } from '../kv/cache';
+import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
 import type { Rng } from '../sampling';
 import { draftTokens, rollback, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
@@ -34,7 +34,7 @@ export class ModelDrafter implements Drafter {
     makeCache?: (model: LlamaModel, batchSize: number) => KVCache,
   ) {
     this.name = `draft model '${model.name}'`;
-    this.cache = makeCache ? makeCache(model, batchSize) : createKVCache('contiguous', model.kvShape, batchSize);
+    this.cache = makeCache ? makeCache(model, batchSize) : new ContiguousKVCache(model.kvShape, batchSize);
   }
 
   propose(rows: readonly SpecRow[], gammas: readonly number[], params: SpecSamplingParams, rngs: readonly Rng[]): Promise<DraftProposal[]> {

@@ -49,6 +49,55 @@ describe('benchmark records', () => {
     }
   });
 
+  // bench:peers (issue 11): ours vs llama.cpp on CPU, ours vs HF transformers on the GPU; one record per machine
+  const peerRecords = ['data/bench/peers.json', 'data/bench/webgpu/peers-webgpu.json'].filter((f) => fs.existsSync(f));
+
+  it.each(peerRecords)('%s: every peer row is measured or says why not, and tok/s = batch x 1000 / step', (file) => {
+    const r = readJson(file).result;
+    expect(r.rows.length, file).toBeGreaterThan(0);
+    expect(r.settings.promptTokens).toBeGreaterThan(0);
+    for (const row of r.rows) {
+      const what = `${file} ${row.peer} ${row.variant} ${row.model} ${row.weights} b${row.batch} t${row.threads}`;
+      expect(['ours', 'llama.cpp', 'hf'], what).toContain(row.peer);
+      expect(['ok', 'error', 'skipped'], what).toContain(row.status);
+      expect(row.batch, what).toBeGreaterThanOrEqual(1);
+      if (row.status !== 'ok') {
+        expect(row.note, what).toMatch(/\S/);
+        continue;
+      }
+      expect(row.stepMsMedian, what).toBeGreaterThan(0);
+      expect(row.tokPerS, what).toBeCloseTo((row.batch * 1000) / row.stepMsMedian, 3);
+    }
+    for (const c of r.comparisons) {
+      const ours = r.rows.find((x: { peer: string; model: string; batch: number }) => x.peer === 'ours' && x.model === c.model && x.batch === c.batch);
+      expect(ours, `${file} ${c.ours}`).toBeDefined();
+      expect(c.ratio).toBeGreaterThan(0);
+    }
+  });
+
+  it('the CPU peers record holds ours at batch 1 and 8 and llama.cpp (F32, F16; 1 thread and all cores) on the target', () => {
+    if (!fs.existsSync('data/bench/peers.json')) return;
+    const r = readJson('data/bench/peers.json').result;
+    const ok = (f: (x: any) => boolean) => r.rows.filter((x: any) => x.status === 'ok' && x.model === 'target' && f(x));
+    for (const b of [1, 8]) expect(ok((x) => x.peer === 'ours' && x.batch === b).length, `ours batch ${b}`).toBeGreaterThan(0);
+    const all = r.llamacpp.cpuMathCores;
+    for (const type of ['F32', 'F16']) {
+      for (const t of new Set([1, all])) expect(ok((x) => x.peer === 'llama.cpp' && x.weights === type && x.threads === t).length, `${type} ${t} threads`).toBe(1);
+    }
+  });
+
+  it('the GPU peers record, when HF rows are merged, carries the HF run from a named GPU', () => {
+    if (!fs.existsSync('data/bench/webgpu/peers-webgpu.json')) return;
+    const r = readJson('data/bench/webgpu/peers-webgpu.json').result;
+    expect(r.rows.some((x: any) => x.peer === 'ours' && x.status === 'ok')).toBe(true);
+    if (r.hf === null) return;
+    expect(r.hf.name).toBe('hf-peers');
+    expect(r.hf.machine.gpu).toMatch(/\S/);
+    expect(r.hf.machine.torch).toMatch(/\S/);
+    expect(r.hf.machine.transformers).toMatch(/\S/);
+    expect(r.rows.filter((x: any) => x.peer === 'hf').length).toBe(r.hf.rows.length);
+  });
+
   it('roofline rows are internally consistent (predicted = bandwidth / bytes per token)', () => {
     for (const file of ['data/bench/core.json', 'data/bench/webgpu/core-webgpu.json']) {
       const r = readJson(file).result;

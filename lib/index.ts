@@ -1,44 +1,72 @@
-// Public API of inference-lab: re-exports only.
+// Public API of inference-lab: re-exports only, grouped by area in the order the lessons meet
+// them. Internals (kernels, layout helpers, hashing, bench plumbing) are not exported: tests and
+// scripts import them from their own modules.
 
-export * from './sampling';
+// ---- backend: pick and start a tfjs backend
 export { AUTO_ORDER, BackendUnavailableError, backendInfo, initBackend, shutdownBackend } from './backend';
 export type { AdapterFacts, BackendFacts, BackendInfo, BackendName, BackendOptions, BackendPreference, GpuFeatures, GpuLimits, SkippedBackend } from './backend';
-export { attainableGflops, attentionFlopsPerKey, bytesPerDecodeStep, bytesPerDecodedToken, decodeCost, kvBytesPerToken, measureBandwidth, measureMatmulFlops, predictDecodeTokensPerSecond, prefillCost, ridgeIntensity, stepCost } from './roofline';
-export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic, MatmulFlopsOptions, MatmulFlopsResult, ModelCost, Roofs, StepCost } from './roofline';
-export { gitState, machineInfo, progressBar, summarize, timeIt, writeBenchJson } from './bench/harness';
-export type { BenchRecord, MachineInfo, ProgressBar, TimingStats } from './bench/harness';
+
+// ---- model: config, checkpoints and presets, the Llama forward, tokenizer
 export { configFromHF, configToHF, llamaSizes, resolveLlamaConfig } from './model/config';
 export type { LlamaConfig, LlamaConfigInput, LlamaSizes } from './model/config';
-export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './model/safetensors';
-export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './formats/dtype';
-export type { HostTensor, SafetensorsDtype, SafetensorsEntry, TensorToWrite } from './model/safetensors';
-export { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, llamaTensorSpecs } from './model/weights';
-export type { TensorSpec, WeightSource } from './model/weights';
-export { fillUniform, fnv1a32, isPresetJson, listPresets, loadPreset, presetDirs, presetFromJson, randomWeights, tensorStreamSeed } from './model/presets';
-export type { Preset, RandomInit } from './model/presets';
-export { LlamaModel, ropeInvFreq, ropeTables, rotateHalfMatrix } from './model/llama';
-export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from './model/llama';
-export { checkpointWeights, loadModel, modelFromPreset, readHFConfig } from './model/load';
+export { loadModel, modelFromPreset } from './model/load';
 export type { LoadModelOptions } from './model/load';
-export { MASKED, attentionMask, checkCounts, checkTruncate, stepPositions, usedSpan } from './kv/cache';
+export { listPresets, loadPreset, randomWeights } from './model/presets';
+export type { Preset, RandomInit } from './model/presets';
+export { LlamaModel, ropeInvFreq } from './model/llama';
+export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from './model/llama';
+export type { WeightSource } from './model/weights';
+export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './model/safetensors';
+export type { HostTensor, SafetensorsDtype, SafetensorsEntry, TensorToWrite } from './model/safetensors';
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './formats/dtype';
+export { loadTokenizer } from './tokenizer';
+export type { Tokenizer } from './tokenizer';
+export { IncrementalDecoder } from './detokenizer';
+
+// ---- kv: the KVCache interface and its five caches; quantization maths; per-layer budgets
 export type { KVCache, KVShape, LayerKV, PerStepBatchKVCache, StepPlan, StepSequence } from './kv/cache';
 export { ContiguousKVCache } from './kv/contiguous';
 export type { AppendMode, ContiguousKVCacheOptions } from './kv/contiguous';
 export { NoKVCache } from './kv/none';
-export { loadTokenizer } from './tokenizer';
-export type { Tokenizer } from './tokenizer';
-export { generate, generateStream, preparePrompts } from './generate';
+export { analyticErrorBound, dequantize, packCodes, quantize, resolveQuantScheme, schemeName, unpackCodes } from './kv/quant';
+export type { PackedBlock, QuantBits, QuantGranularity, QuantScheme, QuantSchemeInput } from './kv/quant';
+export { KV_QUANT_PRESETS, QuantizedKVCache, bitsPerElement, quantizedKVName, resolveQuantizedKVConfig } from './kv/quantized';
+export type { QuantizedKVCacheConfig, QuantizedKVCacheInput } from './kv/quantized';
+export { EvictingKVCache, resolveEvictingConfig } from './kv/evicting';
+export type { EvictingKVCacheConfig, EvictingKVCacheInput, EvictionPolicy } from './kv/evicting';
+export { proportionalBudgets, uniformBudgets } from './kv/budget';
+export { PagedKVCache } from './kv/paged';
+export type { PagedKVCacheOptions, PagedWriteMode } from './kv/paged';
+
+// ---- sampling: logits -> token (filters, penalties, seeded PRNG, stop conditions, logprobs)
+export {
+  MAX_LOGPROBS,
+  Rng,
+  StopChecker,
+  applyPenalties,
+  applyTemperature,
+  argmax,
+  isGreedy,
+  logitsToLogprobs,
+  logitsToProbs,
+  minPFilter,
+  randomSeed,
+  resolveSamplingParams,
+  sampleFromProbs,
+  sampleToken,
+  topKFilter,
+  topPFilter,
+} from './sampling';
+export type { FinishReason, SampledToken, SamplingParams, SamplingParamsInput, StopStatus, TokenHistory, TokenLogprob } from './sampling';
+
+// ---- generate: the generation loop (naive and cached, batched, streamed) and its output record
+export { generate, generateStream } from './generate';
 export type { GenerateMode, GenerateOptions, GenerationMetrics, GenerationOutput, LanguageModel, Prompt } from './generate';
 export { OutputRecorder, tokenLatencies } from './output';
 export type { CompletionFinishReason, OutputRecorderOptions, RecordedOutput, TokenEvent, TokenLatencies } from './output';
-export { IncrementalDecoder } from './detokenizer';
-export { GGUF_ALIGNMENT, exportGGUF, llamaToGGUF, permuteForAdjacentRope, tokenizerMetadata, writeGGUF } from './gguf';
-export type { GGUFTensor, GGUFValue, HFLlamaConfig } from './gguf';
-export { getLlamaCpp, llamaCppGreedy } from './llamacpp';
-export type { LlamaCppResult } from './llamacpp';
-export { ORACLE_TIE, checkAgainstOracle, loadGoldenFile } from './oracle';
-export type { GoldenFile, OracleReport } from './oracle';
-export { acceptReject, capGamma, checkDraftCompatible, checkGamma, draftTokens, historyWith, residual, rollback, scoredToken, sequenceOf, targetProbs, verify } from './spec/speculative';
+
+// ---- spec: speculative decoding (draft model, prompt lookup, rejection sampling, adaptive gamma)
+export { acceptReject, checkDraftCompatible, draftTokens, residual, rollback, targetProbs, verify } from './spec/speculative';
 export type { AcceptOptions, AcceptResult, DraftProposal, SpecRow, SpecSamplingParams } from './spec/speculative';
 export { ModelDrafter } from './spec/drafter';
 export type { Drafter } from './spec/drafter';
@@ -52,15 +80,9 @@ export { SpeculativeDecoder } from './spec/decoder';
 export type { RowStep, SpeculativeDecoderConfig } from './spec/decoder';
 export { speculativeGenerate, speculativeGenerateStream } from './spec/generate';
 export type { SpeculativeOptions, SpeculativeOutput } from './spec/generate';
-export { ATTENTION_LIMITS } from './model/llama';
-export { attentionWasmBytes, useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from './model/wasmAttention';
-export { fusedWasmBytes, useWasmFused, wasmAddRmsNorm, wasmFusedAvailable } from './model/wasmFused';
-export * from './viz';
-export { byMode, dataPath, lessonMode, packageRoot } from './lessons';
-export type { LessonMode } from './lessons';
-export { PagedKVCache } from './kv/paged';
-export type { PagedKVCacheOptions, PagedWriteMode } from './kv/paged';
-export { BlockManager, hashBlockTokens } from './engine/blockManager';
+
+// ---- engine: the vLLM-style server (block manager, scheduler, model runner, LLM API, workloads)
+export { BlockManager } from './engine/blockManager';
 export type { Block, BlockManagerOptions, PrefixCacheStats } from './engine/blockManager';
 export { Sequence } from './engine/sequence';
 export type { SequenceStatus, SequenceTimes } from './engine/sequence';
@@ -70,25 +92,41 @@ export { DEFAULT_STEP_COST, RealClock, VirtualClock } from './engine/clock';
 export type { Clock, LinearStepCost, StepCostInput } from './engine/clock';
 export { Scheduler } from './engine/scheduler';
 export type { ScheduledSequence, SchedulerOutput } from './engine/scheduler';
-export { ModelRunner, specRowOf } from './engine/modelRunner';
+export { ModelRunner } from './engine/modelRunner';
 export type { ModelRunnerOptions, PreparedCall, RunnerOutput, SpeculativeRowOutput } from './engine/modelRunner';
 export { sequenceMetrics, summarizeRun } from './engine/metrics';
-export { percentile } from './bench/stats';
 export type { BlockTableSnapshot, RunSummary, SequenceMetrics, StepEntry, StepMetrics, StepSpecMetrics } from './engine/metrics';
 export { LLMEngine } from './engine/llmEngine';
 export type { AddRequestOptions, CompletionOutput, EnginePrompt, RequestOutput } from './engine/llmEngine';
 export { LLM } from './engine/llm';
 export type { LLMOptions } from './engine/llm';
-export { drawGapMs, drawLength, makeWorkload, replay } from './engine/workload';
+export { makeWorkload, replay } from './engine/workload';
 export type { ArrivalSpec, LengthSpec, ReplayOptions, WorkloadRequest, WorkloadSpec } from './engine/workload';
-export { analyticErrorBound, codesPerWord, dequantize, elementErrorBounds, groupLayout, metaWordsPerUnit, packCodes, packMeta, quantize, resolveQuantScheme, roundHalf, schemeName, unpackCodes, unpackMeta } from './kv/quant';
-export type { PackedBlock, QuantBits, QuantGranularity, QuantScheme, QuantSchemeInput } from './kv/quant';
-export { KV_QUANT_PRESETS, PackedKVStore, QuantizedKVCache, bitsPerElement, quantizedKVName, resolveQuantizedKVConfig } from './kv/quantized';
-export type { QuantizedKVCacheConfig, QuantizedKVCacheInput } from './kv/quantized';
+
+// ---- eval: quality of a cache against float32 (perplexity, KL, agreement) and attention measurements
 export { compareTeacherForced, greedyAgreement, perplexity } from './eval/quality';
 export type { CacheFactory, GreedyAgreement, TeacherForcedOptions, TeacherForcedResult } from './eval/quality';
 export { attentionEntropy, attentionError } from './eval/attention';
 export type { AttentionEntropy } from './eval/attention';
-export { EvictingKVCache, resolveEvictingConfig } from './kv/evicting';
-export type { EvictingKVCacheConfig, EvictingKVCacheInput, EvictionPolicy } from './kv/evicting';
-export { proportionalBudgets, uniformBudgets } from './kv/budget';
+
+// ---- roofline and bench: measured roofs, predicted costs, timing
+export { attainableGflops, attentionFlopsPerKey, bytesPerDecodeStep, bytesPerDecodedToken, decodeCost, kvBytesPerToken, measureBandwidth, measureMatmulFlops, predictDecodeTokensPerSecond, prefillCost, ridgeIntensity, stepCost } from './roofline';
+export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic, MatmulFlopsOptions, MatmulFlopsResult, ModelCost, Roofs, StepCost } from './roofline';
+export { machineInfo, summarize, timeIt } from './bench/harness';
+export type { MachineInfo, TimingStats } from './bench/harness';
+export { percentile } from './bench/stats';
+
+// ---- viz: charts and notebook display
+export * from './viz';
+
+// ---- lessons: QUICK/FULL mode and data paths for the notebooks
+export { byMode, dataPath, lessonMode } from './lessons';
+export type { LessonMode } from './lessons';
+
+// ---- data and oracles: the HF-oracle check, GGUF export, llama.cpp as a second oracle
+export { checkAgainstOracle, loadGoldenFile } from './oracle';
+export type { GoldenFile, OracleReport } from './oracle';
+export { exportGGUF, llamaToGGUF, writeGGUF } from './gguf';
+export type { GGUFTensor, GGUFValue, HFLlamaConfig } from './gguf';
+export { getLlamaCpp, llamaCppGreedy } from './llamacpp';
+export type { LlamaCppResult } from './llamacpp';

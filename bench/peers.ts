@@ -29,8 +29,7 @@ import * as path from 'node:path';
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
 import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/gguf';
-import { getLlamaCpp } from '../lib/llamacpp';
-import { createKVCache } from '../lib/kv/factory';
+import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
@@ -242,7 +241,7 @@ function eagerRunner(model: LlamaModel): DecodeRunner {
     async decode(prompts, steps, onStep) {
       const B = prompts.length;
       const V = model.config.vocabSize;
-      const cache = createKVCache('contiguous', model.kvShape, B);
+      const cache = new ContiguousKVCache(model.kvShape, B);
       try {
         const t0 = performance.now();
         const first = model.forward(prompts, cache); // [B, 1, V]
@@ -277,6 +276,16 @@ export function oursVariants(backend: string, model: LlamaModel): DecodeRunner[]
 }
 
 // ---- llama.cpp (node-llama-cpp, CPU)
+
+// a specifier held in a variable: bundlers (the GPU pack's esbuild) leave it alone, so the GPU bundle,
+// which never runs llama.cpp, does not try to pull in node-llama-cpp's native packages
+const NODE_LLAMA_CPP = 'node-llama-cpp';
+
+/** llama.cpp's CPU build, as lib/llamacpp.ts loads it (never compiled or downloaded at run time). */
+async function loadLlamaCpp(): Promise<Llama> {
+  const { getLlama } = (await import(NODE_LLAMA_CPP)) as typeof import('node-llama-cpp', { with: { 'resolution-mode': 'import' } });
+  return getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+}
 
 
 /** GGUF of a model directory (exported on demand to data/gguf/, as `npm run data:gguf` does). */
@@ -465,6 +474,19 @@ function comparisons(rows: PeerRow[]): PeersResult['comparisons'] {
   return out;
 }
 
+/** llama.cpp cells where more threads were slower than one (a busy CPU's signature). */
+function multiThreadSlowdowns(rows: PeerRow[]): { model: string; weights: string; threads: number; tokPerS: number; oneThread: number }[] {
+  const ok = rows.filter((r) => r.peer === 'llama.cpp' && r.status === 'ok' && r.tokPerS !== null);
+  const out = [];
+  for (const r of ok) {
+    const one = ok.find((x) => x.model === r.model && x.weights === r.weights && x.threads === 1);
+    if (one && r.threads !== null && r.threads > 1 && (r.tokPerS as number) < (one.tokPerS as number)) {
+      out.push({ model: r.model, weights: r.weights, threads: r.threads, tokPerS: r.tokPerS as number, oneThread: one.tokPerS as number });
+    }
+  }
+  return out;
+}
+
 // ---- main
 
 /** B prompts of n ids: windows of the test split at different offsets (rows differ, like real traffic). */
@@ -490,7 +512,7 @@ async function main(): Promise<void> {
   let llama: Llama | null = null;
   if (opt.llamacpp) {
     try {
-      llama = await getLlamaCpp(); // CPU build, never compiled or downloaded at run time
+      llama = await loadLlamaCpp();
     } catch (e) {
       notes.push(`llama.cpp unavailable: ${(e as Error).message}`);
     }
@@ -585,6 +607,14 @@ async function main(): Promise<void> {
     notes.push('llama.cpp: node-llama-cpp, CPU build, greedy, batch 1; step = interval between tokens its evaluate() yields; one warm-up run first');
   }
   if (!opt.gpu) notes.push('random presets at batch 1 only with --quick; --full measures them at every batch');
+  const loadEnd = os.loadavg();
+  for (const slow of multiThreadSlowdowns(rows)) {
+    notes.push(
+      `llama.cpp ${slow.weights} ${slow.model}: ${slow.threads} threads ran at ${fmt(slow.tokPerS)} tok/s, slower than 1 thread ` +
+        `(${fmt(slow.oneThread)}): its threads meet at a barrier after every op, so on a shared CPU (load average ` +
+        `${Math.max(loadStart[0], loadEnd[0]).toFixed(1)} on ${os.cpus().length} cores) each op waits for the slowest descheduled thread`,
+    );
+  }
 
   const llamaVersion = (() => {
     try {
@@ -596,7 +626,7 @@ async function main(): Promise<void> {
   const result: PeersResult = {
     mode: opt.full ? 'full' : 'quick',
     backend: { name: info.name, reason: info.reason },
-    load: { cores: os.cpus().length, start: loadStart, end: os.loadavg() },
+    load: { cores: os.cpus().length, start: loadStart, end: loadEnd },
     settings: { promptTokens: opt.promptTokens, steps: opt.steps, batches: opt.batches, presetBatches: opt.presetBatches, greedy: true, kvCache: 'contiguous fp32 (ours)' },
     models,
     rows,

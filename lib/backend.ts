@@ -151,6 +151,7 @@ async function choose(prefer: BackendPreference, log: (line: string) => void): P
       continue;
     }
     await tf.ready();
+    if (name === 'cpu') muteCpuBanner();
     const facts: BackendFacts = { ...(await hostFacts()), ...probe.facts, backend: name };
     if (name === 'wasm') facts.wasm = await wasmFacts();
     const reason =
@@ -301,6 +302,24 @@ function installNavigatorGpu(gpu: GPU): boolean {
   }
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   return true;
+}
+
+// ---- cpu
+
+/**
+ * tfjs-backend-cpu prints "Hi, looks like you are running TensorFlow.js in Node.js ... install our
+ * node backend" through tfjs's warn() on the first tensor it stores in Node. Our `reason` and
+ * `skipped` already say whether tfjs-node is installed and how to get it, so make that first
+ * write here, with tfjs's warnings off (its PROD flag) for that one tensor only.
+ */
+function muteCpuBanner(): void {
+  const prod = tf.env().getBool('PROD');
+  tf.env().set('PROD', true);
+  try {
+    tf.scalar(0).dispose();
+  } finally {
+    tf.env().set('PROD', prod);
+  }
 }
 
 // ---- wasm

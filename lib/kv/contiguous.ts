@@ -9,8 +9,9 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
+import { checkCounts, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 import { inPlaceSupported, memoryOf } from './memory';
+import { SlotTable } from './slots';
 
 /** How a contiguous cache appends; 'auto' picks 'inplace' on wasm and cpu, else 'concat'. */
 export type AppendMode = 'auto' | 'inplace' | 'concat';
@@ -32,11 +33,8 @@ export class ContiguousKVCache implements KVCache {
   private readonly growBy: number;
   private readonly k: (tf.Tensor4D | null)[];
   private readonly v: (tf.Tensor4D | null)[];
-  /** per sequence, the position held by each used slot (-1 = empty) */
-  private readonly slots: number[][];
-  private readonly lens: number[];
-  /** slots in use (a prefix of the capacity) */
-  private used = 0;
+  /** per sequence, the position held by each slot in use (a prefix of the capacity) */
+  private readonly slots: SlotTable;
   /** capacity every layer must have after the current step */
   private capacity = 0;
   /** the current step: first slot and slot count */
@@ -57,37 +55,23 @@ export class ContiguousKVCache implements KVCache {
     if (!Number.isInteger(this.growBy) || this.growBy < 1) throw new Error(`growBy must be a positive integer, got ${this.growBy}`);
     this.k = new Array(shape.numLayers).fill(null);
     this.v = new Array(shape.numLayers).fill(null);
-    this.slots = Array.from({ length: batchSize }, () => []);
-    this.lens = new Array<number>(batchSize).fill(0);
+    this.slots = new SlotTable(batchSize);
   }
 
   lengths(): number[] {
-    return [...this.lens];
+    return this.slots.lengths();
   }
 
   beginStep(counts: readonly number[]): StepPlan {
     const T = checkCounts(counts, this.batchSize);
-    const B = this.batchSize;
-    const start = this.used;
-    this.used += T;
-    if (this.mode === 'concat') this.capacity = this.used;
-    else if (this.used > this.capacity) this.capacity = Math.ceil(this.used / this.growBy) * this.growBy;
+    const start = this.slots.used;
+    const queryPositions = this.slots.append(counts, T);
+    const used = this.slots.used;
+    if (this.mode === 'concat') this.capacity = used;
+    else if (used > this.capacity) this.capacity = Math.ceil(used / this.growBy) * this.growBy;
     this.step = { start, T };
     const S = this.capacity;
-    const queryPositions = new Int32Array(B * T).fill(-1);
-    const keyPositions = new Int32Array(B * S).fill(-1);
-    for (let b = 0; b < B; b++) {
-      const n = counts[b];
-      const row = this.slots[b];
-      for (let i = 0; i < T; i++) {
-        const pos = i >= T - n ? this.lens[b] + (i - (T - n)) : -1;
-        row.push(pos);
-        queryPositions[b * T + i] = pos;
-      }
-      this.lens[b] += n;
-      keyPositions.set(row, b * S);
-    }
-    return { batchSize: B, T, S, queryPositions, keyPositions };
+    return { batchSize: this.batchSize, T, S, queryPositions, keyPositions: this.slots.keyPositions(S) };
   }
 
   update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
@@ -108,19 +92,8 @@ export class ContiguousKVCache implements KVCache {
   }
 
   truncate(lengths: readonly number[]): void {
-    checkTruncate(lengths, this.lens);
-    let used = 0;
-    for (let b = 0; b < this.batchSize; b++) {
-      const row = this.slots[b];
-      for (let s = 0; s < row.length; s++) {
-        if (row[s] >= lengths[b]) row[s] = -1;
-        if (row[s] >= 0) used = Math.max(used, s + 1);
-      }
-      this.lens[b] = lengths[b];
-    }
     // trailing slots empty in every sequence are given back
-    for (const row of this.slots) row.length = used;
-    this.used = used;
+    const used = this.slots.truncate(lengths);
     this.step = null;
     if (this.mode === 'concat') {
       this.capacity = used;
@@ -147,9 +120,8 @@ export class ContiguousKVCache implements KVCache {
         store[i] = null;
       });
     }
-    for (const row of this.slots) row.length = 0;
-    this.lens.fill(0);
-    this.used = this.capacity = 0;
+    this.slots.clear();
+    this.capacity = 0;
     this.step = null;
   }
 

@@ -14,7 +14,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, checkTruncate, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
+import { checkCounts, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
 import {
   dequantize,
   groupLayout,
@@ -25,6 +25,7 @@ import {
   type QuantScheme,
   type QuantSchemeInput,
 } from './quant';
+import { SlotTable } from './slots';
 
 // ---- a packed store of quantized tokens (reusable by other caches, e.g. paged blocks)
 
@@ -193,8 +194,7 @@ interface Half {
 export class QuantizedKVCache implements KVCache {
   readonly config: QuantizedKVCacheConfig;
   private readonly layers: { k: Half; v: Half }[];
-  private readonly slots: number[][];
-  private readonly lens: number[];
+  private readonly slots: SlotTable;
   /** tokens to move from the window into the store this step, for K and for V */
   private flush: { k: number; v: number } | null = null;
   private T = 0;
@@ -210,30 +210,19 @@ export class QuantizedKVCache implements KVCache {
     const R = batchSize * shape.numKvHeads;
     const half = (s: QuantScheme): Half => ({ store: new PackedKVStore(s, R, shape.headDim), window: null });
     this.layers = Array.from({ length: shape.numLayers }, () => ({ k: half(this.config.key), v: half(this.config.value) }));
-    this.slots = Array.from({ length: batchSize }, () => []);
-    this.lens = new Array<number>(batchSize).fill(0);
+    this.slots = new SlotTable(batchSize);
   }
 
   lengths(): number[] {
-    return [...this.lens];
+    return this.slots.lengths();
   }
 
   beginStep(counts: readonly number[]): StepPlan {
     const T = checkCounts(counts, this.batchSize);
     this.freeScratch();
-    const B = this.batchSize;
-    for (let b = 0; b < B; b++) {
-      const n = counts[b];
-      for (let i = 0; i < T; i++) this.slots[b].push(i >= T - n ? this.lens[b] + (i - (T - n)) : -1);
-      this.lens[b] += n;
-    }
-    const S = this.slots[0].length;
-    const queryPositions = new Int32Array(B * T);
-    const keyPositions = new Int32Array(B * S);
-    for (let b = 0; b < B; b++) {
-      queryPositions.set(this.slots[b].slice(S - T), b * T);
-      keyPositions.set(this.slots[b], b * S);
-    }
+    const queryPositions = this.slots.append(counts, T);
+    const S = this.slots.used;
+    const keyPositions = this.slots.keyPositions(S);
     // what leaves the window: all but the newest `residual`, in whole token groups per channel
     const first = this.layers[0];
     const due = (h: Half) => {
@@ -242,7 +231,7 @@ export class QuantizedKVCache implements KVCache {
     };
     this.flush = { k: due(first.k), v: due(first.v) };
     this.T = T;
-    return { batchSize: B, T, S, queryPositions, keyPositions };
+    return { batchSize: this.batchSize, T, S, queryPositions, keyPositions };
   }
 
   update(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): LayerKV {
@@ -259,20 +248,11 @@ export class QuantizedKVCache implements KVCache {
   }
 
   truncate(lengths: readonly number[]): void {
-    checkTruncate(lengths, this.lens);
-    this.freeScratch();
     // rolled-back slots are masked; trailing ones still in the float window are given back
-    let used = 0;
-    for (let b = 0; b < this.batchSize; b++) {
-      const row = this.slots[b];
-      for (let s = 0; s < row.length; s++) {
-        if (row[s] >= lengths[b]) row[s] = -1;
-        if (row[s] >= 0) used = Math.max(used, s + 1);
-      }
-      this.lens[b] = lengths[b];
-    }
-    for (const L of this.layers) for (const h of [L.k, L.v]) used = Math.max(used, h.store.tokens);
-    for (const row of this.slots) row.length = used;
+    let stored = 0;
+    for (const L of this.layers) for (const h of [L.k, L.v]) stored = Math.max(stored, h.store.tokens);
+    const used = this.slots.truncate(lengths, stored);
+    this.freeScratch();
     for (const L of this.layers) {
       for (const h of [L.k, L.v]) {
         const keep = used - h.store.tokens;
@@ -315,8 +295,7 @@ export class QuantizedKVCache implements KVCache {
         h.window = null;
       }
     }
-    for (const row of this.slots) row.length = 0;
-    this.lens.fill(0);
+    this.slots.clear();
     this.flush = null;
   }
 
@@ -335,7 +314,7 @@ export class QuantizedKVCache implements KVCache {
       const valid = new Uint8Array(R * flush);
       for (let r = 0; r < R; r++) {
         block.set(data.subarray(r * F * D, (r * F + flush) * D), r * flush * D);
-        const row = this.slots[Math.floor(r / Hkv)];
+        const row = this.slots.rows[Math.floor(r / Hkv)];
         for (let t = 0; t < flush; t++) valid[r * flush + t] = row[Q0 + t] >= 0 ? 1 : 0;
       }
       h.store.append(block, flush, valid);

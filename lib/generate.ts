@@ -3,24 +3,15 @@
 //   cached - the prompt once (prefill), then one token per step against the KV cache (decode).
 // Both go through the same model.forward and sampling code, so they must produce the same tokens.
 // A batch of prompts of different lengths runs as one static batch (everyone steps together, a
-// finished sequence just stops receiving tokens), like plain HF generate.
+// finished sequence just stops receiving tokens), like plain HF generate. Each sampled token goes to
+// the sequence's OutputRecorder (lib/output.ts): stop checks, text, logprobs, timings, the event.
 
 import type { KVCache, KVShape } from './kv/cache';
 import { ContiguousKVCache, type ContiguousKVCacheOptions } from './kv/contiguous';
 import { NoKVCache } from './kv/none';
 import type { LlamaModel } from './model/llama';
-import { IncrementalDecoder } from './detokenizer';
-import {
-  resolveSamplingParams,
-  Rng,
-  sampleToken,
-  StopChecker,
-  type FinishReason,
-  type SamplingParams,
-  type SamplingParamsInput,
-  type StopStatus,
-  type TokenLogprob,
-} from './sampling';
+import { OutputRecorder, type RecordedOutput, type TokenEvent, type TokenLatencies } from './output';
+import { resolveSamplingParams, Rng, sampleToken, type FinishReason, type SamplingParams, type SamplingParamsInput } from './sampling';
 import type { Tokenizer } from './tokenizer';
 
 /** A model and (optionally) its tokenizer; without a tokenizer, prompts must be token ids. */
@@ -43,52 +34,21 @@ export interface GenerateOptions {
   makeCache?: (shape: KVShape, batchSize: number) => KVCache;
 }
 
-/** Timings of one sequence, in the vocabulary of serving benchmarks (all times in ms). */
-export interface GenerationMetrics {
+/** Timings of one sequence, in the vocabulary of serving benchmarks (all times in ms from the call's start). */
+export interface GenerationMetrics extends TokenLatencies {
   promptTokens: number;
   outputTokens: number;
-  /** time to first token: call start -> first token sampled (prefill included) */
-  ttftMs: number;
-  /** time per output token after the first: (e2e - ttft) / (outputTokens - 1) */
-  tpotMs: number;
-  /** inter-token latencies: gaps between consecutive tokens */
-  itlMs: number[];
-  /** call start -> last token */
-  e2eMs: number;
-  /** decode speed: (outputTokens - 1) / (e2e - ttft) */
-  decodeTokensPerSecond: number;
   /** peak tensor bytes held by the whole batch's KV cache */
   kvBytes: number;
 }
 
 /** One finished sequence. */
-export interface GenerationOutput {
+export interface GenerationOutput extends RecordedOutput {
   index: number;
   promptTokenIds: number[];
-  text: string;
-  tokenIds: number[];
-  /** log-probability of each generated token under the model's raw distribution */
-  logprobs: number[];
-  /** the top `params.logprobs` alternatives per token, when asked for */
-  topLogprobs?: TokenLogprob[][];
   finishReason: FinishReason;
-  /** the stop token id or stop string that ended it, if any */
-  stopReason: number | string | null;
   seed: number;
   metrics: GenerationMetrics;
-}
-
-/** One streamed token. */
-export interface StreamEvent {
-  /** which prompt of the batch */
-  index: number;
-  token: number;
-  /** text this token makes final (may be '' while a character or a possible stop string is pending) */
-  text: string;
-  logprob: number;
-  topLogprobs?: TokenLogprob[];
-  finished: boolean;
-  finishReason: FinishReason | null;
 }
 
 // ---- inputs
@@ -122,50 +82,7 @@ export function preparePrompts(lm: LanguageModel, prompts: Prompt | readonly Pro
   });
 }
 
-/** A sequence's text as tokens arrive: stop conditions, incremental decoding, the finish. */
-export interface TextProgress {
-  stop: StopChecker;
-  decoder: IncrementalDecoder | null;
-  text: string;
-  finish: FinishReason | null;
-  stopReason: number | string | null;
-}
-
-/**
- * Feeds one generated token to a sequence's stop checker and detokenizer and records the text it
- * releases; `contextFull` ends the sequence with 'length' (the model has no position left). Shared by
- * generate() and speculativeGenerate().
- */
-export function appendToken(s: TextProgress, token: number, contextFull: boolean): StopStatus {
-  let status = s.stop.push(token, s.decoder?.push(token) ?? '');
-  if (!status.finished && contextFull) {
-    // release what the stop checker held back for a possible stop string
-    status = { ...status, finished: true, finishReason: 'length', delta: status.delta + s.stop.text.slice(s.text.length + status.delta.length) };
-  }
-  s.text += status.delta;
-  if (status.finished) {
-    s.finish = status.finishReason;
-    s.stopReason = status.stopReason;
-    s.text = s.stop.text;
-  }
-  return status;
-}
-
 // ---- the loop
-
-interface SequenceState {
-  prompt: number[];
-  out: number[];
-  logprobs: number[];
-  topLogprobs: TokenLogprob[][];
-  rng: Rng;
-  stop: StopChecker;
-  decoder: IncrementalDecoder | null;
-  text: string;
-  finish: FinishReason | null;
-  stopReason: number | string | null;
-  times: number[];
-}
 
 /**
  * Streams tokens as they are sampled, for one prompt or a batch (lesson 2). Breaking out of the
@@ -176,7 +93,7 @@ export async function* generateStream(
   prompts: Prompt | readonly Prompt[],
   samplingParams: SamplingParamsInput = {},
   options: GenerateOptions = {},
-): AsyncGenerator<StreamEvent, GenerationOutput[], undefined> {
+): AsyncGenerator<TokenEvent, GenerationOutput[], undefined> {
   const params: SamplingParams = resolveSamplingParams(samplingParams);
   if (params.n !== 1) throw new Error(`generate: n must be 1 here (got ${params.n}); parallel sampling is the engine's job (LLM.generate)`);
   const mode = options.mode ?? 'cached';
@@ -185,18 +102,9 @@ export async function* generateStream(
   const promptIds = preparePrompts(lm, prompts);
   const eos = tokenizer?.eosTokenIds ?? model.config.eosTokenIds;
   const B = promptIds.length;
-  const seqs: SequenceState[] = promptIds.map((prompt) => ({
-    prompt,
-    out: [],
-    logprobs: [],
-    topLogprobs: [],
+  const seqs = promptIds.map((prompt, index) => ({
+    output: new OutputRecorder({ promptTokenIds: prompt, params, eosTokenIds: eos, tokenizer, maxLength: model.config.maxPositions, index }),
     rng: new Rng(params.seed), // one stream per sequence: batched = alone, also when sampling
-    stop: new StopChecker(params, eos),
-    decoder: tokenizer ? new IncrementalDecoder(tokenizer) : null,
-    text: '',
-    finish: null,
-    stopReason: null,
-    times: [],
   }));
 
   const cache: KVCache =
@@ -207,12 +115,12 @@ export async function* generateStream(
   let kvBytes = 0;
   try {
     const V = model.config.vocabSize;
-    while (seqs.some((s) => !s.finish)) {
+    while (seqs.some((s) => !s.output.finished)) {
       // naive: every running sequence feeds its whole prefix; cached: the prompt, then the last token
-      const tokens = seqs.map((s) => {
-        if (s.finish) return [];
-        if (mode === 'naive') return [...s.prompt, ...s.out];
-        return s.out.length === 0 ? s.prompt : [s.out[s.out.length - 1]];
+      const tokens = seqs.map(({ output: o }) => {
+        if (o.finished) return [];
+        if (mode === 'naive') return [...o.tokenIds];
+        return o.numOutputTokens === 0 ? o.tokenIds : [o.tokenIds[o.tokenIds.length - 1]];
       });
       const logitsTensor = model.forward(tokens, cache); // [B, 1, V]
       kvBytes = Math.max(kvBytes, cache.bytes());
@@ -221,56 +129,33 @@ export async function* generateStream(
       const now = performance.now() - t0;
 
       for (let b = 0; b < B; b++) {
-        const s = seqs[b];
-        if (s.finish) continue;
+        const { output, rng } = seqs[b];
+        if (output.finished) continue;
         const row = logits.subarray(b * V, (b + 1) * V);
-        const picked = sampleToken(row, params, s.rng, { promptTokenIds: s.prompt, outputTokenIds: s.out });
-        s.out.push(picked.token);
-        s.logprobs.push(picked.logprob);
-        if (picked.topLogprobs) s.topLogprobs.push(picked.topLogprobs);
-        s.times.push(now);
-        const status = appendToken(s, picked.token, s.prompt.length + s.out.length >= model.config.maxPositions);
-        yield {
-          index: b,
-          token: picked.token,
-          text: status.delta,
-          logprob: picked.logprob,
-          topLogprobs: picked.topLogprobs,
-          finished: status.finished,
-          finishReason: status.finishReason,
-        };
+        const history = { promptTokenIds: promptIds[b], outputTokenIds: output.outputTokenIds };
+        yield output.record(sampleToken(row, params, rng, history), now);
       }
     }
   } finally {
     cache.dispose();
   }
 
-  return seqs.map((s, index) => {
-    const n = s.out.length;
-    const e2e = s.times[n - 1];
-    const ttft = s.times[0];
-    return {
-      index,
-      promptTokenIds: s.prompt,
-      text: s.text,
-      tokenIds: s.out,
-      logprobs: s.logprobs,
-      topLogprobs: params.logprobs > 0 ? s.topLogprobs : undefined,
-      finishReason: s.finish as FinishReason,
-      stopReason: s.stopReason,
-      seed: params.seed,
-      metrics: {
-        promptTokens: s.prompt.length,
-        outputTokens: n,
-        ttftMs: ttft,
-        tpotMs: n > 1 ? (e2e - ttft) / (n - 1) : 0,
-        itlMs: s.times.slice(1).map((t, i) => t - s.times[i]),
-        e2eMs: e2e,
-        decodeTokensPerSecond: n > 1 ? ((n - 1) * 1000) / (e2e - ttft) : 0,
-        kvBytes,
-      },
-    };
-  });
+  return seqs.map(({ output }, index) => generationOutput(output, index, params.seed, kvBytes));
+}
+
+/**
+ * A finished sequence's output from its recorder (token times in ms from the call's start);
+ * shared by generate() and speculativeGenerate().
+ */
+export function generationOutput(output: OutputRecorder, index: number, seed: number, kvBytes: number): GenerationOutput {
+  return {
+    index,
+    promptTokenIds: output.tokenIds.slice(0, output.numPromptTokens),
+    ...output.result(),
+    finishReason: output.finishReason as FinishReason,
+    seed,
+    metrics: { promptTokens: output.numPromptTokens, outputTokens: output.numOutputTokens, ...output.latencies(0), kvBytes },
+  };
 }
 
 /** Generates to completion for one prompt or a batch (lesson 2); see generateStream. */

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import { generate, generateStream, type LanguageModel } from '../lib/generate';
 import { loadModel } from '../lib/model/load';
+import { OutputRecorder, tokenLatencies } from '../lib/output';
+import { resolveSamplingParams } from '../lib/sampling';
 import { loadTokenizer } from '../lib/tokenizer';
 import { agreement, loadGolden } from './golden';
 
@@ -132,5 +134,31 @@ describe('generate', () => {
     expect(edge.tokenIds.length).toBe(4);
     expect(edge.finishReason).toBe('length');
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('OutputRecorder (the per-token bookkeeping of generate, speculativeGenerate and the engine)', () => {
+  const letters = { decode: (ids: readonly number[]) => ids.map((i) => String.fromCharCode(96 + i)).join('') }; // 1 -> 'a'
+  const params = resolveSamplingParams({ maxTokens: 10, stopStrings: ['cd'], logprobs: 1 });
+  const token = (t: number) => ({ token: t, logprob: -t, topLogprobs: [{ token: t, logprob: -t }] });
+
+  it('holds back a possible stop string, cuts it, and reports the stop in the event', () => {
+    const rec = new OutputRecorder({ promptTokenIds: [1], params, eosTokenIds: [], tokenizer: letters, index: 2 });
+    const events = [2, 3, 4].map((t, i) => rec.record(token(t), 10 * (i + 1)));
+    expect(events.map((e) => e.text)).toEqual(['', 'b', '']); // 'c' could start 'cd'
+    expect(events[2]).toMatchObject({ index: 2, token: 4, finished: true, finishReason: 'stop' });
+    expect(events[2].requestId).toBeUndefined();
+    expect(rec.result()).toEqual({ text: 'b', tokenIds: [2, 3, 4], logprobs: [-2, -3, -4], topLogprobs: [[token(2).topLogprobs[0]], [token(3).topLogprobs[0]], [token(4).topLogprobs[0]]], stopReason: 'cd' });
+    expect(rec.latencies(0)).toEqual({ ttftMs: 10, tpotMs: 10, itlMs: [10, 10], e2eMs: 30, decodeTokensPerSecond: 100 });
+    expect(() => rec.record(token(5), 40)).toThrow(/already finished/);
+  });
+
+  it('ends with length at maxLength, releasing the held-back text; events carry a request id when given', () => {
+    const rec = new OutputRecorder({ promptTokenIds: [1, 1], params, eosTokenIds: [], tokenizer: letters, maxLength: 4, requestId: 'r' });
+    rec.record(token(2), 1);
+    const last = rec.record(token(3), 2);
+    expect(last).toMatchObject({ requestId: 'r', text: 'bc', finished: true, finishReason: 'length' }); // 'b' was held back
+    expect(rec.text).toBe('bc');
+    expect(tokenLatencies([], 5, 9)).toEqual({ ttftMs: 4, tpotMs: 0, itlMs: [], e2eMs: 4, decodeTokensPerSecond: 0 });
   });
 });

@@ -4,15 +4,27 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { machineInfo, progressBar, summarize, timeIt, writeBenchJson } from '../lib/bench/harness';
+import { percentile } from '../lib/bench/stats';
 
 describe('timing', () => {
   it('summarize: min, median, mean, p90, max', () => {
     const s = summarize([5, 1, 3, 2, 4]);
-    expect([s.minMs, s.medianMs, s.meanMs, s.p90Ms, s.maxMs]).toEqual([1, 3, 3, 5, 5]);
+    expect([s.minMs, s.medianMs, s.meanMs, s.maxMs]).toEqual([1, 3, 3, 5]);
+    expect(s.p90Ms).toBeCloseTo(4.6, 12); // interpolated, as percentile()
     expect(summarize([4, 1, 3, 2]).medianMs).toBe(2.5);
     const ten = summarize([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
-    expect(ten.p90Ms).toBe(9);
+    expect(ten.p90Ms).toBeCloseTo(9.1, 12);
     expect(() => summarize([])).toThrow(/no samples/);
+  });
+
+  it('percentile: 0..100, linear interpolation between ranks (numpy default); NaN for none', () => {
+    expect(percentile([3, 1, 2], 50)).toBe(2);
+    expect(percentile([4, 1, 3, 2], 50)).toBe(2.5);
+    expect(percentile([1, 2, 3, 4, 5], 0)).toBe(1);
+    expect(percentile([1, 2, 3, 4, 5], 100)).toBe(5);
+    expect(percentile([0, 10], 25)).toBe(2.5);
+    expect(percentile([], 50)).toBeNaN();
+    expect(() => percentile([1], 101)).toThrow(/p must be in \[0, 100\]/);
   });
 
   it('timeIt runs warmup + repeats times and awaits async work', async () => {

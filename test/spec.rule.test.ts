@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 
 import { Rng } from '../lib/sampling';
-import { AdaptiveGamma, bestGamma } from '../lib/spec/adaptive';
+import { AdaptiveGamma, bestGamma, gammaPolicy } from '../lib/spec/adaptive';
 import { promptLookup } from '../lib/spec/promptLookup';
-import { acceptReject, checkGamma, residual, type DraftProposal } from '../lib/spec/speculative';
+import { acceptReject, capGamma, checkGamma, residual, type DraftProposal } from '../lib/spec/speculative';
 import { expectedTokensPerStep, predictedSpeedup, SpecStats, type StepTrace } from '../lib/spec/stats';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -129,6 +129,20 @@ describe('speedup theory, adaptive gamma, stats', () => {
     expect(a.alpha!).toBeLessThan(0.1);
     expect(() => new AdaptiveGamma({ min: 0 })).toThrow(/adaptive min must be an integer >= 1/);
     expect(() => new AdaptiveGamma({ min: 4, max: 2 })).toThrow(/max \(2\) must be >= min/);
+  });
+
+  it('capGamma fits the step into tokens left, context room and budget; gammaPolicy is fixed or adaptive', () => {
+    expect(capGamma(4, { tokensLeft: 10, room: 100 })).toBe(4);
+    expect(capGamma(4, { tokensLeft: 3, room: 100 })).toBe(2); // 2 drafts + 1 token = the 3 wanted
+    expect(capGamma(4, { tokensLeft: 10, room: 1 })).toBe(1);
+    expect(capGamma(4, { tokensLeft: 10, room: 100, budget: 3 })).toBe(2); // the newest token takes 1
+    expect(capGamma(4, { tokensLeft: 1, room: 100 })).toBe(0);
+    expect(capGamma(4, { tokensLeft: 10, room: -2 })).toBe(0);
+    const fixed = gammaPolicy(3);
+    fixed.observe(3, 0);
+    expect(fixed.gamma).toBe(3);
+    expect(gammaPolicy('adaptive', { initial: 2 })).toBeInstanceOf(AdaptiveGamma);
+    expect(() => gammaPolicy(0)).toThrow(/gamma must be an integer >= 1/);
   });
 
   it('SpecStats: alpha counts tried positions only; acceptance per position; histogram', () => {

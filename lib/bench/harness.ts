@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendInfo, type BackendFacts } from '../backend';
+import { percentile } from './stats';
 
 // ---- machine
 
@@ -52,21 +53,19 @@ export interface TimingStats {
   maxMs: number;
 }
 
-/** Statistics of timing samples in milliseconds (p90 by nearest rank). */
+/** Statistics of timing samples in milliseconds (median and p90 by `percentile`). */
 export function summarize(samplesMs: number[], opts: { warmup?: number } = {}): TimingStats {
   if (samplesMs.length === 0) throw new RangeError('summarize: no samples');
-  const sorted = [...samplesMs].sort((a, b) => a - b);
-  const n = sorted.length;
-  const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  const n = samplesMs.length;
   return {
     warmup: opts.warmup ?? 0,
     repeats: n,
     samplesMs: [...samplesMs],
-    minMs: sorted[0],
-    medianMs: median,
-    meanMs: sorted.reduce((s, v) => s + v, 0) / n,
-    p90Ms: sorted[Math.min(n - 1, Math.ceil(0.9 * n) - 1)],
-    maxMs: sorted[n - 1],
+    minMs: Math.min(...samplesMs),
+    medianMs: percentile(samplesMs, 50),
+    meanMs: samplesMs.reduce((s, v) => s + v, 0) / n,
+    p90Ms: percentile(samplesMs, 90),
+    maxMs: Math.max(...samplesMs),
   };
 }
 

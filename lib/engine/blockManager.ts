@@ -12,6 +12,7 @@
 //
 // Plain numbers, arrays, sets and maps: no tensors.
 
+import type { BlockTableSnapshot } from './metrics';
 import type { Sequence } from './sequence';
 
 /** One physical block's bookkeeping. */
@@ -291,6 +292,40 @@ export class BlockManager {
     const out = this.pendingCopies;
     this.pendingCopies = [];
     return out;
+  }
+
+  // ---- views
+
+  /**
+   * How full the blocks of `seqs` are: tokens in their blocks with each shared block counted once
+   * (`liveTokens`), and summed per sequence (`seqTokens`). liveTokens / (used blocks x blockSize)
+   * is the live-token share of lesson 3.
+   */
+  liveTokens(seqs: readonly Sequence[]): { liveTokens: number; seqTokens: number } {
+    const bs = this.blockSize;
+    const filled = new Map<number, number>();
+    let seqTokens = 0;
+    for (const s of seqs) {
+      seqTokens += s.numComputedTokens;
+      s.blockTable.forEach((id, i) => {
+        const n = Math.max(0, Math.min(bs, s.numComputedTokens - i * bs));
+        filled.set(id, Math.max(filled.get(id) ?? 0, n));
+      });
+    }
+    let liveTokens = 0;
+    for (const n of filled.values()) liveTokens += n;
+    return { liveTokens, seqTokens };
+  }
+
+  /** Each sequence's block table with the blocks' ref counts (the lesson's block-table view). */
+  tableSnapshots(seqs: readonly Sequence[]): BlockTableSnapshot[] {
+    return seqs.map((s) => ({
+      seqId: s.seqId,
+      requestId: s.requestId,
+      numTokens: s.numComputedTokens,
+      blocks: [...s.blockTable],
+      refCounts: s.blockTable.map((id) => this.blocks[id].refCount),
+    }));
   }
 
   /** Prefix-cache hit rate so far (hit prompt tokens / looked-up prompt tokens). */

@@ -15,7 +15,8 @@ import type { SamplingParamsInput } from '../sampling';
 import { loadTokenizer, type Tokenizer } from '../tokenizer';
 import type { Clock } from './clock';
 import type { EngineConfigInput, SpeculativeEngineConfigInput } from './config';
-import { LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput, type TokenEvent } from './llmEngine';
+import type { TokenEvent } from '../output';
+import { LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput } from './llmEngine';
 
 /** Options of LLM.load: the model, its tokenizer, a clock, and any engine setting. */
 export interface LLMOptions extends Omit<EngineConfigInput, 'speculative'> {

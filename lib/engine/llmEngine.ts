@@ -1,53 +1,47 @@
 // The engine (lesson 5, "continuous batching"): requests in, tokens out, one step at a time.
 //
-//   step() = schedule (which sequences compute how many tokens)
-//          → run      (the model runner: tensors, one forward per call group)
-//          → postprocess (sample, stop, free finished sequences, record metrics)
+//   step() = schedule    (which sequences compute how many tokens; the scheduler alone changes
+//                         the block manager)
+//          → run         (the model runner: tensors, one forward per call group)
+//          → postprocess (commit the computed tokens, sample, stop, free finished sequences,
+//                         record metrics)
 //
 // With `speculative` set (lesson 4, batched), decodes are speculative steps: the scheduler
-// reserves 1 + gamma slots per decoding sequence, the runner drafts and verifies, postprocess
-// runs lib/spec's acceptReject per sequence, commits 1..gamma+1 tokens and gives back the
-// rejected drafts' slots (numComputedTokens rolls back; BlockManager.trim frees emptied blocks).
+// reserves 1 + gamma slots per decoding sequence (gamma from the sequence's gammaPolicy), the
+// runner drafts and verifies, postprocess runs lib/spec's acceptReject per sequence, commits
+// 1..gamma+1 tokens and has the scheduler give back the rejected drafts' slots (rollbackDrafts).
+//
+// Every chosen token goes to its sequence's OutputRecorder (lib/output.ts), which runs the stop
+// checks and makes the streaming event, as in generate().
 //
 // Requests are added and aborted between steps; each finished request comes back from the step
 // that finished it. Prompts that can never run (longer than the context or the KV pool, or n
 // larger than maxNumSeqs) finish at once with an error, alone.
 
-import type { GenerationOutput } from '../generate';
 import type { LlamaModel } from '../model/llama';
-import { isGreedy, logitsToLogprobs, resolveSamplingParams, sampleToken, topKIndices, type SamplingParamsInput, type TokenLogprob } from '../sampling';
-import { AdaptiveGamma } from '../spec/adaptive';
-import { acceptReject, checkDraftCompatible, targetProbs } from '../spec/speculative';
+import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../output';
+import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../sampling';
+import { gammaPolicy } from '../spec/adaptive';
+import { acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
 import { SpecStats, type StepTrace } from '../spec/stats';
 import type { Tokenizer } from '../tokenizer';
 import { BlockManager } from './blockManager';
 import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';
-import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics } from './metrics';
+import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics, type StepSpecMetrics } from './metrics';
 import { ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
-import { Scheduler, type SchedulerOutput } from './scheduler';
-import { Sequence, type CompletionFinishReason } from './sequence';
+import { Scheduler, type ScheduledSequence, type SchedulerOutput } from './scheduler';
+import { Sequence } from './sequence';
 
 /** A prompt: text (needs a tokenizer) or token ids. */
 export type EnginePrompt = string | readonly number[];
 
-/** One streamed token of one completion. */
-export interface TokenEvent {
-  requestId: string;
+/** One finished completion: generate()'s output fields, with the engine's finish reasons and metrics. */
+export interface CompletionOutput extends RecordedOutput {
   /** which of the request's n completions */
   index: number;
-  token: number;
-  /** text this token makes final ('' while a character or possible stop string is pending) */
-  text: string;
-  logprob: number;
-  topLogprobs?: TokenLogprob[];
-  finished: boolean;
-  finishReason: CompletionFinishReason | null;
-}
-
-/** One finished completion: generate()'s output fields, with the engine's finish reasons and metrics. */
-export interface CompletionOutput extends Omit<GenerationOutput, 'promptTokenIds' | 'finishReason' | 'metrics'> {
   finishReason: CompletionFinishReason;
+  seed: number;
   metrics: SequenceMetrics;
 }
 
@@ -66,7 +60,7 @@ export interface AddRequestOptions {
   requestId?: string;
   /** arrival time on the engine clock (default: now) */
   arrivalTime?: number;
-  /** called for every token as it is sampled (streaming) */
+  /** called for every token as it is sampled (streaming); events carry the request id */
   onToken?: (event: TokenEvent) => void;
 }
 
@@ -93,8 +87,6 @@ export class LLMEngine {
   readonly finishedMetrics: SequenceMetrics[] = [];
   /** speculative decoding's counters (and traces, with speculative.trace), or null when off */
   readonly specStats: SpecStats | null;
-  /** adaptive gamma: one per decoding sequence */
-  private readonly adaptive = new Map<Sequence, AdaptiveGamma>();
   private readonly requests = new Map<string, Request>();
   private readonly done: RequestOutput[] = [];
   private nextSeqId = 0;
@@ -117,7 +109,7 @@ export class LLMEngine {
         throw new Error(`draft model '${spec.draft.name}' has a context of ${spec.draft.config.maxPositions} tokens, less than maxModelLen ${c.maxModelLen}`);
       }
     }
-    this.scheduler = new Scheduler(c, this.blockManager, spec ? (seq) => this.gammaOf(seq) : null);
+    this.scheduler = new Scheduler(c, this.blockManager);
     this.runner = new ModelRunner(model, { numBlocks: c.numBlocks, blockSize: c.blockSize, cacheMode: c.cacheMode, draft: spec?.draft ?? null, promptLookup: spec?.promptLookup });
     this.specStats = spec ? new SpecStats(spec.trace) : null;
     this.clock = clock;
@@ -155,11 +147,11 @@ export class LLMEngine {
     if (!req) return false;
     for (const seq of [...req.seqs]) {
       // siblings not forked yet still report, as aborted completions
-      for (let k = 1; k <= seq.pendingForks; k++) this.finishSequence(this.newSequence(req, k, seq.params.seed + k, seq.params, seq.times.arrival), 'abort', null);
+      for (let k = 1; k <= seq.pendingForks; k++) this.finishSequence(this.newSequence(req, k, seq.params.seed + k, seq.params, seq.times.arrival), 'abort');
       seq.pendingForks = 0;
       if (seq.isFinished) continue;
       this.scheduler.remove(seq);
-      this.finishSequence(seq, 'abort', null);
+      this.finishSequence(seq, 'abort');
     }
     this.finishRequest(req);
     return true;
@@ -178,71 +170,75 @@ export class LLMEngine {
 
   /** One engine step: schedule → run → postprocess. Returns the requests it finished. */
   async step(): Promise<RequestOutput[]> {
-    const t0 = performance.now();
-    const start = this.clock.now();
+    const started: StepStart = { clock: this.clock.now(), wall: performance.now(), forwardCalls: this.runner.numForwardCalls };
     const plan = this.scheduler.schedule();
-    const out = await this.runner.run(plan.scheduled, this.blockManager.takeCopies());
-    return this.postprocess(plan, out, start, t0);
+    const out = await this.runner.run(plan.scheduled, plan.blockCopies);
+    return this.postprocess(plan, out, started);
   }
 
-  private postprocess(plan: SchedulerOutput, out: RunnerOutput, start: number, t0: number): RequestOutput[] {
-    const prefills: StepEntry[] = [];
-    const decodes: StepEntry[] = [];
-    let contextTokens = 0;
-    for (const { seq, numNewTokens, numLookaheadTokens = 0 } of plan.scheduled) {
-      const entry = { seqId: seq.seqId, requestId: seq.requestId, start: seq.numComputedTokens, numTokens: numNewTokens + numLookaheadTokens };
-      (numNewTokens === 1 && !seq.isPrefill ? decodes : prefills).push(entry);
-      seq.numComputedTokens += numNewTokens;
-      seq.numDraftComputedTokens = out.draftComputed.get(seq) ?? seq.numDraftComputedTokens;
-      contextTokens += seq.numComputedTokens + numLookaheadTokens;
-      this.blockManager.markComputed(seq, this.hashableTokens(seq));
-      seq.times.firstScheduled ??= start;
-    }
-    const numScheduledTokens = plan.scheduled.reduce((a, e) => a + e.numNewTokens + (e.numLookaheadTokens ?? 0), 0);
-    const forwardCalls = this.runner.numForwardCalls;
-    if (plan.scheduled.length > 0) {
-      this.clock.onStep({ numScheduledTokens, numSeqs: plan.scheduled.length, numContextTokens: contextTokens }, performance.now() - t0);
-    }
+  // after the run: commit what was computed, sample (or accept drafts), free the finished
+  // sequences, record the step, hand out the finished requests
+  private postprocess(plan: SchedulerOutput, out: RunnerOutput, started: StepStart): RequestOutput[] {
+    const entries = stepEntries(plan.scheduled); // before the commit: where each computation started
+    this.scheduler.commit(plan.scheduled, out.draftComputed);
+    for (const { seq } of plan.scheduled) seq.times.firstScheduled ??= started.clock;
+    this.advanceClock(plan, started);
     const now = this.clock.now();
+    const { finished, spec } = this.sampleAll(plan, out, started.clock, now);
+    for (const seq of finished) this.scheduler.remove(seq);
+    this.recordStep(plan, out, entries, finished, spec, started, now);
+    this.finishRequestsOf(finished);
+    return this.done.splice(0);
+  }
 
-    // ---- sample (speculative decodes: accept/reject their drafts)
+  // a virtual clock advances by the step's modelled cost; a real one ignores this
+  private advanceClock(plan: SchedulerOutput, started: StepStart): void {
+    if (plan.scheduled.length === 0) return;
+    const numContextTokens = plan.scheduled.reduce((a, e) => a + e.seq.numComputedTokens + (e.numLookaheadTokens ?? 0), 0);
+    this.clock.onStep({ numScheduledTokens: numScheduledTokens(plan.scheduled), numSeqs: plan.scheduled.length, numContextTokens }, performance.now() - started.wall);
+  }
+
+  // the next token of every sequence whose step ended at its last token (forked siblings
+  // included); speculative decodes accept or reject their drafts instead
+  private sampleAll(plan: SchedulerOutput, out: RunnerOutput, stepStart: number, now: number): { finished: Sequence[]; spec: SpecCounts } {
     const finished: Sequence[] = [];
-    const specCounts = { numSeqs: 0, drafted: 0, accepted: 0, emitted: 0 };
+    const spec: SpecCounts = { numSeqs: 0, drafted: 0, accepted: 0, emitted: 0 };
     for (const { seq } of plan.scheduled) {
-      const spec = out.spec.get(seq);
-      if (spec) {
-        const { emitted, accepted, finished: done } = this.acceptDrafts(seq, spec, now, out);
-        specCounts.numSeqs++;
-        specCounts.drafted += spec.proposal.tokens.length;
-        specCounts.accepted += accepted;
-        specCounts.emitted += emitted;
-        if (done) finished.push(seq);
+      const drafts = out.spec.get(seq);
+      if (drafts) {
+        const { emitted, accepted } = this.acceptDrafts(seq, drafts, now, out);
+        spec.numSeqs++;
+        spec.drafted += drafts.proposal.tokens.length;
+        spec.accepted += accepted;
+        spec.emitted += emitted;
+        if (seq.isFinished) finished.push(seq);
         continue;
       }
       const row = out.logits.get(seq);
       if (!row) continue;
-      const group = [seq, ...this.forkChildren(seq)];
-      for (const s of group) {
-        if (s.numOutputTokens === 0) s.times.lastPrefillStepStart = start;
-        if (this.sample(s, row, now)) finished.push(s);
+      for (const s of [seq, ...this.forkChildren(seq)]) {
+        if (s.numOutputTokens === 0) s.times.lastPrefillStepStart = stepStart;
+        const picked = sampleToken(row, s.params, s.rng, { promptTokenIds: s.promptTokenIds, outputTokenIds: s.outputTokenIds });
+        if (this.emit(s, picked, now)) finished.push(s);
       }
     }
-    for (const seq of finished) this.scheduler.remove(seq);
+    return { finished, spec };
+  }
 
-    // ---- metrics
+  // the step's metrics (kept when the step did anything)
+  private recordStep(plan: SchedulerOutput, out: RunnerOutput, entries: StepEntries, finished: Sequence[], spec: SpecCounts, started: StepStart, now: number): void {
     const c = this.config;
-    const step = this.steps.length;
-    const { liveTokens, seqTokens } = this.liveTokens();
+    const { liveTokens, seqTokens } = this.blockManager.liveTokens(this.scheduler.running);
     const used = this.blockManager.numUsedBlocks;
     const metrics: StepMetrics = {
-      step,
-      startMs: start,
+      step: this.steps.length,
+      startMs: started.clock,
       endMs: now,
-      wallMs: performance.now() - t0,
-      prefills,
-      decodes,
-      numScheduledTokens,
-      numForwardCalls: this.runner.numForwardCalls - forwardCalls,
+      wallMs: performance.now() - started.wall,
+      prefills: entries.prefills,
+      decodes: entries.decodes,
+      numScheduledTokens: numScheduledTokens(plan.scheduled),
+      numForwardCalls: this.runner.numForwardCalls - started.forwardCalls,
       numRunning: this.scheduler.running.length,
       numWaiting: this.scheduler.waiting.length,
       preempted: plan.preempted.map((s) => s.seqId),
@@ -255,15 +251,17 @@ export class LLMEngine {
       seqTokens,
       liveTokenShare: used > 0 ? liveTokens / (used * c.blockSize) : 1,
     };
-    if (specCounts.numSeqs > 0) metrics.spec = { ...specCounts, draftMs: out.draftMs, verifyMs: out.verifyMs };
+    if (spec.numSeqs > 0) metrics.spec = { ...spec, draftMs: out.draftMs, verifyMs: out.verifyMs };
     if (c.recordBlockTables) metrics.blockTables = this.blockTableView();
     if (plan.scheduled.length > 0 || plan.preempted.length > 0) this.steps.push(metrics);
+  }
 
+  // a request is done when all its completions are (and none is still to fork)
+  private finishRequestsOf(finished: readonly Sequence[]): void {
     for (const seq of finished) {
       const req = this.requests.get(seq.requestId);
       if (req && req.seqs.every((s) => s.isFinished) && seq.pendingForks === 0) this.finishRequest(req);
     }
-    return this.done.splice(0);
   }
 
   // parallel sampling: when the first sequence's prompt is done, its siblings fork from it
@@ -274,66 +272,42 @@ export class LLMEngine {
     for (let k = 1; k <= parent.pendingForks; k++) {
       const child = this.newSequence(req, k, parent.params.seed + k, parent.params, parent.times.arrival);
       child.times.firstScheduled = parent.times.firstScheduled;
-      this.blockManager.fork(parent, child);
-      this.scheduler.addRunning(child, children[children.length - 1] ?? parent);
+      this.scheduler.fork(parent, child, children[children.length - 1] ?? parent);
       children.push(child);
     }
     parent.pendingForks = 0;
     return children;
   }
 
-  // sample one token for seq from its logits row; true when the sequence finished
-  private sample(seq: Sequence, row: Float32Array, now: number): boolean {
-    const picked = sampleToken(row, seq.params, seq.rng, { promptTokenIds: seq.promptTokenIds, outputTokenIds: seq.outputTokenIds });
-    return this.emit(seq, picked, now);
-  }
-
   // ---- speculative decoding
-
-  // drafts wanted for seq's next step (the scheduler caps them)
-  private gammaOf(seq: Sequence): number {
-    const g = this.config.speculative!.gamma;
-    if (g !== 'adaptive') return g;
-    let a = this.adaptive.get(seq);
-    if (!a) this.adaptive.set(seq, (a = new AdaptiveGamma(this.config.speculative!.adaptive)));
-    return a.gamma;
-  }
-
-  // tokens of seq that may be named in the prefix cache: those both models' caches hold
-  private hashableTokens(seq: Sequence): number {
-    return this.runner.draft ? Math.min(seq.numComputedTokens, seq.numDraftComputedTokens) : seq.numComputedTokens;
-  }
 
   /**
    * A speculative decode's verdict (lesson 4): lib/spec's acceptReject on the sequence's gamma + 1
    * target distributions, commit the accepted drafts and the resampled or bonus token (up to a
-   * stop), then roll both caches back to the committed tokens and free the emptied blocks.
+   * stop), then the scheduler rolls both caches back to the committed tokens.
    */
-  private acceptDrafts(seq: Sequence, spec: SpeculativeRowOutput, now: number, out: RunnerOutput): { emitted: number; accepted: number; finished: boolean } {
+  private acceptDrafts(seq: Sequence, spec: SpeculativeRowOutput, now: number, out: RunnerOutput): { emitted: number; accepted: number } {
     const { proposal, logits } = spec;
-    const row = specRowOf(seq);
-    const p = targetProbs(logits, row, proposal.tokens, seq.params); // [gamma + 1][V]
+    const p = targetProbs(logits, specRowOf(seq), proposal.tokens, seq.params); // [gamma + 1][V]
     const verdict = acceptReject(p, proposal, seq.rng, { greedy: isGreedy(seq.params) });
     const tokens = [...proposal.tokens.slice(0, verdict.accepted), verdict.token];
     let emitted = 0;
-    let finished = false;
-    for (let j = 0; j < tokens.length && !finished; j++) {
-      const raw = logitsToLogprobs(logits[j]); // [V] the target's raw distribution
-      const topLogprobs = seq.params.logprobs > 0 ? Array.from(topKIndices(raw, seq.params.logprobs), (id) => ({ token: id, logprob: raw[id] })) : undefined;
-      finished = this.emit(seq, { token: tokens[j], logprob: raw[tokens[j]], topLogprobs }, now);
+    while (emitted < tokens.length && !seq.isFinished) {
+      this.emit(seq, scoredToken(logits[emitted], tokens[emitted], seq.params.logprobs), now);
       emitted++;
     }
-    // rollback: the target holds every committed token but the newest, the draft at most that
-    seq.numComputedTokens = seq.numTokens - 1;
-    seq.numDraftComputedTokens = Math.min(spec.numDraftComputedTokens, seq.numComputedTokens);
-    if (!finished && this.config.policy === 'continuous') this.blockManager.trim(seq);
-    this.blockManager.markComputed(seq, this.hashableTokens(seq));
-    this.adaptive.get(seq)?.observe(proposal.tokens.length, verdict.accepted);
-    const trace: StepTrace = {
+    this.scheduler.rollbackDrafts(seq, spec.numDraftComputedTokens);
+    seq.gammaPolicy?.observe(proposal.tokens.length, verdict.accepted);
+    this.specStats!.record(this.traceOf(seq, proposal.tokens, verdict, out));
+    return { emitted, accepted: verdict.accepted };
+  }
+
+  private traceOf(seq: Sequence, drafted: number[], verdict: AcceptResult, out: RunnerOutput): StepTrace {
+    return {
       step: this.steps.length,
       row: seq.seqId,
-      gamma: proposal.tokens.length,
-      drafted: proposal.tokens,
+      gamma: drafted.length,
+      drafted,
       accepted: verdict.accepted,
       acceptProbs: verdict.acceptProbs,
       token: verdict.token,
@@ -342,50 +316,21 @@ export class LLMEngine {
       verifyMs: out.verifyMs,
       acceptMs: 0,
     };
-    this.specStats!.record(trace);
-    return { emitted, accepted: verdict.accepted, finished };
   }
 
-  // append one chosen token to seq: stop checks, streaming event; true when the sequence finished
-  private emit(seq: Sequence, picked: { token: number; logprob: number; topLogprobs?: TokenLogprob[] }, now: number): boolean {
-    seq.tokenIds.push(picked.token);
-    seq.logprobs.push(picked.logprob);
-    if (picked.topLogprobs) seq.topLogprobs.push(picked.topLogprobs);
-    seq.times.tokens.push(now);
-    let status = seq.stop.push(picked.token, seq.decoder?.push(picked.token) ?? '');
-    // out of room: the context (or the whole KV pool) cannot take another position
-    if (!status.finished && seq.numTokens >= this.scheduler.maxSeqLen) {
-      status = { ...status, finished: true, finishReason: 'length', delta: status.delta + seq.stop.text.slice(seq.text.length + status.delta.length) };
-    }
-    seq.text += status.delta;
-    if (status.finished) {
-      seq.text = seq.stop.text;
-      this.finishSequence(seq, status.finishReason!, status.stopReason);
-    }
-    this.requests.get(seq.requestId)?.onToken?.({
-      requestId: seq.requestId,
-      index: seq.index,
-      token: picked.token,
-      text: status.delta,
-      logprob: picked.logprob,
-      topLogprobs: picked.topLogprobs,
-      finished: status.finished,
-      finishReason: seq.finishReason,
-    });
-    return status.finished;
+  // append one chosen token to seq (its recorder checks the stops) and stream the event; true when the sequence finished
+  private emit(seq: Sequence, picked: SampledToken, now: number): boolean {
+    const event: TokenEvent = seq.output.record(picked, now);
+    if (event.finished) this.finishSequence(seq);
+    this.requests.get(seq.requestId)?.onToken?.(event);
+    return event.finished;
   }
 
   // ---- views
 
   /** Every running sequence's block table with ref counts (the lesson's block-table view). */
   blockTableView(): BlockTableSnapshot[] {
-    return this.scheduler.running.map((s) => ({
-      seqId: s.seqId,
-      requestId: s.requestId,
-      numTokens: s.numComputedTokens,
-      blocks: [...s.blockTable],
-      refCounts: s.blockTable.map((id) => this.blockManager.blocks[id].refCount),
-    }));
+    return this.blockManager.tableSnapshots(this.scheduler.running);
   }
 
   /** Sequences holding blocks now (for invariant checks). */
@@ -442,16 +387,17 @@ export class LLMEngine {
       eosTokenIds: this.eos,
       tokenizer: this.tokenizer ?? undefined,
       arrival,
+      maxLength: this.scheduler.maxSeqLen,
+      gammaPolicy: this.config.speculative ? gammaPolicy(this.config.speculative.gamma, this.config.speculative.adaptive) : null,
     });
     req.seqs.push(seq);
     return seq;
   }
 
-  private finishSequence(seq: Sequence, reason: CompletionFinishReason, stopReason: number | string | null): void {
-    this.adaptive.delete(seq);
+  // the sequence is done: its recorder saw a stop, or `reason` ('abort') ends it
+  private finishSequence(seq: Sequence, reason?: CompletionFinishReason): void {
+    if (reason) seq.output.finish(reason);
     seq.status = 'finished';
-    seq.finishReason = reason;
-    seq.stopReason = stopReason;
     seq.times.finished = this.clock.now();
     this.finishedMetrics.push(sequenceMetrics(seq));
   }
@@ -460,32 +406,42 @@ export class LLMEngine {
     this.requests.delete(req.id);
     const outputs: CompletionOutput[] = req.seqs.map((s) => ({
       index: s.index,
-      text: s.text,
-      tokenIds: s.outputTokenIds,
-      logprobs: s.logprobs,
-      topLogprobs: s.params.logprobs > 0 ? s.topLogprobs : undefined,
+      ...s.output.result(),
       finishReason: s.finishReason!,
-      stopReason: s.stopReason,
       seed: s.seed,
       metrics: sequenceMetrics(s),
     }));
     this.done.push({ requestId: req.id, promptTokenIds: req.promptTokenIds, outputs, error: null });
   }
+}
 
-  // tokens in used blocks (shared blocks once) and summed over running sequences
-  private liveTokens(): { liveTokens: number; seqTokens: number } {
-    const bs = this.config.blockSize;
-    const filled = new Map<number, number>();
-    let seqTokens = 0;
-    for (const s of this.scheduler.running) {
-      seqTokens += s.numComputedTokens;
-      s.blockTable.forEach((id, i) => {
-        const n = Math.max(0, Math.min(bs, s.numComputedTokens - i * bs));
-        filled.set(id, Math.max(filled.get(id) ?? 0, n));
-      });
-    }
-    let liveTokens = 0;
-    for (const n of filled.values()) liveTokens += n;
-    return { liveTokens, seqTokens };
+// ---- step bookkeeping
+
+// when a step started: engine clock, wall clock, forward calls so far
+interface StepStart {
+  clock: number;
+  wall: number;
+  forwardCalls: number;
+}
+
+interface StepEntries {
+  prefills: StepEntry[];
+  decodes: StepEntry[];
+}
+
+type SpecCounts = Omit<StepSpecMetrics, 'draftMs' | 'verifyMs'>;
+
+// each scheduled sequence's part of the step (read before the commit moves numComputedTokens)
+function stepEntries(scheduled: readonly ScheduledSequence[]): StepEntries {
+  const out: StepEntries = { prefills: [], decodes: [] };
+  for (const { seq, numNewTokens, numLookaheadTokens = 0 } of scheduled) {
+    const entry = { seqId: seq.seqId, requestId: seq.requestId, start: seq.numComputedTokens, numTokens: numNewTokens + numLookaheadTokens };
+    (numNewTokens === 1 && !seq.isPrefill ? out.decodes : out.prefills).push(entry);
   }
+  return out;
+}
+
+// tokens the step computes, drafted ones included
+function numScheduledTokens(scheduled: readonly ScheduledSequence[]): number {
+  return scheduled.reduce((a, e) => a + e.numNewTokens + (e.numLookaheadTokens ?? 0), 0);
 }

@@ -3,6 +3,7 @@
 // live-token share, preemptions, prefix-cache hits). Steps feed the scheduler timeline (a Gantt
 // of prefill chunks / decodes / preemptions per step) and the block-table view.
 
+import { percentile } from '../bench/stats';
 import type { Sequence } from './sequence';
 
 /** Latencies of one completion, in ms on the engine's clock. */
@@ -96,10 +97,8 @@ export interface StepSpecMetrics {
 /** Metrics of a sequence from its timestamps. */
 export function sequenceMetrics(seq: Sequence): SequenceMetrics {
   const t = seq.times;
-  const tokens = t.tokens;
-  const n = tokens.length;
-  const first = n > 0 ? tokens[0] : (t.finished ?? t.arrival);
-  const last = n > 0 ? tokens[n - 1] : (t.finished ?? t.arrival);
+  const { ttftMs, tpotMs, itlMs, e2eMs } = seq.output.latencies(t.arrival, t.finished ?? t.arrival);
+  const first = seq.output.times[0] ?? t.finished ?? t.arrival; // the first token (or the end, with none)
   const scheduled = t.firstScheduled ?? first;
   const prefillStart = t.lastPrefillStepStart ?? scheduled;
   return {
@@ -109,24 +108,14 @@ export function sequenceMetrics(seq: Sequence): SequenceMetrics {
     cachedPromptTokens: seq.numCachedTokens,
     numPreemptions: seq.numPreemptions,
     queueMs: scheduled - t.arrival,
-    ttftMs: first - t.arrival,
+    ttftMs,
     ttftQueueMs: scheduled - t.arrival,
     ttftPrefillMs: prefillStart - scheduled,
     ttftFirstTokenMs: first - prefillStart,
-    tpotMs: n > 1 ? (last - first) / (n - 1) : 0,
-    itlMs: tokens.slice(1).map((x, i) => x - tokens[i]),
-    e2eMs: last - t.arrival,
+    tpotMs,
+    itlMs,
+    e2eMs,
   };
-}
-
-/** The p-th percentile (0..100) by linear interpolation; NaN for no values. */
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const x = (p / 100) * (s.length - 1);
-  const lo = Math.floor(x);
-  const hi = Math.ceil(x);
-  return s[lo] + (s[hi] - s[lo]) * (x - lo);
 }
 
 /** Figures of a whole run. */

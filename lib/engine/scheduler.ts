@@ -8,17 +8,21 @@
 //      sequence is preempted (its blocks freed; it recomputes later from its tokens).
 //   2. then waiting sequences, oldest first, while the budget, maxNumSeqs and free blocks
 //      allow (none after a preemption in the same step).
-// speculative decoding (lesson 4, batched): a decode also reserves `lookahead(seq)` slots, one
-//   per drafted token (vLLM's lookahead slots): the target verifies 1 + gamma tokens, and each
-//   counts against the token budget and needs a KV slot. Gamma is capped so the sequence still
-//   fits the context, its maxTokens and what is left of the budget; the rejected drafts' slots
-//   are given back after the step (BlockManager.trim).
+// speculative decoding (lesson 4, batched): a decode also reserves one slot per drafted token
+//   (vLLM's lookahead slots; the sequence's gammaPolicy says how many it wants): the target
+//   verifies 1 + gamma tokens, and each counts against the token budget and needs a KV slot.
+//   Gamma is capped (capGamma) so the sequence still fits the context, its maxTokens and what is
+//   left of the budget; the rejected drafts' slots are given back after the step (rollbackDrafts).
+// after the step: the scheduler is the only one that changes the block manager, so committing
+//   computed tokens (commit), forks (parallel sampling), speculative rollbacks and frees go
+//   through it too.
 // static batching (the baseline, like plain HF generate): a batch is admitted only when the
 //   previous one has completely finished, each member reserving blocks for its longest possible
 //   length; prompts are never chunked; everyone waits for the batch's longest output.
 //
 // Numbers and arrays only: no tensors.
 
+import { capGamma } from '../spec/speculative';
 import type { BlockManager } from './blockManager';
 import type { EngineConfig } from './config';
 import type { Sequence } from './sequence';
@@ -39,6 +43,8 @@ export interface SchedulerOutput {
   preempted: Sequence[];
   /** sequences given blocks this step (first admission or after a preemption) */
   admitted: Sequence[];
+  /** copy-on-write block copies [source, destination] the runner makes before the forward */
+  blockCopies: [number, number][];
 }
 
 /**
@@ -52,18 +58,17 @@ export class Scheduler {
   private readonly maxNumSeqs: number;
   private readonly maxNumBatchedTokens: number;
   private readonly chunkedPrefill: boolean;
+  /** with a draft model, a block enters the prefix cache only once the draft's cache holds it too */
+  private readonly hasDraftCache: boolean;
   /** longest a sequence may get: min(maxModelLen, tokens the pool holds) */
   readonly maxSeqLen: number;
 
-  /**
-   * `lookahead(seq)`: drafts wanted for a decoding sequence (speculative decoding), null when off.
-   */
   constructor(
     config: EngineConfig,
     private readonly blockManager: BlockManager,
-    private readonly lookahead: ((seq: Sequence) => number) | null = null,
   ) {
     this.policy = config.policy;
+    this.hasDraftCache = config.speculative !== null && config.speculative.draft !== 'prompt-lookup';
     this.maxNumSeqs = config.maxNumSeqs;
     this.maxNumBatchedTokens = config.maxNumBatchedTokens;
     this.chunkedPrefill = config.policy === 'continuous' && config.enableChunkedPrefill;
@@ -82,7 +87,7 @@ export class Scheduler {
 
   /** Decide the next step. */
   schedule(): SchedulerOutput {
-    const out: SchedulerOutput = { scheduled: [], preempted: [], admitted: [] };
+    const out: SchedulerOutput = { scheduled: [], preempted: [], admitted: [], blockCopies: [] };
     let budget = this.maxNumBatchedTokens;
     const batchWasEmpty = this.running.length === 0;
 
@@ -97,7 +102,7 @@ export class Scheduler {
         n = left;
       }
       // a speculative decode: gamma drafted tokens after the newest one
-      const gamma = left === 1 && seq.numOutputTokens > 0 && this.lookahead ? this.gammaFor(seq, budget) : null;
+      const gamma = left === 1 && seq.numOutputTokens > 0 && seq.gammaPolicy ? this.gammaFor(seq, budget) : null;
       const slots = n + (gamma ?? 0);
       // make room, preempting from the back (the most recently admitted) until it fits
       while (!this.blockManager.canAppend(seq, slots)) {
@@ -138,7 +143,44 @@ export class Scheduler {
         if (!this.admit(seq, this.reserveTokens(seq), out)) break;
       }
     }
+    out.blockCopies = this.blockManager.takeCopies();
     return out;
+  }
+
+  // ---- after the step
+
+  /**
+   * The step ran: its scheduled tokens are in the cache now (and, with a draft model, the draft's
+   * cache holds `draftComputed`). Advance each sequence's computed count and name its newly full
+   * blocks in the prefix cache.
+   */
+  commit(scheduled: readonly ScheduledSequence[], draftComputed: ReadonlyMap<Sequence, number>): void {
+    for (const { seq, numNewTokens } of scheduled) {
+      seq.numComputedTokens += numNewTokens;
+      seq.numDraftComputedTokens = draftComputed.get(seq) ?? seq.numDraftComputedTokens;
+      this.blockManager.markComputed(seq, this.hashableTokens(seq));
+    }
+  }
+
+  /**
+   * Speculative decoding's rollback (lesson 4), after the accepted tokens were appended: the
+   * target's cache holds every committed token but the newest, the draft's at most that (it held
+   * `numDraftComputedTokens` after drafting). The blocks past them go back to the free list
+   * (continuous batching; static batching keeps its reservation).
+   */
+  rollbackDrafts(seq: Sequence, numDraftComputedTokens: number): void {
+    seq.numComputedTokens = seq.numTokens - 1;
+    seq.numDraftComputedTokens = Math.min(numDraftComputedTokens, seq.numComputedTokens);
+    if (!seq.isFinished && this.policy === 'continuous') this.blockManager.trim(seq);
+    this.blockManager.markComputed(seq, this.hashableTokens(seq));
+  }
+
+  /** Parallel sampling: `child` starts as a copy of `parent`, sharing its blocks, and runs right after `after`. */
+  fork(parent: Sequence, child: Sequence, after: Sequence = parent): void {
+    this.blockManager.fork(parent, child);
+    child.status = 'running';
+    const i = this.running.indexOf(after);
+    this.running.splice(i < 0 ? this.running.length : i + 1, 0, child);
   }
 
   /** A sequence finished or was aborted: free its blocks, forget it. */
@@ -150,20 +192,16 @@ export class Scheduler {
     if (seq.blockTable.length > 0) this.blockManager.free(seq);
   }
 
-  /** A forked sequence joins the running batch right after its parent (it holds blocks already). */
-  addRunning(seq: Sequence, after: Sequence): void {
-    seq.status = 'running';
-    const i = this.running.indexOf(after);
-    this.running.splice(i < 0 ? this.running.length : i + 1, 0, seq);
+  // drafts for a decode: what its gamma policy wants, capped by its maxTokens, the room left in
+  // the context and the budget left
+  private gammaFor(seq: Sequence, budget: number): number {
+    const tokensLeft = seq.params.maxTokens - seq.numOutputTokens;
+    return capGamma(seq.gammaPolicy!.gamma, { tokensLeft, room: this.maxSeqLen - seq.numTokens, budget });
   }
 
-  // drafts for a decode: what the drafter wants, capped by the budget left (the newest token
-  // takes 1), by maxTokens (the step adds one token beyond the drafts) and by the room left
-  // (verify writes numTokens + gamma tokens)
-  private gammaFor(seq: Sequence, budget: number): number {
-    const wanted = this.lookahead!(seq);
-    const tokensLeft = seq.params.maxTokens - seq.numOutputTokens - 1;
-    return Math.max(0, Math.min(wanted, budget - 1, tokensLeft, this.maxSeqLen - seq.numTokens));
+  // tokens of seq that may be named in the prefix cache: those both models' caches hold
+  private hashableTokens(seq: Sequence): number {
+    return this.hasDraftCache ? Math.min(seq.numComputedTokens, seq.numDraftComputedTokens) : seq.numComputedTokens;
   }
 
   // tokens to reserve blocks for on admission: what it has (continuous), or its longest (static)

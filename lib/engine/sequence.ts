@@ -1,20 +1,19 @@
 // A sequence: one completion being generated, with everything the scheduler and block manager
-// read (tokens, how many of them are in the KV cache, its block table) and the per-sequence
-// sampling state (seeded Rng, stop checker, incremental detokenizer). Plain numbers and arrays:
-// no tensors here (lesson 5, "continuous batching").
+// read (tokens, how many of them are in the KV cache, its block table), the per-sequence
+// sampling state (seeded Rng, speculative decoding's gamma policy) and its output (an
+// OutputRecorder: tokens, logprobs, stop checks, text, timestamps). Plain numbers and arrays: no
+// tensors here (lesson 5, "continuous batching").
 //
 // A request (one prompt, `n` completions) owns one sequence per completion. With n > 1 only the
 // first sequence prefills; when its prompt is done the others fork from it, sharing its blocks.
 
-import { IncrementalDecoder } from '../detokenizer';
-import { Rng, StopChecker, type FinishReason, type SamplingParams, type TokenLogprob } from '../sampling';
+import { OutputRecorder, type CompletionFinishReason } from '../output';
+import { Rng, type SamplingParams } from '../sampling';
+import type { GammaPolicy } from '../spec/adaptive';
 import type { Tokenizer } from '../tokenizer';
 
 /** Where a sequence is: waiting (queued or preempted), running (holds blocks), finished. */
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
-
-/** Why a completion ended: a stop condition, its length, an abort, or an error. */
-export type CompletionFinishReason = FinishReason | 'abort' | 'error';
 
 /** Times of one sequence on the engine's clock (ms); null until it happens. */
 export interface SequenceTimes {
@@ -23,9 +22,8 @@ export interface SequenceTimes {
   firstScheduled: number | null;
   /** start of the step that computed its last prompt chunk (and sampled the first token) */
   lastPrefillStepStart: number | null;
-  /** one entry per output token: when it was sampled */
-  tokens: number[];
   finished: number | null;
+  // when each output token was sampled: output.times
 }
 
 /**
@@ -39,9 +37,6 @@ export class Sequence {
   /** which of the request's n completions */
   readonly index: number;
   status: SequenceStatus = 'waiting';
-  readonly numPromptTokens: number;
-  /** prompt then output tokens */
-  readonly tokenIds: number[];
   /** tokens whose keys and values are in the cache */
   numComputedTokens = 0;
   /**
@@ -63,13 +58,10 @@ export class Sequence {
   readonly params: SamplingParams;
   readonly seed: number;
   readonly rng: Rng;
-  readonly stop: StopChecker;
-  readonly decoder: IncrementalDecoder | null;
-  text = '';
-  logprobs: number[] = [];
-  topLogprobs: TokenLogprob[][] = [];
-  finishReason: CompletionFinishReason | null = null;
-  stopReason: number | string | null = null;
+  /** speculative decoding (lesson 4): how many drafts it asks for each step; null when off */
+  readonly gammaPolicy: GammaPolicy | null;
+  /** its tokens (prompt then output), logprobs, text, timestamps and finish reason */
+  readonly output: OutputRecorder;
   readonly times: SequenceTimes;
 
   constructor(opts: {
@@ -82,34 +74,57 @@ export class Sequence {
     eosTokenIds: readonly number[];
     tokenizer?: Pick<Tokenizer, 'decode'>;
     arrival: number;
+    /** the longest it may get (prompt + output); it finishes with 'length' there (default: no limit) */
+    maxLength?: number;
+    gammaPolicy?: GammaPolicy | null;
   }) {
     this.seqId = opts.seqId;
     this.requestId = opts.requestId;
     this.index = opts.index;
-    this.numPromptTokens = opts.promptTokenIds.length;
-    this.tokenIds = [...opts.promptTokenIds];
     this.params = opts.params;
     this.seed = opts.seed;
     this.rng = new Rng(opts.seed);
-    this.stop = new StopChecker(opts.params, opts.eosTokenIds);
-    this.decoder = opts.tokenizer ? new IncrementalDecoder(opts.tokenizer) : null;
-    this.times = { arrival: opts.arrival, firstScheduled: null, lastPrefillStepStart: null, tokens: [], finished: null };
+    this.gammaPolicy = opts.gammaPolicy ?? null;
+    this.output = new OutputRecorder({
+      promptTokenIds: opts.promptTokenIds,
+      params: opts.params,
+      eosTokenIds: opts.eosTokenIds,
+      tokenizer: opts.tokenizer,
+      maxLength: opts.maxLength,
+      index: opts.index,
+      requestId: opts.requestId,
+    });
+    this.times = { arrival: opts.arrival, firstScheduled: null, lastPrefillStepStart: null, finished: null };
+  }
+
+  /** prompt then output tokens (the output recorder's) */
+  get tokenIds(): number[] {
+    return this.output.tokenIds;
+  }
+
+  get numPromptTokens(): number {
+    return this.output.numPromptTokens;
   }
 
   get numTokens(): number {
-    return this.tokenIds.length;
+    return this.output.tokenIds.length;
   }
 
   get numOutputTokens(): number {
-    return this.tokenIds.length - this.numPromptTokens;
+    return this.output.numOutputTokens;
   }
 
   get promptTokenIds(): number[] {
-    return this.tokenIds.slice(0, this.numPromptTokens);
+    return this.output.tokenIds.slice(0, this.numPromptTokens);
   }
 
   get outputTokenIds(): number[] {
-    return this.tokenIds.slice(this.numPromptTokens);
+    return this.output.outputTokenIds;
+  }
+
+  /** why it finished (null while it runs) */
+  get finishReason(): CompletionFinishReason | null {
+    return this.output.finishReason;
   }
 
   /** Tokens not yet in the cache: the (rest of the) prompt, or the last sampled token. */

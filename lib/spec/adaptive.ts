@@ -40,7 +40,7 @@ export function bestGamma(alpha: number, c: number, min = 1, max = 8, verifyCost
 }
 
 /** Running alpha and the gamma it suggests (lesson 4). One per sequence. */
-export class AdaptiveGamma {
+export class AdaptiveGamma implements GammaPolicy {
   readonly min: number;
   readonly max: number;
   private c: number;
@@ -92,4 +92,19 @@ export class AdaptiveGamma {
     this.alphaEstimate = this.alphaEstimate === null ? rate : (1 - w) * this.alphaEstimate + w * rate;
     this.current = bestGamma(Math.min(this.alphaEstimate, 0.999), this.c, this.min, this.max, this.verifyCost);
   }
+}
+
+/** How many drafts one sequence asks for at each step (lesson 4): a fixed gamma or an AdaptiveGamma. */
+export interface GammaPolicy {
+  /** gamma for the next step (before capGamma) */
+  readonly gamma: number;
+  /** record a step: `accepted` of `drafted` tokens were accepted */
+  observe(drafted: number, accepted: number): void;
+}
+
+/** One sequence's gamma policy (lesson 4): `gamma` every step, or a fresh AdaptiveGamma. */
+export function gammaPolicy(gamma: number | 'adaptive', adaptive?: AdaptiveGammaOptions): GammaPolicy {
+  if (gamma === 'adaptive') return new AdaptiveGamma(adaptive);
+  checkGamma(gamma);
+  return { gamma, observe: () => {} };
 }

@@ -6,9 +6,9 @@ import type { KVCache } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
 import { isGreedy, type Rng } from '../sampling';
-import { AdaptiveGamma, type AdaptiveGammaOptions } from './adaptive';
+import { gammaPolicy, type AdaptiveGammaOptions, type GammaPolicy } from './adaptive';
 import type { Drafter } from './drafter';
-import { acceptReject, checkGamma, rollback, targetProbs, verify, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
+import { acceptReject, capGamma, rollback, targetProbs, verify, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
 import { SpecStats, type StepTrace } from './stats';
 
 /** Configuration of a SpeculativeDecoder (lesson 4). */
@@ -49,8 +49,8 @@ export class SpeculativeDecoder {
   readonly stats: SpecStats;
   private readonly params: SpecSamplingParams;
   private readonly rngs: Rng[];
-  private readonly fixedGamma: number | null;
-  private readonly adaptive: AdaptiveGamma[] | null;
+  /** how many drafts each row asks for (fixed or adaptive) */
+  private readonly gammas: GammaPolicy[];
   private readonly greedy: boolean;
   private readonly unsafeSkipCorrection: boolean;
   private steps = 0;
@@ -59,15 +59,7 @@ export class SpeculativeDecoder {
     const { target, rows } = config;
     if (rows.length === 0) throw new Error('speculative decoding needs at least one row');
     if (config.rngs.length !== rows.length) throw new Error(`${rows.length} rows need ${rows.length} rngs, got ${config.rngs.length}`);
-    const gamma = config.gamma ?? 4;
-    if (gamma === 'adaptive') {
-      this.fixedGamma = null;
-      this.adaptive = rows.map(() => new AdaptiveGamma(config.adaptive));
-    } else {
-      checkGamma(gamma);
-      this.fixedGamma = gamma;
-      this.adaptive = null;
-    }
+    this.gammas = rows.map(() => gammaPolicy(config.gamma ?? 4, config.adaptive));
     this.target = target;
     this.drafter = config.drafter;
     this.rows = rows;
@@ -84,7 +76,7 @@ export class SpeculativeDecoder {
 
   /** gamma the next step would use for row b (before capping to `limit` and the context) */
   gammaOf(b: number): number {
-    return this.fixedGamma ?? this.adaptive![b].gamma;
+    return this.gammas[b].gamma;
   }
 
   /**
@@ -102,7 +94,7 @@ export class SpeculativeDecoder {
       const len = row.prompt.length + row.output.length;
       if (len >= maxPositions) throw new Error(`row ${b}: the sequence fills the context (${maxPositions} tokens)`);
       // the target cache will hold len + gamma tokens after verify
-      return Math.max(0, Math.min(this.gammaOf(b), limits[b]! - 1, maxPositions - len));
+      return capGamma(this.gammaOf(b), { tokensLeft: limits[b]!, room: maxPositions - len });
     });
     const stepIndex = this.steps++;
 
@@ -128,7 +120,7 @@ export class SpeculativeDecoder {
       const prop = proposals[b]!;
       const tokens = [...prop.tokens.slice(0, r.accepted), r.token];
       rows[b].output.push(...tokens);
-      this.adaptive?.[b].observe(prop.tokens.length, r.accepted);
+      this.gammas[b].observe(prop.tokens.length, r.accepted);
       const trace: StepTrace = {
         step: stepIndex,
         row: b,

@@ -3,25 +3,15 @@
 // 1..gamma+1 tokens at once (they share a timestamp, so inter-token latency is bursty).
 
 import type { KVCache, KVShape } from '../kv/cache';
-import { appendToken, preparePrompts, type GenerationOutput, type LanguageModel, type Prompt, type StreamEvent } from '../generate';
-import { IncrementalDecoder } from '../detokenizer';
+import { generationOutput, preparePrompts, type GenerationOutput, type LanguageModel, type Prompt } from '../generate';
 import { LlamaModel } from '../model/llama';
-import {
-  logitsToLogprobs,
-  resolveSamplingParams,
-  Rng,
-  StopChecker,
-  topKIndices,
-  type FinishReason,
-  type SamplingParams,
-  type SamplingParamsInput,
-  type TokenLogprob,
-} from '../sampling';
+import { OutputRecorder, type TokenEvent } from '../output';
+import { resolveSamplingParams, Rng, type SamplingParams, type SamplingParamsInput } from '../sampling';
 import type { AdaptiveGammaOptions } from './adaptive';
 import { SpeculativeDecoder } from './decoder';
 import { ModelDrafter, type Drafter } from './drafter';
 import { PromptLookupDrafter, type PromptLookupOptions } from './promptLookup';
-import { checkDraftCompatible, type SpecRow } from './speculative';
+import { checkDraftCompatible, scoredToken, type SpecRow } from './speculative';
 import type { SpecSummary, StepTrace } from './stats';
 
 /** Options of speculativeGenerate (lesson 4). */
@@ -74,7 +64,7 @@ export async function* speculativeGenerateStream(
   prompts: Prompt | readonly Prompt[],
   samplingParams: SamplingParamsInput,
   options: SpeculativeOptions,
-): AsyncGenerator<StreamEvent, SpeculativeOutput[], undefined> {
+): AsyncGenerator<TokenEvent, SpeculativeOutput[], undefined> {
   if (!options || typeof options !== 'object') throw new Error("speculativeGenerate: options.draft is required (a draft model or 'prompt-lookup')");
   const params: SamplingParams = resolveSamplingParams(samplingParams);
   if (params.n !== 1) throw new Error(`speculativeGenerate: n must be 1 (got ${params.n})`);
@@ -84,18 +74,10 @@ export async function* speculativeGenerateStream(
   const eos = tokenizer?.eosTokenIds ?? model.config.eosTokenIds;
   const B = promptIds.length;
   const rows: SpecRow[] = promptIds.map((prompt) => ({ prompt, output: [] }));
-  const seqs = promptIds.map(() => ({
-    logprobs: [] as number[],
-    topLogprobs: [] as TokenLogprob[][],
-    stop: new StopChecker(params, eos),
-    decoder: tokenizer ? new IncrementalDecoder(tokenizer) : null,
-    text: '',
-    finish: null as FinishReason | null,
-    stopReason: null as number | string | null,
-    times: [] as number[],
-    /** tokens kept (a step may overshoot a stop) */
-    kept: 0,
-  }));
+  // the rows are the decoder's; the recorders keep what is emitted (a step may overshoot a stop)
+  const outputs = promptIds.map(
+    (prompt, index) => new OutputRecorder({ promptTokenIds: prompt, params, eosTokenIds: eos, tokenizer, maxLength: model.config.maxPositions, index }),
+  );
 
   const makeCache = options.makeCache;
   let drafter: Drafter | null = null;
@@ -118,25 +100,16 @@ export async function* speculativeGenerateStream(
       unsafeSkipCorrection: options.unsafeSkipCorrection,
       keepTraces: options.trace ?? true,
     });
-    while (seqs.some((s) => !s.finish)) {
-      const limits = seqs.map((s) => (s.finish ? null : params.maxTokens - s.kept));
+    while (outputs.some((o) => !o.finished)) {
+      const limits = outputs.map((o) => (o.finished ? null : params.maxTokens - o.numOutputTokens));
       const steps = await decoder.step(limits);
       kvBytes = Math.max(kvBytes, decoder.kvBytes());
       const now = performance.now() - t0;
       for (let b = 0; b < B; b++) {
-        const s = seqs[b];
         const st = steps[b];
         if (!st) continue;
-        for (let j = 0; j < st.tokens.length && !s.finish; j++) {
-          const token = st.tokens[j];
-          const raw = logitsToLogprobs(st.logits[j]); // [V] the target's raw distribution
-          const topLogprobs = params.logprobs > 0 ? Array.from(topKIndices(raw, params.logprobs), (id) => ({ token: id, logprob: raw[id] })) : undefined;
-          s.kept++;
-          s.logprobs.push(raw[token]);
-          if (topLogprobs) s.topLogprobs.push(topLogprobs);
-          s.times.push(now);
-          const status = appendToken(s, token, rows[b].prompt.length + s.kept >= model.config.maxPositions);
-          yield { index: b, token, text: status.delta, logprob: raw[token], topLogprobs, finished: status.finished, finishReason: status.finishReason };
+        for (let j = 0; j < st.tokens.length && !outputs[b].finished; j++) {
+          yield outputs[b].record(scoredToken(st.logits[j], st.tokens[j], params.logprobs), now);
         }
       }
     }
@@ -146,34 +119,9 @@ export async function* speculativeGenerateStream(
   }
 
   const summary = decoder.stats.summary();
-  return seqs.map((s, index) => {
-    const n = s.kept;
-    const e2e = s.times[n - 1];
-    const ttft = s.times[0];
+  return outputs.map((output, index) => {
     const trace = decoder!.stats.traces.filter((t) => t.row === index);
-    return {
-      index,
-      promptTokenIds: rows[index].prompt as number[],
-      text: s.text,
-      tokenIds: rows[index].output.slice(0, n),
-      logprobs: s.logprobs,
-      topLogprobs: params.logprobs > 0 ? s.topLogprobs : undefined,
-      finishReason: s.finish as FinishReason,
-      stopReason: s.stopReason,
-      seed: params.seed,
-      metrics: {
-        promptTokens: rows[index].prompt.length,
-        outputTokens: n,
-        ttftMs: ttft,
-        tpotMs: n > 1 ? (e2e - ttft) / (n - 1) : 0,
-        itlMs: s.times.slice(1).map((t, i) => t - s.times[i]),
-        e2eMs: e2e,
-        decodeTokensPerSecond: n > 1 && e2e > ttft ? ((n - 1) * 1000) / (e2e - ttft) : 0,
-        kvBytes,
-      },
-      spec: B === 1 ? summary : summaryOf(trace, summary),
-      trace,
-    };
+    return { ...generationOutput(output, index, params.seed, kvBytes), spec: B === 1 ? summary : summaryOf(trace, summary), trace };
   });
 }
 

@@ -21,7 +21,7 @@
 
 import type { KVCache } from '../kv/cache';
 import type { LlamaModel } from '../model/llama';
-import { argmax, isGreedy, logitsToProbs, sampleFromProbs, type Rng, type SamplingParams, type TokenHistory } from '../sampling';
+import { argmax, isGreedy, logitsToLogprobs, logitsToProbs, sampleFromProbs, topKIndices, type Rng, type SampledToken, type SamplingParams, type TokenHistory } from '../sampling';
 
 // ---- types
 
@@ -76,6 +76,17 @@ export function checkGamma(gamma: number, what = 'gamma'): void {
   if (!Number.isInteger(gamma) || gamma < 1) {
     throw new Error(`${what} must be an integer >= 1 (tokens drafted per step), got ${String(gamma)}`);
   }
+}
+
+/**
+ * Drafts a speculative step may take (lesson 4): `wanted` capped so that the step fits what is
+ * left. A step emits up to gamma + 1 tokens, so gamma < `tokensLeft` (output tokens still wanted);
+ * verify writes gamma tokens after the newest, so gamma <= `room` (positions left in the context);
+ * in the engine the newest token and the drafts share the step's token `budget`. Never below 0.
+ * Shared by SpeculativeDecoder and the engine's scheduler.
+ */
+export function capGamma(wanted: number, limits: { tokensLeft: number; room: number; budget?: number }): number {
+  return Math.max(0, Math.min(wanted, limits.tokensLeft - 1, limits.room, (limits.budget ?? Infinity) - 1));
 }
 
 /** Throws unless the draft scores the same token ids as the target (same vocabulary size). */
@@ -245,6 +256,18 @@ export function acceptReject(p: readonly Float32Array[], draft: DraftProposal, r
 }
 
 // ---- 4. rollback
+
+/**
+ * A committed token as the output records it (lesson 4): its logprob and, when
+ * `numTopLogprobs` > 0, the top alternatives, under the target's raw distribution (the verify
+ * logits row [V] that scored it), as sampleToken reports them.
+ */
+export function scoredToken(logits: Float32Array, token: number, numTopLogprobs: number): SampledToken {
+  const raw = logitsToLogprobs(logits); // [V] the target's raw distribution
+  const picked: SampledToken = { token, logprob: raw[token] };
+  if (numTopLogprobs > 0) picked.topLogprobs = Array.from(topKIndices(raw, numTopLogprobs), (id) => ({ token: id, logprob: raw[id] }));
+  return picked;
+}
 
 /**
  * Make a cache hold exactly the committed tokens but the newest (the cache rule) (lesson 4):

@@ -325,8 +325,8 @@ function muteCpuBanner(): void {
 // ---- wasm
 
 async function probeWasm(): Promise<Probe> {
-  // in an ES-module bundle (shared/gpu/pack.sh) there is no __dirname: Emscripten looks for the
-  // .wasm files there, and pack.sh copies them beside the bundle
+  // in an ES-module bundle (esbuild) there is no __dirname: Emscripten looks for the .wasm files
+  // there, so they must be copied beside the bundle
   if (isNode() && typeof __dirname === 'undefined' && process.argv[1]) {
     const path = await import('node:path');
     (globalThis as { __dirname?: string }).__dirname = path.dirname(path.resolve(process.argv[1]));

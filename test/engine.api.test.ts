@@ -67,6 +67,7 @@ describe('LLM', () => {
       expect(engine.blockManager.checkInvariants(engine.liveSequences())).toEqual([]);
     }
     expect(sawShared).toBe(true);
+    expect(engine.steps.at(-1)!.numForwardCalls).toBe(1); // the last step: one decode call for the 3 completions
     expect(out.outputs.map((o) => o.seed)).toEqual([11, 12, 13]);
     for (const o of out.outputs) {
       const [ref] = await generate(lm, prompts[1], { ...params, seed: o.seed });

@@ -15,6 +15,7 @@ import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
 import { listNotebooks } from '../scripts/lessons/main';
 import { readNotebook, renderSite, type Lesson, type Notebook } from '../scripts/lessons/render';
 import { findPython, setupJupyter } from '../scripts/lessons/setup';
+import { checkSavedNotebook, MAX_NOTEBOOK_BYTES } from './charts.helpers';
 
 const REQUIRE = process.env.INFERENCE_LAB_REQUIRE_LESSONS === '1';
 const ART = path.resolve('test-artifacts', 'lessons');
@@ -251,6 +252,25 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
       await browser.close();
     }
   }, 180_000);
+
+  it.skipIf(noChromium !== null)('each executed notebook is under 500 KB with no copy of plotly.js, and draws offline in nbconvert HTML and on the site', async () => {
+    expect(fs.existsSync(path.join(build, 'plotly.min.js')), 'plotly.min.js beside the executed notebooks').toBe(true);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    try {
+      for (const r of runs.filter((x) => x.ok)) {
+        const name = path.basename(r.executed);
+        const c = await checkSavedNotebook(browser, findPython(), r.executed, path.join(ART, 'nbconvert-site'));
+        expect(c.bytes, `${name}: size`).toBeLessThan(MAX_NOTEBOOK_BYTES);
+        expect(c.hasPlotlyCopy, `${name}: a copy of plotly.js inside`).toBe(false);
+        for (const p of c.pages) {
+          expect(p.drawn, `${name}, ${p.page}: charts drawn: ${p.text.join(' | ')}`).toBe(c.charts);
+          expect(p.errors, `${name}, ${p.page}: errors`).toEqual([]);
+        }
+      }
+    } finally {
+      await browser.close();
+    }
+  }, 300_000);
 
   afterAll(() => undefined);
 });

@@ -7,7 +7,7 @@
 // charts must draw offline in nbconvert's HTML and on our site. Without Jupyter or Chromium it
 // skips with the reason, unless INFERENCE_LAB_REQUIRE_LESSONS=1 (CI).
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -16,18 +16,14 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { findAddress } from '../scripts/lessons/notebook';
-import { readNotebook, renderSite } from '../scripts/lessons/render';
 import { findPython } from '../scripts/lessons/setup';
+import { charts, checkSavedNotebook, MAX_NOTEBOOK_BYTES, OURS, waitDrawn } from './charts.helpers';
 
 const REQUIRE = process.env.INFERENCE_LAB_REQUIRE_LESSONS === '1';
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const LESSON = '01-why-inference-is-slow.ipynb';
 const DIR = path.resolve('test-artifacts', 'live'); // under the repo: the lesson resolves `inference-lab` from here
-const MAX_NOTEBOOK_BYTES = 500 * 1024;
-const PLOTLY_MARK = 'Copyright 2012-'; // plotly.js's licence header
-/** console messages that would come from our chart code */
-const OURS = /plotly|ilPlotly|il-plot|inference-lab/i;
 
 function why(check: () => unknown): string | null {
   try {
@@ -64,20 +60,6 @@ function watch(page: Page): Log {
   page.on('requestfailed', (r) => log.failed.push(r.url()));
   page.on('response', (r) => r.status() >= 400 && log.failed.push(`${r.status()} ${r.url()}`));
   return log;
-}
-
-/** Charts on the page: how many chart divs, and how many hold plotly's SVG. */
-async function charts(page: Page): Promise<{ divs: number; drawn: number; text: string[] }> {
-  return page.evaluate(() => {
-    const divs = Array.from(document.querySelectorAll('.il-plot'));
-    return { divs: divs.length, drawn: divs.filter((d) => d.querySelector('svg.main-svg')).length, text: divs.map((d) => (d.querySelector('svg') ? '' : (d.textContent ?? ''))) };
-  });
-}
-
-async function waitDrawn(page: Page, n: number, timeout = 60_000): Promise<void> {
-  await page
-    .waitForFunction((k) => Array.from(document.querySelectorAll('.il-plot')).filter((d) => d.querySelector('svg.main-svg')).length >= k, n, { timeout })
-    .catch(() => undefined);
 }
 
 // the classic Notebook's page API, as the page sees it
@@ -240,39 +222,14 @@ describe.skipIf(skip !== null)('a lesson in the live Notebook', () => {
   }, 900_000);
 
   it('the saved notebook is under 500 KB, holds no plotly.js, and draws offline in nbconvert HTML and on the site', async () => {
-    const raw = fs.readFileSync(executedCopy, 'utf8');
-    expect(raw.length, 'saved notebook size').toBeLessThan(MAX_NOTEBOOK_BYTES);
-    expect(raw).not.toContain(PLOTLY_MARK);
-    const nb = readNotebook(executedCopy);
-    const expected = nb.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data && 'application/vnd.plotly.v1+json' in o.data).length;
-    expect(expected).toBeGreaterThanOrEqual(2);
-
-    const python = findPython();
-    const r = spawnSync(python, ['-m', 'nbconvert', '--to', 'html', executedCopy], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const html = executedCopy.replace(/\.ipynb$/, '.html');
-    const site = path.join(DIR, 'site');
-    await renderSite([{ slug: 'lesson', title: 'lesson', notebook: nb }], site, { machine: null, mode: 'QUICK', date: 'test' });
-
-    for (const file of [html, path.join(site, 'lesson.html')]) {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-      const log = watch(page);
-      const network: string[] = [];
-      // offline: anything but file:// is refused (nbconvert's template asks a CDN for require.js and MathJax)
-      await page.route(/^(?!file:)/, (route) => {
-        network.push(route.request().url());
-        return route.abort();
-      });
-      try {
-        await page.goto(`file://${file}`, { waitUntil: 'load' });
-        await waitDrawn(page, expected);
-        const got = await charts(page);
-        expect(got.drawn, `${path.basename(file)}: charts drawn: ${got.text.join(' | ')}`).toBe(expected);
-        expect(log.errors.filter((e) => OURS.test(e) || (e.startsWith('pageerror') && !/require|MathJax|define/.test(e))), `${path.basename(file)}: errors`).toEqual([]);
-        if (file.includes(`${path.sep}site${path.sep}`)) expect(network, 'site: network requests').toEqual([]);
-      } finally {
-        await page.close();
-      }
+    const c = await checkSavedNotebook(browser, findPython(), executedCopy, path.join(DIR, 'site'));
+    expect(c.bytes, 'saved notebook size').toBeLessThan(MAX_NOTEBOOK_BYTES);
+    expect(c.hasPlotlyCopy, 'a copy of plotly.js inside').toBe(false);
+    expect(c.charts).toBeGreaterThanOrEqual(2);
+    for (const p of c.pages) {
+      expect(p.drawn, `${p.page}: charts drawn: ${p.text.join(' | ')}`).toBe(c.charts);
+      expect(p.errors, `${p.page}: errors`).toEqual([]);
     }
+    expect(c.pages.find((p) => p.page === 'site')?.network, 'site: network requests').toEqual([]);
   }, 180_000);
 });

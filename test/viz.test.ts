@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { barChart, copyPlotlyJs, display, figureBundle, figureHtml, lineChart, setDisplaySink, timelineChart, type Figure, type MimeBundle } from '../lib/index';
+import { barChart, copyPlotlyJs, display, figureBundle, figureHtml, lineChart, placeLabels, rooflineChart, setDisplaySink, timelineChart, type Figure, type MimeBundle, type Roofs } from '../lib/index';
 import { listNotebooks } from '../scripts/lessons/main';
 
 const REQUIRE = process.env.INFERENCE_LAB_REQUIRE_LESSONS === '1';
@@ -67,6 +67,24 @@ describe('chart bundles', () => {
       expect(title.pad.t).toBeGreaterThanOrEqual(32);
     }
     expect((longNames.layout.margin as { b: number }).b).toBeGreaterThan(100); // two legend rows
+  });
+
+  it('point labels that would land on each other or on an annotation are left to hover', () => {
+    const range = { x: [0.01, 1000] as [number, number], y: [0.1, 30] as [number, number] };
+    const items = [
+      { key: 'a', label: 'target decode (predicted)', x: 0.5, y: 5 },
+      { key: 'b', label: 'random-125m decode (predicted)', x: 0.5, y: 5 }, // same point as a
+      { key: 'c', label: 'target decode (measured)', x: 0.5, y: 2.4 }, // below a, clear of it
+      { key: 'd', label: 'prefill T=256', x: 100, y: 15 }, // on the compute-bound annotation
+    ];
+    expect(placeLabels(items, range, [{ label: 'compute-bound', x: 300, y: 15.5, anchor: 'right' }])).toEqual(['a', 'c']);
+    const fig = rooflineChart({ bandwidthGBps: 10, peakGflops: 15.5 } as Roofs, [
+      { name: 'one', intensity: 0.5, gflops: 5 },
+      { name: 'two', intensity: 0.5, gflops: 5 },
+    ]);
+    const points = fig.data[1];
+    expect(points.text).toEqual(['one', '']);
+    expect(points.customdata).toEqual(['one', 'two']); // hover keeps both names
   });
 
   it('a title cannot close the inline script', () => {

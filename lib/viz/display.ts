@@ -80,6 +80,9 @@ export function displayBundle(bundle: MimeBundle, opts: { displayId?: string; up
 //     notebook). A reloaded page or a fresh tab loads it again by itself: nothing depends on what
 //     the kernel sent before. If no copy is found the div says where it looked;
 //   - text/plain: a one-line summary.
+// Jupyter runs an output's scripts only in trusted notebooks: outputs you produced live are
+// trusted, and the lesson runner signs its executed copies (`jupyter trust`), so all of these
+// draw when reopened; where scripts do not run, the chart's div says what to do.
 // The lesson site (scripts/lessons/render.ts) draws the JSON with plotly.min.js copied next to
 // its pages, loaded by each page's head: offline, no loader needed.
 
@@ -156,12 +159,18 @@ export function figureHtml(fig: Figure, opts: { id?: string; inlineLibrary?: boo
     `plotly.js was not found (looked for ${PLOTLY_FILE} at: ' + u.join(', ') + '). ` +
     `Start Jupyter with npm run notebook, or put node_modules/plotly.js-dist-min/${PLOTLY_FILE} beside this notebook or page, then run the cell again.`;
   return (
-    `${lib}<div id="${escapeHtml(id)}" class="il-plot" style="width:100%;height:${height}px"></div>\n` +
+    `${lib}<div id="${escapeHtml(id)}" class="il-plot" style="width:100%;height:${height}px">${escapeHtml(placeholder(fig))}</div>\n` +
     `<script>(function(){${LOADER}var f=${jsonForScript({ data: fig.data, layout: fig.layout, config })};` +
     `var el=document.getElementById(${jsonForScript(id)});if(!el)return;` +
-    `ilPlotly(${jsonForScript(opts.served ?? null)}).then(function(P){P.newPlot(el,f.data,f.layout,f.config);},` +
+    `ilPlotly(${jsonForScript(opts.served ?? null)}).then(function(P){el.textContent='';P.newPlot(el,f.data,f.layout,f.config);},` +
     `function(u){el.style.height='auto';el.textContent='${missing}';});})();</script>`
   );
+}
+
+/** What the chart's div says until its script draws it (it stays where scripts do not run). */
+function placeholder(fig: Figure): string {
+  const title = (fig.layout.title as { text?: string } | undefined)?.text;
+  return `Chart${title ? ` "${title}"` : ''}: a script draws it; if this text stays, run the cell again or trust the notebook (File > Trust Notebook).`;
 }
 
 /** The notebook's folder relative to the Jupyter server's root, when the server told the kernel. */

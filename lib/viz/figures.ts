@@ -183,17 +183,30 @@ export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o:
   };
   const groups = new Map<string, RooflinePoint[]>();
   for (const p of points) groups.set(p.group ?? 'measured', [...(groups.get(p.group ?? 'measured') ?? []), p]);
+  // labels only for small groups (a sweep's many points would overlap) and only where they do not
+  // land on another label; hover always shows the name
+  const ys = [...points.map((p) => p.gflops), attainableGflops(lo, roofs), roofs.peakGflops].filter((v) => v > 0);
+  const labelled = new Set(
+    placeLabels(
+      [...groups.values()].flatMap((ps) => (ps.length <= 3 ? ps : [])).map((p) => ({ key: p, label: p.name, x: p.intensity, y: p.gflops })),
+      { x: [lo, hi], y: [Math.min(...ys), Math.max(...ys)] },
+      [
+        { label: 'memory-bound', x: lo * 3, y: attainableGflops(lo * 3, roofs), anchor: 'left' },
+        { label: 'compute-bound', x: hi / 3, y: roofs.peakGflops, anchor: 'right' },
+      ],
+    ),
+  );
   const traces: Trace[] = [...groups].map(([group, ps]) => ({
     type: 'scatter',
-    // labels only for small groups: a sweep's many points would overlap (hover shows the name)
-    mode: ps.length <= 3 ? 'markers+text' : 'markers',
+    mode: ps.some((p) => labelled.has(p)) ? 'markers+text' : 'markers',
     name: group,
     x: ps.map((p) => p.intensity),
     y: ps.map((p) => p.gflops),
-    text: ps.map((p) => p.name),
+    text: ps.map((p) => (labelled.has(p) ? p.name : '')),
+    customdata: ps.map((p) => p.name),
     textposition: 'top center',
     marker: { size: 11 },
-    hovertemplate: '%{text}<br>%{x:.3g} FLOP/B, %{y:.3g} GFLOP/s<extra></extra>',
+    hovertemplate: '%{customdata}<br>%{x:.3g} FLOP/B, %{y:.3g} GFLOP/s<extra></extra>',
   }));
   const layout = baseLayout({
     ...o,
@@ -221,6 +234,35 @@ export function rooflineChart(roofs: Roofs, points: readonly RooflinePoint[], o:
     },
   ];
   return legendBelow({ data: [roof, ...traces], layout });
+}
+
+/**
+ * Which point labels (drawn centred above their point, on log-log axes spanning `range`) can be
+ * shown without overlapping an earlier one: greedy, in order. Sizes are estimates for a chart
+ * ~800x250 px inside its margins and plotly's 12 px font.
+ */
+export function placeLabels<K>(
+  items: readonly { key: K; label: string; x: number; y: number }[],
+  range: { x: [number, number]; y: [number, number] },
+  /** text already on the chart (annotations), anchored at its left or right end, just above (x, y) */
+  reserved: readonly { label: string; x: number; y: number; anchor: 'left' | 'right' }[] = [],
+): K[] {
+  const decades = (r: [number, number]) => Math.max(Math.log10(r[1] / r[0]), 0.5);
+  const pxX = 800 / decades(range.x);
+  const pxY = 250 / decades(range.y);
+  const placed = reserved.map((r) => {
+    const w = 6.5 * r.label.length + 6;
+    return { cx: Math.log10(r.x) * pxX + (r.anchor === 'left' ? w / 2 : -w / 2), cy: Math.log10(r.y) * pxY + 8, w };
+  });
+  const kept: K[] = [];
+  for (const it of items) {
+    if (!(it.x > 0 && it.y > 0)) continue;
+    const box = { cx: Math.log10(it.x) * pxX, cy: Math.log10(it.y) * pxY + 14, w: 6.5 * it.label.length + 6 };
+    if (placed.some((p) => Math.abs(p.cx - box.cx) < (p.w + box.w) / 2 && Math.abs(p.cy - box.cy) < 16)) continue;
+    placed.push(box);
+    kept.push(it.key);
+  }
+  return kept;
 }
 
 /** One interval of a timeline. */

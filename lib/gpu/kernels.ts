@@ -1,0 +1,398 @@
+// WGSL kernels of the captured decode step (lesson 2, "eager vs captured"). One function per
+// kernel, each returning the shader's source for fixed sizes (sizes are compile-time constants,
+// so loops have known bounds). A Llama layer is six dispatches:
+//
+//   qkv     = rmsnorm(x) @ Wqkv^T                 matmul, norm prologue          [N, (H+2Hkv)*D]
+//   q, k, v : RoPE on q and k; k and v written into the paged pool through the block table
+//   att     = softmax(q k^T) v over the pool       paged attention (GQA)          [N, H*D]
+//   x      += att @ Wo^T                           matmul, residual epilogue      [N, Dm]
+//   act     = silu(g) * u, [g|u] = rmsnorm(x) @ Wgu^T  matmul, norm + SiLU·mul     [N, F]
+//   x      += act @ Wdown^T                        matmul, residual epilogue      [N, Dm]
+//
+// plus embed (gather) before the layers and rmsnorm(x) @ lm_head^T, argmax after: 6L + 3
+// dispatches a step. Weights are HF's [out, in] rows, fp32 or bf16 packed two per u32.
+//
+// Shape letters as in lib/model/config.ts; N = tokens in the step, M = rows that get logits.
+
+/** How weights are stored: fp32, or bf16 packed two per u32 (element 2i in the low half). */
+export type WeightFormat = 'f32' | 'bf16';
+
+/** The step's sizes, written once per step into one uniform buffer that every kernel reads. */
+export const STEP_PARAMS_WGSL = /* wgsl */ `
+struct StepParams {
+  n: u32,      // tokens in the step
+  m: u32,      // rows that get logits
+  pad0: u32,
+  pad1: u32,
+}`;
+
+// f32 literal: WGSL wants a decimal point or exponent
+const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : x.toExponential());
+
+// bf16 halves of a u32 as f32: the low half is element 2i, the high half 2i+1
+const BF16_HELPERS = /* wgsl */ `
+fn bf16lo(u: u32) -> f32 { return bitcast<f32>(u << 16u); }
+fn bf16hi(u: u32) -> f32 { return bitcast<f32>(u & 0xffff0000u); }`;
+
+// ---- embed: x[n] = E[ids[n]]
+
+/** Gather embedding rows. Dispatch (N). E [V, Dm], ids [N] -> x [N, Dm] */
+export function embedKernel(Dm: number, format: WeightFormat): string {
+  const load = format === 'f32' ? 'E[i]' : 'select(bf16lo(E[i >> 1u]), bf16hi(E[i >> 1u]), (i & 1u) == 1u)';
+  return /* wgsl */ `
+${BF16_HELPERS}
+const DM: u32 = ${Dm}u;
+@group(0) @binding(0) var<storage, read> E: array<${format === 'f32' ? 'f32' : 'u32'}>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> X: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let n = wg.x;
+  let row = ids[n] * DM;
+  for (var k = lid; k < DM; k += 64u) {
+    let i = row + k;
+    X[n * DM + k] = ${load};
+  }
+}`;
+}
+
+// ---- matmul: y[m, r] = a(m) . W[r], the decode GEMV / skinny GEMM
+
+/** What a matmul does around its dot products. */
+export interface MatmulSpec {
+  /** K: input width (a multiple of 8) */
+  K: number;
+  /** R: weight rows (output width, or 2F for the SiLU pair) */
+  R: number;
+  format: WeightFormat;
+  /** rmsnorm the input row first (gain [K]); eps */
+  norm?: { eps: number };
+  /** the input rows: 'tokens' (m < n, row m) or 'logitRows' (m < params.m, row rows[m]) */
+  rows: 'tokens' | 'logitRows';
+  /** store y; add y into the output (residual); or SiLU·mul of interleaved (gate, up) row pairs */
+  epilogue: 'store' | 'residual' | 'siluMul';
+  /** reduce with subgroupAdd (32-lane subgroups) instead of a shared-memory tree */
+  subgroups32: boolean;
+}
+
+/** Rows per workgroup and tokens per tile of the matmul kernel. */
+export const MATMUL_TILE = { rows: 4, lanes: 32, tokens: 4 } as const;
+
+/**
+ * y = a @ W^T with W [R, K] (HF's [out, in]): 32 lanes per weight row stream the row in
+ * vec4 (fp32) or 8-value (bf16) loads; each lane keeps TM token accumulators, so one read of
+ * the weights serves TM tokens. A norm prologue costs nothing extra: sum(x^2) comes from the
+ * same loads, and rmsnorm(x) . w = (x * gain) . w * rsqrt(mean(x^2) + eps).
+ * Dispatch (ceil(R / 4)). X [rows, K], gain [K], rows [M] -> Y [M, R] (or [M, R/2] for siluMul)
+ */
+export function matmulKernel(s: MatmulSpec): string {
+  const { K, R, format, norm, epilogue, subgroups32 } = s;
+  const TM = MATMUL_TILE.tokens;
+  const RPW = MATMUL_TILE.rows;
+  const L = MATMUL_TILE.lanes;
+  if (K % 8 !== 0) throw new Error(`matmul: K = ${K} must be a multiple of 8`);
+  if (epilogue === 'siluMul' && R % RPW !== 0) throw new Error(`matmul: 2F = ${R} must be a multiple of ${RPW}`);
+  const count = s.rows === 'tokens' ? 'P.n' : 'P.m';
+  const rowOf = s.rows === 'tokens' ? 'm' : 'rows[m]';
+  const js = [...Array(TM).keys()];
+  // the dot products of one weight load with TM token rows
+  const body =
+    format === 'f32'
+      ? `let w = W[r * KV + kv];${norm ? '\n          let g = gain[kv];' : ''}
+${js.map((j) => dotLines(j, norm ? 'w * g' : 'w', ['X[xr' + j + ' * KV + kv]'], !!norm)).join('\n')}`
+      : `let u = W[r * KV + kv];
+          let w0 = vec4f(bf16lo(u.x), bf16hi(u.x), bf16lo(u.y), bf16hi(u.y));
+          let w1 = vec4f(bf16lo(u.z), bf16hi(u.z), bf16lo(u.w), bf16hi(u.w));${
+            norm ? '\n          let g0 = gain[2u * kv];\n          let g1 = gain[2u * kv + 1u];' : ''
+          }
+${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr${j} * K4 + 2u * kv]`, `X[xr${j} * K4 + 2u * kv + 1u]`], !!norm)).join('\n')}`;
+  const reduce = subgroups32
+    ? `acc = subgroupAdd(acc);${norm ? '\n    ss = subgroupAdd(ss);' : ''}`
+    : `part[lid] = acc;${norm ? '\n    part2[lid] = ss;' : ''}
+    workgroupBarrier();
+    for (var h = ${L / 2}u; h > 0u; h >>= 1u) {
+      if (lane < h) {
+        part[lid] += part[lid + h];${norm ? '\n        part2[lid] += part2[lid + h];' : ''}
+      }
+      workgroupBarrier();
+    }
+    acc = part[lid];${norm ? '\n    ss = part2[lid];' : ''}`;
+  const scale = norm ? ` * inverseSqrt(ss / ${f(K)} + ${f(norm.eps)})` : '';
+  let store: string;
+  if (epilogue === 'siluMul') {
+    store = `if (lid < ${(RPW / 2) * TM}u) {
+      let p = lid / ${TM}u;
+      let j = lid % ${TM}u;
+      let m = m0 + j;
+      if (m < M) {
+        let g = res[(2u * p) * ${TM}u + j];
+        let u = res[(2u * p + 1u) * ${TM}u + j];
+        Y[m * ${R / 2}u + wg.x * ${RPW / 2}u + p] = g / (1.0 + exp(-g)) * u;
+      }
+    }`;
+  } else {
+    const write = epilogue === 'residual' ? 'Y[m * R + r2] += res[lid];' : 'Y[m * R + r2] = res[lid];';
+    store = `if (lid < ${RPW * TM}u) {
+      let r2 = wg.x * ${RPW}u + lid / ${TM}u;
+      let m = m0 + lid % ${TM}u;
+      if (r2 < R && m < M) { ${write} }
+    }`;
+  }
+  const wType = format === 'f32' ? 'vec4f' : 'vec4u';
+  return /* wgsl */ `
+${subgroups32 ? 'enable subgroups;' : ''}
+${STEP_PARAMS_WGSL}
+${BF16_HELPERS}
+const K: u32 = ${K}u;
+const K4: u32 = ${K / 4}u;
+const KV: u32 = ${format === 'f32' ? K / 4 : K / 8}u; // weight vectors per row
+const R: u32 = ${R}u;
+@group(0) @binding(0) var<uniform> P: StepParams;
+@group(0) @binding(1) var<storage, read> W: array<${wType}>;
+@group(0) @binding(2) var<storage, read> X: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
+${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
+${subgroups32 ? '' : `var<workgroup> part: array<vec4f, ${RPW * L}>;`}
+${subgroups32 || !norm ? '' : `var<workgroup> part2: array<vec4f, ${RPW * L}>;`}
+var<workgroup> res: array<f32, ${RPW * TM}>;
+@compute @workgroup_size(${RPW * L})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let lane = lid % ${L}u;
+  let r = wg.x * ${RPW}u + lid / ${L}u;
+  let M = ${count};
+  for (var m0 = 0u; m0 < M; m0 += ${TM}u) {
+    var acc = vec4f(0.0);${norm ? '\n    var ss = vec4f(0.0);' : ''}
+    // input rows of this tile (a row past M repeats row 0 and is never stored)
+${js.map((j) => `    let xr${j} = select(0u, ${rowOf.replace('m', `(m0 + ${j}u)`)}, m0 + ${j}u < M);`).join('\n')}
+    if (r < R) {
+      for (var kv = lane; kv < KV; kv += ${L}u) {
+          ${body}
+      }
+    }
+    ${reduce}
+    if (lane == 0u) {
+${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = acc[${j}]${scale.replace(/ss/, `ss[${j}]`)};`).join('\n')}
+    }
+    workgroupBarrier();
+    ${store}
+    workgroupBarrier();
+  }
+}`;
+}
+
+// acc[j] += w . x (and ss[j] += x . x for the norm), for one or two weight vectors
+function dotLines(j: number, w: string | string[], x: string[], norm: boolean): string {
+  const ws = Array.isArray(w) ? w : [w];
+  const lines: string[] = [];
+  x.forEach((xe, i) => {
+    lines.push(`          let x${j}_${i} = ${xe};`);
+    lines.push(`          acc[${j}] += dot(${ws[i]}, x${j}_${i});`);
+    if (norm) lines.push(`          ss[${j}] += dot(x${j}_${i}, x${j}_${i});`);
+  });
+  return lines.join('\n');
+}
+
+// ---- RoPE, then k and v into the paged pool
+
+/** Sizes of the attention kernels. */
+export interface AttentionSpec {
+  H: number;
+  Hkv: number;
+  D: number;
+  blockSize: number;
+  /** block-table row length: ceil(maxPositions / blockSize) */
+  maxBlocks: number;
+}
+
+/**
+ * RoPE as HF applies it (x*cos + rotate_half(x)*sin, tables precomputed per position in fp32)
+ * on q (in place, then scaled by 1/sqrt(D)) and k; k and v go to slot
+ * table[seq][pos / blockSize] * blockSize + pos % blockSize of this layer's pool.
+ * Dispatch (N). qkv [N, (H+2Hkv)*D], meta [N, 2] = (seq, pos), table [B, maxBlocks],
+ * cos/sin [maxPositions, D/2] -> qkv (q part), Kpool, Vpool [blocks*blockSize, Hkv, D]
+ */
+export function ropeStoreKernel(a: AttentionSpec): string {
+  const { H, Hkv, D, blockSize, maxBlocks } = a;
+  return /* wgsl */ `
+const H: u32 = ${H}u;
+const HKV: u32 = ${Hkv}u;
+const D: u32 = ${D}u;
+const HALF: u32 = ${D / 2}u;
+const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
+@group(0) @binding(0) var<storage, read_write> QKV: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Kp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Vp: array<f32>;
+@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
+@group(0) @binding(4) var<storage, read> table: array<u32>;
+@group(0) @binding(5) var<storage, read> COS: array<f32>;
+@group(0) @binding(6) var<storage, read> SIN: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let n = wg.x;
+  let seq = tokmeta[2u * n];
+  let pos = tokmeta[2u * n + 1u];
+  let slot = table[seq * ${maxBlocks}u + pos / ${blockSize}u] * ${blockSize}u + pos % ${blockSize}u;
+  let scale = ${f(Math.fround(1 / Math.sqrt(D)))};
+  // q and k heads: rotate the pair (i, i + D/2)
+  for (var t = lid; t < (H + HKV) * HALF; t += 64u) {
+    let h = t / HALF;
+    let i = t % HALF;
+    let base = n * W + h * D;
+    let x1 = QKV[base + i];
+    let x2 = QKV[base + i + HALF];
+    let c = COS[pos * HALF + i];
+    let s = SIN[pos * HALF + i];
+    let y1 = x1 * c - x2 * s;
+    let y2 = x2 * c + x1 * s;
+    if (h < H) {
+      QKV[base + i] = y1 * scale;
+      QKV[base + i + HALF] = y2 * scale;
+    } else {
+      let o = (slot * HKV + (h - H)) * D;
+      Kp[o + i] = y1;
+      Kp[o + i + HALF] = y2;
+    }
+  }
+  for (var t = lid; t < HKV * D; t += 64u) {
+    Vp[slot * HKV * D + t] = QKV[n * W + (H + HKV) * D + t];
+  }
+}`;
+}
+
+// ---- paged attention
+
+/** Threads per attention workgroup: one key per thread per chunk, dims strided over them. */
+export const ATTENTION_WG = 64;
+
+/**
+ * Causal GQA attention for each (token, query head), reading keys and values straight from
+ * the block pool through the sequence's block table (no gathered copy): token n at position
+ * pos sees its sequence's positions 0..pos. Online softmax over chunks of 64 keys.
+ * Dispatch (N * H). qkv (q rotated and scaled), pools, meta, table -> O [N, H*D]
+ */
+export function pagedAttentionKernel(a: AttentionSpec): string {
+  const { H, Hkv, D, blockSize, maxBlocks } = a;
+  const WG = ATTENTION_WG;
+  const DJ = Math.ceil(D / WG); // output dims per thread
+  const js = [...Array(DJ).keys()];
+  return /* wgsl */ `
+const H: u32 = ${H}u;
+const HKV: u32 = ${Hkv}u;
+const G: u32 = ${H / Hkv}u;
+const D: u32 = ${D}u;
+const W: u32 = ${(H + 2 * Hkv) * D}u;
+@group(0) @binding(0) var<storage, read> QKV: array<f32>;
+@group(0) @binding(1) var<storage, read> Kp: array<f32>;
+@group(0) @binding(2) var<storage, read> Vp: array<f32>;
+@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
+@group(0) @binding(4) var<storage, read> table: array<u32>;
+@group(0) @binding(5) var<storage, read_write> O: array<f32>;
+var<workgroup> q: array<f32, ${D}>;
+var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> p: array<f32, ${WG}>;
+var<workgroup> slots: array<u32, ${WG}>;
+
+fn reduceMax(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
+    if (lid < h) { red[lid] = max(red[lid], red[lid + h]); }
+    workgroupBarrier();
+  }
+  let out = red[0];
+  workgroupBarrier();
+  return out;
+}
+
+fn reduceSum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
+    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
+    workgroupBarrier();
+  }
+  let out = red[0];
+  workgroupBarrier();
+  return out;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let n = wg.x / H;
+  let h = wg.x % H;
+  let kvh = h / G;
+  let seq = tokmeta[2u * n];
+  let S = tokmeta[2u * n + 1u] + 1u; // keys 0..pos
+  for (var d = lid; d < D; d += ${WG}u) { q[d] = QKV[n * W + h * D + d]; }
+  workgroupBarrier();
+  var mRun = -3.0e38;
+  var lRun = 0.0;
+${js.map((j) => `  var acc${j} = 0.0;`).join('\n')}
+  for (var c0 = 0u; c0 < S; c0 += ${WG}u) {
+    // one key per thread: its score
+    let s = c0 + lid;
+    var score = -3.0e38;
+    if (s < S) {
+      let slot = table[seq * ${maxBlocks}u + s / ${blockSize}u] * ${blockSize}u + s % ${blockSize}u;
+      slots[lid] = slot;
+      let kb = (slot * HKV + kvh) * D;
+      var dotv = 0.0;
+      for (var d = 0u; d < D; d++) { dotv += q[d] * Kp[kb + d]; }
+      score = dotv;
+    }
+    let cm = reduceMax(lid, score);
+    let mNew = max(mRun, cm);
+    var e = 0.0;
+    if (s < S) { e = exp(score - mNew); }
+    p[lid] = e;
+    let cs = reduceSum(lid, e); // (the barriers inside also publish p and slots)
+    let rescale = exp(mRun - mNew);
+    lRun = lRun * rescale + cs;
+    mRun = mNew;
+    let cn = min(${WG}u, S - c0);
+${js.map((j) => `    acc${j} *= rescale;`).join('\n')}
+    for (var t = 0u; t < cn; t++) {
+      let vb = (slots[t] * HKV + kvh) * D;
+${js.map((j) => `      if (lid + ${j * WG}u < D) { acc${j} += p[t] * Vp[vb + lid + ${j * WG}u]; }`).join('\n')}
+    }
+    workgroupBarrier();
+  }
+${js.map((j) => `  if (lid + ${j * WG}u < D) { O[n * H * D + h * D + lid + ${j * WG}u] = acc${j} / lRun; }`).join('\n')}
+}`;
+}
+
+// ---- greedy: argmax over each logits row
+
+/** Index of the largest logit per row (the first on ties, as torch.argmax). Dispatch (M). */
+export function argmaxKernel(V: number): string {
+  const WG = 256;
+  return /* wgsl */ `
+const V: u32 = ${V}u;
+@group(0) @binding(0) var<storage, read> Lg: array<f32>;
+@group(0) @binding(1) var<storage, read_write> next: array<u32>;
+var<workgroup> bv: array<f32, ${WG}>;
+var<workgroup> bi: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let m = wg.x;
+  var best = -3.4e38;
+  var idx = 0xffffffffu;
+  for (var v = lid; v < V; v += ${WG}u) {
+    let x = Lg[m * V + v];
+    if (x > best) { best = x; idx = v; }
+  }
+  bv[lid] = best;
+  bi[lid] = idx;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
+    if (lid < h) {
+      let ov = bv[lid + h];
+      let oi = bi[lid + h];
+      if (ov > bv[lid] || (ov == bv[lid] && oi < bi[lid])) { bv[lid] = ov; bi[lid] = oi; }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { next[m] = bi[0]; }
+}`;
+}

@@ -1,0 +1,425 @@
+// The captured decode step (lesson 2, "eager vs captured"; WebGPU's answer to CUDA graphs).
+//
+// The eager tfjs path (lib/model/llama.ts) runs ~370 ops per decode step, and between two ops
+// JavaScript allocates tensors, creates bind groups and uploads uniforms: on a GPU the step is
+// bound by that overhead, not by the GPU. Here everything a step needs is created ONCE:
+// pipelines, weight / KV-pool / activation buffers sized for the largest step, and one bind
+// group per dispatch. A step then only
+//   1. writes its metadata (token ids, (sequence, position) per token, block tables, the rows
+//      that get logits, two counts) with queue.writeBuffer,
+//   2. encodes the same 6L + 3 dispatches into one compute pass, one command buffer,
+//   3. reads back the token ids (greedy argmax on the GPU) or the logits rows it asked for.
+// KV lives in a paged pool (lesson 3's PagedAttention): blocks of `blockSize` slots, addressed
+// through each sequence's block table, so the engine's block manager drives it unchanged.
+//
+// Shape letters as in lib/model/config.ts; N = tokens in a step, M = rows that get logits.
+
+import type { LlamaConfig } from '../model/config';
+import { ropeInvFreq } from '../model/llama';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from '../model/weights';
+import type { GpuContext } from './device';
+import {
+  argmaxKernel,
+  embedKernel,
+  MATMUL_TILE,
+  matmulKernel,
+  pagedAttentionKernel,
+  ropeStoreKernel,
+  type AttentionSpec,
+  type MatmulSpec,
+  type WeightFormat,
+} from './kernels';
+
+/** Sizes of the captured step's buffers (the largest step it will ever run). */
+export interface GpuLlamaOptions {
+  /** weight storage: 'f32' (default) or 'bf16' (two per u32: half the bytes per token) */
+  format?: WeightFormat;
+  /** most tokens in one step (decode batch, or a prefill chunk); default 256 */
+  maxTokens?: number;
+  /** most sequences in one step; default 64 */
+  maxSeqs?: number;
+  /** most rows that get logits in one step; default maxSeqs * 8 */
+  maxLogitRows?: number;
+  /** KV pool: slots per block (default 16) and blocks (default: maxSeqs full contexts) */
+  blockSize?: number;
+  numBlocks?: number;
+}
+
+/** One sequence's part of a step. */
+export interface GpuStepSequence {
+  /** new token ids; they take positions start, start+1, ... */
+  tokens: readonly number[];
+  /** tokens of this sequence already in the KV pool */
+  start: number;
+  /** block ids holding positions 0 .. start + tokens.length - 1, in order */
+  blockTable: readonly number[];
+  /** how many of the new tokens (the last ones) get a logits row: 0 .. tokens.length */
+  logits: number;
+}
+
+/** What a step reads back: per logits row (sequences in order, their rows in order). */
+export interface GpuStepResult {
+  /** argmax of each logits row (greedy's next token) */
+  ids: Int32Array;
+  /** logits rows [M, V], when asked for */
+  logits: Float32Array | null;
+  /** CPU milliseconds spent writing metadata and encoding the step */
+  encodeMs: number;
+}
+
+/** Timings and counts of the captured step (for the lessons and bench:core). */
+export interface GpuStepStats {
+  dispatchesPerStep: number;
+  /** shader modules compiled, and the milliseconds that took */
+  pipelines: number;
+  compileMs: number;
+  weightBytes: number;
+  kvPoolBytes: number;
+}
+
+const STORAGE = 0x80; // GPUBufferUsage.STORAGE (the constants exist only once Dawn's globals are installed)
+const COPY_DST = 0x8;
+const COPY_SRC = 0x4;
+const UNIFORM = 0x40;
+const MAP_READ = 0x1;
+
+interface Dispatch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  /** workgroups for a step of n tokens and m logits rows */
+  count: (n: number, m: number) => number;
+}
+
+/**
+ * A Llama model on the captured WebGPU path (lesson 2). Build with `GpuLlama.create`; call
+ * `dispose()` when done. The KV pool's block tables come from the caller (the engine's block
+ * manager, or `contiguousTables` for plain generation).
+ */
+export class GpuLlama {
+  readonly config: LlamaConfig;
+  readonly name: string;
+  readonly format: WeightFormat;
+  readonly maxTokens: number;
+  readonly maxSeqs: number;
+  readonly maxLogitRows: number;
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  /** block-table row length: blocks of one full context */
+  readonly maxBlocks: number;
+  readonly stats: GpuStepStats;
+
+  private readonly ctx: GpuContext;
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly dispatches: Dispatch[] = [];
+  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logits' | 'readIds' | 'readLogits', GPUBuffer>;
+
+  private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
+    this.ctx = ctx;
+    this.config = config;
+    this.name = name;
+    this.format = options.format ?? 'f32';
+    this.maxTokens = options.maxTokens ?? 256;
+    this.maxSeqs = options.maxSeqs ?? 64;
+    this.maxLogitRows = options.maxLogitRows ?? this.maxSeqs * 8;
+    this.blockSize = options.blockSize ?? 16;
+    this.maxBlocks = Math.ceil(config.maxPositions / this.blockSize);
+    this.numBlocks = options.numBlocks ?? this.maxSeqs * this.maxBlocks;
+    for (const [k, v] of Object.entries({ maxTokens: this.maxTokens, maxSeqs: this.maxSeqs, maxLogitRows: this.maxLogitRows, blockSize: this.blockSize, numBlocks: this.numBlocks })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
+    }
+    const { vocabSize: V } = config;
+    const pad = MATMUL_TILE.tokens; // the matmul reads whole tiles of rows indices
+    this.b = {
+      params: this.buffer(16, UNIFORM | COPY_DST),
+      ids: this.buffer(4 * this.maxTokens, STORAGE | COPY_DST),
+      meta: this.buffer(8 * this.maxTokens, STORAGE | COPY_DST),
+      table: this.buffer(4 * this.maxSeqs * this.maxBlocks, STORAGE | COPY_DST),
+      rows: this.buffer(4 * (this.maxLogitRows + pad), STORAGE | COPY_DST),
+      next: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
+      logits: this.buffer(4 * this.maxLogitRows * V, STORAGE | COPY_SRC),
+      readIds: this.buffer(4 * this.maxLogitRows, MAP_READ | COPY_DST),
+      readLogits: this.buffer(4 * this.maxLogitRows * V, MAP_READ | COPY_DST),
+    };
+    this.stats = { dispatchesPerStep: 0, pipelines: 0, compileMs: 0, weightBytes: 0, kvPoolBytes: 0 };
+  }
+
+  /**
+   * Upload a model's weights (HF names and layout, as a checkpoint or preset provides them)
+   * and build the captured step: buffers, pipelines and bind groups, once.
+   */
+  static async create(ctx: GpuContext, config: LlamaConfig, source: WeightSource, name: string, options: GpuLlamaOptions = {}): Promise<GpuLlama> {
+    const m = new GpuLlama(ctx, config, name, options);
+    try {
+      await m.build(source);
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
+
+  // ---- building the step
+
+  private async build(source: WeightSource): Promise<void> {
+    const c = this.config;
+    const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V, numLayers } = c;
+    const N = this.maxTokens;
+    const QKVW = (H + 2 * Hkv) * D;
+    const read = (name: string, shape: number[]): Float32Array => {
+      const alt = name.replace(/^model\./, '');
+      const found = source.has(name) ? name : source.has(alt) ? alt : null;
+      if (found === null) throw new Error(`${source.description}: missing tensor '${name}'`);
+      const t = source.get(found);
+      if (t.shape.join() !== shape.join()) throw new Error(`${source.description}: tensor '${name}' has shape [${t.shape}], config needs [${shape}]`);
+      return t.data;
+    };
+    const weight = (data: Float32Array) => this.weightBuffer(data);
+
+    // ---- activations, rope tables, pools
+    const x = this.buffer(4 * N * Dm, STORAGE);
+    const qkv = this.buffer(4 * N * QKVW, STORAGE);
+    const att = this.buffer(4 * N * H * D, STORAGE);
+    const act = this.buffer(4 * N * F, STORAGE);
+    const inv = ropeInvFreq(D, c.ropeTheta);
+    const half = D / 2;
+    const cos = new Float32Array(c.maxPositions * half);
+    const sin = new Float32Array(c.maxPositions * half);
+    for (let p = 0; p < c.maxPositions; p++) {
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(p * inv[i]); // as HF: fp32 angle, then cos / sin
+        cos[p * half + i] = Math.cos(angle);
+        sin[p * half + i] = Math.sin(angle);
+      }
+    }
+    const cosB = this.upload(cos);
+    const sinB = this.upload(sin);
+    const slots = this.numBlocks * this.blockSize;
+    const poolBytes = 4 * slots * Hkv * D;
+    this.stats.kvPoolBytes = 2 * numLayers * poolBytes;
+
+    // ---- pipelines: one per distinct kernel source, compiled in parallel
+    const t0 = performance.now();
+    const sources = new Map<string, Promise<GPUComputePipeline>>();
+    const pipeline = (code: string): Promise<GPUComputePipeline> => {
+      let p = sources.get(code);
+      if (!p) {
+        const module = this.ctx.device.createShaderModule({ code });
+        // synchronous creation: Dawn's async path aborted the process on SwiftShader (seen 2026-11-30)
+        p = Promise.resolve(this.ctx.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
+        sources.set(code, p);
+      }
+      return p;
+    };
+    const sg = this.ctx.info.subgroups32;
+    const fmt = this.format;
+    const mm = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => pipeline(matmulKernel({ ...spec, format: fmt, subgroups32: sg }));
+    const attSpec: AttentionSpec = { H, Hkv, D, blockSize: this.blockSize, maxBlocks: this.maxBlocks };
+    const eps = { eps: c.rmsNormEps };
+    const P = {
+      embed: pipeline(embedKernel(Dm, fmt)),
+      qkv: mm({ K: Dm, R: QKVW, norm: eps, rows: 'tokens', epilogue: 'store' }),
+      rope: pipeline(ropeStoreKernel(attSpec)),
+      attention: pipeline(pagedAttentionKernel(attSpec)),
+      o: mm({ K: H * D, R: Dm, rows: 'tokens', epilogue: 'residual' }),
+      gateUp: mm({ K: Dm, R: 2 * F, norm: eps, rows: 'tokens', epilogue: 'siluMul' }),
+      down: mm({ K: F, R: Dm, rows: 'tokens', epilogue: 'residual' }),
+      head: mm({ K: Dm, R: V, norm: eps, rows: 'logitRows', epilogue: 'store' }),
+      argmax: pipeline(argmaxKernel(V)),
+    };
+
+    // ---- weights (uploaded while the shaders compile)
+    const embedData = read(EMBED_NAME, [V, Dm]);
+    const embed = weight(embedData);
+    const head = c.tieWordEmbeddings ? embed : weight(read(LM_HEAD_NAME, [V, Dm]));
+    const finalNorm = this.upload(read(FINAL_NORM_NAME, [Dm]));
+    const layers = [];
+    for (let i = 0; i < numLayers; i++) {
+      const n = layerTensorNames(i);
+      const wqkv = new Float32Array(QKVW * Dm); // q, k, v rows stacked: [(H + 2Hkv) * D, Dm]
+      wqkv.set(read(n.q, [H * D, Dm]), 0);
+      wqkv.set(read(n.k, [Hkv * D, Dm]), H * D * Dm);
+      wqkv.set(read(n.v, [Hkv * D, Dm]), (H + Hkv) * D * Dm);
+      const gate = read(n.gate, [F, Dm]);
+      const up = read(n.up, [F, Dm]);
+      const wgu = new Float32Array(2 * F * Dm); // rows interleaved: gate r at 2r, up r at 2r + 1
+      for (let r = 0; r < F; r++) {
+        wgu.set(gate.subarray(r * Dm, (r + 1) * Dm), 2 * r * Dm);
+        wgu.set(up.subarray(r * Dm, (r + 1) * Dm), (2 * r + 1) * Dm);
+      }
+      layers.push({
+        attnNorm: this.upload(read(n.attnNorm, [Dm])),
+        wqkv: weight(wqkv),
+        wo: weight(read(n.o, [Dm, H * D])),
+        mlpNorm: this.upload(read(n.mlpNorm, [Dm])),
+        wgu: weight(wgu),
+        wdown: weight(read(n.down, [Dm, F])),
+        k: this.buffer(poolBytes, STORAGE),
+        v: this.buffer(poolBytes, STORAGE),
+      });
+    }
+    const resolved = Object.fromEntries(await Promise.all(Object.entries(P).map(async ([k, p]) => [k, await p] as const))) as Record<keyof typeof P, GPUComputePipeline>;
+    this.stats.compileMs = performance.now() - t0;
+    this.stats.pipelines = sources.size;
+
+    // ---- the dispatch list, with its bind groups: made once, encoded every step
+    const b = this.b;
+    const add = (p: GPUComputePipeline, entries: GPUBuffer[] | Record<number, GPUBuffer>, count: Dispatch['count']) => {
+      const list = Array.isArray(entries) ? entries.map((buf, i) => [i, buf] as const) : Object.entries(entries).map(([i, buf]) => [Number(i), buf] as const);
+      const bindGroup = this.ctx.device.createBindGroup({
+        layout: p.getBindGroupLayout(0),
+        entries: list.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+      });
+      this.dispatches.push({ pipeline: p, bindGroup, count });
+    };
+    const rowsOf = (R: number) => () => Math.ceil(R / MATMUL_TILE.rows);
+    add(resolved.embed, [embed, b.ids, x], (n) => n);
+    for (const L of layers) {
+      add(resolved.qkv, { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm }, rowsOf(QKVW));
+      add(resolved.rope, [qkv, L.k, L.v, b.meta, b.table, cosB, sinB], (n) => n);
+      add(resolved.attention, [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
+      add(resolved.o, { 0: b.params, 1: L.wo, 2: att, 3: x }, rowsOf(Dm));
+      add(resolved.gateUp, { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
+      add(resolved.down, { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
+    }
+    add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V));
+    add(resolved.argmax, [b.logits, b.next], (_n, m) => m);
+    this.stats.dispatchesPerStep = this.dispatches.length;
+  }
+
+  private buffer(size: number, usage: number): GPUBuffer {
+    const buf = this.ctx.device.createBuffer({ size: Math.max(16, Math.ceil(size / 16) * 16), usage });
+    this.buffers.push(buf);
+    return buf;
+  }
+
+  private upload(data: Float32Array | Uint32Array): GPUBuffer {
+    const buf = this.buffer(data.byteLength, STORAGE | COPY_DST);
+    this.ctx.device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buf;
+  }
+
+  private weightBuffer(data: Float32Array): GPUBuffer {
+    const stored = this.format === 'f32' ? data : packBf16(data);
+    this.stats.weightBytes += stored.byteLength;
+    return this.upload(stored);
+  }
+
+  // ---- a step
+
+  /**
+   * Run one captured step over `seqs` (any mix of prefill chunks, decodes and verify runs).
+   * `read`: 'ids' reads back only the argmax of each logits row; 'logits' the rows as well.
+   */
+  async step(seqs: readonly GpuStepSequence[], read: 'ids' | 'logits' = 'ids'): Promise<GpuStepResult> {
+    const t0 = performance.now();
+    const { n, m } = this.writeStep(seqs);
+    const device = this.ctx.device;
+    const encoder = device.createCommandEncoder();
+    this.encode(encoder, n, m);
+    encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
+    if (read === 'logits') encoder.copyBufferToBuffer(this.b.logits, 0, this.b.readLogits, 0, 4 * m * this.config.vocabSize);
+    device.queue.submit([encoder.finish()]);
+    const encodeMs = performance.now() - t0;
+    await this.b.readIds.mapAsync(MAP_READ, 0, 4 * m);
+    const ids = new Int32Array(this.b.readIds.getMappedRange(0, 4 * m).slice(0));
+    this.b.readIds.unmap();
+    let logits: Float32Array | null = null;
+    if (read === 'logits') {
+      const bytes = 4 * m * this.config.vocabSize;
+      await this.b.readLogits.mapAsync(MAP_READ, 0, bytes);
+      logits = new Float32Array(this.b.readLogits.getMappedRange(0, bytes).slice(0));
+      this.b.readLogits.unmap();
+    }
+    if (this.ctx.errors.length > 0) throw new Error(`GPU error during the step: ${this.ctx.errors[0]}`);
+    return { ids, logits, encodeMs };
+  }
+
+  /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
+  encode(encoder: GPUCommandEncoder, n: number, m: number): void {
+    const pass = encoder.beginComputePass();
+    for (const d of this.dispatches) {
+      const count = d.count(n, m);
+      if (count === 0) continue;
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(count);
+    }
+    pass.end();
+  }
+
+  // the step's metadata into its buffers; returns the token and logits-row counts
+  private writeStep(seqs: readonly GpuStepSequence[]): { n: number; m: number } {
+    const c = this.config;
+    if (seqs.length === 0) throw new Error('step: no sequences');
+    if (seqs.length > this.maxSeqs) throw new Error(`step: ${seqs.length} sequences, this model was built for at most ${this.maxSeqs}`);
+    let n = 0;
+    let m = 0;
+    for (const s of seqs) {
+      n += s.tokens.length;
+      m += s.logits;
+    }
+    if (n > this.maxTokens) throw new Error(`step: ${n} tokens, this model was built for at most ${this.maxTokens}`);
+    if (m > this.maxLogitRows) throw new Error(`step: ${m} logits rows, this model was built for at most ${this.maxLogitRows}`);
+    if (m === 0) throw new Error('step: no token asks for logits');
+    const ids = new Uint32Array(n);
+    const meta = new Uint32Array(2 * n);
+    const table = new Uint32Array(seqs.length * this.maxBlocks);
+    const rows = new Uint32Array(m);
+    let t = 0;
+    let r = 0;
+    seqs.forEach((s, i) => {
+      const end = s.start + s.tokens.length;
+      if (s.tokens.length === 0) throw new Error(`step: sequence ${i} has no new tokens`);
+      if (end > c.maxPositions) throw new Error(`step: sequence ${i} reaches ${end} tokens, past the context length (${c.maxPositions})`);
+      if (!Number.isInteger(s.logits) || s.logits < 0 || s.logits > s.tokens.length) throw new Error(`step: sequence ${i} asks logits for ${s.logits} of ${s.tokens.length} tokens`);
+      const need = Math.ceil(end / this.blockSize);
+      if (s.blockTable.length < need) throw new Error(`step: sequence ${i} needs ${need} blocks for ${end} tokens, its table has ${s.blockTable.length}`);
+      for (let j = 0; j < need; j++) {
+        const blk = s.blockTable[j];
+        if (!Number.isInteger(blk) || blk < 0 || blk >= this.numBlocks) throw new Error(`step: sequence ${i}: block id ${blk} is not in [0, ${this.numBlocks})`);
+        table[i * this.maxBlocks + j] = blk;
+      }
+      s.tokens.forEach((id, j) => {
+        if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize})`);
+        ids[t] = id;
+        meta[2 * t] = i;
+        meta[2 * t + 1] = s.start + j;
+        if (j >= s.tokens.length - s.logits) rows[r++] = t;
+        t++;
+      });
+    });
+    const q = this.ctx.device.queue;
+    q.writeBuffer(this.b.params, 0, new Uint32Array([n, m, 0, 0]));
+    q.writeBuffer(this.b.ids, 0, ids);
+    q.writeBuffer(this.b.meta, 0, meta);
+    q.writeBuffer(this.b.table, 0, table);
+    q.writeBuffer(this.b.rows, 0, rows);
+    return { n, m };
+  }
+
+  /** Free every GPU buffer (the device stays: it belongs to the caller's GpuContext). */
+  dispose(): void {
+    for (const b of this.buffers) b.destroy();
+    this.buffers.length = 0;
+    this.dispatches.length = 0;
+  }
+}
+
+/** Block tables for plain generation: sequence b owns blocks b*maxBlocks .. (b+1)*maxBlocks - 1. */
+export function contiguousTables(model: Pick<GpuLlama, 'maxBlocks' | 'numBlocks'>, batch: number): number[][] {
+  if (batch * model.maxBlocks > model.numBlocks) throw new Error(`${batch} sequences of a full context need ${batch * model.maxBlocks} blocks; the pool has ${model.numBlocks}`);
+  return Array.from({ length: batch }, (_, b) => Array.from({ length: model.maxBlocks }, (_, j) => b * model.maxBlocks + j));
+}
+
+/** fp32 -> bf16 (round to nearest even), two per u32: element 2i in the low half. */
+export function packBf16(data: Float32Array): Uint32Array {
+  if (data.length % 2 !== 0) throw new Error(`packBf16: ${data.length} values, need an even count`);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint32Array(data.length / 2);
+  const half = (u: number) => {
+    if ((u & 0x7f800000) === 0x7f800000 && (u & 0x7fffff) !== 0) return 0x7fc0; // NaN stays NaN
+    return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+  };
+  for (let i = 0; i < out.length; i++) out[i] = (half(bits[2 * i]) | (half(bits[2 * i + 1]) << 16)) >>> 0;
+  return out;
+}

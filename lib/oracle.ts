@@ -64,9 +64,36 @@ export function loadGoldenFile(path = 'data/golden/golden.json'): GoldenFile {
   return JSON.parse(fs.readFileSync(path, 'utf8')) as GoldenFile;
 }
 
+/**
+ * One sequence decoded a token at a time, whatever runs it: `start` feeds the prompt and returns
+ * the last position's logits [V], `next` feeds one token; `end` frees the sequence.
+ */
+export interface OracleDecoder {
+  vocabSize: number;
+  start(prompt: readonly number[]): Promise<Float32Array>;
+  next(token: number): Promise<Float32Array>;
+  end(): void;
+}
+
+// the tfjs model with a contiguous cache, as an OracleDecoder
+function tfjsDecoder(model: LlamaModel): OracleDecoder {
+  const cache = new ContiguousKVCache(model.kvShape, 1);
+  const read = async (logits: ReturnType<LlamaModel['forward']>) => {
+    const row = (await logits.data()) as Float32Array;
+    logits.dispose();
+    return row;
+  };
+  return {
+    vocabSize: model.config.vocabSize,
+    start: (prompt) => read(model.forward([prompt], cache)),
+    next: (token) => read(model.forward([[token]], cache)),
+    end: () => cache.dispose(),
+  };
+}
+
 /** Greedy-decodes every golden prompt with `model` and compares it with the oracle (see file comment). */
 export async function checkAgainstOracle(
-  model: LlamaModel,
+  model: LlamaModel | OracleDecoder,
   which: 'target' | 'draft',
   opts: { golden?: GoldenFile; logitsFile?: string; compare?: 'full' | 'top50'; prompts?: number[]; steps?: number; rows?: number; onPrompt?: (i: number) => void } = {},
 ): Promise<OracleReport> {
@@ -83,13 +110,11 @@ export async function checkAgainstOracle(
       const prompt = golden.prompts[p];
       const entry = golden.models[which].entries[p];
       const ref = oracle?.get(entry.logits_key) ?? null; // [9, V]
-      const V = model.config.vocabSize;
-      const cache = new ContiguousKVCache(model.kvShape, 1);
+      const decoder = 'forward' in model ? tfjsDecoder(model) : model;
+      const V = decoder.vocabSize;
       try {
-        let logits = model.forward([prompt.ids], cache); // [1, 1, V]
+        let row = await decoder.start(prompt.ids);
         for (let step = 0; step < steps; step++) {
-          const row = (await logits.data()) as Float32Array;
-          logits.dispose();
           if (step < rowsPerPrompt) {
             const err = rowError(row, ref ? ref.data.subarray(step * V, (step + 1) * V) : null, entry.top50[step]);
             report.rows++;
@@ -103,10 +128,10 @@ export async function checkAgainstOracle(
           }
           report.tokensAgreeing++;
           if (step === steps - 1) break;
-          logits = model.forward([[next]], cache);
+          row = await decoder.next(next);
         }
       } finally {
-        cache.dispose();
+        decoder.end();
       }
     }
   } finally {

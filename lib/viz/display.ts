@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { describeFigure, type Figure } from './figures';
+import { describeFigure, figureSource, normalizeSources, sourceLabel, type Figure, type SourceSpec } from './figures';
 import { escapeHtml, jsonForScript } from './html';
 
 /** A Jupyter MIME bundle: MIME type -> content (JSON for +json types, strings otherwise). */
@@ -160,11 +160,23 @@ export function figureHtml(fig: Figure, opts: { id?: string; inlineLibrary?: boo
     `Start Jupyter with npm run notebook, or put node_modules/plotly.js-dist-min/${PLOTLY_FILE} beside this notebook or page, then run the cell again.`;
   return (
     `${lib}<div id="${escapeHtml(id)}" class="il-plot" style="width:100%;height:${height}px">${escapeHtml(placeholder(fig))}</div>\n` +
+    sourceHtml(figureSource(fig)) +
     `<script>(function(){${LOADER}var f=${jsonForScript({ data: fig.data, layout: fig.layout, config })};` +
     `var el=document.getElementById(${jsonForScript(id)});if(!el)return;` +
     `ilPlotly(${jsonForScript(opts.served ?? null)}).then(function(P){el.textContent='';P.newPlot(el,f.data,f.layout,f.config);},` +
     `function(u){el.style.height='auto';el.textContent='${missing}';});})();</script>`
   );
+}
+
+/**
+ * The "Source: ..." label under a chart or table (see "where a figure's numbers come from" in
+ * figures.ts); empty when no source was given. `data-source` lists the kinds, for tests.
+ */
+export function sourceHtml(spec: SourceSpec): string {
+  const src = normalizeSources(spec);
+  if (!src.length) return '';
+  const kinds = [...new Set(src.map((s) => s.kind))].join(' ');
+  return `<div class="il-source" data-source="${escapeHtml(kinds)}" style="font-size:12px;color:#666;margin:2px 0 8px">${escapeHtml(sourceLabel(src))}</div>\n`;
 }
 
 /** What the chart's div says until its script draws it (it stays where scripts do not run). */
@@ -208,22 +220,31 @@ export function showMarkdown(markdown: string): void {
 export type Cell = string | number;
 
 /** A table of rows (each a record column -> value); numbers formatted with `digits` significant digits. */
-export function showTable(rows: readonly Record<string, Cell>[], opts: { caption?: string; digits?: number } = {}): void {
+export function showTable(rows: readonly Record<string, Cell>[], opts: TableOptions = {}): void {
   displayBundle(tableBundle(rows, opts));
 }
 
+export interface TableOptions {
+  caption?: string;
+  /** significant digits for numbers (default 3) */
+  digits?: number;
+  /** where the numbers came from: a "Source: ..." label under the table (see FigureSource) */
+  source?: SourceSpec;
+}
+
 /** The bundle showTable sends: an HTML table (every cell escaped) and aligned text. */
-export function tableBundle(rows: readonly Record<string, Cell>[], opts: { caption?: string; digits?: number } = {}): MimeBundle {
+export function tableBundle(rows: readonly Record<string, Cell>[], opts: TableOptions = {}): MimeBundle {
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v: Cell | undefined) => (v === undefined ? '' : typeof v === 'number' ? formatNumber(v, opts.digits ?? 3) : v);
   const body = rows.map((r) => cols.map((c) => cell(r[c])));
   const html =
     `<table class="il-table">${opts.caption ? `<caption>${escapeHtml(opts.caption)}</caption>` : ''}` +
     `<thead><tr>${cols.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead>` +
-    `<tbody>${body.map((r) => `<tr>${r.map((v) => `<td>${escapeHtml(v)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+    `<tbody>${body.map((r) => `<tr>${r.map((v) => `<td>${escapeHtml(v)}</td>`).join('')}</tr>`).join('')}</tbody></table>` +
+    (opts.source !== undefined ? sourceHtml(opts.source).trimEnd() : '');
   const widths = cols.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ');
-  const text = [opts.caption ?? '', line(cols), ...body.map(line)].filter((l) => l !== '').join('\n');
+  const text = [opts.caption ?? '', line(cols), ...body.map(line), opts.source !== undefined ? sourceLabel(opts.source) : ''].filter((l) => l !== '').join('\n');
   return { 'text/html': html, 'text/plain': text };
 }
 

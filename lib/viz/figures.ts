@@ -38,6 +38,72 @@ export interface ChartOptions {
   y?: AxisOptions;
   /** pixels (default 420) */
   height?: number;
+  /** where the numbers came from: shown as a label under the chart (see FigureSource) */
+  source?: SourceSpec;
+}
+
+// ---- where a figure's numbers come from
+//
+// Every chart (and table) in a lesson says where its numbers came from, with one of three kinds:
+//   'here'     measured on the reader's machine, in this run;
+//   'h200'     measured on an NVIDIA H200 (a committed record in data/bench/webgpu/);
+//   'modeled'  computed by a cost model (e.g. the roofline model of a real deployment).
+// How a notebook marks it: pass `source` to any chart builder (or to showTable), e.g.
+//   lineChart(series, { title: '...', source: 'here' })
+//   barChart(cats, series, { source: ['here', { kind: 'h200', detail: 'data/bench/webgpu/spec.json' }] })
+//   withSource(fig, { kind: 'modeled', detail: 'H200 BF16 roofline, Llama-3-8B shapes' })  // a hand-built Figure
+//   showTable(rows, { caption: '...', source: 'h200' })
+// The kinds are stored in the figure's JSON (`layout.meta.source`, an array of FigureSource), so
+// the label travels with the chart everywhere: the chart's HTML bundle shows it under the plot
+// (`<div class="il-source" data-source="here h200">`), its text/plain summary ends with it, and
+// the lesson site (scripts/lessons/render.ts) draws it under the chart. figureSource(fig) reads it.
+
+export type FigureSourceKind = 'here' | 'h200' | 'modeled';
+
+/** Where a figure's numbers came from; `detail` (a file, a model's assumptions) follows the label. */
+export interface FigureSource {
+  kind: FigureSourceKind;
+  detail?: string;
+}
+
+/** One source or several (a chart that puts this machine beside the H200, for example). */
+export type SourceSpec = FigureSourceKind | FigureSource | readonly (FigureSourceKind | FigureSource)[];
+
+const SOURCE_KINDS: Record<FigureSourceKind, string> = {
+  here: 'measured on this machine',
+  h200: 'measured on an NVIDIA H200 (committed record)',
+  modeled: 'modeled (cost model, not a measurement)',
+};
+
+/** The sources as a list of FigureSource (throws on an unknown kind). */
+export function normalizeSources(spec: SourceSpec): FigureSource[] {
+  const list = (Array.isArray(spec) ? spec : [spec]) as readonly (FigureSourceKind | FigureSource)[];
+  return list.map((s) => {
+    const src = typeof s === 'string' ? { kind: s } : { ...s };
+    if (!(src.kind in SOURCE_KINDS)) throw new Error(`unknown figure source '${String(src.kind)}': use ${Object.keys(SOURCE_KINDS).join(', ')}`);
+    return src;
+  });
+}
+
+/** The label a reader sees: "Source: measured on this machine; modeled (...): detail". */
+export function sourceLabel(spec: SourceSpec): string {
+  return `Source: ${normalizeSources(spec)
+    .map((s) => SOURCE_KINDS[s.kind] + (s.detail ? `: ${s.detail}` : ''))
+    .join('; ')}`;
+}
+
+/** Mark where `fig`'s numbers came from (for figures not made by a builder); returns `fig`. */
+export function withSource<F extends Figure>(fig: F, spec: SourceSpec): F {
+  const meta = fig.layout.meta;
+  fig.layout.meta = { ...(meta && typeof meta === 'object' && !Array.isArray(meta) ? meta : {}), source: normalizeSources(spec) };
+  return fig;
+}
+
+/** The sources a figure was marked with, or [] when it was not. */
+export function figureSource(fig: Pick<Figure, 'layout'>): FigureSource[] {
+  const src = (fig.layout?.meta as { source?: unknown } | undefined)?.source;
+  if (!Array.isArray(src)) return [];
+  return src.filter((s): s is FigureSource => !!s && typeof s === 'object' && typeof (s as FigureSource).kind === 'string' && (s as FigureSource).kind in SOURCE_KINDS);
 }
 
 export interface Series {
@@ -73,6 +139,7 @@ export function baseLayout(o: ChartOptions): Record<string, unknown> {
     legend: { orientation: 'h', x: 0, xanchor: 'left', y: -0.2, yanchor: 'top' },
     hoverlabel: { namelength: -1 },
     template: undefined,
+    ...(o.source !== undefined ? { meta: { source: normalizeSources(o.source) } } : {}),
   };
 }
 
@@ -339,7 +406,8 @@ export function legendBelow(fig: Figure): Figure {
 export function describeFigure(fig: Figure): string {
   const title = ((fig.layout.title as { text?: string } | undefined)?.text ?? '') || 'figure';
   const lines = fig.data.map((t) => `  ${t.name ?? t.type}: ${t.x.length} points`);
-  return [`[plot] ${title}`, ...lines].join('\n');
+  const src = figureSource(fig);
+  return [`[plot] ${title}`, ...lines, ...(src.length ? [sourceLabel(src)] : [])].join('\n');
 }
 
 function fmt(v: number): string {

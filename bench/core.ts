@@ -28,7 +28,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { percentile } from '../lib/bench/stats';
-import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate';
+import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
@@ -40,9 +40,9 @@ import {
   predictDecodeTokensPerSecond,
   type BandwidthResult,
   type MatmulFlopsResult,
-} from '../lib/roofline';
-import { resolveSamplingParams, Rng, sampleToken } from '../lib/sampling';
-import { loadTokenizer } from '../lib/tokenizer';
+} from '../lib/bench/roofline';
+import { resolveSamplingParams, Rng, sampleToken } from '../lib/generate/sampling';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 
 // ---- flags
 

@@ -27,7 +27,7 @@ import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { EvictingKVCache } from '../lib/kv/evicting';
 import { KV_QUANT_PRESETS, QuantizedKVCache, bitsPerElement, quantizedKVName, resolveQuantizedKVConfig } from '../lib/kv/quantized';
 import { loadModel } from '../lib/model/load';
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 
 const argv = process.argv.slice(2);
 const flags = benchFlags(argv);

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
 import { writeBenchJson } from '../lib/bench/harness';
 import { loadModel } from '../lib/model/load';
-import { checkAgainstOracle, type OracleReport } from '../lib/oracle';
+import { checkAgainstOracle, type OracleReport } from '../lib/oracle/hf';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { backend: { type: 'string', default: 'auto' }, out: { type: 'string' }, compare: { type: 'string', default: 'full' } } });

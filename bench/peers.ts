@@ -28,15 +28,15 @@ import * as path from 'node:path';
 
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
-import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/gguf';
+import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/formats/gguf';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { loadPreset, randomWeights } from '../lib/model/presets';
-import type { HostTensor } from '../lib/model/safetensors';
+import type { HostTensor } from '../lib/formats/safetensors';
 import { llamaTensorSpecs } from '../lib/model/weights';
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 
 import type { Llama, Token } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 
@@ -281,7 +281,7 @@ export function oursVariants(backend: string, model: LlamaModel): DecodeRunner[]
 // which never runs llama.cpp, does not try to pull in node-llama-cpp's native packages
 const NODE_LLAMA_CPP = 'node-llama-cpp';
 
-/** llama.cpp's CPU build, as lib/llamacpp.ts loads it (never compiled or downloaded at run time). */
+/** llama.cpp's CPU build, as lib/oracle/llamacpp.ts loads it (never compiled or downloaded at run time). */
 async function loadLlamaCpp(): Promise<Llama> {
   const { getLlama } = (await import(NODE_LLAMA_CPP)) as typeof import('node-llama-cpp', { with: { 'resolution-mode': 'import' } });
   return getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });

@@ -21,13 +21,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
 import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
-import { generate, type LanguageModel } from '../lib/generate';
+import { generate, type LanguageModel } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
 import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 import { loadGolden } from '../test/golden';
 
 // ---- flags

@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { initBackend, shutdownBackend, type BackendPreference } from './backend';
-import { generateStream, type GenerateMode, type GenerationOutput } from './generate';
+import { generateStream, type GenerateMode, type GenerationOutput } from './generate/generate';
 import { loadModel } from './model/load';
 import { listPresets } from './model/presets';
 import type { LlamaConfig } from './model/config';
-import { isGreedy, resolveSamplingParams, type SamplingParams, type SamplingParamsInput } from './sampling';
-import { loadTokenizer, type Tokenizer } from './tokenizer';
+import { isGreedy, resolveSamplingParams, type SamplingParams, type SamplingParamsInput } from './generate/sampling';
+import { loadTokenizer, type Tokenizer } from './generate/tokenizer';
 
 const GENERATE_USAGE = `usage: inference-lab generate --model DIR|PRESET (--prompt TEXT | --prompt-ids IDS) [options]
 

@@ -16,12 +16,12 @@ export type { Preset, RandomInit } from './model/presets';
 export { LlamaModel, ropeInvFreq } from './model/llama';
 export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from './model/llama';
 export type { WeightSource } from './model/weights';
-export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './model/safetensors';
-export type { HostTensor, SafetensorsDtype, SafetensorsEntry, TensorToWrite } from './model/safetensors';
+export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './formats/safetensors';
+export type { HostTensor, SafetensorsDtype, SafetensorsEntry, TensorToWrite } from './formats/safetensors';
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './formats/dtype';
-export { loadTokenizer } from './tokenizer';
-export type { Tokenizer } from './tokenizer';
-export { IncrementalDecoder } from './detokenizer';
+export { loadTokenizer } from './generate/tokenizer';
+export type { Tokenizer } from './generate/tokenizer';
+export { IncrementalDecoder } from './generate/detokenizer';
 
 // ---- kv: the KVCache interface and its five caches; quantization maths; per-layer budgets
 export type { KVCache, KVShape, LayerKV, PerStepBatchKVCache, StepPlan, StepSequence } from './kv/cache';
@@ -56,14 +56,14 @@ export {
   sampleToken,
   topKFilter,
   topPFilter,
-} from './sampling';
-export type { FinishReason, SampledToken, SamplingParams, SamplingParamsInput, StopStatus, TokenHistory, TokenLogprob } from './sampling';
+} from './generate/sampling';
+export type { FinishReason, SampledToken, SamplingParams, SamplingParamsInput, StopStatus, TokenHistory, TokenLogprob } from './generate/sampling';
 
 // ---- generate: the generation loop (naive and cached, batched, streamed) and its output record
-export { generate, generateStream } from './generate';
-export type { GenerateMode, GenerateOptions, GenerationMetrics, GenerationOutput, LanguageModel, Prompt } from './generate';
-export { OutputRecorder, tokenLatencies } from './output';
-export type { CompletionFinishReason, OutputRecorderOptions, RecordedOutput, TokenEvent, TokenLatencies } from './output';
+export { generate, generateStream } from './generate/generate';
+export type { GenerateMode, GenerateOptions, GenerationMetrics, GenerationOutput, LanguageModel, Prompt } from './generate/generate';
+export { OutputRecorder, tokenLatencies } from './generate/output';
+export type { CompletionFinishReason, OutputRecorderOptions, RecordedOutput, TokenEvent, TokenLatencies } from './generate/output';
 
 // ---- spec: speculative decoding (draft model, prompt lookup, rejection sampling, adaptive gamma)
 export { acceptReject, checkDraftCompatible, draftTokens, residual, rollback, targetProbs, verify } from './spec/speculative';
@@ -110,8 +110,8 @@ export { attentionEntropy, attentionError } from './eval/attention';
 export type { AttentionEntropy } from './eval/attention';
 
 // ---- roofline and bench: measured roofs, predicted costs, timing
-export { attainableGflops, attentionFlopsPerKey, bytesPerDecodeStep, bytesPerDecodedToken, decodeCost, kvBytesPerToken, measureBandwidth, measureMatmulFlops, predictDecodeTokensPerSecond, prefillCost, ridgeIntensity, stepCost } from './roofline';
-export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic, MatmulFlopsOptions, MatmulFlopsResult, ModelCost, Roofs, StepCost } from './roofline';
+export { attainableGflops, attentionFlopsPerKey, bytesPerDecodeStep, bytesPerDecodedToken, decodeCost, kvBytesPerToken, measureBandwidth, measureMatmulFlops, predictDecodeTokensPerSecond, prefillCost, ridgeIntensity, stepCost } from './bench/roofline';
+export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic, MatmulFlopsOptions, MatmulFlopsResult, ModelCost, Roofs, StepCost } from './bench/roofline';
 export { machineInfo, summarize, timeIt } from './bench/harness';
 export type { MachineInfo, TimingStats } from './bench/harness';
 export { percentile } from './bench/stats';
@@ -120,13 +120,13 @@ export { percentile } from './bench/stats';
 export * from './viz';
 
 // ---- lessons: QUICK/FULL mode and data paths for the notebooks
-export { byMode, dataPath, lessonMode } from './lessons';
-export type { LessonMode } from './lessons';
+export { byMode, dataPath, lessonMode } from './viz/lessons';
+export type { LessonMode } from './viz/lessons';
 
 // ---- data and oracles: the HF-oracle check, GGUF export, llama.cpp as a second oracle
-export { checkAgainstOracle, loadGoldenFile } from './oracle';
-export type { GoldenFile, OracleReport } from './oracle';
-export { exportGGUF, llamaToGGUF, writeGGUF } from './gguf';
-export type { GGUFTensor, GGUFValue, HFLlamaConfig } from './gguf';
-export { getLlamaCpp, llamaCppGreedy } from './llamacpp';
-export type { LlamaCppResult } from './llamacpp';
+export { checkAgainstOracle, loadGoldenFile } from './oracle/hf';
+export type { GoldenFile, OracleReport } from './oracle/hf';
+export { exportGGUF, llamaToGGUF, writeGGUF } from './formats/gguf';
+export type { GGUFTensor, GGUFValue, HFLlamaConfig } from './formats/gguf';
+export { getLlamaCpp, llamaCppGreedy } from './oracle/llamacpp';
+export type { LlamaCppResult } from './oracle/llamacpp';

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 import { configFromHF, llamaSizes } from '../lib/model/config';
 import { listPresets, loadPreset } from '../lib/model/presets';
-import { SafetensorsFile } from '../lib/model/safetensors';
+import { SafetensorsFile } from '../lib/formats/safetensors';
 import { loadGolden } from './golden';
 
 const golden = loadGolden();

@@ -8,9 +8,9 @@ import { initBackend } from '../lib/backend';
 import { VirtualClock } from '../lib/engine/clock';
 import { LLM } from '../lib/engine/llm';
 import { LLMEngine } from '../lib/engine/llmEngine';
-import { generate, type LanguageModel } from '../lib/generate';
+import { generate, type LanguageModel } from '../lib/generate/generate';
 import { loadModel } from '../lib/model/load';
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 
 let lm: LanguageModel;
 let llm: LLM;

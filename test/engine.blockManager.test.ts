@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { BlockManager, hashBlockTokens } from '../lib/engine/blockManager';
 import { Sequence } from '../lib/engine/sequence';
-import { resolveSamplingParams } from '../lib/sampling';
+import { resolveSamplingParams } from '../lib/generate/sampling';
 
 let nextId = 0;
 function seq(tokens: number[]): Sequence {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import type { EngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
-import { generate } from '../lib/generate';
+import { generate } from '../lib/generate/generate';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { loadGolden } from './golden';

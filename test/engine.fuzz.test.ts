@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
 import { LLMEngine, type RequestOutput } from '../lib/engine/llmEngine';
-import { generate } from '../lib/generate';
+import { generate } from '../lib/generate/generate';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { Rng } from '../lib/sampling';
+import { Rng } from '../lib/generate/sampling';
 
 let model: LlamaModel;
 beforeAll(async () => {

@@ -15,10 +15,10 @@ import type { EngineConfigInput } from '../lib/engine/config';
 import { LLM } from '../lib/engine/llm';
 import { LLMEngine, type RequestOutput } from '../lib/engine/llmEngine';
 import { Sequence } from '../lib/engine/sequence';
-import { generate } from '../lib/generate';
+import { generate } from '../lib/generate/generate';
 import { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { resolveSamplingParams, Rng, type SamplingParamsInput } from '../lib/sampling';
+import { resolveSamplingParams, Rng, type SamplingParamsInput } from '../lib/generate/sampling';
 import { loadGolden } from './golden';
 import { makeWeights, tinyConfig, weightSource } from './model.helpers';
 

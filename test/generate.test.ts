@@ -5,11 +5,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
-import { generate, generateStream, type LanguageModel } from '../lib/generate';
+import { generate, generateStream, type LanguageModel } from '../lib/generate/generate';
 import { loadModel } from '../lib/model/load';
-import { OutputRecorder, tokenLatencies } from '../lib/output';
-import { resolveSamplingParams } from '../lib/sampling';
-import { loadTokenizer } from '../lib/tokenizer';
+import { OutputRecorder, tokenLatencies } from '../lib/generate/output';
+import { resolveSamplingParams } from '../lib/generate/sampling';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 import { agreement, loadGolden } from './golden';
 
 const golden = loadGolden();

@@ -5,8 +5,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { exportGGUF } from '../lib/gguf';
-import { getLlamaCpp, llamaCppGreedy } from '../lib/llamacpp';
+import { exportGGUF } from '../lib/formats/gguf';
+import { getLlamaCpp, llamaCppGreedy } from '../lib/oracle/llamacpp';
 import { agreement, loadGolden } from './golden';
 
 const golden = loadGolden();

@@ -2,8 +2,8 @@
 // permutation for llama.cpp's adjacent-pair RoPE, F16 packing, and clear errors.
 import { describe, expect, it } from 'vitest';
 
-import { GGUF_ALIGNMENT, llamaToGGUF, permuteForAdjacentRope, writeGGUF, type GGUFValue, type HFLlamaConfig } from '../lib/gguf';
-import type { HostTensor } from '../lib/model/safetensors';
+import { GGUF_ALIGNMENT, llamaToGGUF, permuteForAdjacentRope, writeGGUF, type GGUFValue, type HFLlamaConfig } from '../lib/formats/gguf';
+import type { HostTensor } from '../lib/formats/safetensors';
 
 /** Reads back header, metadata and tensor infos of a GGUF image (spec: ggml docs/gguf.md). */
 function parseGGUF(buf: Buffer) {

@@ -1,9 +1,9 @@
 // The HF-transformers oracle files in data/golden (written by scripts/train/train.py).
 import * as fs from 'fs';
 
-import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle';
+import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle/hf';
 
-export type { GoldenEntry } from '../lib/oracle';
+export type { GoldenEntry } from '../lib/oracle/hf';
 
 export interface Golden extends GoldenFile {
   models: Record<'target' | 'draft', { logits_file: string; entries: GoldenEntry[]; validation: { ppl: number; tokens: number }; test: { ppl: number; tokens: number } }>;

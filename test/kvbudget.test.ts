@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
-import { generate } from '../lib/generate';
+import { generate } from '../lib/generate/generate';
 import { attentionEntropy } from '../lib/eval/attention';
 import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { ContiguousKVCache } from '../lib/kv/contiguous';

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { figureBundle, generatedBundle, lineChart, setDisplaySink, tableBundle, display, type MimeBundle } from '../lib/index';
+import { figureBundle, generatedBundle, lineChart, setDisplaySink, tableBundle, display, type MimeBundle } from '../lib';
 import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
 import { listNotebooks } from '../scripts/lessons/main';
 import { readNotebook, renderSite, type Lesson, type Notebook } from '../scripts/lessons/render';

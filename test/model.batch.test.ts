@@ -11,7 +11,7 @@ import { ContiguousKVCache, type AppendMode } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
 import { ATTENTION_LIMITS, LlamaModel, type ForwardOptions } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from '../lib/model/wasmAttention';
+import { useWasmAttention, wasmAttentionAvailable, wasmPV, wasmQKT } from '../lib/model/kernels/wasmAttention';
 import { argmax, makeWeights, maxAbsDiff, referenceLogits, tinyConfig, weightSource } from './model.helpers';
 
 /** batched and alone differ only in summation order: allow float32 rounding noise */

@@ -11,9 +11,9 @@ import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { SafetensorsFile } from '../lib/model/safetensors';
-import { checkAgainstOracle, ORACLE_TIE } from '../lib/oracle';
-import { argmax } from '../lib/sampling';
+import { SafetensorsFile } from '../lib/formats/safetensors';
+import { checkAgainstOracle, ORACLE_TIE } from '../lib/oracle/hf';
+import { argmax } from '../lib/generate/sampling';
 
 const TOL = 1e-3;
 /** an oracle margin below this is a tie: a different argmax there is not an error */

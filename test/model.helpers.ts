@@ -5,7 +5,7 @@ import * as path from 'path';
 
 import { resolveLlamaConfig, type LlamaConfig } from '../lib/model/config';
 import { fillUniform } from '../lib/model/presets';
-import { writeSafetensors, type SafetensorsDtype } from '../lib/model/safetensors';
+import { writeSafetensors, type SafetensorsDtype } from '../lib/formats/safetensors';
 import { llamaTensorSpecs, type WeightSource } from '../lib/model/weights';
 
 export function argmax(x: ArrayLike<number>, offset = 0, n = x.length - offset): number {

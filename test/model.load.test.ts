@@ -14,8 +14,8 @@ import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { listPresets, loadPreset, randomWeights } from '../lib/model/presets';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../lib/formats/dtype';
-import { encodeSafetensors, SafetensorsFile } from '../lib/model/safetensors';
-import { loadTokenizer } from '../lib/tokenizer';
+import { encodeSafetensors, SafetensorsFile } from '../lib/formats/safetensors';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 import { makeWeights, maxAbsDiff, referenceLogits, tinyConfig, writeCheckpoint } from './model.helpers';
 
 const IDS = [1, 17, 42, 5, 88, 3, 60, 9, 2, 31];

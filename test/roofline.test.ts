@@ -16,7 +16,7 @@ import {
   prefillCost,
   ridgeIntensity,
   stepCost,
-} from '../lib/roofline';
+} from '../lib/bench/roofline';
 
 describe('bytes per decoded token', () => {
   it('kvBytesPerToken = 2 x layers x kvHeads x headDim x bytes', () => {

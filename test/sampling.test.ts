@@ -16,7 +16,7 @@ import {
   topPFilter,
   xoshiro128ss,
   type SamplingParamsInput,
-} from '../lib/sampling';
+} from '../lib/generate/sampling';
 
 const f32 = (xs: number[]): Float32Array => Float32Array.from(xs);
 const kept = (row: Float32Array): number[] => [...row.keys()].filter((i) => row[i] !== -Infinity);

@@ -5,11 +5,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
-import type { LanguageModel } from '../lib/generate';
+import type { LanguageModel } from '../lib/generate/generate';
 import { loadModel } from '../lib/model/load';
 import type { LlamaModel } from '../lib/model/llama';
 import { speculativeGenerate } from '../lib/spec/generate';
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 import { agreement, loadGolden } from './golden';
 
 const TOKENS = 32;

@@ -5,17 +5,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
-import { generate, type LanguageModel } from '../lib/generate';
+import { generate, type LanguageModel } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { KVCache } from '../lib/kv/cache';
 import { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { logitsToProbs, resolveSamplingParams, Rng } from '../lib/sampling';
+import { logitsToProbs, resolveSamplingParams, Rng } from '../lib/generate/sampling';
 import { SpeculativeDecoder } from '../lib/spec/decoder';
 import { ModelDrafter } from '../lib/spec/drafter';
 import { speculativeGenerate, speculativeGenerateStream } from '../lib/spec/generate';
 import type { SpecRow } from '../lib/spec/speculative';
-import { loadTokenizer, type Tokenizer } from '../lib/tokenizer';
+import { loadTokenizer, type Tokenizer } from '../lib/generate/tokenizer';
 import { makeWeights, maxAbsDiff, tinyConfig, weightSource } from './model.helpers';
 
 let tokenizer: Tokenizer;

@@ -3,7 +3,7 @@
 // adaptive gamma and the speedup formula.
 import { describe, expect, it } from 'vitest';
 
-import { Rng } from '../lib/sampling';
+import { Rng } from '../lib/generate/sampling';
 import { AdaptiveGamma, bestGamma, gammaPolicy } from '../lib/spec/adaptive';
 import { promptLookup } from '../lib/spec/promptLookup';
 import { acceptReject, capGamma, checkGamma, residual, type DraftProposal } from '../lib/spec/speculative';

@@ -2,7 +2,7 @@
 // as HF `tokenizers` (Python) did on the fixed text set and on every golden prompt.
 import { describe, expect, it } from 'vitest';
 
-import { loadTokenizer } from '../lib/tokenizer';
+import { loadTokenizer } from '../lib/generate/tokenizer';
 import { loadGolden } from './golden';
 
 const golden = loadGolden();

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { barChart, copyPlotlyJs, display, figureBundle, figureHtml, lineChart, placeLabels, rooflineChart, setDisplaySink, timelineChart, type Figure, type MimeBundle, type Roofs } from '../lib/index';
+import { barChart, copyPlotlyJs, display, figureBundle, figureHtml, lineChart, placeLabels, rooflineChart, setDisplaySink, timelineChart, type Figure, type MimeBundle, type Roofs } from '../lib';
 import { listNotebooks } from '../scripts/lessons/main';
 
 const REQUIRE = process.env.INFERENCE_LAB_REQUIRE_LESSONS === '1';

@@ -11,11 +11,11 @@ import * as path from 'path';
 
 import type { LlamaModel } from '../model/llama';
 import { loadModel } from '../model/load';
-import type { SamplingParamsInput } from '../sampling';
-import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import type { SamplingParamsInput } from '../generate/sampling';
+import { loadTokenizer, type Tokenizer } from '../generate/tokenizer';
 import type { Clock } from './clock';
 import type { EngineConfigInput, SpeculativeEngineConfigInput } from './config';
-import type { TokenEvent } from '../output';
+import type { TokenEvent } from '../generate/output';
 import { LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput } from './llmEngine';
 
 /** Options of LLM.load: the model, its tokenizer, a clock, and any engine setting. */

@@ -11,7 +11,7 @@
 // runner drafts and verifies, postprocess runs lib/spec's acceptReject per sequence, commits
 // 1..gamma+1 tokens and has the scheduler give back the rejected drafts' slots (rollbackDrafts).
 //
-// Every chosen token goes to its sequence's OutputRecorder (lib/output.ts), which runs the stop
+// Every chosen token goes to its sequence's OutputRecorder (lib/generate/output.ts), which runs the stop
 // checks and makes the streaming event, as in generate().
 //
 // Requests are added and aborted between steps; each finished request comes back from the step
@@ -19,12 +19,12 @@
 // larger than maxNumSeqs) finish at once with an error, alone.
 
 import type { LlamaModel } from '../model/llama';
-import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../output';
-import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../sampling';
+import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../generate/output';
+import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
 import { gammaPolicy } from '../spec/adaptive';
 import { acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
 import { SpecStats, type StepTrace } from '../spec/stats';
-import type { Tokenizer } from '../tokenizer';
+import type { Tokenizer } from '../generate/tokenizer';
 import { BlockManager } from './blockManager';
 import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';

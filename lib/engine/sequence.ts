@@ -7,10 +7,10 @@
 // A request (one prompt, `n` completions) owns one sequence per completion. With n > 1 only the
 // first sequence prefills; when its prompt is done the others fork from it, sharing its blocks.
 
-import { OutputRecorder, type CompletionFinishReason } from '../output';
-import { Rng, type SamplingParams } from '../sampling';
+import { OutputRecorder, type CompletionFinishReason } from '../generate/output';
+import { Rng, type SamplingParams } from '../generate/sampling';
 import type { GammaPolicy } from '../spec/adaptive';
-import type { Tokenizer } from '../tokenizer';
+import type { Tokenizer } from '../generate/tokenizer';
 
 /** Where a sequence is: waiting (queued or preempted), running (holds blocks), finished. */
 export type SequenceStatus = 'waiting' | 'running' | 'finished';

@@ -4,7 +4,7 @@
 // replay() feeds a workload to an engine on its clock: real (waits for arrivals) or virtual
 // (jumps to them), so a run on a slow CPU keeps the same timeline.
 
-import { Rng, type SamplingParamsInput } from '../sampling';
+import { Rng, type SamplingParamsInput } from '../generate/sampling';
 import type { LLMEngine, RequestOutput } from './llmEngine';
 
 /** Inter-arrival times: Poisson (exponential gaps), gamma (burstier for cv > 1), or all at t = 0. */

@@ -14,7 +14,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { generate, type LanguageModel } from '../generate';
+import { generate, type LanguageModel } from '../generate/generate';
 import type { KVCache, KVShape } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';

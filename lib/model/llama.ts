@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
-import { wasmAttentionAvailable, wasmPV, wasmQKT } from './wasmAttention';
-import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './wasmFused';
+import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
+import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */

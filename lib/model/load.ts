@@ -7,7 +7,7 @@ import * as path from 'path';
 import { configFromHF } from './config';
 import { LlamaModel } from './llama';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
-import { SafetensorsCheckpoint } from './safetensors';
+import { SafetensorsCheckpoint } from '../formats/safetensors';
 import type { WeightSource } from './weights';
 
 /** Options of loadModel. */

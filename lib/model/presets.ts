@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { configFromHF, type LlamaConfig } from './config';
-import type { HostTensor } from './safetensors';
+import type { HostTensor } from '../formats/safetensors';
 import { llamaTensorSpecs, type TensorSpec, type WeightSource } from './weights';
 
 /** The `inference_lab.random_init` block of a preset file. */

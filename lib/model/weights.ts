@@ -2,7 +2,7 @@
 // WeightSource interface the model is built from (a safetensors checkpoint or a random preset).
 
 import type { LlamaConfig } from './config';
-import type { HostTensor } from './safetensors';
+import type { HostTensor } from '../formats/safetensors';
 
 /** A tensor name and its HF shape ([out, in] for linear layers). */
 export interface TensorSpec {

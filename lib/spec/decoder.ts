@@ -5,7 +5,7 @@
 import type { KVCache } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
-import { isGreedy, type Rng } from '../sampling';
+import { isGreedy, type Rng } from '../generate/sampling';
 import { gammaPolicy, type AdaptiveGammaOptions, type GammaPolicy } from './adaptive';
 import type { Drafter } from './drafter';
 import { acceptReject, capGamma, rollback, targetProbs, verify, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';

@@ -5,7 +5,7 @@
 import type { KVCache } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
-import type { Rng } from '../sampling';
+import type { Rng } from '../generate/sampling';
 import { draftTokens, rollback, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
 
 /** Proposes draft tokens for a batch of rows (lesson 4). */

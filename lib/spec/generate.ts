@@ -1,12 +1,12 @@
 // speculativeGenerate(): generate() with speculative decoding (lesson 4). Same prompts, sampling
-// parameters, stop conditions, streaming events and metrics as lib/generate.ts; each step emits
+// parameters, stop conditions, streaming events and metrics as lib/generate/generate.ts; each step emits
 // 1..gamma+1 tokens at once (they share a timestamp, so inter-token latency is bursty).
 
 import type { KVCache, KVShape } from '../kv/cache';
-import { generationOutput, preparePrompts, type GenerationOutput, type LanguageModel, type Prompt } from '../generate';
+import { generationOutput, preparePrompts, type GenerationOutput, type LanguageModel, type Prompt } from '../generate/generate';
 import { LlamaModel } from '../model/llama';
-import { OutputRecorder, type TokenEvent } from '../output';
-import { resolveSamplingParams, Rng, type SamplingParams, type SamplingParamsInput } from '../sampling';
+import { OutputRecorder, type TokenEvent } from '../generate/output';
+import { resolveSamplingParams, Rng, type SamplingParams, type SamplingParamsInput } from '../generate/sampling';
 import type { AdaptiveGammaOptions } from './adaptive';
 import { SpeculativeDecoder } from './decoder';
 import { ModelDrafter, type Drafter } from './drafter';

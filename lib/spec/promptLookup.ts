@@ -5,7 +5,7 @@
 // The drafter is deterministic: q is one-hot at each proposed token, so the accept rule becomes
 // "accept d with probability p(d)" and a rejection resamples from p with d removed.
 
-import type { Rng } from '../sampling';
+import type { Rng } from '../generate/sampling';
 import type { Drafter } from './drafter';
 import { sequenceOf, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
 

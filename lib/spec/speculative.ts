@@ -21,7 +21,7 @@
 
 import type { KVCache } from '../kv/cache';
 import type { LlamaModel } from '../model/llama';
-import { argmax, isGreedy, logitsToLogprobs, logitsToProbs, sampleFromProbs, topKIndices, type Rng, type SampledToken, type SamplingParams, type TokenHistory } from '../sampling';
+import { argmax, isGreedy, logitsToLogprobs, logitsToProbs, sampleFromProbs, topKIndices, type Rng, type SampledToken, type SamplingParams, type TokenHistory } from '../generate/sampling';
 
 // ---- types
 

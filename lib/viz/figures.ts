@@ -5,7 +5,7 @@
  *
  * Lesson: first met in lesson 1 ("Why inference is slow"), used by every lesson.
  */
-import { attainableGflops, ridgeIntensity, type Roofs } from '../roofline';
+import { attainableGflops, ridgeIntensity, type Roofs } from '../bench/roofline';
 
 /** One plotly trace (a subset of plotly's schema, open for any other attribute). */
 export interface Trace {

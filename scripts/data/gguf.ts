@@ -7,8 +7,8 @@
 // the HF-transformers continuation, and whether llama.cpp tokenizes the prompt text identically.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-import { exportGGUF } from '../../lib/gguf';
-import { llamaCppGreedy } from '../../lib/llamacpp';
+import { exportGGUF } from '../../lib/formats/gguf';
+import { llamaCppGreedy } from '../../lib/oracle/llamacpp';
 
 interface Golden {
   prompts: { name: string; text: string; ids: number[] }[];

@@ -147,7 +147,7 @@ F16 GGUF weights make llama.cpp compute some dot products in half precision, hen
 
 ## GGUF export
 
-\`lib/gguf.ts\` writes GGUF v3 (architecture \`llama\`, byte-level BPE vocab as \`gpt2\`/\`gpt-2\`,
+\`lib/formats/gguf.ts\` writes GGUF v3 (architecture \`llama\`, byte-level BPE vocab as \`gpt2\`/\`gpt-2\`,
 Q/K rows permuted from HF's half-split RoPE to llama.cpp's adjacent pairs, tied embeddings as a missing
 \`output.weight\`). \`npm run data:gguf\` exports both models to \`data/gguf/\` (git-ignored) and rewrites
 \`golden/llamacpp.json\`; \`test/gguf.llamacpp.test.ts\` does the same check in CI.

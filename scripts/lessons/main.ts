@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { gitState } from '../../lib/bench/harness';
-import { initBackend, lessonMode, machineInfo, shutdownBackend, type MachineInfo } from '../../lib/index';
+import { initBackend, lessonMode, machineInfo, shutdownBackend, type MachineInfo } from '../../lib';
 import { executeNotebook, type ExecResult } from './execute';
 import { lessonTitle, readNotebook, renderSite, type Lesson } from './render';
 import { ROOT, SetupError, setupJupyter } from './setup';

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { escapeHtml, figureHtml, plotlyJsPath, type Figure, type MachineInfo } from '../../lib/index';
+import { escapeHtml, figureHtml, plotlyJsPath, type Figure, type MachineInfo } from '../../lib';
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;

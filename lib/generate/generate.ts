@@ -4,12 +4,12 @@
 // Both go through the same model.forward and sampling code, so they must produce the same tokens.
 // A batch of prompts of different lengths runs as one static batch (everyone steps together, a
 // finished sequence just stops receiving tokens), like plain HF generate. Each sampled token goes to
-// the sequence's OutputRecorder (lib/output.ts): stop checks, text, logprobs, timings, the event.
+// the sequence's OutputRecorder (lib/generate/output.ts): stop checks, text, logprobs, timings, the event.
 
-import type { KVCache, KVShape } from './kv/cache';
-import { ContiguousKVCache, type ContiguousKVCacheOptions } from './kv/contiguous';
-import { NoKVCache } from './kv/none';
-import type { LlamaModel } from './model/llama';
+import type { KVCache, KVShape } from '../kv/cache';
+import { ContiguousKVCache, type ContiguousKVCacheOptions } from '../kv/contiguous';
+import { NoKVCache } from '../kv/none';
+import type { LlamaModel } from '../model/llama';
 import { OutputRecorder, type RecordedOutput, type TokenEvent, type TokenLatencies } from './output';
 import { resolveSamplingParams, Rng, sampleToken, type FinishReason, type SamplingParams, type SamplingParamsInput } from './sampling';
 import type { Tokenizer } from './tokenizer';

@@ -4,10 +4,10 @@
 // of the 64 greedy tokens agree. Used by the tests (CPU) and by bench/oracle.ts (any backend).
 import * as fs from 'fs';
 
-import { ContiguousKVCache } from './kv/contiguous';
-import type { LlamaModel } from './model/llama';
-import { SafetensorsFile } from './model/safetensors';
-import { argmax } from './sampling';
+import { ContiguousKVCache } from '../kv/contiguous';
+import type { LlamaModel } from '../model/llama';
+import { SafetensorsFile } from '../formats/safetensors';
+import { argmax } from '../generate/sampling';
 
 /** data/golden/golden.json, as far as the check needs it. */
 export interface GoldenFile {

@@ -10,8 +10,8 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { f32ToF16 } from './formats/dtype';
-import { HostTensor, SafetensorsCheckpoint } from './model/safetensors';
+import { f32ToF16 } from './dtype';
+import { HostTensor, SafetensorsCheckpoint } from './safetensors';
 
 // ---- metadata values
 

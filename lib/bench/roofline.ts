@@ -8,7 +8,7 @@
  * Units: bytes, FLOPs, seconds; GB = 1e9 bytes, GFLOP = 1e9 FLOPs.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { summarize, type TimingStats } from './bench/harness';
+import { summarize, type TimingStats } from './harness';
 
 // ---- pure model: bytes and FLOPs of one forward step
 

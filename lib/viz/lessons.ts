@@ -25,9 +25,9 @@ export function byMode<T>(quick: T, full: T, mode: LessonMode = lessonMode()): T
   return mode === 'FULL' ? full : quick;
 }
 
-/** The package root (the folder with package.json and data/): dist/ and lib/ sit one level under it. */
+/** The package root (the folder with package.json and data/): lib/viz/ (sources) and dist/viz/ (compiled) sit two levels under it. */
 export function packageRoot(): string {
-  const root = path.resolve(__dirname, '..');
+  const root = path.resolve(__dirname, '..', '..');
   if (!fs.existsSync(path.join(root, 'package.json'))) throw new Error(`package root not found above ${__dirname}`);
   return root;
 }

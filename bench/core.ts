@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
-import { percentile } from '../lib/bench/stats';
+import { percentile } from '../lib/eval/stats';
 import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { llamaSizes, type LlamaConfig } from '../lib/model/config';

@@ -25,7 +25,7 @@ import { writeBenchJson, benchFlags } from '../lib/bench/harness';
 import { VirtualClock, RealClock, type Clock, type LinearStepCost } from '../lib/engine/clock';
 import type { EngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
-import { percentile } from '../lib/bench/stats';
+import { percentile } from '../lib/eval/stats';
 import { summarizeRun, type RunSummary, type StepMetrics } from '../lib/engine/metrics';
 import { makeWorkload, replay, type WorkloadRequest, type WorkloadSpec } from '../lib/engine/workload';
 import { ContiguousKVCache } from '../lib/kv/contiguous';

@@ -114,7 +114,7 @@ export { attainableGflops, attentionFlopsPerKey, bytesPerDecodeStep, bytesPerDec
 export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic, MatmulFlopsOptions, MatmulFlopsResult, ModelCost, Roofs, StepCost } from './bench/roofline';
 export { machineInfo, summarize, timeIt } from './bench/harness';
 export type { MachineInfo, TimingStats } from './bench/harness';
-export { percentile } from './bench/stats';
+export { percentile } from './eval/stats';
 
 // ---- viz: charts and notebook display
 export * from './viz';

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { machineInfo, progressBar, summarize, timeIt, writeBenchJson } from '../lib/bench/harness';
-import { percentile } from '../lib/bench/stats';
+import { percentile } from '../lib/eval/stats';
 
 describe('timing', () => {
   it('summarize: min, median, mean, p90, max', () => {

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendInfo, type BackendFacts } from '../backend';
-import { percentile } from './stats';
+import { percentile } from '../eval/stats';
 
 // ---- machine
 

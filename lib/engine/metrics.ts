@@ -3,7 +3,7 @@
 // live-token share, preemptions, prefix-cache hits). Steps feed the scheduler timeline (a Gantt
 // of prefill chunks / decodes / preemptions per step) and the block-table view.
 
-import { percentile } from '../bench/stats';
+import { percentile } from '../eval/stats';
 import type { Sequence } from './sequence';
 
 /** Latencies of one completion, in ms on the engine's clock. */

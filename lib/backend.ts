@@ -13,6 +13,7 @@
  * backend and why; it never falls back silently, so a benchmark labelled "webgpu" ran on webgpu.
  * Use `prefer: 'auto'` to get whatever is available.
  */
+import { releaseSharedGpu } from './gpu/device';
 import * as tf from '@tensorflow/tfjs-core';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
@@ -373,6 +374,7 @@ async function hostFacts(): Promise<Omit<BackendFacts, 'backend'>> {
  */
 export async function shutdownBackend(): Promise<void> {
   while (pending) await pending.catch(() => undefined);
+  await releaseSharedGpu(); // the captured path's device (lib/gpu), if one was made
   if (current?.name === 'webgpu') {
     const backend = tf.findBackend('webgpu') as (tf.KernelBackend & { device?: GPUDevice }) | null;
     if (backend?.device && installedGpu) installedGpu.device = backend.device;

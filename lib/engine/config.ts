@@ -2,10 +2,10 @@
 // derived in one place (lesson 5, "continuous batching").
 
 import type { PagedWriteMode } from '../kv/paged';
-import type { LlamaModel } from '../model/llama';
 import type { AdaptiveGammaOptions } from '../spec/adaptive';
 import type { PromptLookupOptions } from '../spec/promptLookup';
 import { checkGamma } from '../spec/speculative';
+import type { EngineModel } from './pagedModel';
 
 /** Which scheduler: iteration-level (continuous) batching, or the static-batching baseline. */
 export type SchedulerPolicy = 'continuous' | 'static';
@@ -43,7 +43,7 @@ export interface EngineConfig {
  */
 export interface SpeculativeEngineConfig {
   /** a draft model with the target's vocabulary, or 'prompt-lookup' (no model) */
-  draft: LlamaModel | 'prompt-lookup';
+  draft: EngineModel | 'prompt-lookup';
   /** drafts per sequence per step (default 4), or 'adaptive' (one AdaptiveGamma per sequence) */
   gamma: number | 'adaptive';
   adaptive?: AdaptiveGammaOptions;
@@ -129,8 +129,8 @@ function resolveSpeculative(input: SpeculativeEngineConfigInput | null): Specula
   if (typeof draft === 'string' && draft !== 'prompt-lookup') {
     throw new Error(`speculative.draft '${draft}': the engine takes a loaded draft model or 'prompt-lookup' (LLM.load loads a model directory)`);
   }
-  if (draft !== 'prompt-lookup' && (typeof draft !== 'object' || draft === null || typeof draft.forward !== 'function')) {
-    throw new Error("speculative.draft must be a LlamaModel or 'prompt-lookup'");
+  if (draft !== 'prompt-lookup' && (typeof draft !== 'object' || draft === null || !('config' in draft) || typeof draft.dispose !== 'function')) {
+    throw new Error("speculative.draft must be a loaded model (LlamaModel or GpuLlama) or 'prompt-lookup'");
   }
   const gamma = input.gamma ?? 4;
   if (gamma !== 'adaptive') checkGamma(gamma, 'speculative.gamma');

@@ -9,14 +9,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import type { LlamaModel } from '../model/llama';
+import * as tf from '@tensorflow/tfjs-core';
+
+import { sharedGpu } from '../gpu/device';
+import { loadGpuModel, modelSource } from '../gpu/load';
 import { loadModel } from '../model/load';
 import type { SamplingParamsInput } from '../generate/sampling';
 import { loadTokenizer, type Tokenizer } from '../generate/tokenizer';
 import type { Clock } from './clock';
-import type { EngineConfigInput, SpeculativeEngineConfigInput } from './config';
+import { resolveEngineConfig, type EngineConfigInput, type SpeculativeEngineConfigInput } from './config';
 import type { TokenEvent } from '../generate/output';
-import { LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput } from './llmEngine';
+import type { EngineModel } from './pagedModel';
+import { capturedOptionsFor, LLMEngine, type AddRequestOptions, type EnginePrompt, type RequestOutput } from './llmEngine';
 
 /** Options of LLM.load: the model, its tokenizer, a clock, and any engine setting. */
 export interface LLMOptions extends Omit<EngineConfigInput, 'speculative'> {
@@ -24,9 +28,14 @@ export interface LLMOptions extends Omit<EngineConfigInput, 'speculative'> {
    * speculative decoding (lesson 4): `{ draft: 'data/models/draft' | model | 'prompt-lookup', gamma: 4 | 'adaptive' }`;
    * a draft directory is loaded (and owned)
    */
-  speculative?: (Omit<SpeculativeEngineConfigInput, 'draft'> & { draft: string | LlamaModel }) | null;
+  speculative?: (Omit<SpeculativeEngineConfigInput, 'draft'> & { draft: string | EngineModel }) | null;
   /** an HF model directory or preset name (loaded and owned), or a loaded model (not owned) */
-  model: string | LlamaModel;
+  model: string | EngineModel;
+  /**
+   * Load named models onto the captured WebGPU path (lib/gpu: one command buffer per step)
+   * instead of the eager tfjs path. Default: true when the tfjs backend is webgpu.
+   */
+  captured?: boolean;
   /** default: the model directory's tokenizer.json when there is one; null for ids only */
   tokenizer?: Tokenizer | string | null;
   /** default: a RealClock */
@@ -44,18 +53,25 @@ export class LLM {
   private constructor(
     readonly engine: LLMEngine,
     private readonly ownsModel: boolean,
-    private readonly ownedDraft: LlamaModel | null = null,
+    private readonly ownedDraft: EngineModel | null = null,
   ) {}
 
   /** Load a model (or take a loaded one) and build the engine. */
   static async load(options: LLMOptions): Promise<LLM> {
-    const { model, tokenizer, clock, speculative, ...config } = options;
+    const { model, tokenizer, clock, speculative, captured, ...config } = options;
     const owns = typeof model === 'string';
-    const m = typeof model === 'string' ? await loadModel(model) : model;
-    let draft: LlamaModel | null = null;
+    const onGpu = captured ?? tf.getBackend() === 'webgpu';
+    // a captured model's buffers are sized for the engine's largest step
+    const load = async (name: string): Promise<EngineModel> => {
+      if (!onGpu) return loadModel(name);
+      const engineConfig = resolveEngineConfig({ ...config, speculative: null }, modelSource(name).config.maxPositions);
+      return loadGpuModel(await sharedGpu(), name, capturedOptionsFor(engineConfig));
+    };
+    const m = typeof model === 'string' ? await load(model) : model;
+    let draft: EngineModel | null = null;
     try {
       const spec: SpeculativeEngineConfigInput | null = speculative
-        ? { ...speculative, draft: typeof speculative.draft === 'string' && speculative.draft !== 'prompt-lookup' ? (draft = await loadModel(speculative.draft)) : (speculative.draft as LlamaModel | 'prompt-lookup') }
+        ? { ...speculative, draft: typeof speculative.draft === 'string' && speculative.draft !== 'prompt-lookup' ? (draft = await load(speculative.draft)) : (speculative.draft as EngineModel | 'prompt-lookup') }
         : null;
       let tok: Tokenizer | null = null;
       if (tokenizer === undefined) {
@@ -73,7 +89,7 @@ export class LLM {
     }
   }
 
-  get model(): LlamaModel {
+  get model(): EngineModel {
     return this.engine.model;
   }
 

@@ -18,7 +18,7 @@
 // that finished it. Prompts that can never run (longer than the context or the KV pool, or n
 // larger than maxNumSeqs) finish at once with an error, alone.
 
-import type { LlamaModel } from '../model/llama';
+import { GpuLlama } from '../gpu/llama';
 import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../generate/output';
 import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
 import { gammaPolicy } from '../spec/adaptive';
@@ -30,6 +30,7 @@ import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';
 import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics, type StepSpecMetrics } from './metrics';
 import { ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
+import type { EngineModel } from './pagedModel';
 import { Scheduler, type ScheduledSequence, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
 
@@ -94,7 +95,7 @@ export class LLMEngine {
   private readonly eos: readonly number[];
 
   constructor(
-    readonly model: LlamaModel,
+    readonly model: EngineModel,
     readonly tokenizer: Tokenizer | null = null,
     config: EngineConfigInput = {},
     clock: Clock = new RealClock(),
@@ -109,6 +110,8 @@ export class LLMEngine {
         throw new Error(`draft model '${spec.draft.name}' has a context of ${spec.draft.config.maxPositions} tokens, less than maxModelLen ${c.maxModelLen}`);
       }
     }
+    if (model instanceof GpuLlama) checkCapturedCapacity(model, c);
+    if (spec && spec.draft instanceof GpuLlama) checkCapturedCapacity(spec.draft, c);
     this.scheduler = new Scheduler(c, this.blockManager);
     this.runner = new ModelRunner(model, { numBlocks: c.numBlocks, blockSize: c.blockSize, cacheMode: c.cacheMode, draft: spec?.draft ?? null, promptLookup: spec?.promptLookup });
     this.specStats = spec ? new SpecStats(spec.trace) : null;
@@ -444,4 +447,25 @@ function stepEntries(scheduled: readonly ScheduledSequence[]): StepEntries {
 // tokens the step computes, drafted ones included
 function numScheduledTokens(scheduled: readonly ScheduledSequence[]): number {
   return scheduled.reduce((a, e) => a + e.numNewTokens + (e.numLookaheadTokens ?? 0), 0);
+}
+
+/**
+ * Sizes a captured model (lib/gpu) needs to serve an engine of config `c`: its buffers are made
+ * once, for the largest step the scheduler can plan (every batched token may get a logits row
+ * when verifying drafts).
+ */
+export function capturedOptionsFor(c: Pick<EngineConfig, 'maxNumBatchedTokens' | 'maxNumSeqs' | 'blockSize' | 'numBlocks'>) {
+  return { maxTokens: c.maxNumBatchedTokens, maxSeqs: c.maxNumSeqs, maxLogitRows: c.maxNumBatchedTokens, blockSize: c.blockSize, numBlocks: c.numBlocks };
+}
+
+// a captured model built smaller than the engine's largest step fails now, not mid-run
+function checkCapturedCapacity(m: GpuLlama, c: EngineConfig): void {
+  const need = capturedOptionsFor(c);
+  const have = { maxTokens: m.maxTokens, maxSeqs: m.maxSeqs, maxLogitRows: m.maxLogitRows, blockSize: m.blockSize, numBlocks: m.numBlocks };
+  for (const k of Object.keys(need) as (keyof typeof need)[]) {
+    const short = k === 'blockSize' ? have[k] !== need[k] : have[k] < need[k];
+    if (short) {
+      throw new Error(`captured model '${m.name}' was built with ${k} = ${have[k]}, this engine needs ${need[k]}: build it with capturedOptionsFor(engineConfig)`);
+    }
+  }
 }

@@ -18,12 +18,10 @@
 // (draft KV bytes per token) / (target KV bytes per token) of the target's. Prefill chunks run
 // through the draft too, so both caches hold the same prompt tokens.
 
-import * as tf from '@tensorflow/tfjs-core';
-
-import { PagedKVCache, type PagedWriteMode } from '../kv/paged';
-import type { LlamaModel } from '../model/llama';
+import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
 import { draftTokens, verify, type DraftProposal, type SpecRow } from '../spec/speculative';
+import { pagedModel, type EngineModel, type PagedModel } from './pagedModel';
 import type { ScheduledSequence } from './scheduler';
 import type { Sequence } from './sequence';
 
@@ -33,7 +31,7 @@ export interface ModelRunnerOptions {
   blockSize: number;
   cacheMode?: PagedWriteMode;
   /** speculative decoding: a draft model (its pool shares the block tables) or prompt lookup */
-  draft?: LlamaModel | 'prompt-lookup' | null;
+  draft?: EngineModel | 'prompt-lookup' | null;
   promptLookup?: PromptLookupOptions;
 }
 
@@ -77,22 +75,18 @@ export function specRowOf(seq: Sequence): SpecRow {
  * call dispose().
  */
 export class ModelRunner {
-  readonly cache: PagedKVCache;
-  /** the draft model's pool (same block tables), when drafting with a model */
-  readonly draftCache: PagedKVCache | null;
-  readonly draft: LlamaModel | null;
+  /** the target model with its KV pool (eager tfjs, or the captured GPU step) */
+  readonly target: PagedModel;
+  /** the draft model with its pool (same block tables), when drafting with a model */
+  readonly draft: PagedModel | null;
   /** forward calls made so far (target and draft) */
   numForwardCalls = 0;
   private readonly lookup: PromptLookupOptions | null;
 
-  constructor(
-    readonly model: LlamaModel,
-    options: ModelRunnerOptions,
-  ) {
-    const pool = { numBlocks: options.numBlocks, blockSize: options.blockSize, mode: options.cacheMode };
-    this.cache = new PagedKVCache(model.kvShape, pool);
-    this.draft = options.draft && options.draft !== 'prompt-lookup' ? options.draft : null;
-    this.draftCache = this.draft ? new PagedKVCache(this.draft.kvShape, pool) : null;
+  constructor(model: EngineModel, options: ModelRunnerOptions) {
+    const pool = { numBlocks: options.numBlocks, blockSize: options.blockSize, cacheMode: options.cacheMode };
+    this.target = pagedModel(model, pool);
+    this.draft = options.draft && options.draft !== 'prompt-lookup' ? pagedModel(options.draft, pool) : null;
     this.lookup = options.draft === 'prompt-lookup' ? (options.promptLookup ?? {}) : null;
   }
 
@@ -101,8 +95,13 @@ export class ModelRunner {
     return this.draft !== null || this.lookup !== null;
   }
 
-  /** Group a step's sequences into forward calls: decodes together, each prefill chunk alone. */
+  /**
+   * Group a step's sequences into forward calls: decodes together, each prefill chunk alone
+   * (eager: a call pads to its longest sequence); a captured model takes them all in one call.
+   */
   prepare(batch: readonly ScheduledSequence[]): PreparedCall[] {
+    const plain = batch.filter((e) => (e.numNewTokens === 1 && e.numLookaheadTokens === undefined) || e.numNewTokens > 1);
+    if (this.target.ragged) return plain.length > 0 ? [{ entries: plain, tokens: plain.map((e) => this.newTokens(e)) }] : [];
     const calls: PreparedCall[] = [];
     const decodes = batch.filter((e) => e.numNewTokens === 1 && e.numLookaheadTokens === undefined);
     if (decodes.length > 0) calls.push({ entries: decodes, tokens: decodes.map((e) => this.newTokens(e)) });
@@ -116,20 +115,19 @@ export class ModelRunner {
    * samples next) and, per speculative decode, its drafts and their gamma + 1 logits rows.
    */
   async run(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): Promise<RunnerOutput> {
-    this.cache.copyBlocks(copies);
-    this.draftCache?.copyBlocks(copies);
-    const V = this.model.config.vocabSize;
+    this.target.copyBlocks(copies);
+    this.draft?.copyBlocks(copies);
     const out: RunnerOutput = { logits: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
     for (const call of this.prepare(batch)) {
-      this.cache.setBatch(call.entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numComputedTokens })));
-      const logits = this.model.forward(call.tokens, this.cache, { logits: 'last' }); // [B, 1, V]
+      const rows = await this.target.batch(call.entries.map(cachedIn('target'))).forward(
+        call.tokens,
+        call.tokens.map(() => 1),
+      ); // per sequence [1][V]: its last position
       this.numForwardCalls++;
-      const data = (await logits.data()) as Float32Array;
-      logits.dispose();
       call.entries.forEach((e, b) => {
-        if (e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens) out.logits.set(e.seq, data.subarray(b * V, (b + 1) * V));
+        if (e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens) out.logits.set(e.seq, rows[b][0]);
       });
-      this.draftPrefill(call, out.draftComputed);
+      await this.draftPrefill(call, out.draftComputed);
     }
     const spec = batch.filter((e) => e.numLookaheadTokens !== undefined);
     if (spec.length > 0) await this.runSpeculative(spec, out);
@@ -138,25 +136,29 @@ export class ModelRunner {
 
   /** Bytes of the KV pools (target, and the draft's). */
   kvBytes(): number {
-    return this.cache.bytes() + (this.draftCache?.bytes() ?? 0);
+    return this.target.bytes() + (this.draft?.bytes() ?? 0);
   }
 
   dispose(): void {
-    this.cache.dispose();
-    this.draftCache?.dispose();
+    this.target.dispose();
+    this.draft?.dispose();
   }
 
   // ---- speculative decoding
 
   // the draft computes what the target just computed (it may lag: it feeds what it lacks)
-  private draftPrefill(call: PreparedCall, computed: Map<Sequence, number>): void {
-    if (!this.draft || !this.draftCache) return;
+  private async draftPrefill(call: PreparedCall, computed: Map<Sequence, number>): Promise<void> {
+    if (!this.draft) return;
     const feed = call.entries.map((e) => e.seq.tokenIds.slice(e.seq.numDraftComputedTokens, e.seq.numComputedTokens + e.numNewTokens));
     if (feed.every((f) => f.length === 0)) return;
-    this.draftCache.setBatch(call.entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numDraftComputedTokens })));
-    tf.dispose(this.draft.forward(feed, this.draftCache)); // keys and values only; the logits are not needed
+    const draft = this.draft.batch(call.entries.map(cachedIn('draft')));
+    await draft.forward(
+      feed,
+      feed.map(() => 0),
+    ); // keys and values only; the logits are not needed
     this.numForwardCalls++;
-    call.entries.forEach((e, b) => computed.set(e.seq, this.draftCache!.lengths()[b]));
+    const lengths = draft.lengths();
+    call.entries.forEach((e, b) => computed.set(e.seq, lengths[b]));
   }
 
   // 1. draft gamma_b tokens per sequence, 2. verify all of them in one target call
@@ -166,20 +168,19 @@ export class ModelRunner {
     const t0 = performance.now();
     let proposals: DraftProposal[];
     let draftLens: number[];
-    if (this.draft && this.draftCache) {
-      this.draftCache.setBatch(entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numDraftComputedTokens })));
+    if (this.draft) {
+      const draft = this.draft.batch(entries.map(cachedIn('draft')));
       const params = entries.map((e) => e.seq.params);
       const rngs = entries.map((e) => e.seq.rng);
-      proposals = await draftTokens(this.draft, this.draftCache, rows, gammas, params, rngs);
+      proposals = await draftTokens(draft, rows, gammas, params, rngs);
       this.numForwardCalls += Math.max(0, ...gammas);
-      draftLens = this.draftCache.lengths();
+      draftLens = draft.lengths();
     } else {
       proposals = rows.map((row, b) => ({ tokens: gammas[b] > 0 ? promptLookup([...row.prompt, ...row.output], gammas[b], this.lookup!) : [], probs: null }));
       draftLens = entries.map(() => 0);
     }
     const t1 = performance.now();
-    this.cache.setBatch(entries.map((e) => ({ blockTable: e.seq.blockTable, numCachedTokens: e.seq.numComputedTokens })));
-    const logits = await verify(this.model, this.cache, rows, proposals); // per row [gamma_b + 1][V]
+    const logits = await verify(this.target.batch(entries.map(cachedIn('target'))), rows, proposals); // per row [gamma_b + 1][V]
     this.numForwardCalls++;
     out.draftMs = t1 - t0;
     out.verifyMs = performance.now() - t1;
@@ -190,4 +191,9 @@ export class ModelRunner {
     const from = e.seq.numComputedTokens;
     return e.seq.tokenIds.slice(from, from + e.numNewTokens);
   }
+}
+
+// a scheduled sequence's place in the target's or the draft's pool
+function cachedIn(which: 'target' | 'draft') {
+  return (e: ScheduledSequence) => ({ blockTable: e.seq.blockTable, numCached: which === 'target' ? e.seq.numComputedTokens : e.seq.numDraftComputedTokens });
 }

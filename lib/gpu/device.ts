@@ -104,3 +104,24 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<GpuCo
     },
   };
 }
+
+let shared: Promise<GpuContext> | null = null;
+
+/**
+ * The process's GPU context for the captured path, acquired on first use (LLM.load and the
+ * benchmarks share it). `releaseSharedGpu()` destroys it (shutdownBackend calls it).
+ */
+export function sharedGpu(): Promise<GpuContext> {
+  if (!shared) {
+    shared = acquireGpu();
+    shared.catch(() => (shared = null));
+  }
+  return shared;
+}
+
+/** Destroy the shared context, if one was acquired. */
+export async function releaseSharedGpu(): Promise<void> {
+  const s = shared;
+  shared = null;
+  if (s) (await s.catch(() => null))?.destroy();
+}

@@ -111,7 +111,9 @@ export class GpuLlama {
   private readonly ctx: GpuContext;
   private readonly buffers: GPUBuffer[] = [];
   private readonly dispatches: Dispatch[] = [];
-  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logits' | 'readIds' | 'readLogits', GPUBuffer>;
+  /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
+  private readonly pools: GPUBuffer[] = [];
+  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
 
   private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
     this.ctx = ctx;
@@ -139,6 +141,7 @@ export class GpuLlama {
       logits: this.buffer(4 * this.maxLogitRows * V, STORAGE | COPY_SRC),
       readIds: this.buffer(4 * this.maxLogitRows, MAP_READ | COPY_DST),
       readLogits: this.buffer(4 * this.maxLogitRows * V, MAP_READ | COPY_DST),
+      scratch: this.buffer(4 * this.blockSize * config.numKvHeads * config.headDim, COPY_SRC | COPY_DST),
     };
     this.stats = { dispatchesPerStep: 0, pipelines: 0, compileMs: 0, weightBytes: 0, kvPoolBytes: 0 };
   }
@@ -253,9 +256,10 @@ export class GpuLlama {
         mlpNorm: this.upload(read(n.mlpNorm, [Dm])),
         wgu: weight(wgu),
         wdown: weight(read(n.down, [Dm, F])),
-        k: this.buffer(poolBytes, STORAGE),
-        v: this.buffer(poolBytes, STORAGE),
+        k: this.buffer(poolBytes, STORAGE | COPY_SRC | COPY_DST),
+        v: this.buffer(poolBytes, STORAGE | COPY_SRC | COPY_DST),
       });
+      this.pools.push(layers[i].k, layers[i].v);
     }
     const resolved = Object.fromEntries(await Promise.all(Object.entries(P).map(async ([k, p]) => [k, await p] as const))) as Record<keyof typeof P, GPUComputePipeline>;
     this.stats.compileMs = performance.now() - t0;
@@ -316,10 +320,12 @@ export class GpuLlama {
     const device = this.ctx.device;
     const encoder = device.createCommandEncoder();
     this.encode(encoder, n, m);
-    encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
-    if (read === 'logits') encoder.copyBufferToBuffer(this.b.logits, 0, this.b.readLogits, 0, 4 * m * this.config.vocabSize);
+    if (m > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
+    if (m > 0 && read === 'logits') encoder.copyBufferToBuffer(this.b.logits, 0, this.b.readLogits, 0, 4 * m * this.config.vocabSize);
     device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
+    // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
+    if (m === 0) return { ids: new Int32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
     await this.b.readIds.mapAsync(MAP_READ, 0, 4 * m);
     const ids = new Int32Array(this.b.readIds.getMappedRange(0, 4 * m).slice(0));
     this.b.readIds.unmap();
@@ -360,7 +366,6 @@ export class GpuLlama {
     }
     if (n > this.maxTokens) throw new Error(`step: ${n} tokens, this model was built for at most ${this.maxTokens}`);
     if (m > this.maxLogitRows) throw new Error(`step: ${m} logits rows, this model was built for at most ${this.maxLogitRows}`);
-    if (m === 0) throw new Error('step: no token asks for logits');
     const ids = new Uint32Array(n);
     const meta = new Uint32Array(2 * n);
     const table = new Uint32Array(seqs.length * this.maxBlocks);
@@ -395,6 +400,24 @@ export class GpuLlama {
     q.writeBuffer(this.b.table, 0, table);
     q.writeBuffer(this.b.rows, 0, rows);
     return { n, m };
+  }
+
+  /**
+   * Copy whole blocks of every layer's K and V pool, src -> dst (the block manager's copy-on-
+   * write). Goes through a one-block scratch buffer: WebGPU copies never read and write one buffer.
+   */
+  copyBlocks(copies: readonly (readonly [number, number])[]): void {
+    if (copies.length === 0) return;
+    const bytes = 4 * this.blockSize * this.config.numKvHeads * this.config.headDim;
+    const encoder = this.ctx.device.createCommandEncoder();
+    for (const [src, dst] of copies) {
+      for (const id of [src, dst]) if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks) throw new Error(`copyBlocks: block id ${id} is not in [0, ${this.numBlocks})`);
+      for (const pool of this.pools) {
+        encoder.copyBufferToBuffer(pool, src * bytes, this.b.scratch, 0, bytes);
+        encoder.copyBufferToBuffer(this.b.scratch, 0, pool, dst * bytes, bytes);
+      }
+    }
+    this.ctx.device.queue.submit([encoder.finish()]);
   }
 
   /** Free every GPU buffer (the device stays: it belongs to the caller's GpuContext). */

@@ -7,6 +7,8 @@ import * as path from 'path';
 import { checkpointWeights, readHFConfig } from '../model/load';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights } from '../model/presets';
 import type { GpuContext } from './device';
+import type { LlamaConfig } from '../model/config';
+import type { WeightSource } from '../model/weights';
 import { GpuLlama, type GpuLlamaOptions } from './llama';
 
 /**
@@ -14,14 +16,20 @@ import { GpuLlama, type GpuLlamaOptions } from './llama';
  * weights go to GPU buffers (fp32, or bf16 with `format: 'bf16'`), never through tfjs.
  */
 export async function loadGpuModel(ctx: GpuContext, dirOrPreset: string, options: GpuLlamaOptions = {}): Promise<GpuLlama> {
+  const { config, name, open } = modelSource(dirOrPreset);
+  const source = open();
+  try {
+    return await GpuLlama.create(ctx, config, source, name, options);
+  } finally {
+    source.close?.();
+  }
+}
+
+/** A checkpoint directory's or preset's config and name, and how to open its weights. */
+export function modelSource(dirOrPreset: string): { config: LlamaConfig; name: string; open: () => WeightSource } {
   const p = dirOrPreset;
   if (fs.existsSync(p) && fs.statSync(p).isDirectory()) {
-    const source = checkpointWeights(p);
-    try {
-      return await GpuLlama.create(ctx, readHFConfig(p), source, path.basename(path.resolve(p)), options);
-    } finally {
-      source.close?.();
-    }
+    return { config: readHFConfig(p), name: path.basename(path.resolve(p)), open: () => checkpointWeights(p) };
   }
   let preset;
   if (fs.existsSync(p) && fs.statSync(p).isFile()) {
@@ -33,5 +41,6 @@ export async function loadGpuModel(ctx: GpuContext, dirOrPreset: string, options
   } else {
     throw new Error(`'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`);
   }
-  return GpuLlama.create(ctx, preset.config, randomWeights(preset.config, preset.init.seed, preset.init.std), preset.name, options);
+  const pr = preset;
+  return { config: pr.config, name: pr.name, open: () => randomWeights(pr.config, pr.init.seed, pr.init.std) };
 }

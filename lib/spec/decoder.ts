@@ -8,7 +8,7 @@ import type { LlamaModel } from '../model/llama';
 import { isGreedy, type Rng } from '../generate/sampling';
 import { gammaPolicy, type AdaptiveGammaOptions, type GammaPolicy } from './adaptive';
 import type { Drafter } from './drafter';
-import { acceptReject, capGamma, rollback, targetProbs, verify, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
+import { acceptReject, capGamma, modelForward, rollback, targetProbs, verify, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
 import { SpecStats, type StepTrace } from './stats';
 
 /** Configuration of a SpeculativeDecoder (lesson 4). */
@@ -103,7 +103,7 @@ export class SpeculativeDecoder {
     const proposals: (DraftProposal | null)[] = await this.drafter.propose(rows, gammas, this.params, this.rngs);
     const t1 = performance.now();
     // 2. verify: gamma + 1 target distributions per row in one forward pass
-    const logits = await verify(target, this.targetCache, rows, proposals.map((p, b) => (active[b] ? p : null)));
+    const logits = await verify(modelForward(target, this.targetCache), rows, proposals.map((p, b) => (active[b] ? p : null)));
     const t2 = performance.now();
     // 3. accept / reject, row by row
     const results = rows.map((row, b) => {

@@ -6,7 +6,7 @@ import type { KVCache } from '../kv/cache';
 import { ContiguousKVCache } from '../kv/contiguous';
 import type { LlamaModel } from '../model/llama';
 import type { Rng } from '../generate/sampling';
-import { draftTokens, rollback, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
+import { draftTokens, modelForward, rollback, type DraftProposal, type SpecRow, type SpecSamplingParams } from './speculative';
 
 /** Proposes draft tokens for a batch of rows (lesson 4). */
 export interface Drafter {
@@ -38,7 +38,7 @@ export class ModelDrafter implements Drafter {
   }
 
   propose(rows: readonly SpecRow[], gammas: readonly number[], params: SpecSamplingParams, rngs: readonly Rng[]): Promise<DraftProposal[]> {
-    return draftTokens(this.model, this.cache, rows, gammas, params, rngs);
+    return draftTokens(modelForward(this.model, this.cache), rows, gammas, params, rngs);
   }
 
   rollback(rows: readonly (SpecRow | null)[]): void {

@@ -90,7 +90,7 @@ export function capGamma(wanted: number, limits: { tokensLeft: number; room: num
 }
 
 /** Throws unless the draft scores the same token ids as the target (same vocabulary size). */
-export function checkDraftCompatible(target: LlamaModel, draft: LlamaModel): void {
+export function checkDraftCompatible(target: Pick<LlamaModel, 'name' | 'config'>, draft: Pick<LlamaModel, 'name' | 'config'>): void {
   const vt = target.config.vocabSize;
   const vd = draft.config.vocabSize;
   if (vt !== vd) {
@@ -99,6 +99,37 @@ export function checkDraftCompatible(target: LlamaModel, draft: LlamaModel): voi
         'speculative decoding compares p and q over the same token ids, so both models need the same tokenizer',
     );
   }
+}
+
+// ---- the forward pass speculative decoding drives
+
+/**
+ * A batch of rows and whatever runs them (lesson 4): the eager tfjs model over a KV cache
+ * (`modelForward`), or the captured GPU step (lib/engine/pagedModel.ts). `lengths()` are the
+ * tokens each row's cache holds; `forward(feed, logits)` appends feed[b] to row b and returns
+ * the logits rows [V] of its last logits[b] tokens.
+ */
+export interface BatchForward {
+  readonly vocabSize: number;
+  lengths(): number[];
+  forward(feed: readonly (readonly number[])[], logits: readonly number[]): Promise<Float32Array[][]>;
+}
+
+/** A tfjs model and its KV cache as a BatchForward (left padding undone row by row). */
+export function modelForward(model: LlamaModel, cache: KVCache): BatchForward {
+  const V = model.config.vocabSize;
+  return {
+    vocabSize: V,
+    lengths: () => cache.lengths(),
+    async forward(feed, logits) {
+      const n = Math.max(1, ...logits);
+      const out = model.forward(feed, cache, { logits: n }); // [B, n, V]
+      const data = (await out.data()) as Float32Array;
+      out.dispose();
+      // left padding: row b's last logits[b] positions are the last of its n slots
+      return logits.map((m, b) => Array.from({ length: m }, (_, i) => data.subarray((b * n + n - m + i) * V, (b * n + n - m + i + 1) * V)));
+    },
+  };
 }
 
 // ---- small helpers
@@ -128,8 +159,7 @@ function pendingTokens(row: SpecRow, cached: number): number[] {
  * one set for every row, or one per row (the engine's requests each have their own).
  */
 export async function draftTokens(
-  draft: LlamaModel,
-  cache: KVCache,
+  draft: BatchForward,
   rows: readonly SpecRow[],
   gammas: readonly number[],
   params: SpecSamplingParams | readonly SpecSamplingParams[],
@@ -137,19 +167,16 @@ export async function draftTokens(
 ): Promise<DraftProposal[]> {
   const paramsOf = (b: number): SpecSamplingParams => (Array.isArray(params) ? (params as readonly SpecSamplingParams[])[b] : (params as SpecSamplingParams));
   const greedy = rows.map((_, b) => isGreedy(paramsOf(b)));
-  const V = draft.config.vocabSize;
   const proposals: DraftProposal[] = rows.map((_, b) => ({ tokens: [], probs: greedy[b] ? null : [] }));
-  const lengths = cache.lengths();
+  const lengths = draft.lengths();
   let feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, lengths[b]) : []));
   const maxGamma = Math.max(0, ...gammas);
   for (let i = 0; i < maxGamma; i++) {
-    const logits = draft.forward(feed, cache); // [B, 1, V]
-    const data = (await logits.data()) as Float32Array;
-    logits.dispose();
+    const logits = await draft.forward(feed, feed.map((f) => (f.length > 0 ? 1 : 0))); // per row [1][V]
     feed = rows.map((row, b) => {
       const prop = proposals[b];
       if (i >= gammas[b]) return [];
-      const row0 = data.subarray(b * V, (b + 1) * V); // [V]
+      const row0 = logits[b][0]; // [V]
       let token: number;
       if (greedy[b]) {
         token = argmax(row0);
@@ -173,28 +200,16 @@ export async function draftTokens(
  * the gamma_b + 1 logits rows [gamma_b + 1][V]: row i scores the token after d_i (i = 0: after the
  * committed sequence). Rows with no tokens to feed (finished) get [].
  */
-export async function verify(
-  target: LlamaModel,
-  cache: KVCache,
-  rows: readonly SpecRow[],
-  proposals: readonly (DraftProposal | null)[],
-): Promise<Float32Array[][]> {
-  const V = target.config.vocabSize;
-  const lengths = cache.lengths();
+export async function verify(target: BatchForward, rows: readonly SpecRow[], proposals: readonly (DraftProposal | null)[]): Promise<Float32Array[][]> {
+  const lengths = target.lengths();
   const feed = rows.map((row, b) => {
     const prop = proposals[b];
     return prop ? [...pendingTokens(row, lengths[b]), ...prop.tokens] : [];
   });
-  const n = Math.max(...proposals.map((p) => (p ? p.tokens.length + 1 : 0)));
-  const logits = target.forward(feed, cache, { logits: n }); // [B, n, V]
-  const data = (await logits.data()) as Float32Array;
-  logits.dispose();
-  // left padding: row b's gamma_b + 1 positions are the last ones of its n slots
-  return proposals.map((prop, b) => {
-    if (!prop) return [];
-    const m = prop.tokens.length + 1;
-    return Array.from({ length: m }, (_, i) => data.subarray((b * n + n - m + i) * V, (b * n + n - m + i + 1) * V));
-  });
+  return target.forward(
+    feed,
+    proposals.map((p) => (p ? p.tokens.length + 1 : 0)),
+  ); // per row [gamma_b + 1][V]
 }
 
 /** The target distributions p_1..p_{gamma+1} of one row from its verify logits (lesson 4). */

@@ -1,0 +1,145 @@
+// A model together with its paged KV pool, as the model runner drives it (lesson 5). Two kinds:
+//   - eager: the tfjs model (lib/model/llama.ts) over PagedKVCache: ~370 tfjs ops per step, each
+//     forward call padded to its longest sequence, so the runner keeps prefill chunks apart;
+//   - captured: the WebGPU step (lib/gpu/llama.ts) over its own pool: one command buffer per
+//     step, ragged batches natively, so a step's prefill chunks and decodes run as ONE call.
+// Both read the block manager's tables as they are; only here do they differ.
+
+import { PagedKVCache, type PagedWriteMode } from '../kv/paged';
+import { GpuLlama } from '../gpu/llama';
+import type { LlamaConfig } from '../model/config';
+import type { LlamaModel } from '../model/llama';
+import { modelForward, type BatchForward } from '../spec/speculative';
+
+/** A sequence's place in the pool: its block table and the tokens already computed into it. */
+export interface PagedSequence {
+  blockTable: readonly number[];
+  numCached: number;
+}
+
+/** A model the engine can run: the eager tfjs model or the captured GPU model. */
+export type EngineModel = LlamaModel | GpuLlama;
+
+/** A model and its KV pool (see the file comment). */
+export interface PagedModel {
+  readonly name: string;
+  readonly config: LlamaConfig;
+  /** one forward call may mix sequences of any lengths at no padding cost */
+  readonly ragged: boolean;
+  /** A forward batch over these sequences (see BatchForward); valid until the next batch(). */
+  batch(seqs: readonly PagedSequence[]): BatchForward;
+  /** Copy whole blocks src -> dst (copy-on-write). */
+  copyBlocks(copies: readonly (readonly [number, number])[]): void;
+  /** Bytes the KV pool holds. */
+  bytes(): number;
+  dispose(): void;
+}
+
+/** The pool's geometry. */
+export interface PoolOptions {
+  numBlocks: number;
+  blockSize: number;
+  cacheMode?: PagedWriteMode;
+}
+
+/** The engine's model with a pool of `pool` blocks: eager over PagedKVCache, or captured. */
+export function pagedModel(model: EngineModel, pool: PoolOptions): PagedModel {
+  return model instanceof GpuLlama ? new CapturedPagedModel(model, pool) : new EagerPagedModel(model, pool);
+}
+
+class EagerPagedModel implements PagedModel {
+  readonly ragged = false;
+  readonly cache: PagedKVCache;
+
+  constructor(
+    readonly model: LlamaModel,
+    pool: PoolOptions,
+  ) {
+    this.cache = new PagedKVCache(model.kvShape, { numBlocks: pool.numBlocks, blockSize: pool.blockSize, mode: pool.cacheMode });
+  }
+
+  get name(): string {
+    return this.model.name;
+  }
+
+  get config(): LlamaConfig {
+    return this.model.config;
+  }
+
+  batch(seqs: readonly PagedSequence[]): BatchForward {
+    this.cache.setBatch(seqs.map((s) => ({ blockTable: s.blockTable, numCachedTokens: s.numCached })));
+    return modelForward(this.model, this.cache);
+  }
+
+  copyBlocks(copies: readonly (readonly [number, number])[]): void {
+    this.cache.copyBlocks(copies as [number, number][]);
+  }
+
+  bytes(): number {
+    return this.cache.bytes();
+  }
+
+  dispose(): void {
+    this.cache.dispose();
+  }
+}
+
+class CapturedPagedModel implements PagedModel {
+  readonly ragged = true;
+
+  constructor(
+    readonly gpu: GpuLlama,
+    pool: PoolOptions,
+  ) {
+    if (pool.blockSize !== gpu.blockSize) {
+      throw new Error(`the engine's blockSize is ${pool.blockSize}, the captured model '${gpu.name}' was built with ${gpu.blockSize}: build it with the same blockSize`);
+    }
+    if (pool.numBlocks > gpu.numBlocks) {
+      throw new Error(`the engine wants ${pool.numBlocks} KV blocks, the captured model '${gpu.name}' has ${gpu.numBlocks}: build it with numBlocks >= ${pool.numBlocks}`);
+    }
+  }
+
+  get name(): string {
+    return this.gpu.name;
+  }
+
+  get config(): LlamaConfig {
+    return this.gpu.config;
+  }
+
+  batch(seqs: readonly PagedSequence[]): BatchForward {
+    const gpu = this.gpu;
+    const V = gpu.config.vocabSize;
+    const lengths = seqs.map((s) => s.numCached);
+    return {
+      vocabSize: V,
+      lengths: () => [...lengths],
+      async forward(feed, logits) {
+        const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
+        const { logits: rows } = await gpu.step(
+          live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: logits[b] })),
+          'logits',
+        );
+        const out: Float32Array[][] = feed.map(() => []);
+        let r = 0;
+        for (const b of live) {
+          lengths[b] += feed[b].length;
+          for (let i = 0; i < logits[b]; i++, r++) out[b].push(rows!.subarray(r * V, (r + 1) * V));
+        }
+        return out;
+      },
+    };
+  }
+
+  copyBlocks(copies: readonly (readonly [number, number])[]): void {
+    this.gpu.copyBlocks(copies);
+  }
+
+  bytes(): number {
+    return this.gpu.stats.kvPoolBytes;
+  }
+
+  dispose(): void {
+    // the captured model owns its pool; the caller owns the model
+  }
+}

@@ -128,9 +128,7 @@ describe('lib/ layering', () => {
   });
 
   it('every folder of lib/ has a layer', () => {
-    const folders = fs
-      .readdirSync(LIB, { withFileTypes: true })
-      .map((e) => (e.isDirectory() ? e.name : e.name.replace(/\.ts$/, '')));
+    const folders = fs.readdirSync(LIB, { withFileTypes: true }).map((e) => (e.isDirectory() ? e.name : e.name.replace(/\.ts$/, '')));
     expect(folders.filter((f) => !LAYERS.includes(f))).toEqual([]);
   });
 

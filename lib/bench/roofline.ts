@@ -200,15 +200,9 @@ export async function measureBandwidth(options: BandwidthOptions = {}): Promise<
   try {
     const timing = await timeKernel(run, { repeats, perRound });
     const read = K * N * 4;
-    return {
-      backend,
-      kernel: kernel === 'gemv' ? `gemv x[1,${K}] @ W[${K},${N}] float32` : `sum W[${K},${N}] float32`,
-      bytes: read,
-      perRound,
-      bestGBps: read / timing.minMs / 1e6,
-      medianGBps: read / timing.medianMs / 1e6,
-      timing,
-    };
+    const [bestGBps, medianGBps] = perSecond(read, timing);
+    const name = kernel === 'gemv' ? `gemv x[1,${K}] @ W[${K},${N}] float32` : `sum W[${K},${N}] float32`;
+    return { backend, kernel: name, bytes: read, perRound, bestGBps, medianGBps, timing };
   } finally {
     W.dispose();
     x.dispose();
@@ -244,19 +238,17 @@ export async function measureMatmulFlops(options: MatmulFlopsOptions = {}): Prom
   try {
     const timing = await timeKernel(() => tf.matMul(a, b), { repeats, perRound });
     const flops = 2 * n * n * n;
-    return {
-      backend,
-      n,
-      flops,
-      perRound,
-      bestGflops: flops / timing.minMs / 1e6,
-      medianGflops: flops / timing.medianMs / 1e6,
-      timing,
-    };
+    const [bestGflops, medianGflops] = perSecond(flops, timing);
+    return { backend, n, flops, perRound, bestGflops, medianGflops, timing };
   } finally {
     a.dispose();
     b.dispose();
   }
+}
+
+/** `amount` (bytes or FLOPs per call) as a rate in units of 1e9 per second (GB/s, GFLOP/s), at the best and the median time. */
+function perSecond(amount: number, timing: TimingStats): [best: number, median: number] {
+  return [amount / timing.minMs / 1e6, amount / timing.medianMs / 1e6];
 }
 
 /**

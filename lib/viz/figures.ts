@@ -197,10 +197,16 @@ export interface Point {
   group?: string;
 }
 
+/** Items by key, keys in first-seen order (one trace per key). */
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return groups;
+}
+
 /** Labelled points, one trace per group. */
 export function scatterChart(points: readonly Point[], o: ChartOptions = {}): Figure {
-  const groups = new Map<string, Point[]>();
-  for (const p of points) groups.set(p.group ?? '', [...(groups.get(p.group ?? '') ?? []), p]);
+  const groups = groupBy(points, (p) => p.group ?? '');
   return legendBelow({
     data: [...groups].map(([group, ps]) => ({
       type: 'scatter',
@@ -345,10 +351,8 @@ export interface Span {
 
 /** Horizontal bars from start to end on one row per lane (a Gantt-style timeline). */
 export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Figure {
-  const kinds = new Map<string, Span[]>();
-  for (const s of spans) kinds.set(s.kind ?? '', [...(kinds.get(s.kind ?? '') ?? []), s]);
   return legendBelow({
-    data: [...kinds].map(([kind, ss]) => ({
+    data: [...groupBy(spans, (s) => s.kind ?? '')].map(([kind, ss]) => ({
       type: 'bar',
       orientation: 'h',
       name: kind,

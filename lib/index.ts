@@ -115,6 +115,10 @@ export type { BandwidthOptions, BandwidthResult, DecodePrediction, DecodeTraffic
 export { machineInfo, summarize, timeIt } from './bench/harness';
 export type { MachineInfo, TimingStats } from './bench/harness';
 export { percentile } from './eval/stats';
+export { H200_BF16, LLAMA32_1B, LLAMA3_8B, costModelAssumptions, deployment, deploymentSizes, modelSchedule, modelSpeculative, modeledDecodeMs, modeledRidge, modeledStepMs } from './bench/costModel';
+export type { AcceptanceStep, Deployment, Hardware, ModeledSpeculation } from './bench/costModel';
+export { quoteClaim, seedClaim, seedClaimRows, seedClaims } from './viz/seedClaims';
+export type { SeedClaim, SeedClaims, SeedSource } from './viz/seedClaims';
 
 // ---- viz: charts and notebook display
 export * from './viz';

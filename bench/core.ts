@@ -25,8 +25,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { initBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
+import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { percentile } from '../lib/eval/stats';
 import { generateStream, type GenerateMode, type GenerationOutput } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
@@ -806,12 +806,4 @@ async function main(): Promise<void> {
   console.error(`wrote ${path.relative(process.cwd(), file) || file}`);
 }
 
-main()
-  .then(async () => {
-    await shutdownBackend();
-    process.exit(0); // a live Dawn instance would keep Node running
-  })
-  .catch((e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-    process.exit(1);
-  });
+runBench(main);

@@ -19,8 +19,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { initBackend, shutdownBackend } from '../lib/backend';
-import { writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { initBackend } from '../lib/backend';
+import { writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { attentionEntropy, attentionError } from '../lib/eval/attention';
 import { compareTeacherForced, greedyAgreement, type CacheFactory } from '../lib/eval/quality';
 import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
@@ -173,10 +173,6 @@ async function main() {
   );
   console.error(`wrote ${OUT} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   model.dispose();
-  await shutdownBackend();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

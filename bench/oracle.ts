@@ -7,8 +7,8 @@
 //   bash .gpu/run.sh node .gpu/bundle/oracle.mjs --backend webgpu --out $OUT
 import { parseArgs } from 'node:util';
 
-import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
-import { writeBenchJson } from '../lib/bench/harness';
+import { initBackend, type BackendPreference } from '../lib/backend';
+import { writeBenchJson, runBench } from '../lib/bench/harness';
 import { loadModel } from '../lib/model/load';
 import { checkAgainstOracle, type OracleReport } from '../lib/oracle/hf';
 
@@ -32,7 +32,6 @@ async function main(): Promise<void> {
   }
   const file = writeBenchJson(`oracle-${backend.name}`, { backend: backend.facts, reports }, { dir: values.out });
   console.log(`wrote ${file}`);
-  await shutdownBackend();
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+runBench(main);

@@ -26,8 +26,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend, shutdownBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
-import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
+import { initBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
+import { benchFlags, progressBar, writeBenchJson, runBench } from '../lib/bench/harness';
 import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/formats/gguf';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
@@ -640,12 +640,4 @@ async function main(): Promise<void> {
   console.error(`wrote ${path.relative(process.cwd(), file) || file}`);
 }
 
-main()
-  .then(async () => {
-    await shutdownBackend();
-    process.exit(0); // a live Dawn instance or llama.cpp's threads would keep Node running
-  })
-  .catch((e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-    process.exit(1);
-  });
+runBench(main);

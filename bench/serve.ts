@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, type BackendPreference } from '../lib/backend';
-import { writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { VirtualClock, RealClock, type Clock, type LinearStepCost } from '../lib/engine/clock';
 import type { EngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
@@ -257,7 +257,4 @@ async function main() {
   model.dispose();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

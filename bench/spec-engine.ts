@@ -21,8 +21,8 @@
  */
 import * as path from 'node:path';
 
-import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { initBackend, type BackendPreference } from '../lib/backend';
+import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import type { EngineConfigInput, SpeculativeEngineConfigInput } from '../lib/engine/config';
 import { LLMEngine } from '../lib/engine/llmEngine';
 import type { StepMetrics } from '../lib/engine/metrics';
@@ -188,10 +188,6 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file}`);
   target.dispose();
   draft.dispose();
-  await shutdownBackend();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

@@ -19,8 +19,8 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { initBackend, shutdownBackend, type BackendPreference } from '../lib/backend';
-import { progressBar, writeBenchJson, benchFlags } from '../lib/bench/harness';
+import { initBackend, type BackendPreference } from '../lib/backend';
+import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { generate, type LanguageModel } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { LlamaModel } from '../lib/model/llama';
@@ -351,10 +351,6 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file}`);
   lm.model.dispose();
   draft.dispose();
-  await shutdownBackend();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backendInfo, type BackendFacts } from '../backend';
+import { backendInfo, shutdownBackend, type BackendFacts } from '../backend';
 import { percentile } from '../eval/stats';
 
 // ---- machine
@@ -193,4 +193,20 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
       return argv.includes(`--${name}`);
     },
   };
+}
+
+/**
+ * Run a benchmark's main(): on success free the backend and exit 0 (a live Dawn instance or
+ * llama.cpp's threads would keep Node running); on failure print the stack and exit 1.
+ */
+export function runBench(main: () => Promise<void>): void {
+  main()
+    .then(async () => {
+      await shutdownBackend();
+      process.exit(0);
+    })
+    .catch((e: unknown) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+      process.exit(1);
+    });
 }

@@ -244,7 +244,9 @@ export function tableBundle(rows: readonly Record<string, Cell>[], opts: TableOp
     (opts.source !== undefined ? sourceHtml(opts.source).trimEnd() : '');
   const widths = cols.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ');
-  const text = [opts.caption ?? '', line(cols), ...body.map(line), opts.source !== undefined ? sourceLabel(opts.source) : ''].filter((l) => l !== '').join('\n');
+  const text = [opts.caption ?? '', line(cols), ...body.map(line), opts.source !== undefined ? sourceLabel(opts.source) : '']
+    .filter((l) => l !== '')
+    .join('\n');
   return { 'text/html': html, 'text/plain': text };
 }
 

@@ -80,7 +80,8 @@ export function normalizeSources(spec: SourceSpec): FigureSource[] {
   const list = (Array.isArray(spec) ? spec : [spec]) as readonly (FigureSourceKind | FigureSource)[];
   return list.map((s) => {
     const src = typeof s === 'string' ? { kind: s } : { ...s };
-    if (!(src.kind in SOURCE_KINDS)) throw new Error(`unknown figure source '${String(src.kind)}': use ${Object.keys(SOURCE_KINDS).join(', ')}`);
+    if (!(src.kind in SOURCE_KINDS))
+      throw new Error(`unknown figure source '${String(src.kind)}': use ${Object.keys(SOURCE_KINDS).join(', ')}`);
     return src;
   });
 }
@@ -103,7 +104,10 @@ export function withSource<F extends Figure>(fig: F, spec: SourceSpec): F {
 export function figureSource(fig: Pick<Figure, 'layout'>): FigureSource[] {
   const src = (fig.layout?.meta as { source?: unknown } | undefined)?.source;
   if (!Array.isArray(src)) return [];
-  return src.filter((s): s is FigureSource => !!s && typeof s === 'object' && typeof (s as FigureSource).kind === 'string' && (s as FigureSource).kind in SOURCE_KINDS);
+  return src.filter(
+    (s): s is FigureSource =>
+      !!s && typeof s === 'object' && typeof (s as FigureSource).kind === 'string' && (s as FigureSource).kind in SOURCE_KINDS,
+  );
 }
 
 export interface Series {

@@ -1,7 +1,10 @@
 // npm run lessons / npm start: execute every notebook in notebooks/ through Jupyter with the tslab
-// kernel (LESSONS_MODE=QUICK by default, FULL for the long runs), then render the site.
+// kernel (LESSONS_MODE=QUICK by default, FULL for the long runs), then render the site into
+// build/site (ignored by git). `--render-only` renders the notebooks already executed in
+// build/lessons without running them again; `npm run site:publish` does that into the committed
+// site/ (--out site).
 //
-//   tsx scripts/lessons/main.ts [--only 01,02] [--render-only] [--out site] [--build build/lessons]
+//   tsx scripts/lessons/main.ts [--only 01,02] [--render-only] [--out build/site] [--build build/lessons]
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -27,13 +30,18 @@ function arg(name: string): string | undefined {
 
 export function listNotebooks(only?: string): string[] {
   const dir = path.join(ROOT, 'notebooks');
-  const all = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.ipynb')).sort() : [];
+  const all = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.ipynb'))
+        .sort()
+    : [];
   const wanted = only ? only.split(',').map((s) => s.trim()) : null;
   return all.filter((f) => !wanted || wanted.some((w) => f.startsWith(w))).map((f) => path.join(dir, f));
 }
 
 async function main(): Promise<number> {
-  const outDir = path.resolve(arg('out') ?? path.join(ROOT, 'site'));
+  const outDir = path.resolve(arg('out') ?? path.join(ROOT, 'build', 'site'));
   const buildDir = path.resolve(arg('build') ?? path.join(ROOT, 'build', 'lessons'));
   const renderOnly = process.argv.includes('--render-only');
   const notebooks = listNotebooks(arg('only'));
@@ -41,7 +49,7 @@ async function main(): Promise<number> {
     console.error('no notebooks found in notebooks/');
     return 1;
   }
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'index.js'))) {
+  if (!renderOnly && !fs.existsSync(path.join(ROOT, 'dist', 'index.js'))) {
     console.error('dist/ is missing: run `npm run build` first (npm run lessons does it for you).');
     return 1;
   }
@@ -54,12 +62,22 @@ async function main(): Promise<number> {
     const machine = machineInfo();
     await shutdownBackend();
     console.log(`running ${notebooks.length} lesson(s), mode ${mode} (LESSONS_MODE=FULL for the long runs), with ${python} + tslab`);
-    run = { mode, date: new Date().toISOString().slice(0, 16).replace('T', ' '), commit: gitState(ROOT)?.commit ?? null, machine, seconds: {} };
+    run = {
+      mode,
+      date: new Date().toISOString().slice(0, 16).replace('T', ' '),
+      commit: gitState(ROOT)?.commit ?? null,
+      machine,
+      seconds: {},
+    };
     const failures: ExecResult[] = [];
     for (const [i, nb] of notebooks.entries()) {
       const name = path.basename(nb, '.ipynb');
       process.stdout.write(`[${i + 1}/${notebooks.length}] ${name} ...`);
-      const r = await executeNotebook(nb, buildDir, { python, env: { ...env, LESSONS_MODE: mode }, onTick: () => process.stdout.write('.') });
+      const r = await executeNotebook(nb, buildDir, {
+        python,
+        env: { ...env, LESSONS_MODE: mode },
+        onTick: () => process.stdout.write('.'),
+      });
       console.log(r.ok ? ` ${r.seconds.toFixed(0)} s` : ` FAILED after ${r.seconds.toFixed(0)} s`);
       if (!r.ok) {
         console.error(r.error);
@@ -69,7 +87,9 @@ async function main(): Promise<number> {
     fs.mkdirSync(buildDir, { recursive: true });
     fs.writeFileSync(runFile, JSON.stringify(run, null, 2) + '\n');
     if (failures.length) {
-      console.error(`\n${failures.length} lesson(s) failed: ${failures.map((f) => path.basename(f.notebook)).join(', ')}; the site was not rebuilt.`);
+      console.error(
+        `\n${failures.length} lesson(s) failed: ${failures.map((f) => path.basename(f.notebook)).join(', ')}; the site was not rebuilt.`,
+      );
       return 1;
     }
   } else {

@@ -11,7 +11,17 @@ import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { barChart, figureBundle, lineChart, rooflineChart, tableBundle, withSource, type MimeBundle } from '../lib/index';
+import {
+  barChart,
+  figureBundle,
+  figureSource,
+  lineChart,
+  rooflineChart,
+  sourceLabel,
+  tableBundle,
+  withSource,
+  type MimeBundle,
+} from '../lib/index';
 import { listNotebooks } from '../scripts/lessons/main';
 import {
   keyChart,
@@ -129,6 +139,30 @@ function fixture(): Notebook {
     ],
   };
 }
+
+describe('source labels (lib/viz)', () => {
+  it('a chart or table marked with its source carries the label in its JSON, HTML and text; an unknown kind throws', () => {
+    const fig = lineChart([{ name: 'a', x: [1], y: [1] }], {
+      title: 't',
+      source: ['here', { kind: 'h200', detail: 'data/bench/webgpu/core.json' }],
+    });
+    expect(figureSource(fig)).toEqual([{ kind: 'here' }, { kind: 'h200', detail: 'data/bench/webgpu/core.json' }]);
+    const b = figureBundle(fig);
+    expect(String(b['text/html'])).toContain('<div class="il-source" data-source="here h200"');
+    expect(String(b['text/plain'])).toContain(
+      'Source: measured on this machine; measured on an NVIDIA H200 (committed record): data/bench/webgpu/core.json',
+    );
+    expect((b['application/vnd.plotly.v1+json'] as { layout: { meta: unknown } }).layout.meta).toEqual({ source: figureSource(fig) });
+    expect(figureSource(withSource(barChart(['x'], [{ name: 'n', values: [1] }]), 'modeled'))).toEqual([{ kind: 'modeled' }]);
+    expect(figureSource(lineChart([{ name: 'a', x: [1], y: [1] }]))).toEqual([]);
+    expect(String(figureBundle(lineChart([{ name: 'a', x: [1], y: [1] }]))['text/html'])).not.toContain('il-source');
+    const t = tableBundle([{ a: 1 }], { source: 'modeled' });
+    expect(String(t['text/html'])).toContain('Source: modeled');
+    expect(String(t['text/plain'])).toContain('Source: modeled');
+    expect(sourceLabel('here')).toBe('Source: measured on this machine');
+    expect(() => lineChart([], { source: 'laptop' as never })).toThrow(/unknown figure source 'laptop'/);
+  });
+});
 
 describe('site pieces', () => {
   it('titles: the number is split off once', () => {

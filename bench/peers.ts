@@ -37,6 +37,10 @@ import { loadPreset, randomWeights } from '../lib/model/presets';
 import type { HostTensor } from '../lib/formats/safetensors';
 import { llamaTensorSpecs } from '../lib/model/weights';
 import { loadTokenizer } from '../lib/generate/tokenizer';
+import { sharedGpu } from '../lib/gpu/device';
+import type { WeightFormat } from '../lib/gpu/kernels';
+import { contiguousTables, type GpuLlama } from '../lib/gpu/llama';
+import { loadGpuModel } from '../lib/gpu/load';
 
 import type { Llama, Token } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
 
@@ -212,7 +216,11 @@ export interface DecodeRunner {
   /** 'eager' (one tfjs op per kernel), 'captured' (lib/gpu: one recorded step) */
   name: string;
   description: string;
+  /** weight storage (default fp32) */
+  weights?: string;
   decode(prompts: number[][], steps: number, onStep?: () => void): Promise<DecodeTiming>;
+  /** free what the runner built (the captured model's GPU buffers) */
+  dispose?(): void;
 }
 
 /** The greedy token of each row of logits [B, 1, V]. */
@@ -269,10 +277,48 @@ function eagerRunner(model: LlamaModel): DecodeRunner {
  * Our runtime's variants on this backend, each measured at every batch. The captured WebGPU step
  * (lib/gpu) joins here: push `{ name: 'captured', description, decode }` when the backend is webgpu.
  */
-export function oursVariants(backend: string, model: LlamaModel): DecodeRunner[] {
+export function oursVariants(backend: string, model: LlamaModel, source: string): DecodeRunner[] {
   const variants = [eagerRunner(model)];
-  void backend; // every backend has the eager path; backend-specific variants are added by name
+  if (backend === 'webgpu') variants.push(capturedRunner(source, 'f32'), capturedRunner(source, 'bf16'));
   return variants;
+}
+
+/**
+ * The captured WebGPU step (lib/gpu): one command buffer per step, argmax on the GPU, the ids of
+ * step k fed to step k+1 without leaving the GPU (read back one step late). Built on first use,
+ * sized for the largest batch it sees.
+ */
+function capturedRunner(source: string, format: WeightFormat): DecodeRunner {
+  let m: GpuLlama | null = null;
+  return {
+    name: format === 'f32' ? 'captured' : 'captured-bf16',
+    weights: format === 'f32' ? 'fp32' : 'bf16',
+    description: `captured WebGPU step (lib/gpu: 6L+3 fused dispatches in one command buffer, ${format} weights); greedy ids stay on the GPU`,
+    async decode(prompts, steps, onStep) {
+      const B = prompts.length;
+      const tokens = prompts.reduce((a, p) => a + p.length, 0);
+      if (!m || m.maxSeqs < B || m.maxTokens < tokens) {
+        m?.dispose();
+        m = await loadGpuModel(await sharedGpu(), source, { format, maxSeqs: Math.max(B, 32), maxTokens: Math.max(tokens, 32 * 32) });
+      }
+      const gpu = m;
+      const tables = contiguousTables(gpu, B);
+      const t0 = performance.now();
+      const pre = await gpu.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
+      const prefillMs = performance.now() - t0;
+      const r = await gpu.greedyDecode(
+        prompts.map((p, b) => ({ start: p.length, blockTable: tables[b] })),
+        Array.from(pre.ids),
+        steps,
+        () => onStep?.(),
+      );
+      return { prefillMs, stepMs: r.stepMs };
+    },
+    dispose() {
+      m?.dispose();
+      m = null;
+    },
+  };
 }
 
 // ---- llama.cpp (node-llama-cpp, CPU)
@@ -539,11 +585,11 @@ async function main(): Promise<void> {
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
     try {
       // ---- ours
-      for (const runner of oursVariants(info.name, model)) {
+      for (const runner of oursVariants(info.name, model, m.dir ?? m.name)) {
         // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
         for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
         for (const B of batches) {
-          const key: RowKey = { ...base, peer: 'ours', variant: runner.name, weights: 'fp32', device: info.name, threads: null, batch: B };
+          const key: RowKey = { ...base, peer: 'ours', variant: runner.name, weights: runner.weights ?? 'fp32', device: info.name, threads: null, batch: B };
           const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}`);
           try {
             const t = await runner.decode(promptRows(corpusIds, opt.promptTokens, B), opt.steps, () => bar.tick());
@@ -555,6 +601,7 @@ async function main(): Promise<void> {
             rows.push(failedRow(key, 'error', (e as Error).message));
           }
         }
+        runner.dispose?.();
       }
     } finally {
       model.dispose();

@@ -340,6 +340,69 @@ export class GpuLlama {
     return { ids, logits, encodeMs };
   }
 
+  /**
+   * Greedy decode of a batch for `steps` tokens with the token ids never leaving the GPU between
+   * steps: step k+1 reads step k's argmax straight from its buffer, so it is encoded and submitted
+   * before step k's ids are read (they are read one step late, for streaming and stop checks).
+   * `seqs` hold their prompts in the pool already; `first[b]` is the token each feeds first.
+   * Returns ids [steps][B] (ids[k][b] is the token after step k) and each step's wall time.
+   */
+  async greedyDecode(
+    seqs: readonly { start: number; blockTable: readonly number[] }[],
+    first: readonly number[],
+    steps: number,
+    onStep?: (k: number, ids: Int32Array) => void,
+  ): Promise<{ ids: Int32Array[]; stepMs: number[]; encodeMs: number[] }> {
+    const B = seqs.length;
+    if (first.length !== B) throw new Error(`greedyDecode: ${first.length} first tokens for ${B} sequences`);
+    const device = this.ctx.device;
+    // two staging buffers: step k's ids are mapped while step k+1 runs
+    const staging = [0, 1].map(() => this.buffer(4 * B, MAP_READ | COPY_DST));
+    const ids: Int32Array[] = [];
+    const stepMs: number[] = [];
+    const encodeMs: number[] = [];
+    const pending: Promise<void>[] = [];
+    const submit = (k: number) => {
+      const t0 = performance.now();
+      const step = seqs.map((s, b) => ({ tokens: [k === 0 ? first[b] : 0], start: s.start + k, blockTable: s.blockTable, logits: 1 }));
+      const { n, m } = this.writeStep(step);
+      const encoder = device.createCommandEncoder();
+      if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.ids, 0, 4 * B); // last step's argmax is this step's input
+      this.encode(encoder, n, m);
+      const st = staging[k % 2];
+      encoder.copyBufferToBuffer(this.b.next, 0, st, 0, 4 * B);
+      device.queue.submit([encoder.finish()]);
+      encodeMs.push(performance.now() - t0);
+      pending[k] = st.mapAsync(MAP_READ, 0, 4 * B).then(() => {
+        ids[k] = new Int32Array(st.getMappedRange(0, 4 * B).slice(0));
+        st.unmap();
+        onStep?.(k, ids[k]);
+      });
+    };
+    try {
+      let last = performance.now();
+      for (let k = 0; k < steps; k++) {
+        if (k >= 2) await pending[k - 2]; // its staging buffer is reused now
+        submit(k);
+        if (k >= 1) {
+          await pending[k - 1];
+          const now = performance.now();
+          stepMs.push(now - last);
+          last = now;
+        }
+      }
+      await pending[steps - 1];
+      stepMs.push(performance.now() - last);
+    } finally {
+      for (const st of staging) {
+        st.destroy();
+        this.buffers.splice(this.buffers.indexOf(st), 1);
+      }
+    }
+    if (this.ctx.errors.length > 0) throw new Error(`GPU error during decode: ${this.ctx.errors[0]}`);
+    return { ids, stepMs, encodeMs };
+  }
+
   /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
   encode(encoder: GPUCommandEncoder, n: number, m: number): void {
     const pass = encoder.beginComputePass();

@@ -1,0 +1,224 @@
+/**
+ * The captured WebGPU decode step (lib/gpu; lesson 2, "eager vs captured"). Not a test: it prints
+ * figures and writes JSON. On one GPU, in one run:
+ *   1. kernel checks: every WGSL kernel against its plain-tfjs op chain on random shapes;
+ *   2. the HF oracle on the captured path: logits error and greedy agreement, target and draft,
+ *      fp32 and bf16 weights (all 23 golden prompts, 64 tokens each);
+ *   3. step cost vs batch: greedy decode at batch 1..32 (ids stay on the GPU between steps),
+ *      ms/step, tok/s, CPU encode ms and dispatches per step; the eager tfjs step beside it;
+ *   4. bandwidth: a pure-read kernel's rate (the roof) and what a batch-1 step of a large model
+ *      streams (weight bytes / step time), fp32 and bf16.
+ *
+ *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR]
+ *
+ * On a machine without a GPU it runs on SwiftShader (CPU Vulkan) when Chromium is installed:
+ * correct, slow, for checking only (`--quick`). Writes data/bench/webgpu/captured-webgpu.json
+ * (or DIR/captured-webgpu.json).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { initBackend, shutdownBackend } from '../lib/backend';
+import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
+import { percentile } from '../lib/eval/stats';
+import { ContiguousKVCache } from '../lib/kv/contiguous';
+import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
+import { sharedGpu, type GpuContext } from '../lib/gpu/device';
+import { contiguousTables, GpuLlama } from '../lib/gpu/llama';
+import { loadGpuModel } from '../lib/gpu/load';
+import type { WeightFormat } from '../lib/gpu/kernels';
+import { llamaSizes } from '../lib/model/config';
+import { loadModel } from '../lib/model/load';
+import { checkAgainstOracle, type OracleDecoder, type OracleReport } from '../lib/oracle/hf';
+
+const flags = benchFlags(process.argv.slice(2));
+const QUICK = flags.has('quick');
+const OUT = flags.value('out') ?? undefined;
+const PRESETS = (flags.value('presets') ?? (QUICK ? '' : 'random-1b')).split(',').filter(Boolean);
+const BATCHES = QUICK ? [1, 4] : [1, 2, 4, 8, 16, 32];
+const STEPS = QUICK ? 4 : 64;
+const PROMPT = 32;
+
+/** The captured model as a one-sequence decoder for the oracle check. */
+function capturedDecoder(m: GpuLlama): OracleDecoder {
+  const table = contiguousTables(m, 1)[0];
+  let len = 0;
+  const run = async (tokens: readonly number[]) => {
+    const r = await m.step([{ tokens, start: len, blockTable: table, logits: 1 }], 'logits');
+    len += tokens.length;
+    return r.logits!;
+  };
+  return { vocabSize: m.config.vocabSize, start: (p) => ((len = 0), run(p)), next: (t) => run([t]), end: () => undefined };
+}
+
+interface SweepRow {
+  model: string;
+  weights: WeightFormat | 'eager-fp32';
+  batch: number;
+  stepMsMedian: number;
+  stepMsP90: number;
+  tokPerS: number;
+  encodeMsMedian: number | null;
+  dispatchesPerStep: number | null;
+}
+
+// greedy decode at batch B on the captured model: prefill in one step, then STEPS chained steps
+async function sweepCaptured(m: GpuLlama, B: number, steps: number): Promise<SweepRow> {
+  const tables = contiguousTables(m, B);
+  const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize));
+  const pre = await m.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
+  const r = await m.greedyDecode(
+    tables.map((t) => ({ start: PROMPT, blockTable: t })),
+    Array.from(pre.ids),
+    steps,
+  );
+  const ms = r.stepMs.slice(1); // the first step waits for nothing before it: not a steady state
+  const med = percentile(ms, 50);
+  return { model: m.name, weights: m.format, batch: B, stepMsMedian: med, stepMsP90: percentile(ms, 90), tokPerS: (1000 * B) / med, encodeMsMedian: percentile(r.encodeMs, 50), dispatchesPerStep: m.stats.dispatchesPerStep };
+}
+
+// the eager tfjs step at batch B (logits read back, argmax in JS), for comparison
+async function sweepEager(dir: string, B: number, steps: number): Promise<SweepRow> {
+  const model = await loadModel(dir);
+  const cache = new ContiguousKVCache(model.kvShape, B);
+  try {
+    const V = model.config.vocabSize;
+    const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % V));
+    let logits = model.forward(prompts, cache);
+    const ms: number[] = [];
+    for (let k = 0; k < steps; k++) {
+      const data = (await logits.data()) as Float32Array;
+      logits.dispose();
+      const next = Array.from({ length: B }, (_, b) => {
+        let best = 0;
+        for (let v = 1; v < V; v++) if (data[b * V + v] > data[b * V + best]) best = v;
+        return [best];
+      });
+      const t0 = performance.now();
+      logits = model.forward(next, cache);
+      await logits.data();
+      ms.push(performance.now() - t0);
+    }
+    logits.dispose();
+    const med = percentile(ms.slice(1), 50);
+    return { model: model.name, weights: 'eager-fp32', batch: B, stepMsMedian: med, stepMsP90: percentile(ms.slice(1), 90), tokPerS: (1000 * B) / med, encodeMsMedian: null, dispatchesPerStep: null };
+  } finally {
+    cache.dispose();
+    model.dispose();
+  }
+}
+
+// a pure-read kernel over a large buffer: the bandwidth roof a decode step can hope for
+async function readRoof(ctx: GpuContext, bytes: number): Promise<{ bytes: number; gbPerS: number }> {
+  const d = ctx.device;
+  const n4 = Math.floor(bytes / 16);
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> A: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  var acc = vec4f(0.0);
+  let stride = nw.x * 256u;
+  for (var i = g.x; i < ${n4}u; i += stride) { acc += A[i]; }
+  if (acc.x == 12345.678) { out[0] = acc.y; } // keeps the loads; never true for zeros
+}`;
+  const pipe = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
+  const a = d.createBuffer({ size: n4 * 16, usage: 0x80 });
+  const o = d.createBuffer({ size: 16, usage: 0x80 });
+  const bg = d.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: a } }, { binding: 1, resource: { buffer: o } }] });
+  const times: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const e = d.createCommandEncoder();
+    const p = e.beginComputePass();
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bg);
+    p.dispatchWorkgroups(132 * 16);
+    p.end();
+    const t0 = performance.now();
+    d.queue.submit([e.finish()]);
+    await d.queue.onSubmittedWorkDone();
+    times.push(performance.now() - t0);
+  }
+  a.destroy();
+  o.destroy();
+  return { bytes: n4 * 16, gbPerS: (n4 * 16) / (percentile(times.slice(2), 50) * 1e6) };
+}
+
+async function main(): Promise<void> {
+  // tfjs for the reference op chains and the eager comparison: webgpu when present, else wasm
+  const backend = await initBackend({ prefer: flags.value('backend') ?? 'auto' } as never);
+  const ctx = await sharedGpu();
+  console.log(`captured path on: ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only)' : ''}; tfjs eager on ${backend.name}`);
+  const result: Record<string, unknown> = { adapter: ctx.info, tfjsBackend: backend.name, quick: QUICK, promptTokens: PROMPT, steps: STEPS };
+
+  // ---- 1. kernel checks
+  const checks: KernelCheck[] = await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 });
+  const bad = checks.filter((c) => !c.ok);
+  console.log(`kernel checks: ${checks.length - bad.length}/${checks.length} within tolerance${bad.length ? `; failing: ${bad.map((c) => c.kernel).join(', ')}` : ''}`);
+  result.kernelChecks = checks;
+
+  // ---- 2. oracle
+  const oracle: (OracleReport & { weights: WeightFormat })[] = [];
+  for (const which of ['target', 'draft'] as const) {
+    for (const format of ['f32', 'bf16'] as WeightFormat[]) {
+      const m = await loadGpuModel(ctx, `data/models/${which}`, { format, maxTokens: 1024, maxSeqs: 1 });
+      const bar = progressBar(23, `oracle ${which} ${format}`);
+      const r = await checkAgainstOracle(capturedDecoder(m), which, { prompts: QUICK ? [0, 1] : undefined, steps: QUICK ? 8 : 64, onPrompt: () => bar.tick() });
+      bar.done(`max |logit - oracle| ${r.maxAbsError.toExponential(2)}, greedy ${r.tokensAgreeing}/${r.tokens}, ties ${r.ties.length}, failures ${r.failures.length}`);
+      oracle.push({ ...r, weights: format });
+      m.dispose();
+    }
+  }
+  result.oracle = oracle;
+
+  // ---- 3. step cost vs batch
+  const sweep: SweepRow[] = [];
+  const show = (r: SweepRow) => console.log(`  ${r.model} ${r.weights} batch ${r.batch}: ${r.stepMsMedian.toFixed(3)} ms/step, ${r.tokPerS.toFixed(0)} tok/s${r.encodeMsMedian !== null ? `, encode ${r.encodeMsMedian.toFixed(3)} ms, ${r.dispatchesPerStep} dispatches` : ''}`);
+  for (const format of ['f32', 'bf16'] as WeightFormat[]) {
+    const m = await loadGpuModel(ctx, 'data/models/target', { format, maxTokens: PROMPT * Math.max(...BATCHES), maxSeqs: Math.max(...BATCHES) });
+    await sweepCaptured(m, 1, 4); // warm-up
+    for (const B of BATCHES) {
+      const r = await sweepCaptured(m, B, STEPS);
+      sweep.push(r);
+      show(r);
+    }
+    m.dispose();
+  }
+  if (backend.name === 'webgpu' || !ctx.info.software) {
+    for (const B of QUICK ? [1] : [1, 8, 32]) {
+      const r = await sweepEager('data/models/target', B, QUICK ? 3 : 24);
+      sweep.push(r);
+      show(r);
+    }
+  }
+  result.sweep = sweep;
+
+  // ---- 4. bandwidth
+  const roof = await readRoof(ctx, ctx.info.software ? 32 << 20 : 2 << 30);
+  console.log(`read roof: ${roof.gbPerS.toFixed(0)} GB/s over ${(roof.bytes / 1e9).toFixed(2)} GB`);
+  const bandwidth = [];
+  for (const preset of PRESETS) {
+    for (const format of ['f32', 'bf16'] as WeightFormat[]) {
+      const m = await loadGpuModel(ctx, preset, { format, maxTokens: PROMPT, maxSeqs: 1 });
+      await sweepCaptured(m, 1, 4);
+      const r = await sweepCaptured(m, 1, STEPS);
+      const kvBytes = llamaSizes(m.config).kvBytesPerToken * (PROMPT + STEPS / 2);
+      const gbPerS = (m.stats.weightBytes + kvBytes) / (r.stepMsMedian * 1e6);
+      bandwidth.push({ ...r, weightBytes: m.stats.weightBytes, gbPerS, fractionOfRoof: gbPerS / roof.gbPerS });
+      show(r);
+      console.log(`    streams ${gbPerS.toFixed(0)} GB/s = ${((100 * gbPerS) / roof.gbPerS).toFixed(0)}% of the read roof`);
+      m.dispose();
+    }
+  }
+  result.roof = roof;
+  result.bandwidth = bandwidth;
+
+  const file = writeBenchJson('captured-webgpu', result, { dir: OUT ?? 'data/bench/webgpu' });
+  console.log(`wrote ${file}`);
+  tf.engine().reset();
+  await shutdownBackend();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,66 @@
+// Run by test/gpu.captured.test.ts in a child process with SwiftShader's Vulkan driver on the
+// library path (Dawn finds it only at process start). Prints one JSON line: the kernel checks,
+// greedy tokens of the captured path against the HF oracle, and the engine on the captured path
+// against the eager engine.
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+
+import { LLM } from '../../lib/engine/llm';
+import { checkKernels } from '../../lib/gpu/checks';
+import { sharedGpu, releaseSharedGpu } from '../../lib/gpu/device';
+import { contiguousTables } from '../../lib/gpu/llama';
+import { loadGpuModel } from '../../lib/gpu/load';
+import { loadGoldenFile } from '../../lib/oracle/hf';
+
+async function main(): Promise<void> {
+  await tf.setBackend('cpu');
+  const ctx = await sharedGpu();
+  const out: Record<string, unknown> = { adapter: ctx.info.adapter, software: ctx.info.software };
+  out.kernels = await checkKernels(ctx, { cases: 1, seed: 3 });
+
+  // greedy tokens of the draft (fp32 and bf16) on two golden prompts
+  const golden = loadGoldenFile();
+  const greedy = [];
+  for (const format of ['f32', 'bf16'] as const) {
+    const m = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16 });
+    const prompts = [0, 1].map((i) => golden.prompts[i]);
+    const tables = contiguousTables(m, 2);
+    const pre = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
+    const r = await m.greedyDecode(
+      prompts.map((p, b) => ({ start: p.ids.length, blockTable: tables[b] })),
+      Array.from(pre.ids),
+      5,
+    );
+    prompts.forEach((p, b) => {
+      const got = [pre.ids[b], ...r.ids.map((ids) => ids[b])];
+      greedy.push({ format, prompt: p.name, got, want: golden.models.draft.entries[b].continuation.slice(0, got.length) });
+    });
+    out.dispatchesPerStep = m.stats.dispatchesPerStep;
+    m.dispose();
+  }
+  out.greedy = greedy;
+
+  // the engine: captured vs eager, same greedy text (paged KV, continuous batching, prefix cache)
+  const prompts = ['In the beginning', 'And God said', 'In the beginning God'];
+  const run = async (captured: boolean) => {
+    const llm = await LLM.load({ model: 'data/models/draft', captured, maxNumSeqs: 4, maxNumBatchedTokens: 64, numBlocks: 64, blockSize: 8 });
+    try {
+      const outs = await llm.generate(prompts, { temperature: 0, maxTokens: 6, ignoreEos: true });
+      return outs.map((o) => o.outputs[0].tokenIds);
+    } finally {
+      llm.dispose();
+    }
+  };
+  out.engine = { eager: await run(false), captured: await run(true) };
+  out.errors = ctx.errors;
+  await releaseSharedGpu();
+  console.log('RESULT ' + JSON.stringify(out));
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

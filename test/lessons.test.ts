@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { figureBundle, generatedBundle, lineChart, setDisplaySink, tableBundle, display, type MimeBundle } from '../lib';
+import { figureBundle, generatedBundle, lineChart, seedClaim, seedClaims, setDisplaySink, tableBundle, display, type MimeBundle } from '../lib';
 import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
 import { listNotebooks } from '../scripts/lessons/main';
 import { readNotebook, renderSite, type Lesson, type Notebook } from '../scripts/lessons/render';
@@ -163,6 +163,16 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('application/vnd.plotly.v1+json');
     expect(t).toMatch(/roof: [0-9.]+ GB\/s/);
     expect(t).toContain('One forward pass of T tokens');
+    // three regimes, measured here beside the H200 record; the CPU's low ridge stated
+    expect(t).toContain('Double the batch: does the decode step time change?');
+    for (const regime of ['compute-bound', 'bandwidth-bound', 'overhead-bound']) expect(t).toContain(regime);
+    expect(t).toContain('ops x cost per op');
+    expect(t).toMatch(/This CPU's ridge is low: [0-9.]+ FLOP\/byte/);
+    expect(t).toContain('Source: measured on this machine');
+    expect(t).toContain('Source: measured on this machine; measured on an NVIDIA H200 (committed record): data/bench/webgpu/core-webgpu.json');
+    expect(t).toContain(seedClaim('latency-formula').text);
+    expect(t).toContain(seedClaims().source.title);
+    expect(t).not.toContain("${''}");
   });
 
   it('lesson 2 checks the tutorial cache against the library and measures naive vs cached', () => {
@@ -171,7 +181,10 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).not.toMatch(/same tokens[^"]*NO/);
     expect(t).toContain('same tokens: yes');
     expect(t).toContain('naive ms');
-    expect(t).toContain('Time to produce the next token at context length L');
+    expect(t).toContain('Time to produce the next token at context length n');
+    expect(t).toContain(seedClaim('7b-kv-2048').text);
+    expect(t).toContain("The tutorial's 7B example, computed with llamaSizes");
+    expect(t).not.toContain('32 by default');
   });
 
   it('lesson 3 checks the from-scratch quantizer against the library, measures bytes and quality per scheme, budgets and paged waste', () => {
@@ -205,6 +218,13 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('consistent with p');
     expect(t).toContain('rejected: not p');
     expect(t).toContain('application/vnd.plotly.v1+json');
+    // where it wins: the H200 records and the modeled deployment, labelled
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-webgpu.json');
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-engine-webgpu.json');
+    expect(t).toContain('Source: modeled');
+    expect(t).toContain('**Model assumptions**');
+    expect(t).toContain(seedClaim('spec-2-3x').text);
+    expect(t).not.toContain('ridge in the hundreds of FLOP/byte (lesson 1)');
   });
 
   it('lesson 5 compares static and continuous batching and shows timelines, block tables, prefix caching, preemption and memory', () => {
@@ -221,6 +241,13 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toMatch(/preempted \*\*[1-9][0-9]*\*\* times/);
     expect(t).toContain('paged, blocks of 16');
     expect(t).not.toContain('same tokens: NO');
+    // where it wins: the H200 record and a modeled Poisson steady state, labelled
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/serve-webgpu.json');
+    expect(t).toContain('steady-state decode tok/s (modeled)');
+    expect(t).toContain('Source: modeled');
+    expect(t).toContain(seedClaim('cb-2-10x').text);
+    expect(t).toContain('vLLM V1');
+    expect(t).not.toContain('same tokens from both schedulers: NO');
   });
 
   it('lesson 6 shows the LLM API and re-makes the Part 6 table from measurements, claims beside them', () => {

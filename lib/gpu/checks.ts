@@ -161,7 +161,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
           const [g, u] = tf.split(pairs, 2, 2);
           return tf.reshape(tf.mul(tf.mul(g, tf.sigmoid(g)), u), [M, R / 2]);
         });
-        const w = want.dataSync();
+        const w = await want.data(); // async: webgpu cannot read synchronously in Node
         want.dispose();
         const rowsOut = spec.rows === 'logitRows' ? M : N;
         const width = epilogue === 'siluMul' ? R / 2 : R;
@@ -206,7 +206,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const rope = await runPair(ctx, ropeStoreKernel(spec), pagedAttentionKernel(spec), { qkv, meta, table, cos, sin, poolSize, N, H, D });
     // reference: plain tfjs
     const scale = Math.fround(1 / Math.sqrt(D));
-    const ref = tf.tidy(() => {
+    const refT = tf.tidy(() => {
       const x = tf.tensor3d(qkv, [N, H + 2 * Hkv, D]);
       const pos = tf.tensor1d(Array.from(tokens, ([, p]) => p), 'int32');
       const c = tf.gather(tf.tensor2d(cos, [maxPos, half]), pos); // [N, D/2]
@@ -233,8 +233,11 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
         outs.push(tf.reshape(tf.transpose(tf.matMul(p, rep(vs)), [1, 0, 2]), [n, H * D])); // [n, H*D]
         start += n;
       });
-      return { q: tf.reshape(q, [N, H * D]).dataSync(), k: k.dataSync(), att: tf.concat(outs, 0).dataSync() };
+      return [tf.reshape(q, [N, H * D]), k, tf.concat(outs, 0)];
     });
+    const [refQ, refK, refAtt] = await Promise.all(refT.map((t) => t.data()));
+    tf.dispose(refT);
+    const ref = { q: refQ, k: refK, att: refAtt };
     // q rotated in place, k at its slot
     const qGot = new Float32Array(N * H * D);
     const kGot = new Float32Array(N * Hkv * D);
@@ -261,7 +264,9 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const L = rand(3 * V);
     L[V + 7] = L[V + 9] = 5; // a tie: the first index wins, as torch.argmax
     const got = await runKernel(ctx, argmaxKernel(V), { 0: L, 1: new Uint32Array(3) }, 3, 1);
-    const want = tf.tidy(() => tf.argMax(tf.tensor2d(L, [3, V]), 1).dataSync());
+    const wantT = tf.tidy(() => tf.argMax(tf.tensor2d(L, [3, V]), 1));
+    const want = await wantT.data();
+    wantT.dispose();
     push(verdict('argmax (ties: first index)', `M=3 V=${V}`, maxAbsDiff(got, want), 0));
   }
   return out;

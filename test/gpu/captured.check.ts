@@ -20,7 +20,7 @@ async function main(): Promise<void> {
 
   // greedy tokens of the draft (fp32 and bf16) on two golden prompts
   const golden = loadGoldenFile();
-  const greedy = [];
+  const greedy: { format: string; prompt: string; got: number[]; want: number[] }[] = [];
   for (const format of ['f32', 'bf16'] as const) {
     const m = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16 });
     const prompts = [0, 1].map((i) => golden.prompts[i]);

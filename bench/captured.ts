@@ -197,7 +197,7 @@ async function main(): Promise<void> {
   result.sweep = sweep;
 
   // ---- 4. bandwidth
-  const roof = await readRoof(ctx, ctx.info.software ? 32 << 20 : 2 << 30);
+  const roof = await readRoof(ctx, ctx.info.software ? 2 ** 25 : 2 ** 30);
   console.log(`read roof: ${roof.gbPerS.toFixed(0)} GB/s over ${(roof.bytes / 1e9).toFixed(2)} GB`);
   const bandwidth = [];
   for (const preset of PRESETS) {

@@ -30,7 +30,7 @@ const MAP_READ = 0x1;
 
 type Binding = Float32Array | Uint32Array | { size: number } | undefined;
 
-async function runKernel(ctx: GpuContext, code: string, bindings: Record<number, Binding>, workgroups: number, readBinding: number): Promise<Float32Array | Uint32Array> {
+async function runKernel(ctx: GpuContext, code: string, bindings: Record<number, Binding>, workgroups: number | [number, number], readBinding: number): Promise<Float32Array | Uint32Array> {
   const d = ctx.device;
   const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
   const buffers: GPUBuffer[] = [];
@@ -60,7 +60,8 @@ async function runKernel(ctx: GpuContext, code: string, bindings: Record<number,
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(workgroups);
+  const [wx, wy] = typeof workgroups === 'number' ? [workgroups, 1] : workgroups;
+  pass.dispatchWorkgroups(wx, wy);
   pass.end();
   enc.copyBufferToBuffer(readBuf!, 0, staging, 0, Math.ceil(readSize / 4) * 4);
   d.queue.submit([enc.finish()]);
@@ -146,7 +147,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
             ...(norm ? { 4: gain } : {}),
             ...(spec.rows === 'logitRows' ? { 5: rows } : {}),
           },
-          Math.ceil(R / MATMUL_TILE.rows),
+          [Math.ceil(R / MATMUL_TILE.rows), Math.ceil(M / MATMUL_TILE.tokens)],
           3,
         );
         const want = tf.tidy(() => {

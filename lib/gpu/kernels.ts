@@ -81,9 +81,11 @@ export const MATMUL_TILE = { rows: 4, lanes: 32, tokens: 4 } as const;
 /**
  * y = a @ W^T with W [R, K] (HF's [out, in]): 32 lanes per weight row stream the row in
  * vec4 (fp32) or 8-value (bf16) loads; each lane keeps TM token accumulators, so one read of
- * the weights serves TM tokens. A norm prologue costs nothing extra: sum(x^2) comes from the
- * same loads, and rmsnorm(x) . w = (x * gain) . w * rsqrt(mean(x^2) + eps).
- * Dispatch (ceil(R / 4)). X [rows, K], gain [K], rows [M] -> Y [M, R] (or [M, R/2] for siluMul)
+ * the weights serves TM tokens. Tiles of TM tokens run side by side (the grid's y), so a batch
+ * of 32 keeps 8 times as many workgroups busy rather than looping. A norm prologue costs
+ * nothing extra: sum(x^2) comes from the same loads, and
+ * rmsnorm(x) . w = (x * gain) . w * rsqrt(mean(x^2) + eps).
+ * Dispatch (ceil(R / 4), ceil(M / TM)). X [rows, K], gain [K], rows [M] -> Y [M, R] (or [M, R/2] for siluMul)
  */
 export function matmulKernel(s: MatmulSpec): string {
   const { K, R, format, norm, epilogue, subgroups32 } = s;
@@ -161,7 +163,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let lane = lid % ${L}u;
   let r = wg.x * ${RPW}u + lid / ${L}u;
   let M = ${count};
-  for (var m0 = 0u; m0 < M; m0 += ${TM}u) {
+  let m0 = wg.y * ${TM}u;
+  {
     var acc = vec4f(0.0);${norm ? '\n    var ss = vec4f(0.0);' : ''}
     // input rows of this tile (a row past M repeats row 0 and is never stored)
 ${js.map((j) => `    let xr${j} = select(0u, ${rowOf.replace('m', `(m0 + ${j}u)`)}, m0 + ${j}u < M);`).join('\n')}
@@ -176,7 +179,6 @@ ${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = acc[${j}]${scale.re
     }
     workgroupBarrier();
     ${store}
-    workgroupBarrier();
   }
 }`;
 }

@@ -86,8 +86,8 @@ const MAP_READ = 0x1;
 interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
-  /** workgroups for a step of n tokens and m logits rows */
-  count: (n: number, m: number) => number;
+  /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
+  count: (n: number, m: number) => number | [number, number];
 }
 
 /**
@@ -275,7 +275,10 @@ export class GpuLlama {
       });
       this.dispatches.push({ pipeline: p, bindGroup, count });
     };
-    const rowsOf = (R: number) => () => Math.ceil(R / MATMUL_TILE.rows);
+    // a matmul's grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    const rowsOf =
+      (R: number, byLogits = false) =>
+      (n: number, m: number): [number, number] => [Math.ceil(R / MATMUL_TILE.rows), Math.ceil((byLogits ? m : n) / MATMUL_TILE.tokens)];
     add(resolved.embed, [embed, b.ids, x], (n) => n);
     for (const L of layers) {
       add(resolved.qkv, { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm }, rowsOf(QKVW));
@@ -285,7 +288,7 @@ export class GpuLlama {
       add(resolved.gateUp, { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
       add(resolved.down, { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
     }
-    add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V));
+    add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
     add(resolved.argmax, [b.logits, b.next], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
   }
@@ -408,10 +411,11 @@ export class GpuLlama {
     const pass = encoder.beginComputePass();
     for (const d of this.dispatches) {
       const count = d.count(n, m);
-      if (count === 0) continue;
+      const [x, y] = typeof count === 'number' ? [count, 1] : count;
+      if (x === 0 || y === 0) continue;
       pass.setPipeline(d.pipeline);
       pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(count);
+      pass.dispatchWorkgroups(x, y);
     }
     pass.end();
   }

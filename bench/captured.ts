@@ -147,7 +147,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
     const p = e.beginComputePass();
     p.setPipeline(pipe);
     p.setBindGroup(0, bg);
-    for (let k = 0; k < passes; k++) p.dispatchWorkgroups(8192);
+    for (let k = 0; k < passes; k++) p.dispatchWorkgroups(32768);
     p.end();
     const t0 = performance.now();
     d.queue.submit([e.finish()]);

@@ -103,6 +103,9 @@ export interface BenchRecord<T> {
 
 /** The current git commit and whether the tree has changes; null outside a git checkout. */
 export function gitState(cwd = process.cwd()): { commit: string; dirty: boolean } | null {
+  // a copy without git history (a bundle run elsewhere) names its commit in the environment
+  const given = process.env.INFERENCE_LAB_COMMIT;
+  if (given && /^[0-9a-f]{40}$/.test(given)) return { commit: given, dirty: false };
   try {
     const run = (args: string[]) =>
       execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();

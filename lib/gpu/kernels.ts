@@ -75,6 +75,9 @@ export interface MatmulSpec {
   subgroups32: boolean;
 }
 
+/** Weight loads each lane keeps in flight in the matmul's inner loop. */
+const UNROLL = 4;
+
 /** Rows per workgroup and tokens per tile of the matmul kernel. */
 export const MATMUL_TILE = { rows: 4, lanes: 32, tokens: 4 } as const;
 
@@ -100,14 +103,14 @@ export function matmulKernel(s: MatmulSpec): string {
   // the dot products of one weight load with TM token rows
   const body =
     format === 'f32'
-      ? `let w = W[r * KV + kv];${norm ? '\n          let g = gain[kv];' : ''}
-${js.map((j) => dotLines(j, norm ? 'w * g' : 'w', ['X[xr' + j + ' * KV + kv]'], !!norm)).join('\n')}`
-      : `let u = W[r * KV + kv];
+      ? `let w = W[r * KV + kx];${norm ? '\n          let g = gain[kx];' : ''}
+${js.map((j) => dotLines(j, norm ? 'w * g' : 'w', ['X[xr' + j + ' * KV + kx]'], !!norm)).join('\n')}`
+      : `let u = W[r * KV + kx];
           let w0 = vec4f(bf16lo(u.x), bf16hi(u.x), bf16lo(u.y), bf16hi(u.y));
           let w1 = vec4f(bf16lo(u.z), bf16hi(u.z), bf16lo(u.w), bf16hi(u.w));${
-            norm ? '\n          let g0 = gain[2u * kv];\n          let g1 = gain[2u * kv + 1u];' : ''
+            norm ? '\n          let g0 = gain[2u * kx];\n          let g1 = gain[2u * kx + 1u];' : ''
           }
-${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr${j} * K4 + 2u * kv]`, `X[xr${j} * K4 + 2u * kv + 1u]`], !!norm)).join('\n')}`;
+${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr${j} * K4 + 2u * kx]`, `X[xr${j} * K4 + 2u * kx + 1u]`], !!norm)).join('\n')}`;
   const reduce = subgroups32
     ? `acc = subgroupAdd(acc);${norm ? '\n    ss = subgroupAdd(ss);' : ''}`
     : `part[lid] = acc;${norm ? '\n    part2[lid] = ss;' : ''}
@@ -169,8 +172,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     // input rows of this tile (a row past M repeats row 0 and is never stored)
 ${js.map((j) => `    let xr${j} = select(0u, ${rowOf.replace('m', `(m0 + ${j}u)`)}, m0 + ${j}u < M);`).join('\n')}
     if (r < R) {
-      for (var kv = lane; kv < KV; kv += ${L}u) {
-          ${body}
+      // ${UNROLL} weight loads in flight per lane, then the remainder one at a time
+      var kv = lane;
+      for (; kv + ${(UNROLL - 1) * L}u < KV; kv += ${UNROLL * L}u) {
+${[...Array(UNROLL).keys()].map((u) => `        {\n          let kx = kv + ${u * L}u;\n          ${body}\n        }`).join('\n')}
+      }
+      for (; kv < KV; kv += ${L}u) {
+        let kx = kv;
+        ${body}
       }
     }
     ${reduce}

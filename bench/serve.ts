@@ -10,8 +10,18 @@
  *   3. prefix caching: TTFT with and without, on a shared-system-prompt workload (Poisson
  *      arrivals on a virtual clock), with the hit rate
  *   4. step time: one decode step through the paged cache vs the contiguous cache, same batch
+ *      (captured path: the same paged step with contiguous block tables vs shuffled ones)
+ *   5. Poisson steady state (issue 11): continuous vs static at equal KV memory with many seats,
+ *      arrivals faster than either can serve (the queue never empties while requests arrive);
+ *      output tok/s over the steady-state window (first step to the step that admits the last
+ *      request: the drain tail after it is excluded) and over the whole run
  *
- *   npm run bench:serve [-- --full] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
+ *   npm run bench:serve [-- --full] [-- --smoke] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
+ *     [-- --eager] [-- --format f32|bf16]
+ *
+ * With the webgpu backend the engine runs on the captured path (lib/gpu, one GpuLlama sized for
+ * the largest engine config here); --eager keeps the tfjs path. --smoke: a few requests of a few
+ * tokens, to check the code paths end to end (SwiftShader; try --model data/models/draft).
  *
  * What runs is deterministic (seeded workloads; offline traces and a virtual clock for
  * arrivals), so reruns on a quiet machine time exactly the same steps. --quick (default) keeps
@@ -23,8 +33,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendPreference } from '../lib/backend';
 import { writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { VirtualClock, RealClock, type Clock, type LinearStepCost } from '../lib/engine/clock';
-import type { EngineConfigInput } from '../lib/engine/config';
-import { LLMEngine } from '../lib/engine/llmEngine';
+import { resolveEngineConfig, type EngineConfigInput } from '../lib/engine/config';
+import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
+import type { EngineModel } from '../lib/engine/pagedModel';
+import { sharedGpu } from '../lib/gpu/device';
+import type { WeightFormat } from '../lib/gpu/kernels';
+import { GpuLlama } from '../lib/gpu/llama';
+import { loadGpuModel, modelSource } from '../lib/gpu/load';
+import { Rng } from '../lib/generate/sampling';
 import { percentile } from '../lib/eval/stats';
 import { summarizeRun, type RunSummary, type StepMetrics } from '../lib/engine/metrics';
 import { makeWorkload, replay, type WorkloadRequest, type WorkloadSpec } from '../lib/engine/workload';
@@ -39,23 +55,35 @@ const argv = process.argv.slice(2);
 const flags = benchFlags(argv);
 const flag = flags.value;
 const full = argv.includes('--full');
+const smoke = flags.has('smoke');
+const eagerFlag = flags.has('eager');
+const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');
 const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
 
-const SIZES = full
-  ? { traceRequests: 64, prefixRequests: 48, stepBatches: [1, 4, 8, 16], stepContexts: [256, 512], stepRepeats: 20 }
-  : { traceRequests: 24, prefixRequests: 24, stepBatches: [1, 8, 16], stepContexts: [256], stepRepeats: 12 };
+const SIZES = smoke
+  ? { traceRequests: 3, prefixRequests: 3, stepBatches: [1, 2], stepContexts: [24], stepRepeats: 2, poissonRequests: 6 }
+  : full
+    ? { traceRequests: 64, prefixRequests: 48, stepBatches: [1, 4, 8, 16], stepContexts: [256, 512], stepRepeats: 20, poissonRequests: 1024 }
+    : { traceRequests: 24, prefixRequests: 24, stepBatches: [1, 8, 16], stepContexts: [256], stepRepeats: 12, poissonRequests: 512 };
+// the captured step is cheap: its paged-vs-contiguous table sweep and decode steps per timing
+const CAPTURED_STEP = smoke ? { batches: [1, 2], contexts: [24], steps: 3, rounds: 1 } : { batches: [1, 8, 32], contexts: [128, 512], steps: 64, rounds: 3 };
 
 const BLOCK_SIZE = 16;
 const NUM_BLOCKS = 128; // 2048 tokens of KV: the "equal KV memory" of both schedulers
 const MAX_NUM_SEQS = 32;
+// the Poisson steady state: enough seats that a full batch is the norm, and a pool for them
+const POISSON_SEATS = smoke ? 4 : 64;
+const POISSON_BLOCKS = smoke ? 32 : 512; // 8192 tokens of KV, the same for both schedulers
+// arrivals at this multiple of the continuous engine's measured service rate (from the burst run)
+const POISSON_OVERLOAD = 2;
 
 // ---- helpers
 
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
-async function runTrace(model: LlamaModel, workload: WorkloadRequest[], config: EngineConfigInput, clock: Clock) {
+async function runTrace(model: EngineModel, workload: WorkloadRequest[], config: EngineConfigInput, clock: Clock) {
   const engine = new LLMEngine(model, null, config, clock);
   const t0 = performance.now();
   const outs = await replay(engine, workload);
@@ -107,6 +135,70 @@ function brief(s: RunSummary) {
   };
 }
 
+// tokens a step emits: one per decode, one per prefill chunk that finishes its prompt
+function emittedTokens(s: StepMetrics, promptLen: ReadonlyMap<string, number>): number {
+  if (s.spec) return s.spec.emitted + s.prefills.filter((p) => p.start + p.numTokens === promptLen.get(p.requestId)).length;
+  return s.decodes.length + s.prefills.filter((p) => p.start + p.numTokens === promptLen.get(p.requestId)).length;
+}
+
+// ---- 5. Poisson steady state: the window from the first step to the step that admits the last
+// request (after it only the drain tail is left: the batch can only shrink)
+function steadyState(steps: readonly StepMetrics[], workload: readonly WorkloadRequest[]) {
+  const promptLen = new Map(workload.map((r) => [r.id, r.promptTokenIds.length]));
+  const firstPrefill = new Map<string, number>();
+  steps.forEach((s, i) => s.prefills.forEach((p) => firstPrefill.has(p.requestId) || firstPrefill.set(p.requestId, i)));
+  const lastAdmit = Math.max(...firstPrefill.values());
+  const win = steps.slice(0, lastAdmit); // steps before the one that admits the last request
+  const tokens = win.reduce((a, s) => a + emittedTokens(s, promptLen), 0);
+  const ms = win.length > 0 ? win[win.length - 1].endMs - win[0].startMs : 0;
+  const all = steps.reduce((a, s) => a + emittedTokens(s, promptLen), 0);
+  const allMs = steps[steps.length - 1].endMs - steps[0].startMs;
+  const busy = win.filter((s) => s.decodes.length + s.prefills.length > 0);
+  return {
+    windowSteps: win.length,
+    windowMs: ms,
+    windowOutputTokens: tokens,
+    steadyStateOutputTokensPerSecond: ms > 0 ? (1000 * tokens) / ms : NaN,
+    meanBatchInWindow: busy.reduce((a, s) => a + s.numRunning, 0) / Math.max(1, busy.length),
+    meanWaitingInWindow: win.reduce((a, s) => a + s.numWaiting, 0) / Math.max(1, win.length),
+    drainSteps: steps.length - win.length,
+    drainMs: allMs - ms,
+    wholeRunOutputTokens: all,
+    wholeRunMs: allMs,
+    wholeRunOutputTokensPerSecond: (1000 * all) / allMs,
+    meanStepMs: steps.reduce((a, s) => a + s.wallMs, 0) / steps.length,
+  };
+}
+
+// ---- 4 (captured). the paged step with contiguous block tables (sequence b owns blocks
+// b*nb .. b*nb + nb - 1) vs shuffled ones (blocks drawn at random from the whole pool): the
+// attention kernel reads through the table either way; chained greedy steps, ids on the GPU
+async function capturedStepTime(m: GpuLlama, B: number, L: number, steps: number, rounds: number) {
+  const nb = Math.ceil((L + steps + 1) / BLOCK_SIZE);
+  if (B * nb > m.numBlocks) throw new Error(`captured step time: ${B} x ${nb} blocks do not fit the pool (${m.numBlocks})`);
+  const contiguous = Array.from({ length: B }, (_, b) => Array.from({ length: nb }, (_, j) => b * nb + j));
+  const rng = new Rng(11 + B * 1000 + L);
+  const perm = Array.from({ length: m.numBlocks }, (_, i) => i);
+  for (let i = perm.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const shuffled = Array.from({ length: B }, (_, b) => perm.slice(b * nb, (b + 1) * nb));
+  const first = Array.from({ length: B }, (_, b) => 1 + ((b * 131) % (m.config.vocabSize - 1)));
+  // the KV pool holds whatever earlier runs left there: attention costs the same for any values
+  const run = async (tables: number[][]) => (await m.greedyDecode(tables.map((t) => ({ start: L, blockTable: t })), first, steps)).stepMs.slice(1);
+  await run(contiguous); // warm-up
+  const c: number[] = [];
+  const p: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    c.push(...(await run(contiguous)));
+    p.push(...(await run(shuffled)));
+  }
+  const cm = percentile(c, 50);
+  const pm = percentile(p, 50);
+  return { batch: B, context: L, contiguousMedianMs: cm, pagedMedianMs: pm, ratio: pm / cm, contiguousMinMs: Math.min(...c), pagedMinMs: Math.min(...p), stepsTimed: c.length };
+}
+
 // ---- 4. step time: paged vs contiguous, one decode step at batch B, context L
 
 async function stepTime(model: LlamaModel, B: number, L: number, repeats: number) {
@@ -148,22 +240,48 @@ async function stepTime(model: LlamaModel, B: number, L: number, repeats: number
 
 async function main() {
   const backend = await initBackend({ prefer: backendFlag });
-  const model = await loadModel(modelDir);
+  const captured = backend.name === 'webgpu' && !eagerFlag;
+  const common: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: NUM_BLOCKS, maxNumSeqs: MAX_NUM_SEQS, enablePrefixCaching: false };
+  const poissonCommon: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: POISSON_BLOCKS, maxNumSeqs: POISSON_SEATS, enablePrefixCaching: false };
+  // the captured model: one GpuLlama sized for the largest engine config and the step sweep here
+  let model: EngineModel;
+  let eagerModel: LlamaModel | null = null;
+  let gpuModel: GpuLlama | null = null;
+  let adapter: unknown = null;
+  if (captured) {
+    const ctx = await sharedGpu();
+    adapter = ctx.info;
+    const { config } = modelSource(modelDir);
+    const sizes = [common, poissonCommon].map((c) => capturedOptionsFor(resolveEngineConfig(c, config.maxPositions)));
+    const stepBlocks = Math.max(...CAPTURED_STEP.batches) * Math.ceil((Math.max(...CAPTURED_STEP.contexts) + CAPTURED_STEP.steps + 1) / BLOCK_SIZE);
+    const opts = {
+      maxTokens: Math.max(...sizes.map((x) => x.maxTokens)),
+      maxSeqs: Math.max(...sizes.map((x) => x.maxSeqs), ...CAPTURED_STEP.batches),
+      maxLogitRows: Math.max(...sizes.map((x) => x.maxLogitRows)),
+      blockSize: BLOCK_SIZE,
+      numBlocks: Math.max(stepBlocks, ...sizes.map((x) => x.numBlocks)),
+    };
+    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT });
+    model = gpuModel;
+    console.log(`captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`);
+  } else {
+    eagerModel = await loadModel(modelDir);
+    model = eagerModel;
+  }
   const V = model.config.vocabSize;
   const maxModelLen = model.config.maxPositions;
-  console.log(`serve bench (${full ? 'full' : 'quick'}): ${modelDir} on ${backend.name}; pool ${NUM_BLOCKS} x ${BLOCK_SIZE} tokens, maxNumSeqs ${MAX_NUM_SEQS}`);
+  console.log(`serve bench (${smoke ? 'smoke' : full ? 'full' : 'quick'}): ${modelDir} on ${backend.name} (${captured ? 'captured' : 'eager tfjs'}); pool ${NUM_BLOCKS} x ${BLOCK_SIZE} tokens, maxNumSeqs ${MAX_NUM_SEQS}`);
 
   // ---- 1 + 2: one varied-length trace, continuous vs static at equal KV memory
   const traceSpec: WorkloadSpec = {
     numRequests: SIZES.traceRequests,
     arrival: { kind: 'burst' },
-    promptLen: { kind: 'lognormal', median: 48, sigma: 0.8, min: 4, max: 400 },
-    outputLen: { kind: 'lognormal', median: 48, sigma: 0.9, min: 4, max: 320 },
+    promptLen: smoke ? { kind: 'uniform', min: 4, max: 8 } : { kind: 'lognormal', median: 48, sigma: 0.8, min: 4, max: 400 },
+    outputLen: smoke ? { kind: 'uniform', min: 2, max: 4 } : { kind: 'lognormal', median: 48, sigma: 0.9, min: 4, max: 320 },
     vocabSize: V,
     seed: 1,
   };
   const trace = makeWorkload(traceSpec);
-  const common: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: NUM_BLOCKS, maxNumSeqs: MAX_NUM_SEQS, enablePrefixCaching: false };
   const cont = await runTrace(model, trace, { ...common, policy: 'continuous' }, new RealClock());
   console.log(`continuous: ${fmt(cont.summary.outputTokensPerSecond)} tok/s, ${cont.summary.numSteps} steps, ${cont.summary.numPreemptions} preemptions, wall ${fmt(cont.wallMs / 1000)} s`);
   const stat = await runTrace(model, trace, { ...common, policy: 'static' }, new RealClock());
@@ -197,9 +315,9 @@ async function main() {
   const prefixSpec: WorkloadSpec = {
     numRequests: SIZES.prefixRequests,
     arrival: { kind: 'poisson', ratePerSec: 4 },
-    promptLen: { kind: 'uniform', min: 8, max: 48 },
-    outputLen: { kind: 'uniform', min: 8, max: 24 },
-    systemPrompts: { count: 3, length: 192, share: 0.9 },
+    promptLen: smoke ? { kind: 'uniform', min: 2, max: 4 } : { kind: 'uniform', min: 8, max: 48 },
+    outputLen: smoke ? { kind: 'uniform', min: 2, max: 3 } : { kind: 'uniform', min: 8, max: 24 },
+    systemPrompts: { count: smoke ? 1 : 3, length: smoke ? 20 : 192, share: 0.9 },
     vocabSize: V,
     seed: 2,
   };
@@ -230,25 +348,90 @@ async function main() {
 
   // ---- 4: paged vs contiguous decode step
   const steps = [];
-  for (const L of SIZES.stepContexts) {
-    for (const B of SIZES.stepBatches) {
-      const r = await stepTime(model, B, L, SIZES.stepRepeats);
-      steps.push(r);
-      console.log(`decode step B=${B} context ${L}: contiguous ${fmt(r.contiguousMedianMs)} ms, paged ${fmt(r.pagedMedianMs)} ms (${fmt(r.ratio, 2)}x)`);
+  if (gpuModel) {
+    for (const L of CAPTURED_STEP.contexts) {
+      for (const B of CAPTURED_STEP.batches) {
+        const r = await capturedStepTime(gpuModel, B, L, CAPTURED_STEP.steps, CAPTURED_STEP.rounds);
+        steps.push(r);
+        console.log(`captured decode step B=${B} context ${L}: contiguous tables ${fmt(r.contiguousMedianMs, 3)} ms, shuffled tables ${fmt(r.pagedMedianMs, 3)} ms (shuffled / contiguous ${fmt(r.ratio, 3)}x)`);
+      }
+    }
+  } else {
+    for (const L of SIZES.stepContexts) {
+      for (const B of SIZES.stepBatches) {
+        const r = await stepTime(eagerModel!, B, L, SIZES.stepRepeats);
+        steps.push(r);
+        console.log(`decode step B=${B} context ${L}: contiguous ${fmt(r.contiguousMedianMs)} ms, paged ${fmt(r.pagedMedianMs)} ms (${fmt(r.ratio, 2)}x)`);
+      }
     }
   }
+
+  // ---- 5: Poisson steady state, continuous vs static at equal KV memory (same pool, same seats)
+  // arrival rate: POISSON_OVERLOAD x the continuous engine's service rate measured on the burst
+  // above (requests/s = output tok/s / mean output length), so requests queue under both
+  // schedulers and each runs at its own capacity until the last request is admitted
+  const poissonOutput: WorkloadSpec['outputLen'] = smoke ? { kind: 'uniform', min: 2, max: 4 } : { kind: 'lognormal', median: 48, sigma: 0.9, min: 4, max: 320 };
+  const meanOut = trace.reduce((a, r) => a + r.maxTokens, 0) / trace.length;
+  // the decode step at the burst run's fullest batches: its median wall time prices a full seat
+  // of POISSON_SEATS (an underestimate of the step there, so the rate errs toward overload)
+  const peak = Math.max(...cont.steps.map((s) => s.numRunning));
+  const fullSteps = cont.steps.filter((s) => s.prefills.length === 0 && s.decodes.length > 0 && s.numRunning >= 0.75 * peak).map((s) => s.wallMs);
+  const fullStepMs = fullSteps.length > 0 ? percentile(fullSteps, 50) : cont.summary.durationMs / Math.max(1, cont.summary.numSteps);
+  const ratePerSec = (POISSON_OVERLOAD * POISSON_SEATS * 1000) / (meanOut * fullStepMs);
+  const poissonSpec: WorkloadSpec = {
+    numRequests: SIZES.poissonRequests,
+    arrival: { kind: 'poisson', ratePerSec },
+    promptLen: smoke ? { kind: 'uniform', min: 4, max: 8 } : { kind: 'lognormal', median: 48, sigma: 0.8, min: 4, max: 400 },
+    outputLen: poissonOutput,
+    vocabSize: V,
+    seed: 3,
+  };
+  const poissonTrace = makeWorkload(poissonSpec);
+  const poisson: Record<string, unknown> = {
+    spec: poissonSpec,
+    pool: { numBlocks: POISSON_BLOCKS, blockSize: BLOCK_SIZE, maxNumSeqs: POISSON_SEATS },
+    rateRule: `${POISSON_OVERLOAD} x ${POISSON_SEATS} seats / (mean output length ${fmt(meanOut)} tokens x ${fmt(fullStepMs, 3)} ms, the burst run's median decode step at >= 75% of its peak batch ${peak})`,
+    ratePerSec,
+    lastArrivalMs: poissonTrace[poissonTrace.length - 1].arrivalMs,
+    window: 'steady state: from the first step to the step that admits the last request (excluded); after it only the drain tail is left',
+  };
+  for (const policy of ['continuous', 'static'] as const) {
+    const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
+    const ss = steadyState(run.steps, poissonTrace);
+    poisson[policy] = { ...ss, summary: brief(run.summary) };
+    console.log(
+      `poisson ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
+        `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
+    );
+  }
+  type SS = ReturnType<typeof steadyState>;
+  const pc = poisson.continuous as SS;
+  const ps = poisson.static as SS;
+  poisson.steadyStateRatio = pc.steadyStateOutputTokensPerSecond / ps.steadyStateOutputTokensPerSecond;
+  poisson.wholeRunRatio = pc.wholeRunOutputTokensPerSecond / ps.wholeRunOutputTokensPerSecond;
+  poisson.goal = 'issue 11: continuous / static >= 3x output tok/s on the Poisson workload at equal KV memory (measured, not asserted)';
+  console.log(`poisson continuous / static: ${fmt(poisson.steadyStateRatio as number, 2)}x steady state, ${fmt(poisson.wholeRunRatio as number, 2)}x whole run (goal >= 3x)`);
 
   const file = writeBenchJson(
     path.basename(outPath, '.json'),
     {
-      mode: full ? 'full' : 'quick',
+      mode: smoke ? 'smoke' : full ? 'full' : 'quick',
       model: modelDir,
+      path: captured ? 'captured' : 'eager',
+      backend: backend.name,
+      weights: captured ? FORMAT : 'eager-fp32',
+      adapter,
+      dispatchesPerStep: gpuModel?.stats.dispatchesPerStep ?? null,
       pool: { numBlocks: NUM_BLOCKS, blockSize: BLOCK_SIZE, maxNumSeqs: MAX_NUM_SEQS, kvBytes: 2 * model.config.numLayers * NUM_BLOCKS * BLOCK_SIZE * model.config.numKvHeads * model.config.headDim * 4 },
       trace: { spec: traceSpec, promptTokens: trace.map((r) => r.promptTokenIds.length), outputTokens: trace.map((r) => r.maxTokens) },
       memory,
       throughput,
       prefixCaching: prefix,
       stepTime: steps,
+      stepTimeMeaning: captured
+        ? 'captured step (chained greedy decode, ids on the GPU): contiguous* = block tables b*nb + j, paged* = shuffled tables drawn from the whole pool; ratio = shuffled / contiguous'
+        : 'eager tfjs: contiguous* = ContiguousKVCache, paged* = PagedKVCache with interleaved tables; ratio = paged / contiguous',
+      poisson,
       timeline: { continuous: timeline(cont.steps), static: timeline(stat.steps) },
     },
     { dir: path.dirname(outPath) },

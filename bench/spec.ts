@@ -10,7 +10,16 @@
  *   3. prompt lookup on repetitive (input-grounded) vs free text
  *   4. per-op overhead: kernels per forward, matmul kernel time vs the rest (tf.profile)
  *
- *   npm run bench:spec [-- --quick] [-- --tokens 64] [-- --repeats 2] [-- --backend wasm] [-- --out PATH]
+ *   5. (webgpu) batch-1 speculative decoding inside the engine on the captured path (lib/gpu:
+ *      target and draft as GpuLlama, maxNumSeqs 1): draft model gamma sweep, prompt lookup on
+ *      free and repetitive text, best gamma. Sections 1-4 drive speculativeGenerate over the tfjs
+ *      LlamaModel and its KV caches: they are eager-only (the captured path's speculative
+ *      decoding is the engine's), so on webgpu they measure the eager tfjs path beside section 5.
+ *
+ *   npm run bench:spec [-- --quick] [-- --smoke] [-- --tokens 64] [-- --repeats 2] [-- --backend wasm] [-- --out PATH]
+ *     [-- --eager] (webgpu: skip section 5) [-- --captured-only] (webgpu: skip sections 1-4) [-- --format f32|bf16]
+ *     [-- --model DIR] [-- --draft DIR]
+ * --smoke: a few tokens, gamma 2 only, one prompt (to check the code paths; SwiftShader).
  *
  * Timings are the minimum over repeats (interleaved: every configuration once per repeat), the
  * estimator least hurt by a busy machine. Speedup = target-only wall time / speculative wall
@@ -29,16 +38,30 @@ import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/genera
 import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
 import { loadTokenizer } from '../lib/generate/tokenizer';
 import { loadGolden } from '../test/golden';
+import { resolveEngineConfig, type EngineConfigInput, type SpeculativeEngineConfigInput } from '../lib/engine/config';
+import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
+import type { GpuLlama } from '../lib/gpu/llama';
+import { sharedGpu } from '../lib/gpu/device';
+import type { WeightFormat } from '../lib/gpu/kernels';
+import { loadGpuModel, modelSource } from '../lib/gpu/load';
 
 // ---- flags
 
 const argv = process.argv.slice(2);
 const flags = benchFlags(argv);
 const flag = flags.value;
-const quick = argv.includes('--quick');
-const TOKENS = Number(flag('tokens') ?? (quick ? 32 : 64));
+const smoke = flags.has('smoke');
+const quick = argv.includes('--quick') || smoke;
+const TOKENS = Number(flag('tokens') ?? (smoke ? 3 : quick ? 32 : 64));
 const REPEATS = Number(flag('repeats') ?? (quick ? 1 : 2));
-const GAMMAS = quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const GAMMAS = smoke ? [2] : quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const EAGER_ONLY = flags.has('eager');
+const CAPTURED_ONLY = flags.has('captured-only');
+const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
+const TARGET_DIR = flag('model') ?? 'data/models/target';
+const DRAFT_DIR = flag('draft') ?? 'data/models/draft';
+// the captured section is cheap on a GPU: always the full gamma sweep and 64 tokens there
+const CAPTURED = smoke ? { tokens: 3, repeats: 1, gammas: [2], lookup: [4] } : { tokens: Number(flag('tokens') ?? 64), repeats: Number(flag('repeats') ?? 3), gammas: [1, 2, 3, 4, 5, 6, 8], lookup: [2, 4, 8] };
 const OUT = flag('out') ?? path.join('data', 'bench', 'spec.json');
 const BACKEND = (flag('backend') ?? 'auto') as BackendPreference;
 
@@ -196,21 +219,179 @@ const GEN_1_2 = 'In the beginning God created the heaven and the earth. And the 
 const GEN_1_5 = 'And God called the light Day, and the darkness he called Night. And the evening and the morning were the first day.';
 const REPETITIVE = [GEN_1_2, GEN_1_5, GEN_1_2, GEN_1_5, GEN_1_2].join(' ');
 
+// ---- 5. batch-1 speculative decoding in the engine on the captured path
+
+interface EngineRun {
+  ms: number;
+  tokens: number;
+  decodeMs: number;
+  decodeTokens: number;
+  decodeSteps: number;
+  spec: SpecSummary | null;
+  draftMs: number;
+  verifyMs: number;
+}
+
+// every prompt alone through an engine with one seat (batch 1), greedy, TOKENS tokens each
+async function engineRun(target: GpuLlama, prompts: number[][], config: EngineConfigInput, tokens: number): Promise<EngineRun> {
+  const r: EngineRun = { ms: 0, tokens: 0, decodeMs: 0, decodeTokens: 0, decodeSteps: 0, spec: null, draftMs: 0, verifyMs: 0 };
+  const specs: SpecSummary[] = [];
+  for (const p of prompts) {
+    const engine = new LLMEngine(target, null, config);
+    try {
+      engine.addRequest(p, { temperature: 0, maxTokens: tokens, ignoreEos: true });
+      const t0 = performance.now();
+      while (engine.hasUnfinished()) for (const out of await engine.step()) r.tokens += out.outputs[0].tokenIds.length;
+      r.ms += performance.now() - t0;
+      const decode = engine.steps.filter((s) => s.prefills.length === 0 && s.decodes.length > 0);
+      r.decodeMs += decode.reduce((a, s) => a + s.wallMs, 0);
+      r.decodeTokens += decode.reduce((a, s) => a + (s.spec ? s.spec.emitted : s.decodes.length), 0);
+      r.decodeSteps += decode.length;
+      r.draftMs += decode.reduce((a, s) => a + (s.spec?.draftMs ?? 0), 0);
+      r.verifyMs += decode.reduce((a, s) => a + (s.spec?.verifyMs ?? 0), 0);
+      if (engine.specStats) specs.push(engine.specStats.summary());
+    } finally {
+      engine.dispose();
+    }
+  }
+  r.spec = specs.length > 0 ? pool(specs) : null;
+  return r;
+}
+
+async function capturedSection(free: number[][], repetitive: number[][]): Promise<Record<string, unknown>> {
+  const ctx = await sharedGpu();
+  const maxPositions = modelSource(TARGET_DIR).config.maxPositions;
+  // one seat, a pool of one full context; both models sized from this engine config
+  const base: EngineConfigInput = { maxNumSeqs: 1, blockSize: 16, numBlocks: Math.ceil(maxPositions / 16), enablePrefixCaching: false };
+  const sizes = capturedOptionsFor(resolveEngineConfig(base, maxPositions));
+  const target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
+  const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
+  console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
+  try {
+    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
+    const configs: Config[] = [
+      { label: 'target only (free)', set: 'free', prompts: free, gamma: null, drafter: 'none', speculative: null },
+      ...CAPTURED.gammas.map((g): Config => ({ label: `draft gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g } })),
+      ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (free)`, set: 'free', prompts: free, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
+      { label: 'target only (repetitive)', set: 'repetitive', prompts: repetitive, gamma: null, drafter: 'none', speculative: null },
+      ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (repetitive)`, set: 'repetitive', prompts: repetitive, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
+      { label: 'draft gamma=4 (repetitive)', set: 'repetitive', prompts: repetitive, gamma: 4, drafter: 'draft model', speculative: { draft, gamma: 4 } },
+    ];
+    const results: EngineRun[][] = configs.map(() => []);
+    const bar = progressBar(configs.length * (CAPTURED.repeats + 1), 'captured');
+    for (let r = 0; r <= CAPTURED.repeats; r++) {
+      for (let i = 0; i < configs.length; i++) {
+        const res = await engineRun(target, configs[i].prompts, { ...base, speculative: configs[i].speculative }, CAPTURED.tokens);
+        if (r > 0) results[i].push(res);
+        bar.tick(1, configs[i].label);
+      }
+    }
+    bar.done();
+    // best repeat: lowest wall time
+    const bestOf = (i: number) => results[i].reduce((a, b) => (b.ms < a.ms ? b : a));
+    const plainOf = (set: string) => bestOf(configs.findIndex((c) => c.speculative === null && c.set === set));
+    const rows = configs.map((cfg, i) => {
+      const b = bestOf(i);
+      const plain = plainOf(cfg.set);
+      const plainStepMs = plain.decodeMs / Math.max(1, plain.decodeSteps);
+      const row: Record<string, unknown> = {
+        config: cfg.label,
+        set: cfg.set,
+        drafter: cfg.drafter,
+        gamma: cfg.gamma,
+        ms: r3(b.ms),
+        tokens: b.tokens,
+        tokensPerSecond: r3((1000 * b.tokens) / b.ms),
+        measuredSpeedup: r3(plain.ms / b.ms),
+        decodeTokensPerSecond: r3((1000 * b.decodeTokens) / b.decodeMs),
+        decodeSpeedup: r3(b.decodeTokens / b.decodeMs / (plain.decodeTokens / plain.decodeMs)),
+        decodeStepMs: r3(b.decodeMs / Math.max(1, b.decodeSteps)),
+      };
+      if (b.spec && cfg.gamma !== null) {
+        const steps = Math.max(1, b.decodeSteps);
+        const c = cfg.drafter === 'draft model' ? b.draftMs / steps / cfg.gamma / plainStepMs : 0;
+        const v = b.verifyMs / steps / plainStepMs;
+        Object.assign(row, {
+          alpha: r3(b.spec.alpha),
+          acceptanceRate: r3(b.spec.acceptanceRate),
+          tokensPerStep: r3(b.spec.meanTokensPerStep),
+          draftMsPerStep: r3(b.draftMs / steps),
+          verifyMsPerStep: r3(b.verifyMs / steps),
+          c: r3(c),
+          verifyRatio: r3(v),
+          predictedSpeedup: r3(predictedSpeedup(b.spec.alpha, cfg.gamma, c)),
+          predictedWithVerifyCost: r3(predictedSpeedup(b.spec.alpha, cfg.gamma, c, v)),
+        });
+      }
+      return row;
+    });
+    console.log('\ncaptured, in the engine (batch 1)      tok/s   speedup  decode speedup  alpha  tok/step  step ms  c      v');
+    for (const r of rows) {
+      const f = (k: string, w: number, d = 2) => (typeof r[k] === 'number' ? (r[k] as number).toFixed(d) : '-').padStart(w);
+      console.log(`${String(r.config).padEnd(38)} ${f('tokensPerSecond', 7, 1)} ${f('measuredSpeedup', 8)} ${f('decodeSpeedup', 15)} ${f('alpha', 6)} ${f('tokensPerStep', 9)} ${f('decodeStepMs', 8, 3)} ${f('c', 6, 3)} ${f('verifyRatio', 5)}`);
+    }
+    const draftRows = rows.filter((r) => r.drafter === 'draft model' && r.set === 'free');
+    const best = draftRows.reduce((a, r) => ((r.measuredSpeedup as number) > (a.measuredSpeedup as number) ? r : a), draftRows[0]);
+    const lookupRows = rows.filter((r) => r.drafter === 'prompt lookup' && r.set === 'repetitive');
+    const bestLookup = lookupRows.reduce((a, r) => ((r.measuredSpeedup as number) > (a.measuredSpeedup as number) ? r : a), lookupRows[0]);
+    console.log(`captured best gamma (draft model, free text): ${best.gamma} at ${best.measuredSpeedup}x (goal >= 2x); prompt lookup on repetitive text: gamma ${bestLookup?.gamma} at ${bestLookup?.measuredSpeedup}x`);
+    return {
+      adapter: ctx.info,
+      weights: FORMAT,
+      engine: { ...base, maxNumBatchedTokens: sizes.maxTokens },
+      settings: { tokens: CAPTURED.tokens, repeats: CAPTURED.repeats, gammas: CAPTURED.gammas, lookupGammas: CAPTURED.lookup, batch: 1, target: TARGET_DIR, draft: DRAFT_DIR },
+      dispatchesPerStep: { target: target.stats.dispatchesPerStep, draft: draft.stats.dispatchesPerStep },
+      runs: rows,
+      best: { drafter: 'draft model', gamma: best.gamma, measuredSpeedup: best.measuredSpeedup, decodeSpeedup: best.decodeSpeedup },
+      bestPromptLookupRepetitive: bestLookup ? { gamma: bestLookup.gamma, measuredSpeedup: bestLookup.measuredSpeedup } : null,
+      notes: [
+        'each prompt alone through an LLMEngine with maxNumSeqs 1 on the captured path (target and draft GpuLlama), greedy, the same tokens per prompt; best of repeats (lowest wall time)',
+        'measuredSpeedup = target-only wall time / speculative wall time (prefill included); decodeSpeedup: pure decode steps only',
+        'c = draft ms per drafted token / plain decode step ms; v = verify ms per step / plain decode step ms; predicted as in the eager rows',
+        'issue 11 goal: draft model, best gamma, >= 2x at batch 1 inside the engine (measured, not asserted)',
+      ],
+    };
+  } finally {
+    target.dispose();
+    draft.dispose();
+  }
+}
+
 // ---- main
 
 async function main(): Promise<void> {
   const backend = await initBackend({ prefer: BACKEND });
   console.log(`backend: ${backend.name} (${backend.reason})`);
-  const tokenizer = await loadTokenizer('data/models/target');
-  const lm: LanguageModel = { model: await loadModel('data/models/target'), tokenizer };
-  const draftLm: LanguageModel = { model: await loadModel('data/models/draft'), tokenizer };
-  const draft = draftLm.model;
+  const runCaptured = backend.name === 'webgpu' && !EAGER_ONLY;
+  const runEager = !(runCaptured && CAPTURED_ONLY);
+  const tokenizer = await loadTokenizer(TARGET_DIR);
   const golden = loadGolden();
 
   // free text: golden prompts cut from test-split chapters (16..128 tokens)
-  const freeNames = quick ? ['test-32', 'test-64'] : ['test-16', 'test-32', 'test-64', 'test-128'];
-  const free = freeNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids);
-  const repetitive = [tokenizer.encode(REPETITIVE)];
+  const freeNames = smoke ? ['test-16'] : quick ? ['test-32', 'test-64'] : ['test-16', 'test-32', 'test-64', 'test-128'];
+  const free = freeNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
+  const repetitive = [smoke ? tokenizer.encode(REPETITIVE).slice(0, 24) : tokenizer.encode(REPETITIVE)];
+
+  const result: Record<string, unknown> = {
+    backend: backend.name,
+    settings: { tokens: TOKENS, repeats: REPEATS, gammas: GAMMAS, quick, smoke, greedy: true, batch: 1, freePrompts: freeNames, repetitivePromptTokens: repetitive[0].length },
+  };
+  if (runEager) Object.assign(result, await eagerSections(tokenizer, free, repetitive));
+  else result.eager = 'skipped (--captured-only): sections 1-4 (speculativeGenerate over the tfjs LlamaModel and its KV caches) are eager-only';
+  result.captured = runCaptured
+    ? await capturedSection(free, repetitive)
+    : backend.name === 'webgpu'
+      ? 'skipped (--eager)'
+      : `not run: the captured path needs the webgpu backend (this run: ${backend.name})`;
+  const file = writeBenchJson(path.basename(OUT, '.json'), result, { dir: path.dirname(OUT) });
+  console.log(`\nwrote ${file}`);
+}
+
+// sections 1-4: speculativeGenerate over the tfjs model (eager only)
+async function eagerSections(tokenizer: Awaited<ReturnType<typeof loadTokenizer>>, free: number[][], repetitive: number[][]): Promise<Record<string, unknown>> {
+  const lm: LanguageModel = { model: await loadModel(TARGET_DIR), tokenizer };
+  const draftLm: LanguageModel = { model: await loadModel(DRAFT_DIR), tokenizer };
+  const draft = draftLm.model;
 
   // ---- 1. costs
   const costsBar = progressBar(4, 'costs');
@@ -326,9 +507,7 @@ async function main(): Promise<void> {
     );
   }
 
-  const file = writeBenchJson(path.basename(OUT, '.json'), {
-    backend: backend.name,
-    settings: { tokens: TOKENS, repeats: REPEATS, gammas: GAMMAS, quick, greedy: true, batch: 1, freePrompts: freeNames, repetitivePromptTokens: repetitive[0].length },
+  const out = {
     costs: {
       targetMsPerToken: r3(targetMsPerToken),
       cGenerateLoop: r3(cGenerateLoop),
@@ -346,11 +525,12 @@ async function main(): Promise<void> {
       'predicted = (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)) with alpha and c measured; c = draft ms per drafted token inside speculation / target-only ms per token',
       'predictedWithVerifyCost replaces the 1 (one target step to verify) by the measured cost of one target pass over gamma + 1 tokens',
       'prompt lookup: c = 0 (drafting is a scan of the context)',
+      'these rows are the eager tfjs path (speculativeGenerate over LlamaModel + KV caches); on webgpu, `captured` holds batch-1 speculative decoding inside the engine on the captured path',
     ],
-  }, { dir: path.dirname(OUT) });
-  console.log(`\nwrote ${file}`);
+  };
   lm.model.dispose();
   draft.dispose();
+  return out;
 }
 
 runBench(main);

@@ -98,6 +98,43 @@ describe('benchmark records', () => {
     expect(r.rows.filter((x: any) => x.peer === 'hf').length).toBe(r.hf.rows.length);
   });
 
+  // issue 11, item 6: the engine benchmarks on the captured path (checked when a record carries them)
+  const serveRecords = ['data/bench/serve.json', 'data/bench/webgpu/serve-webgpu.json'].filter((f) => fs.existsSync(f));
+
+  it.each(serveRecords)('%s: the Poisson steady state, when present, compares both schedulers at equal KV memory', (file) => {
+    const r = readJson(file).result;
+    if (!r.poisson) return;
+    const p = r.poisson;
+    expect(p.spec.arrival.kind).toBe('poisson');
+    for (const policy of ['continuous', 'static']) {
+      const x = p[policy];
+      expect(x.windowMs, `${file} ${policy}`).toBeGreaterThan(0);
+      expect(x.windowMs).toBeLessThanOrEqual(x.wholeRunMs + 1e-6);
+      expect(x.windowOutputTokens).toBeLessThanOrEqual(x.wholeRunOutputTokens);
+      expect(x.steadyStateOutputTokensPerSecond).toBeCloseTo((1000 * x.windowOutputTokens) / x.windowMs, 3);
+      expect(x.summary.outputTokens).toBe(p.continuous.summary.outputTokens);
+    }
+    expect(p.steadyStateRatio).toBeCloseTo(p.continuous.steadyStateOutputTokensPerSecond / p.static.steadyStateOutputTokensPerSecond, 3);
+    expect(p.wholeRunRatio).toBeCloseTo(p.continuous.wholeRunOutputTokensPerSecond / p.static.wholeRunOutputTokensPerSecond, 3);
+    if (r.path === 'captured') {
+      expect(r.adapter.software, file).toBe(false);
+      for (const row of r.stepTime) expect(row.ratio).toBeCloseTo(row.pagedMedianMs / row.contiguousMedianMs, 3);
+    }
+  });
+
+  it('the spec records, when they hold the captured path, name a hardware adapter and a best gamma', () => {
+    for (const file of ['data/bench/webgpu/spec-engine-webgpu.json', 'data/bench/webgpu/spec-webgpu.json']) {
+      if (!fs.existsSync(file)) continue;
+      const r = readJson(file).result;
+      const cap = file.includes('spec-engine') ? (r.path === 'captured' ? r : null) : typeof r.captured === 'object' ? r.captured : null;
+      if (!cap) continue;
+      expect(cap.adapter.software, file).toBe(false);
+      const best = file.includes('spec-engine') ? cap.best.find((b: { batch: number }) => b.batch === 1) : cap.best;
+      expect(best.gamma, file).toBeGreaterThanOrEqual(1);
+      expect(cap.runs.length, file).toBeGreaterThan(1);
+    }
+  });
+
   it('roofline rows are internally consistent (predicted = bandwidth / bytes per token)', () => {
     for (const file of ['data/bench/core.json', 'data/bench/webgpu/core-webgpu.json']) {
       const r = readJson(file).result;

@@ -96,12 +96,25 @@ export { ModelRunner } from './engine/modelRunner';
 export type { ModelRunnerOptions, PreparedCall, RunnerOutput, SpeculativeRowOutput } from './engine/modelRunner';
 export { sequenceMetrics, summarizeRun } from './engine/metrics';
 export type { BlockTableSnapshot, RunSummary, SequenceMetrics, StepEntry, StepMetrics, StepSpecMetrics } from './engine/metrics';
-export { LLMEngine } from './engine/llmEngine';
+export { capturedOptionsFor, LLMEngine } from './engine/llmEngine';
 export type { AddRequestOptions, CompletionOutput, EnginePrompt, RequestOutput } from './engine/llmEngine';
 export { LLM } from './engine/llm';
 export type { LLMOptions } from './engine/llm';
 export { makeWorkload, replay } from './engine/workload';
 export type { ArrivalSpec, LengthSpec, ReplayOptions, WorkloadRequest, WorkloadSpec } from './engine/workload';
+
+export { pagedModel } from './engine/pagedModel';
+export type { EngineModel, PagedModel, PagedSequence } from './engine/pagedModel';
+
+// ---- gpu: the captured WebGPU decode step (fused WGSL kernels, one command buffer per step)
+export { acquireGpu, releaseSharedGpu, sharedGpu } from './gpu/device';
+export type { AcquireGpuOptions, GpuContext, GpuDeviceInfo } from './gpu/device';
+export { contiguousTables, GpuLlama, packBf16 } from './gpu/llama';
+export type { GpuLlamaOptions, GpuStepResult, GpuStepSequence, GpuStepStats } from './gpu/llama';
+export { loadGpuModel } from './gpu/load';
+export { checkKernels } from './gpu/checks';
+export type { CheckKernelsOptions, KernelCheck } from './gpu/checks';
+export type { WeightFormat } from './gpu/kernels';
 
 // ---- eval: quality of a cache against float32 (perplexity, KL, agreement) and attention measurements
 export { compareTeacherForced, greedyAgreement, perplexity } from './eval/quality';

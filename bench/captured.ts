@@ -236,7 +236,10 @@ async function main(): Promise<void> {
   await shutdownBackend();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0), // the GPU device would keep Node alive
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

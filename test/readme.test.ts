@@ -57,3 +57,12 @@ describe('README', () => {
     }
   });
 });
+
+describe('README performance table', () => {
+  it('is the one scripts/data/perf-table.ts generates from the committed GPU records (no typed-in figures)', async () => {
+    const { perfTable, withTable } = await import('../scripts/data/perf-table');
+    const readme = fs.readFileSync('README.md', 'utf8');
+    expect(withTable(readme, perfTable())).toBe(readme);
+    expect(perfTable()).toMatch(/captured/);
+  });
+});

@@ -29,10 +29,18 @@ export function perfTable(dir = 'data/bench/webgpu'): string {
   const lines: string[] = [];
   if (!peers) return '_No GPU peers record yet: run `npm run bench:peers -- --backend webgpu --hf hf-peers.json` on a GPU machine._';
   const rows = (peers.result.rows as PeerRow[]).filter((r) => r.status === 'ok' && r.tokPerS !== null);
-  const adapter = ((peers.machine.backend as { adapter?: { device?: string } } | undefined)?.adapter?.device ?? 'a GPU').toUpperCase();
+  const adapter = ((peers.machine.backend as { adapter?: { device?: string } } | undefined)?.adapter?.device ?? 'a GPU').toUpperCase().replace(/-/g, ' ');
   const batches = [...new Set(rows.map((r) => r.batch))].sort((a, b) => a - b);
   lines.push(`Decode tokens/s (greedy, KV cache, 32-token prompt, ${batches.map((b) => `batch ${b}`).join(' / ')}), measured in one run on ${adapter}, ${peers.date.slice(0, 10)} (record: \`data/bench/webgpu/peers-webgpu.json\`, commit ${peers.git.commit.slice(0, 7)}):`);
   lines.push('');
+  // models the peers run left to bench:captured (the 1B preset's batch-1 rows)
+  const bw = (captured?.result.bandwidth as { model: string; weights: string; batch: number; tokPerS: number; stepMsMedian: number }[] | undefined) ?? [];
+  const measured = new Set(rows.filter((r) => r.peer === 'ours').map((r) => r.model));
+  for (const b of bw) {
+    if (measured.has(b.model)) continue;
+    const weights = b.weights === 'f32' ? 'fp32' : b.weights;
+    rows.push({ peer: 'ours', variant: 'captured (bench:captured)', model: b.model, weights, batch: b.batch, status: 'ok', tokPerS: b.tokPerS, stepMsMedian: b.stepMsMedian });
+  }
   for (const model of [...new Set(rows.map((r) => r.model))]) {
     const mine = rows.filter((r) => r.model === model);
     lines.push(`| ${model} | ${batches.map((b) => `batch ${b}`).join(' | ')} | ms/step at batch 1 |`);
@@ -41,7 +49,7 @@ export function perfTable(dir = 'data/bench/webgpu'): string {
     for (const n of names) {
       const [peer, variant, weights] = n.split('\t');
       const cells = batches.map((b) => mine.find((r) => `${r.peer}\t${r.variant}\t${r.weights}` === n && r.batch === b));
-      const label = peer === 'ours' ? `ours, ${variant === 'eager' ? 'eager tfjs' : 'captured'} (${weights})` : peer === 'hf' ? `HF transformers, ${variant} (${weights})` : `${peer} ${variant} (${weights})`;
+      const label = peer === 'ours' ? `ours, ${variant === 'eager' ? 'eager tfjs' : variant.startsWith('captured (') ? variant : 'captured'} (${weights})` : peer === 'hf' ? `HF transformers, ${variant} (${weights})` : `${peer} ${variant} (${weights})`;
       const b1 = cells[0]?.stepMsMedian;
       lines.push(`| ${label} | ${cells.map((c) => (c?.tokPerS ? Math.round(c.tokPerS).toLocaleString('en-US') : '–')).join(' | ')} | ${b1 ? b1.toFixed(2) : '–'} |`);
     }
@@ -51,6 +59,8 @@ export function perfTable(dir = 'data/bench/webgpu'): string {
     const oracle = captured.result.oracle as { model: string; weights: string; tokensAgreeing: number; tokens: number; maxAbsError: number }[];
     const sweep = captured.result.sweep as { weights: string; batch: number; stepMsMedian: number; dispatchesPerStep: number | null }[];
     const d = sweep.find((s) => s.dispatchesPerStep !== null)?.dispatchesPerStep;
+    lines.push(`The random-1b rows are TinyLlama-shaped random weights (ours from our preset's seed, HF's from torch's): same shapes, so the same bytes per token.`);
+    lines.push('');
     lines.push(
       `Captured path correctness (\`captured-webgpu.json\`): ${oracle.map((o) => `${o.model} ${o.weights} ${o.tokensAgreeing}/${o.tokens} greedy tokens, max |logit − HF| ${o.maxAbsError.toExponential(1)}`).join('; ')}; ${d} dispatches per decode step.`,
     );

@@ -185,6 +185,18 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain(seedClaim('7b-kv-2048').text);
     expect(t).toContain("The tutorial's 7B example, computed with llamaSizes");
     expect(t).not.toContain('32 by default');
+    // eager vs captured: kernels per step counted here, the H200 records read from data/ (numbers only from the JSON)
+    const md = JSON.stringify(lessons.find((x) => x.slug.startsWith('02'))!.notebook.cells.filter((c) => c.cell_type === 'markdown').map((c) => c.source));
+    expect(md).toContain('## Eager vs captured: one step as ~370 tfjs ops vs one command buffer');
+    expect(t).toMatch(/launches \*\*[0-9]+ kernels\*\* on this backend/);
+    expect(t).toContain('6 x L + 3 = 6 x 8 + 3');
+    expect(t).toContain('One decode step of target on an H200: eager vs captured');
+    expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/captured-webgpu.json');
+    expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/peers-webgpu.json');
+    expect(t).toContain('HF transformers, compiled (fp32)');
+    expect(t).toContain('nearly flat in batch');
+    expect(t).toContain('(the 6L + 3 above)');
+    expect(t).toMatch(/agreed with Hugging Face's on \*\*[0-9]+\/[0-9]+\*\*/);
   });
 
   it('lesson 3 checks the from-scratch quantizer against the library, measures bytes and quality per scheme, budgets and paged waste', () => {

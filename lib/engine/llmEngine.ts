@@ -218,10 +218,11 @@ export class LLMEngine {
         continue;
       }
       const row = out.logits.get(seq);
-      if (!row) continue;
+      const chosen = out.greedy.get(seq); // picked where the logits are (greedy on the captured path)
+      if (!row && !chosen) continue;
       for (const s of [seq, ...this.forkChildren(seq)]) {
         if (s.numOutputTokens === 0) s.times.lastPrefillStepStart = stepStart;
-        const picked = sampleToken(row, s.params, s.rng, { promptTokenIds: s.promptTokenIds, outputTokenIds: s.outputTokenIds });
+        const picked = chosen ?? sampleToken(row!, s.params, s.rng, { promptTokenIds: s.promptTokenIds, outputTokenIds: s.outputTokenIds });
         if (this.emit(s, picked, now)) finished.push(s);
       }
     }

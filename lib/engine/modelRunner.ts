@@ -18,6 +18,7 @@
 // (draft KV bytes per token) / (target KV bytes per token) of the target's. Prefill chunks run
 // through the draft too, so both caches hold the same prompt tokens.
 
+import { greedyFastPath, type SampledToken } from '../generate/sampling';
 import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
 import { draftTokens, verify, type DraftProposal, type SpecRow } from '../spec/speculative';
@@ -55,6 +56,8 @@ export interface SpeculativeRowOutput {
 export interface RunnerOutput {
   /** the logits row [V] of each non-speculative sequence whose step ends at its last token */
   logits: Map<Sequence, Float32Array>;
+  /** instead of the row, the token itself, for greedy sequences on a model that picks it (the captured GPU step) */
+  greedy: Map<Sequence, SampledToken>;
   /** speculative decodes */
   spec: Map<Sequence, SpeculativeRowOutput>;
   /** tokens in the draft cache after a prefill chunk (draft model only) */
@@ -117,16 +120,20 @@ export class ModelRunner {
   async run(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): Promise<RunnerOutput> {
     this.target.copyBlocks(copies);
     this.draft?.copyBlocks(copies);
-    const out: RunnerOutput = { logits: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
+    const out: RunnerOutput = { logits: new Map(), greedy: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
     for (const call of this.prepare(batch)) {
-      const rows = await this.target.batch(call.entries.map(cachedIn('target'))).forward(
-        call.tokens,
-        call.tokens.map(() => 1),
-      ); // per sequence [1][V]: its last position
+      const fwd = this.target.batch(call.entries.map(cachedIn('target')));
+      const ones = call.tokens.map(() => 1);
+      const samplesNext = (e: ScheduledSequence) => e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens;
+      // greedy rows need only their argmax and its logprob: the captured step picks them on the GPU
+      if (fwd.forwardGreedy && call.entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1)) {
+        const picked = await fwd.forwardGreedy(call.tokens, ones);
+        call.entries.forEach((e, b) => samplesNext(e) && out.greedy.set(e.seq, picked[b][0]));
+      } else {
+        const rows = await fwd.forward(call.tokens, ones); // per sequence [1][V]: its last position
+        call.entries.forEach((e, b) => samplesNext(e) && out.logits.set(e.seq, rows[b][0]));
+      }
       this.numForwardCalls++;
-      call.entries.forEach((e, b) => {
-        if (e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens) out.logits.set(e.seq, rows[b][0]);
-      });
       await this.draftPrefill(call, out.draftComputed);
     }
     const spec = batch.filter((e) => e.numLookaheadTokens !== undefined);

@@ -6,7 +6,8 @@
 // Both read the block manager's tables as they are; only here do they differ.
 
 import { PagedKVCache, type PagedWriteMode } from '../kv/paged';
-import { GpuLlama } from '../gpu/llama';
+import type { SampledToken } from '../generate/sampling';
+import { GpuLlama, type GpuStepResult } from '../gpu/llama';
 import type { LlamaConfig } from '../model/config';
 import type { LlamaModel } from '../model/llama';
 import { modelForward, type BatchForward } from '../spec/speculative';
@@ -111,23 +112,26 @@ class CapturedPagedModel implements PagedModel {
     const gpu = this.gpu;
     const V = gpu.config.vocabSize;
     const lengths = seqs.map((s) => s.numCached);
+    // one captured step over the rows with tokens to feed; `pick(r)` reads logits row r's result
+    async function run<T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T): Promise<T[][]> {
+      const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
+      const res = await gpu.step(
+        live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: logits[b] })),
+        read,
+      );
+      const out: T[][] = feed.map(() => []);
+      let r = 0;
+      for (const b of live) {
+        lengths[b] += feed[b].length;
+        for (let i = 0; i < logits[b]; i++, r++) out[b].push(pick(res, r));
+      }
+      return out;
+    }
     return {
       vocabSize: V,
       lengths: () => [...lengths],
-      async forward(feed, logits) {
-        const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
-        const { logits: rows } = await gpu.step(
-          live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: logits[b] })),
-          'logits',
-        );
-        const out: Float32Array[][] = feed.map(() => []);
-        let r = 0;
-        for (const b of live) {
-          lengths[b] += feed[b].length;
-          for (let i = 0; i < logits[b]; i++, r++) out[b].push(rows!.subarray(r * V, (r + 1) * V));
-        }
-        return out;
-      },
+      forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
+      forwardGreedy: (feed, logits) => run<SampledToken>(feed, logits, 'ids', (res, r) => ({ token: res.ids[r], logprob: res.logprobs[r] })),
     };
   }
 

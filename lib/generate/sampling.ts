@@ -514,14 +514,21 @@ export interface SampledToken {
  * by default (`logprobs_mode="raw_logprobs"`). A token kept by top-p therefore reports its
  * unfiltered logprob, not the renormalised one.
  */
+/**
+ * Greedy with nothing else asked (no penalties, no top logprobs): the token is the argmax and
+ * its logprob one log-sum-exp away, so a GPU can pick it without sending the row back.
+ */
+export function greedyFastPath(params: Pick<SamplingParams, 'temperature' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'logprobs'>): boolean {
+  return isGreedy(params) && params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0 && params.logprobs === 0;
+}
+
 export function sampleToken(
   logits: Float32Array,
   params: SamplingParams,
   rng: Rng,
   history?: TokenHistory,
 ): SampledToken {
-  const noPenalty = params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
-  if (isGreedy(params) && noPenalty && params.logprobs === 0) {
+  if (greedyFastPath(params)) {
     // fast path (most decode steps of a benchmark): one argmax and one log-sum-exp pass, no [V] arrays
     const token = argmax(logits);
     const max = logits[token];

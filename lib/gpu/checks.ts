@@ -264,11 +264,19 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     }
     const L = rand(3 * V);
     L[V + 7] = L[V + 9] = 5; // a tie: the first index wins, as torch.argmax
-    const got = await runKernel(ctx, argmaxKernel(V), { 0: L, 1: new Uint32Array(3) }, 3, 1);
-    const wantT = tf.tidy(() => tf.argMax(tf.tensor2d(L, [3, V]), 1));
-    const want = await wantT.data();
-    wantT.dispose();
+    const got = await runKernel(ctx, argmaxKernel(V), { 0: L, 1: new Uint32Array(3), 2: new Float32Array(3) }, 3, 1);
+    const gotLp = await runKernel(ctx, argmaxKernel(V), { 0: L, 1: new Uint32Array(3), 2: new Float32Array(3) }, 3, 2);
+    const [idsT, lpT] = tf.tidy(() => {
+      const l = tf.tensor2d(L, [3, V]);
+      const best = tf.argMax(l, 1);
+      const lse = tf.logSumExp(l, 1);
+      return [best, tf.sub(tf.max(l, 1), lse)];
+    });
+    const want = await idsT.data();
+    const wantLp = await lpT.data();
+    tf.dispose([idsT, lpT]);
     push(verdict('argmax (ties: first index)', `M=3 V=${V}`, maxAbsDiff(got, want), 0));
+    push(verdict('argmax logprob (log-sum-exp)', `M=3 V=${V}`, maxAbsDiff(gotLp, wantLp), 1e-5));
   }
   return out;
 }

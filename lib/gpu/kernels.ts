@@ -375,13 +375,18 @@ ${js.map((j) => `  if (lid + ${j * WG}u < D) { O[n * H * D + h * D + lid + ${j *
 
 // ---- greedy: argmax over each logits row
 
-/** Index of the largest logit per row (the first on ties, as torch.argmax). Dispatch (M). */
+/**
+ * Index of the largest logit per row (the first on ties, as torch.argmax) and its log-
+ * probability, -log(sum_v exp(x_v - max)): greedy decoding needs nothing else from the row, so
+ * the logits never leave the GPU. Dispatch (M). logits [M, V] -> next [M], logprob [M]
+ */
 export function argmaxKernel(V: number): string {
   const WG = 256;
   return /* wgsl */ `
 const V: u32 = ${V}u;
 @group(0) @binding(0) var<storage, read> Lg: array<f32>;
 @group(0) @binding(1) var<storage, read_write> next: array<u32>;
+@group(0) @binding(2) var<storage, read_write> logprob: array<f32>;
 var<workgroup> bv: array<f32, ${WG}>;
 var<workgroup> bi: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -404,6 +409,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { next[m] = bi[0]; }
+  let top = bv[0];
+  let id = bi[0];
+  workgroupBarrier();
+  // log-sum-exp around the max
+  var sum = 0.0;
+  for (var v = lid; v < V; v += ${WG}u) { sum += exp(Lg[m * V + v] - top); }
+  bv[lid] = sum;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
+    if (lid < h) { bv[lid] = bv[lid] + bv[lid + h]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    next[m] = id;
+    logprob[m] = -log(bv[0]);
+  }
 }`;
 }

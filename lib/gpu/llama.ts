@@ -61,6 +61,8 @@ export interface GpuStepSequence {
 export interface GpuStepResult {
   /** argmax of each logits row (greedy's next token) */
   ids: Int32Array;
+  /** the log-probability of that token under the row's distribution */
+  logprobs: Float32Array;
   /** logits rows [M, V], when asked for */
   logits: Float32Array | null;
   /** CPU milliseconds spent writing metadata and encoding the step */
@@ -113,7 +115,7 @@ export class GpuLlama {
   private readonly dispatches: Dispatch[] = [];
   /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
   private readonly pools: GPUBuffer[] = [];
-  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
+  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logprob' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
 
   private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
     this.ctx = ctx;
@@ -138,8 +140,9 @@ export class GpuLlama {
       table: this.buffer(4 * this.maxSeqs * this.maxBlocks, STORAGE | COPY_DST),
       rows: this.buffer(4 * (this.maxLogitRows + pad), STORAGE | COPY_DST),
       next: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
+      logprob: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
       logits: this.buffer(4 * this.maxLogitRows * V, STORAGE | COPY_SRC),
-      readIds: this.buffer(4 * this.maxLogitRows, MAP_READ | COPY_DST),
+      readIds: this.buffer(8 * this.maxLogitRows, MAP_READ | COPY_DST), // ids, then their logprobs
       readLogits: this.buffer(4 * this.maxLogitRows * V, MAP_READ | COPY_DST),
       scratch: this.buffer(4 * this.blockSize * config.numKvHeads * config.headDim, COPY_SRC | COPY_DST),
     };
@@ -289,7 +292,7 @@ export class GpuLlama {
       add(resolved.down, { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
     }
     add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
-    add(resolved.argmax, [b.logits, b.next], (_n, m) => m);
+    add(resolved.argmax, [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
   }
 
@@ -323,15 +326,20 @@ export class GpuLlama {
     const device = this.ctx.device;
     const encoder = device.createCommandEncoder();
     this.encode(encoder, n, m);
-    if (m > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
+    if (m > 0) {
+      encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
+      encoder.copyBufferToBuffer(this.b.logprob, 0, this.b.readIds, 4 * m, 4 * m);
+    }
     if (m > 0 && read === 'logits') encoder.copyBufferToBuffer(this.b.logits, 0, this.b.readLogits, 0, 4 * m * this.config.vocabSize);
     device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
     // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
-    if (m === 0) return { ids: new Int32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
-    await this.b.readIds.mapAsync(MAP_READ, 0, 4 * m);
-    const ids = new Int32Array(this.b.readIds.getMappedRange(0, 4 * m).slice(0));
+    if (m === 0) return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
+    await this.b.readIds.mapAsync(MAP_READ, 0, 8 * m);
+    const both = this.b.readIds.getMappedRange(0, 8 * m).slice(0);
     this.b.readIds.unmap();
+    const ids = new Int32Array(both, 0, m);
+    const logprobs = new Float32Array(both, 4 * m, m);
     let logits: Float32Array | null = null;
     if (read === 'logits') {
       const bytes = 4 * m * this.config.vocabSize;
@@ -340,7 +348,7 @@ export class GpuLlama {
       this.b.readLogits.unmap();
     }
     if (this.ctx.errors.length > 0) throw new Error(`GPU error during the step: ${this.ctx.errors[0]}`);
-    return { ids, logits, encodeMs };
+    return { ids, logprobs, logits, encodeMs };
   }
 
   /**

@@ -113,6 +113,12 @@ export interface BatchForward {
   readonly vocabSize: number;
   lengths(): number[];
   forward(feed: readonly (readonly number[])[], logits: readonly number[]): Promise<Float32Array[][]>;
+  /**
+   * The same step when every row is greedy (sampling.ts's greedyFastPath): each logits row's
+   * argmax and its logprob instead of the row, computed where the logits are (the captured GPU
+   * step); absent when the rows must come back anyway (eager tfjs).
+   */
+  forwardGreedy?(feed: readonly (readonly number[])[], logits: readonly number[]): Promise<SampledToken[][]>;
 }
 
 /** A tfjs model and its KV cache as a BatchForward (left padding undone row by row). */
@@ -172,15 +178,20 @@ export async function draftTokens(
   let feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, lengths[b]) : []));
   const maxGamma = Math.max(0, ...gammas);
   for (let i = 0; i < maxGamma; i++) {
-    const logits = await draft.forward(feed, feed.map((f) => (f.length > 0 ? 1 : 0))); // per row [1][V]
+    const want = feed.map((f) => (f.length > 0 ? 1 : 0));
+    // all greedy: the draft's argmax alone (picked on the GPU by a captured draft model)
+    const picked = draft.forwardGreedy && greedy.every(Boolean) ? await draft.forwardGreedy(feed, want) : null;
+    const logits = picked ? null : await draft.forward(feed, want); // per row [1][V]
     feed = rows.map((row, b) => {
       const prop = proposals[b];
       if (i >= gammas[b]) return [];
-      const row0 = logits[b][0]; // [V]
       let token: number;
-      if (greedy[b]) {
-        token = argmax(row0);
+      if (picked) {
+        token = picked[b][0].token;
+      } else if (greedy[b]) {
+        token = argmax(logits![b][0]);
       } else {
+        const row0 = logits![b][0]; // [V]
         const q = logitsToProbs(row0, paramsOf(b), historyWith(row, prop.tokens, i)); // [V]
         token = sampleFromProbs(q, rngs[b]);
         prop.probs!.push(q);

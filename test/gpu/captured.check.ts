@@ -42,8 +42,16 @@ async function main(): Promise<void> {
 
   // the engine: captured vs eager, same greedy text (paged KV, continuous batching, prefix cache)
   const prompts = ['In the beginning', 'And God said', 'In the beginning God'];
-  const run = async (captured: boolean) => {
-    const llm = await LLM.load({ model: 'data/models/draft', captured, maxNumSeqs: 4, maxNumBatchedTokens: 64, numBlocks: 64, blockSize: 8 });
+  const run = async (captured: boolean, speculative = false) => {
+    const llm = await LLM.load({
+      model: 'data/models/draft',
+      captured,
+      maxNumSeqs: 4,
+      maxNumBatchedTokens: 64,
+      numBlocks: 64,
+      blockSize: 8,
+      speculative: speculative ? { draft: 'data/models/draft', gamma: 2 } : null,
+    });
     try {
       const outs = await llm.generate(prompts, { temperature: 0, maxTokens: 6, ignoreEos: true });
       return outs.map((o) => o.outputs[0].tokenIds);
@@ -51,7 +59,7 @@ async function main(): Promise<void> {
       llm.dispose();
     }
   };
-  out.engine = { eager: await run(false), captured: await run(true) };
+  out.engine = { eager: await run(false), captured: await run(true), capturedSpeculative: await run(true, true) };
   out.errors = ctx.errors;
   await releaseSharedGpu();
   console.log('RESULT ' + JSON.stringify(out));

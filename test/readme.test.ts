@@ -7,6 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { perfTable, withTable } from '../scripts/data/perf-table';
+
 const SNIPPET_FILE = path.join('build', 'readme-snippet.ts');
 
 /** The first ```ts block under "## From TypeScript". */
@@ -59,8 +61,7 @@ describe('README', () => {
 });
 
 describe('README performance table', () => {
-  it('is the one scripts/data/perf-table.ts generates from the committed GPU records (no typed-in figures)', async () => {
-    const { perfTable, withTable } = await import('../scripts/data/perf-table');
+  it('is the one scripts/data/perf-table.ts generates from the committed GPU records (no typed-in figures)', () => {
     const readme = fs.readFileSync('README.md', 'utf8');
     expect(withTable(readme, perfTable())).toBe(readme);
     expect(perfTable()).toMatch(/captured/);

@@ -76,7 +76,7 @@ export function withTable(readme: string, table: string): string {
   return readme.slice(0, a + START.length) + '\n' + table + '\n' + readme.slice(b);
 }
 
-if (require.main === module) {
+if (typeof require !== 'undefined' && require.main === module) {
   const readme = fs.readFileSync('README.md', 'utf8');
   const next = withTable(readme, perfTable());
   if (process.argv.includes('--check')) {

@@ -260,6 +260,11 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain(seedClaim('cb-2-10x').text);
     expect(t).toContain('vLLM V1');
     expect(t).not.toContain('same tokens from both schedulers: NO');
+    // build it yourself: the from-scratch allocator and scheduler equal lib/engine step by step, preemptions included
+    expect(t).toMatch(/From scratch = `lib\/engine`: identical for all [1-9][0-9]* steps/);
+    expect(t).toMatch(/the same \*\*[1-9][0-9]* preemptions\*\*/);
+    expect(t).toContain('Step 0: r0+');
+    expect(t).toContain('blocks free)');
   });
 
   it('lesson 6 shows the LLM API and re-makes the Part 6 table from measurements, claims beside them', () => {

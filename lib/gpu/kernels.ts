@@ -216,6 +216,20 @@ export interface AttentionSpec {
   maxBlocks: number;
 }
 
+// what the two paged kernels share: sizes, the qkv rows, the pools, (seq, pos) per token, block tables
+function pagedHeader(a: AttentionSpec, access: 'read' | 'read_write'): string {
+  const { H, Hkv, D } = a;
+  return /* wgsl */ `const H: u32 = ${H}u;
+const HKV: u32 = ${Hkv}u;
+const D: u32 = ${D}u;
+const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
+@group(0) @binding(0) var<storage, ${access}> QKV: array<f32>;
+@group(0) @binding(1) var<storage, ${access}> Kp: array<f32>;
+@group(0) @binding(2) var<storage, ${access}> Vp: array<f32>;
+@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
+@group(0) @binding(4) var<storage, read> table: array<u32>;`;
+}
+
 /**
  * RoPE as HF applies it (x*cos + rotate_half(x)*sin, tables precomputed per position in fp32)
  * on q (in place, then scaled by 1/sqrt(D)) and k; k and v go to slot
@@ -224,18 +238,10 @@ export interface AttentionSpec {
  * cos/sin [maxPositions, D/2] -> qkv (q part), Kpool, Vpool [blocks*blockSize, Hkv, D]
  */
 export function ropeStoreKernel(a: AttentionSpec): string {
-  const { H, Hkv, D, blockSize, maxBlocks } = a;
+  const { D, blockSize, maxBlocks } = a;
   return /* wgsl */ `
-const H: u32 = ${H}u;
-const HKV: u32 = ${Hkv}u;
-const D: u32 = ${D}u;
+${pagedHeader(a, 'read_write')}
 const HALF: u32 = ${D / 2}u;
-const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
-@group(0) @binding(0) var<storage, read_write> QKV: array<f32>;
-@group(0) @binding(1) var<storage, read_write> Kp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Vp: array<f32>;
-@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
-@group(0) @binding(4) var<storage, read> table: array<u32>;
 @group(0) @binding(5) var<storage, read> COS: array<f32>;
 @group(0) @binding(6) var<storage, read> SIN: array<f32>;
 @compute @workgroup_size(64)
@@ -288,16 +294,8 @@ export function pagedAttentionKernel(a: AttentionSpec): string {
   const DJ = Math.ceil(D / WG); // output dims per thread
   const js = [...Array(DJ).keys()];
   return /* wgsl */ `
-const H: u32 = ${H}u;
-const HKV: u32 = ${Hkv}u;
+${pagedHeader(a, 'read')}
 const G: u32 = ${H / Hkv}u;
-const D: u32 = ${D}u;
-const W: u32 = ${(H + 2 * Hkv) * D}u;
-@group(0) @binding(0) var<storage, read> QKV: array<f32>;
-@group(0) @binding(1) var<storage, read> Kp: array<f32>;
-@group(0) @binding(2) var<storage, read> Vp: array<f32>;
-@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
-@group(0) @binding(4) var<storage, read> table: array<u32>;
 @group(0) @binding(5) var<storage, read_write> O: array<f32>;
 var<workgroup> q: array<f32, ${D}>;
 var<workgroup> red: array<f32, ${WG}>;

@@ -3,10 +3,10 @@
 // adaptive gamma and the speedup formula.
 import { describe, expect, it } from 'vitest';
 
-import { Rng } from '../lib/generate/sampling';
+import { argmax, logitsToProbs, Rng } from '../lib/generate/sampling';
 import { AdaptiveGamma, bestGamma, gammaPolicy } from '../lib/spec/adaptive';
 import { promptLookup } from '../lib/spec/promptLookup';
-import { acceptReject, capGamma, checkGamma, residual, type DraftProposal } from '../lib/spec/speculative';
+import { acceptGreedy, acceptReject, capGamma, checkGamma, residual, scoredToken, type DraftProposal } from '../lib/spec/speculative';
 import { expectedTokensPerStep, predictedSpeedup, SpecStats, type StepTrace } from '../lib/spec/stats';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -159,5 +159,26 @@ describe('speedup theory, adaptive gamma, stats', () => {
     expect(m).toMatchObject({ steps: 3, drafted: 12, accepted: 5, meanTokensPerStep: 8 / 3, acceptanceRate: 5 / 12, alpha: 5 / 7 });
     expect(m.acceptanceByPosition).toEqual([2 / 3, 1 / 2, 1, 1]);
     expect(m.acceptedLengthHistogram).toEqual([1, 1, 0, 0, 1]);
+  });
+});
+
+describe('acceptGreedy (the captured path verdict from picked tokens)', () => {
+  it('gives acceptReject greedy verdict on the same rows, with each picked token logprob', () => {
+    const rng = new Rng(5);
+    const V = 50;
+    for (let trial = 0; trial < 200; trial++) {
+      const gamma = 1 + Math.floor(rng.next() * 5);
+      const logits = Array.from({ length: gamma + 1 }, () => Float32Array.from({ length: V }, () => rng.next() * 4));
+      const best = logits.map((l) => argmax(l));
+      // drafts agree with the target's argmax for a random prefix, then (maybe) differ
+      const agree = Math.floor(rng.next() * (gamma + 1));
+      const drafted = Array.from({ length: gamma }, (_, i) => (i < agree ? best[i] : (best[i] + 1 + Math.floor(rng.next() * (V - 1))) % V));
+      const probs = logits.map((l) => logitsToProbs(l, { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 }, { promptTokenIds: [], outputTokenIds: [] }));
+      const want = acceptReject(probs, { tokens: drafted, probs: null }, new Rng(1), { greedy: true });
+      const picks = logits.map((l, i) => scoredToken(l, best[i], 0));
+      const got = acceptGreedy(picks, drafted);
+      expect(got).toEqual(want);
+      expect(got.accepted).toBe(Math.min(agree, gamma));
+    }
   });
 });

@@ -22,7 +22,7 @@ import { GpuLlama } from '../gpu/llama';
 import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../generate/output';
 import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
 import { gammaPolicy } from '../spec/adaptive';
-import { acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
+import { acceptGreedy, acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
 import { SpecStats, type StepTrace } from '../spec/stats';
 import type { Tokenizer } from '../generate/tokenizer';
 import { BlockManager } from './blockManager';
@@ -291,13 +291,15 @@ export class LLMEngine {
    * stop), then the scheduler rolls both caches back to the committed tokens.
    */
   private acceptDrafts(seq: Sequence, spec: SpeculativeRowOutput, now: number, out: RunnerOutput): { emitted: number; accepted: number } {
-    const { proposal, logits } = spec;
-    const p = targetProbs(logits, specRowOf(seq), proposal.tokens, seq.params); // [gamma + 1][V]
-    const verdict = acceptReject(p, proposal, seq.rng, { greedy: isGreedy(seq.params) });
+    const { proposal, logits, picks } = spec;
+    // greedy on the captured step: the target's picks decide (the same verdict, no [V] rows)
+    const verdict = picks
+      ? acceptGreedy(picks, proposal.tokens)
+      : acceptReject(targetProbs(logits, specRowOf(seq), proposal.tokens, seq.params), proposal, seq.rng, { greedy: isGreedy(seq.params) });
     const tokens = [...proposal.tokens.slice(0, verdict.accepted), verdict.token];
     let emitted = 0;
     while (emitted < tokens.length && !seq.isFinished) {
-      this.emit(seq, scoredToken(logits[emitted], tokens[emitted], seq.params.logprobs), now);
+      this.emit(seq, picks ? picks[emitted] : scoredToken(logits[emitted], tokens[emitted], seq.params.logprobs), now);
       emitted++;
     }
     this.scheduler.rollbackDrafts(seq, spec.numDraftComputedTokens);

@@ -21,7 +21,7 @@
 import { greedyFastPath, type SampledToken } from '../generate/sampling';
 import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
-import { draftTokens, verify, type DraftProposal, type SpecRow } from '../spec/speculative';
+import { draftTokens, verify, verifyGreedy, type DraftProposal, type SpecRow } from '../spec/speculative';
 import { pagedModel, type EngineModel, type PagedModel } from './pagedModel';
 import type { ScheduledSequence } from './scheduler';
 import type { Sequence } from './sequence';
@@ -48,6 +48,8 @@ export interface SpeculativeRowOutput {
   proposal: DraftProposal;
   /** target logits [gamma + 1][V]: row i scores the token after draft i (0: after the newest token) */
   logits: Float32Array[];
+  /** instead of logits, for greedy rows on a model that picks tokens itself: the gamma + 1 argmax tokens */
+  picks?: SampledToken[];
   /** tokens in the draft cache after drafting (the engine rolls it back to the accepted ones) */
   numDraftComputedTokens: number;
 }
@@ -187,11 +189,15 @@ export class ModelRunner {
       draftLens = entries.map(() => 0);
     }
     const t1 = performance.now();
-    const logits = await verify(this.target.batch(entries.map(cachedIn('target'))), rows, proposals); // per row [gamma_b + 1][V]
+    const target = this.target.batch(entries.map(cachedIn('target')));
+    // greedy rows on the captured step: the target's argmax tokens, not its logits rows
+    const picked = target.forwardGreedy && entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
+    const picks = picked ? await verifyGreedy(target, rows, proposals) : null; // per row [gamma_b + 1]
+    const logits = picked ? null : await verify(target, rows, proposals); // per row [gamma_b + 1][V]
     this.numForwardCalls++;
     out.draftMs = t1 - t0;
     out.verifyMs = performance.now() - t1;
-    entries.forEach((e, b) => out.spec.set(e.seq, { proposal: proposals[b], logits: logits[b], numDraftComputedTokens: draftLens[b] }));
+    entries.forEach((e, b) => out.spec.set(e.seq, { proposal: proposals[b], logits: logits?.[b] ?? [], picks: picks?.[b], numDraftComputedTokens: draftLens[b] }));
   }
 
   private newTokens(e: ScheduledSequence): number[] {

@@ -212,15 +212,41 @@ export async function draftTokens(
  * committed sequence). Rows with no tokens to feed (finished) get [].
  */
 export async function verify(target: BatchForward, rows: readonly SpecRow[], proposals: readonly (DraftProposal | null)[]): Promise<Float32Array[][]> {
+  const { feed, counts } = verifyFeed(target, rows, proposals);
+  return target.forward(feed, counts); // per row [gamma_b + 1][V]
+}
+
+/**
+ * verify() for greedy rows on a model that picks tokens itself (BatchForward.forwardGreedy):
+ * per row the gamma_b + 1 argmax tokens with their logprobs instead of the logits rows.
+ */
+export async function verifyGreedy(target: BatchForward, rows: readonly SpecRow[], proposals: readonly (DraftProposal | null)[]): Promise<SampledToken[][]> {
+  if (!target.forwardGreedy) throw new Error('verifyGreedy: this model returns logits rows, not tokens (use verify)');
+  const { feed, counts } = verifyFeed(target, rows, proposals);
+  return target.forwardGreedy(feed, counts); // per row [gamma_b + 1]
+}
+
+// what the target cache lacks of each row, then its drafts; and how many logits rows each needs
+function verifyFeed(target: BatchForward, rows: readonly SpecRow[], proposals: readonly (DraftProposal | null)[]) {
   const lengths = target.lengths();
   const feed = rows.map((row, b) => {
     const prop = proposals[b];
     return prop ? [...pendingTokens(row, lengths[b]), ...prop.tokens] : [];
   });
-  return target.forward(
-    feed,
-    proposals.map((p) => (p ? p.tokens.length + 1 : 0)),
-  ); // per row [gamma_b + 1][V]
+  return { feed, counts: proposals.map((p) => (p ? p.tokens.length + 1 : 0)) };
+}
+
+/**
+ * The greedy accept rule on picked tokens (lesson 4): accept drafts while they equal the
+ * target's argmax, then emit the argmax where they first differ (or the bonus after all).
+ * The same verdict as acceptReject with one-hot p and q, without any [V] row.
+ */
+export function acceptGreedy(picks: readonly SampledToken[], drafted: readonly number[]): AcceptResult {
+  if (picks.length !== drafted.length + 1) throw new Error(`acceptGreedy: ${drafted.length} drafts need ${drafted.length + 1} picks, got ${picks.length}`);
+  let n = 0;
+  while (n < drafted.length && picks[n].token === drafted[n]) n++;
+  const acceptProbs = drafted.slice(0, Math.min(n + 1, drafted.length)).map((_, i) => (i < n ? 1 : 0));
+  return { accepted: n, token: picks[n].token, kind: n === drafted.length ? 'bonus' : 'resampled', acceptProbs };
 }
 
 /** The target distributions p_1..p_{gamma+1} of one row from its verify logits (lesson 4). */

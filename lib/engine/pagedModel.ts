@@ -132,16 +132,6 @@ class CapturedPagedModel implements PagedModel {
       lengths: () => [...lengths],
       forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
       forwardGreedy: (feed, logits) => run<SampledToken>(feed, logits, 'ids', (res, r) => ({ token: res.ids[r], logprob: res.logprobs[r] })),
-      async greedyChain(feed, steps) {
-        if (feed.some((f) => f.length === 0)) throw new Error('greedyChain: every row needs tokens to feed');
-        const r = await gpu.greedyDecode(
-          seqs.map((s, b) => ({ start: lengths[b], blockTable: s.blockTable })),
-          feed,
-          steps,
-        );
-        feed.forEach((f, b) => (lengths[b] += f.length + steps - 1)); // the last token is not fed
-        return feed.map((_, b) => r.ids.map((ids) => ids[b]));
-      },
     };
   }
 

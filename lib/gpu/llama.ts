@@ -355,20 +355,17 @@ export class GpuLlama {
    * Greedy decode of a batch for `steps` tokens with the token ids never leaving the GPU between
    * steps: step k+1 reads step k's argmax straight from its buffer, so it is encoded and submitted
    * before step k's ids are read (they are read one step late, for streaming and stop checks).
-   * `seqs` hold their prompts in the pool already; `first[b]` is what each feeds first (a token,
-   * or the tokens its cache lacks).
+   * `seqs` hold their prompts in the pool already; `first[b]` is the token each feeds first.
    * Returns ids [steps][B] (ids[k][b] is the token after step k) and each step's wall time.
    */
   async greedyDecode(
     seqs: readonly { start: number; blockTable: readonly number[] }[],
-    first: readonly (number | readonly number[])[],
+    first: readonly number[],
     steps: number,
     onStep?: (k: number, ids: Int32Array) => void,
   ): Promise<{ ids: Int32Array[]; stepMs: number[]; encodeMs: number[] }> {
     const B = seqs.length;
     if (first.length !== B) throw new Error(`greedyDecode: ${first.length} first tokens for ${B} sequences`);
-    // the first step may feed several tokens per sequence (what its cache lacks); later ones one each
-    const head = first.map((f) => (typeof f === 'number' ? [f] : f));
     const device = this.ctx.device;
     // two staging buffers: step k's ids are mapped while step k+1 runs
     const staging = [0, 1].map(() => this.buffer(4 * B, MAP_READ | COPY_DST));
@@ -378,9 +375,7 @@ export class GpuLlama {
     const pending: Promise<void>[] = [];
     const submit = (k: number) => {
       const t0 = performance.now();
-      const step = seqs.map((s, b) =>
-        k === 0 ? { tokens: head[b], start: s.start, blockTable: s.blockTable, logits: 1 } : { tokens: [0], start: s.start + head[b].length + k - 1, blockTable: s.blockTable, logits: 1 },
-      );
+      const step = seqs.map((s, b) => ({ tokens: [k === 0 ? first[b] : 0], start: s.start + k, blockTable: s.blockTable, logits: 1 }));
       const { n, m } = this.writeStep(step);
       const encoder = device.createCommandEncoder();
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.ids, 0, 4 * B); // last step's argmax is this step's input

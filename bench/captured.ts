@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, shutdownBackend } from '../lib/backend';
 import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
 import { percentile } from '../lib/eval/stats';
+import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, type GpuContext } from '../lib/gpu/device';
@@ -65,14 +66,8 @@ interface SweepRow {
 
 // greedy decode at batch B on the captured model: prefill in one step, then STEPS chained steps
 async function sweepCaptured(m: GpuLlama, B: number, steps: number): Promise<SweepRow> {
-  const tables = contiguousTables(m, B);
   const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize));
-  const pre = await m.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
-  const r = await m.greedyDecode(
-    tables.map((t) => ({ start: PROMPT, blockTable: t })),
-    Array.from(pre.ids),
-    steps,
-  );
+  const r = await m.greedyGenerate(prompts, steps);
   const ms = r.stepMs.slice(1); // the first step waits for nothing before it: not a steady state
   const med = percentile(ms, 50);
   return { model: m.name, weights: m.format, batch: B, stepMsMedian: med, stepMsP90: percentile(ms, 90), tokPerS: (1000 * B) / med, encodeMsMedian: percentile(r.encodeMs, 50), dispatchesPerStep: m.stats.dispatchesPerStep };
@@ -90,11 +85,7 @@ async function sweepEager(dir: string, B: number, steps: number): Promise<SweepR
     for (let k = 0; k < steps; k++) {
       const data = (await logits.data()) as Float32Array;
       logits.dispose();
-      const next = Array.from({ length: B }, (_, b) => {
-        let best = 0;
-        for (let v = 1; v < V; v++) if (data[b * V + v] > data[b * V + best]) best = v;
-        return [best];
-      });
+      const next = Array.from({ length: B }, (_, b) => [argmax(data.subarray(b * V, (b + 1) * V))]);
       const t0 = performance.now();
       logits = model.forward(next, cache);
       await logits.data();

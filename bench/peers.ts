@@ -36,10 +36,11 @@ import { loadModel } from '../lib/model/load';
 import { loadPreset, randomWeights } from '../lib/model/presets';
 import type { HostTensor } from '../lib/formats/safetensors';
 import { llamaTensorSpecs } from '../lib/model/weights';
+import { argmax } from '../lib/generate/sampling';
 import { loadTokenizer } from '../lib/generate/tokenizer';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
-import { contiguousTables, type GpuLlama } from '../lib/gpu/llama';
+import type { GpuLlama } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 
 import type { Llama, Token } from 'node-llama-cpp' with { 'resolution-mode': 'import' };
@@ -225,20 +226,7 @@ export interface DecodeRunner {
 
 /** The greedy token of each row of logits [B, 1, V]. */
 function argmaxRows(logits: Float32Array, B: number, V: number): number[] {
-  const out: number[] = [];
-  for (let b = 0; b < B; b++) {
-    let best = 0;
-    let bestV = -Infinity;
-    for (let v = 0; v < V; v++) {
-      const x = logits[b * V + v];
-      if (x > bestV) {
-        bestV = x;
-        best = v;
-      }
-    }
-    out.push(best);
-  }
-  return out;
+  return Array.from({ length: B }, (_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
 }
 
 /** The tfjs path: model.forward on a contiguous KV cache, logits read back each step. */
@@ -301,18 +289,8 @@ function capturedRunner(source: string, format: WeightFormat): DecodeRunner {
         m?.dispose();
         m = await loadGpuModel(await sharedGpu(), source, { format, maxSeqs: Math.max(B, 32), maxTokens: Math.max(tokens, 32 * 32) });
       }
-      const gpu = m;
-      const tables = contiguousTables(gpu, B);
-      const t0 = performance.now();
-      const pre = await gpu.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
-      const prefillMs = performance.now() - t0;
-      const r = await gpu.greedyDecode(
-        prompts.map((p, b) => ({ start: p.length, blockTable: tables[b] })),
-        Array.from(pre.ids),
-        steps,
-        () => onStep?.(),
-      );
-      return { prefillMs, stepMs: r.stepMs };
+      const r = await m.greedyGenerate(prompts, steps, () => onStep?.());
+      return { prefillMs: r.prefillMs, stepMs: r.stepMs };
     },
     dispose() {
       m?.dispose();

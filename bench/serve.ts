@@ -39,7 +39,7 @@ import type { EngineModel } from '../lib/engine/pagedModel';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { GpuLlama } from '../lib/gpu/llama';
-import { loadGpuModel, modelSource } from '../lib/gpu/load';
+import { loadGpuModel } from '../lib/gpu/load';
 import { Rng } from '../lib/generate/sampling';
 import { percentile } from '../lib/eval/stats';
 import { summarizeRun, type RunSummary, type StepMetrics } from '../lib/engine/metrics';
@@ -47,7 +47,7 @@ import { makeWorkload, replay, type WorkloadRequest, type WorkloadSpec } from '.
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { PagedKVCache } from '../lib/kv/paged';
 import type { LlamaModel } from '../lib/model/llama';
-import { loadModel } from '../lib/model/load';
+import { loadModel, modelSource } from '../lib/model/load';
 
 // ---- flags
 

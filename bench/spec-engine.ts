@@ -35,8 +35,8 @@ import type { StepMetrics } from '../lib/engine/metrics';
 import type { EngineModel } from '../lib/engine/pagedModel';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
-import { loadGpuModel, modelSource } from '../lib/gpu/load';
-import { loadModel } from '../lib/model/load';
+import { loadGpuModel } from '../lib/gpu/load';
+import { loadModel, modelSource } from '../lib/model/load';
 import { expectedTokensPerStep } from '../lib/spec/stats';
 import { loadGolden } from '../test/golden';
 

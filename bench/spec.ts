@@ -33,7 +33,7 @@ import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/
 import { generate, type LanguageModel } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { LlamaModel } from '../lib/model/llama';
-import { loadModel } from '../lib/model/load';
+import { loadModel, modelSource } from '../lib/model/load';
 import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
 import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
 import { loadTokenizer } from '../lib/generate/tokenizer';
@@ -43,7 +43,7 @@ import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
 import type { GpuLlama } from '../lib/gpu/llama';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
-import { loadGpuModel, modelSource } from '../lib/gpu/load';
+import { loadGpuModel } from '../lib/gpu/load';
 
 // ---- flags
 

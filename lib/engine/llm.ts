@@ -12,8 +12,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { sharedGpu } from '../gpu/device';
-import { loadGpuModel, modelSource } from '../gpu/load';
-import { loadModel } from '../model/load';
+import { loadGpuModel } from '../gpu/load';
+import { loadModel, modelSource } from '../model/load';
 import type { SamplingParamsInput } from '../generate/sampling';
 import { loadTokenizer, type Tokenizer } from '../generate/tokenizer';
 import type { Clock } from './clock';

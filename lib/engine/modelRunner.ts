@@ -21,7 +21,7 @@
 import { greedyFastPath, type SampledToken } from '../generate/sampling';
 import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
-import { draftTokens, verify, verifyGreedy, type DraftProposal, type SpecRow } from '../spec/speculative';
+import { draftTokens, verify, verifyGreedy, type BatchForward, type DraftProposal, type SpecRow } from '../spec/speculative';
 import { pagedModel, type EngineModel, type PagedModel } from './pagedModel';
 import type { ScheduledSequence } from './scheduler';
 import type { Sequence } from './sequence';
@@ -128,7 +128,7 @@ export class ModelRunner {
       const ones = call.tokens.map(() => 1);
       const samplesNext = (e: ScheduledSequence) => e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens;
       // greedy rows need only their argmax and its logprob: the captured step picks them on the GPU
-      if (fwd.forwardGreedy && call.entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1)) {
+      if (picksOnModel(fwd, call.entries)) {
         const picked = await fwd.forwardGreedy(call.tokens, ones);
         call.entries.forEach((e, b) => samplesNext(e) && out.greedy.set(e.seq, picked[b][0]));
       } else {
@@ -191,7 +191,7 @@ export class ModelRunner {
     const t1 = performance.now();
     const target = this.target.batch(entries.map(cachedIn('target')));
     // greedy rows on the captured step: the target's argmax tokens, not its logits rows
-    const picked = target.forwardGreedy && entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
+    const picked = picksOnModel(target, entries);
     const picks = picked ? await verifyGreedy(target, rows, proposals) : null; // per row [gamma_b + 1]
     const logits = picked ? null : await verify(target, rows, proposals); // per row [gamma_b + 1][V]
     this.numForwardCalls++;
@@ -209,4 +209,10 @@ export class ModelRunner {
 // a scheduled sequence's place in the target's or the draft's pool
 function cachedIn(which: 'target' | 'draft') {
   return (e: ScheduledSequence) => ({ blockTable: e.seq.blockTable, numCached: which === 'target' ? e.seq.numComputedTokens : e.seq.numDraftComputedTokens });
+}
+
+// whether the model picks the tokens itself: it can (the captured step), and every sequence is
+// greedy with nothing else asked and no forks sharing its row
+function picksOnModel(fwd: BatchForward, entries: readonly ScheduledSequence[]): fwd is BatchForward & Required<Pick<BatchForward, 'forwardGreedy'>> {
+  return fwd.forwardGreedy !== undefined && entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
 }

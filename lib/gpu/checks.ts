@@ -5,10 +5,12 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
+import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { Rng } from '../generate/sampling';
 import type { GpuContext } from './device';
 import { argmaxKernel, embedKernel, MATMUL_TILE, matmulKernel, pagedAttentionKernel, ropeStoreKernel, type MatmulSpec, type WeightFormat } from './kernels';
-import { packBf16 } from './llama';
+import { ropeInvFreq } from '../model/llama';
+import { packBf16, ropeHalfTables } from './llama';
 
 /** One kernel's verdict. */
 export interface KernelCheck {
@@ -84,16 +86,7 @@ function verdict(kernel: string, shape: string, err: number, tolerance: number):
 }
 
 // bf16-rounded copy (what the packed weights hold)
-function roundBf16(x: Float32Array): Float32Array {
-  const packed = packBf16(x);
-  const out = new Float32Array(x.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < packed.length; i++) {
-    u[2 * i] = (packed[i] & 0xffff) << 16;
-    u[2 * i + 1] = packed[i] & 0xffff0000;
-  }
-  return out;
-}
+const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 
 /** Options of checkKernels. */
 export interface CheckKernelsOptions {
@@ -192,15 +185,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const qkv = rand(N * W);
     const meta = Uint32Array.from(tokens.flat());
     const half = D / 2;
-    const cos = new Float32Array(maxPos * half);
-    const sin = new Float32Array(maxPos * half);
-    for (let p = 0; p < maxPos; p++) {
-      for (let i = 0; i < half; i++) {
-        const a = Math.fround(p * (1 / 10000 ** ((2 * i) / D)));
-        cos[p * half + i] = Math.cos(a);
-        sin[p * half + i] = Math.sin(a);
-      }
-    }
+    const { cos, sin } = ropeHalfTables(maxPos, ropeInvFreq(D, 10000));
     const spec = { H, Hkv, D, blockSize, maxBlocks };
     const poolSize = numBlocks * blockSize * Hkv * D;
     // rope + store (run as one shared set of buffers so attention reads what rope wrote)

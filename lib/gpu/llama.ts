@@ -14,9 +14,10 @@
 //
 // Shape letters as in lib/model/config.ts; N = tokens in a step, M = rows that get logits.
 
+import { f32ToBf16 } from '../formats/dtype';
 import type { LlamaConfig } from '../model/config';
 import { ropeInvFreq } from '../model/llama';
-import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from '../model/weights';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, type WeightSource } from '../model/weights';
 import type { GpuContext } from './device';
 import {
   argmaxKernel,
@@ -171,14 +172,7 @@ export class GpuLlama {
     const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V, numLayers } = c;
     const N = this.maxTokens;
     const QKVW = (H + 2 * Hkv) * D;
-    const read = (name: string, shape: number[]): Float32Array => {
-      const alt = name.replace(/^model\./, '');
-      const found = source.has(name) ? name : source.has(alt) ? alt : null;
-      if (found === null) throw new Error(`${source.description}: missing tensor '${name}'`);
-      const t = source.get(found);
-      if (t.shape.join() !== shape.join()) throw new Error(`${source.description}: tensor '${name}' has shape [${t.shape}], config needs [${shape}]`);
-      return t.data;
-    };
+    const read = (name: string, shape: number[]): Float32Array => readWeight(source, name, shape);
     const weight = (data: Float32Array) => this.weightBuffer(data);
 
     // ---- activations, rope tables, pools
@@ -186,17 +180,7 @@ export class GpuLlama {
     const qkv = this.buffer(4 * N * QKVW, STORAGE);
     const att = this.buffer(4 * N * H * D, STORAGE);
     const act = this.buffer(4 * N * F, STORAGE);
-    const inv = ropeInvFreq(D, c.ropeTheta);
-    const half = D / 2;
-    const cos = new Float32Array(c.maxPositions * half);
-    const sin = new Float32Array(c.maxPositions * half);
-    for (let p = 0; p < c.maxPositions; p++) {
-      for (let i = 0; i < half; i++) {
-        const angle = Math.fround(p * inv[i]); // as HF: fp32 angle, then cos / sin
-        cos[p * half + i] = Math.cos(angle);
-        sin[p * half + i] = Math.sin(angle);
-      }
-    }
+    const { cos, sin } = ropeHalfTables(c.maxPositions, ropeInvFreq(D, c.ropeTheta));
     const cosB = this.upload(cos);
     const sinB = this.upload(sin);
     const slots = this.numBlocks * this.blockSize;
@@ -335,15 +319,15 @@ export class GpuLlama {
     const encodeMs = performance.now() - t0;
     // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
     if (m === 0) return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
-    await this.b.readIds.mapAsync(MAP_READ, 0, 8 * m);
+    // both readbacks wait on the same submit: map them together
+    const bytes = 4 * m * this.config.vocabSize;
+    await Promise.all([this.b.readIds.mapAsync(MAP_READ, 0, 8 * m), read === 'logits' ? this.b.readLogits.mapAsync(MAP_READ, 0, bytes) : null]);
     const both = this.b.readIds.getMappedRange(0, 8 * m).slice(0);
     this.b.readIds.unmap();
     const ids = new Int32Array(both, 0, m);
     const logprobs = new Float32Array(both, 4 * m, m);
     let logits: Float32Array | null = null;
     if (read === 'logits') {
-      const bytes = 4 * m * this.config.vocabSize;
-      await this.b.readLogits.mapAsync(MAP_READ, 0, bytes);
       logits = new Float32Array(this.b.readLogits.getMappedRange(0, bytes).slice(0));
       this.b.readLogits.unmap();
     }
@@ -412,6 +396,30 @@ export class GpuLlama {
     }
     if (this.ctx.errors.length > 0) throw new Error(`GPU error during decode: ${this.ctx.errors[0]}`);
     return { ids, stepMs, encodeMs };
+  }
+
+  /**
+   * Greedy generation of a batch from an empty pool: the prompts prefilled in one step, then
+   * `steps` chained decode steps (greedyDecode). Sequence b takes contiguousTables' blocks b.
+   * Returns each sequence's steps + 1 tokens (the prefill's, then each step's) and the timings.
+   */
+  async greedyGenerate(
+    prompts: readonly (readonly number[])[],
+    steps: number,
+    onStep?: (k: number) => void,
+  ): Promise<{ tokens: number[][]; prefillMs: number; stepMs: number[]; encodeMs: number[] }> {
+    const tables = contiguousTables(this, prompts.length);
+    const t0 = performance.now();
+    const pre = await this.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
+    const prefillMs = performance.now() - t0;
+    const r = await this.greedyDecode(
+      prompts.map((p, b) => ({ start: p.length, blockTable: tables[b] })),
+      Array.from(pre.ids),
+      steps,
+      onStep && ((k) => onStep(k)),
+    );
+    const tokens = prompts.map((_, b) => [pre.ids[b], ...r.ids.map((ids) => ids[b])]);
+    return { tokens, prefillMs, stepMs: r.stepMs, encodeMs: r.encodeMs };
   }
 
   /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
@@ -503,21 +511,32 @@ export class GpuLlama {
   }
 }
 
+/**
+ * The RoPE kernel's tables, cos and sin of position p times each inverse frequency, in fp32 as
+ * HF computes them (the angle rounded to fp32 first). [maxPositions, D/2] each
+ */
+export function ropeHalfTables(maxPositions: number, invFreq: Float32Array): { cos: Float32Array; sin: Float32Array } {
+  const half = invFreq.length;
+  const cos = new Float32Array(maxPositions * half);
+  const sin = new Float32Array(maxPositions * half);
+  for (let p = 0; p < maxPositions; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * invFreq[i]);
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
 /** Block tables for plain generation: sequence b owns blocks b*maxBlocks .. (b+1)*maxBlocks - 1. */
 export function contiguousTables(model: Pick<GpuLlama, 'maxBlocks' | 'numBlocks'>, batch: number): number[][] {
   if (batch * model.maxBlocks > model.numBlocks) throw new Error(`${batch} sequences of a full context need ${batch * model.maxBlocks} blocks; the pool has ${model.numBlocks}`);
   return Array.from({ length: batch }, (_, b) => Array.from({ length: model.maxBlocks }, (_, j) => b * model.maxBlocks + j));
 }
 
-/** fp32 -> bf16 (round to nearest even), two per u32: element 2i in the low half. */
+/** fp32 -> bf16 (round to nearest even), two per u32: element 2i in the low half (little-endian). */
 export function packBf16(data: Float32Array): Uint32Array {
   if (data.length % 2 !== 0) throw new Error(`packBf16: ${data.length} values, need an even count`);
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  const out = new Uint32Array(data.length / 2);
-  const half = (u: number) => {
-    if ((u & 0x7f800000) === 0x7f800000 && (u & 0x7fffff) !== 0) return 0x7fc0; // NaN stays NaN
-    return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-  };
-  for (let i = 0; i < out.length; i++) out[i] = (half(bits[2 * i]) | (half(bits[2 * i + 1]) << 16)) >>> 0;
-  return out;
+  return new Uint32Array(f32ToBf16(data).buffer);
 }

@@ -11,7 +11,7 @@ import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } fr
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
-import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, type WeightSource } from './weights';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
 export interface LayerWeights {
@@ -154,16 +154,7 @@ export class LlamaModel {
     }
     const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V } = config;
     // checkpoints saved from LlamaModel (not ...ForCausalLM) lack the "model." prefix
-    const resolve = (n: string) => (source.has(n) ? n : source.has(n.replace(/^model\./, '')) ? n.replace(/^model\./, '') : null);
-    const read = (n: string, shape: number[]): Float32Array => {
-      const found = resolve(n);
-      if (found === null) throw new Error(`${source.description}: missing tensor '${n}'`);
-      const t = source.get(found);
-      if (t.shape.join() !== shape.join()) {
-        throw new Error(`${source.description}: tensor '${n}' has shape [${t.shape}], config needs [${shape}]`);
-      }
-      return t.data;
-    };
+    const read = (n: string, shape: number[]): Float32Array => readWeight(source, n, shape);
     const mat = (n: string, rows: number, cols: number) => tf.tensor2d(read(n, [rows, cols]), [rows, cols]);
     const transposed = (n: string, rows: number, cols: number): tf.Tensor2D => tf.tidy(() => tf.transpose(mat(n, rows, cols))); // [cols, rows] = [in, out]
     const created: tf.Tensor[] = [];
@@ -197,7 +188,7 @@ export class LlamaModel {
       if (config.tieWordEmbeddings) {
         lmHead = keep(transposed(EMBED_NAME, V, Dm));
       } else {
-        if (resolve(LM_HEAD_NAME) === null) {
+        if (resolveWeight(source, LM_HEAD_NAME) === null) {
           throw new Error(`${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`);
         }
         embed = keep(mat(EMBED_NAME, V, Dm));

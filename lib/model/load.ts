@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { configFromHF } from './config';
+import { configFromHF, type LlamaConfig } from './config';
 import { LlamaModel } from './llama';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
 import { SafetensorsCheckpoint } from '../formats/safetensors';
@@ -49,25 +49,27 @@ export function modelFromPreset(preset: Preset, options: LoadModelOptions = {}):
   return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name);
 }
 
+/** A checkpoint directory's or preset's config and name, and how to open its weights. */
+export interface ModelSource {
+  config: LlamaConfig;
+  name: string;
+  /** the weights, tensor by tensor (close() them when done) */
+  open(): WeightSource;
+}
+
 /**
- * Load a model (lesson: "loading a checkpoint"): `dirOrPreset` is an HF directory
- * (`data/models/target`, a SmolLM2 / TinyLlama-style download), a preset name
- * (`random-125m`) or a preset JSON path. Weights become fp32 tensors on the current backend.
+ * Resolve `dirOrPreset` (an HF directory, a preset JSON path or a preset name) without reading
+ * any weights: what loadModel builds the tfjs model from, and lib/gpu's loadGpuModel the GPU one.
  */
-export async function loadModel(dirOrPreset: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
+export function modelSource(dirOrPreset: string, options: LoadModelOptions = {}): ModelSource {
   const p = dirOrPreset;
   if (fs.existsSync(p) && fs.statSync(p).isDirectory()) {
     if (options.seed !== undefined || options.std !== undefined) {
       throw new Error(`${p}: seed and std apply to random-weight presets only`);
     }
-    const config = readHFConfig(p);
-    const weights = checkpointWeights(p);
-    try {
-      return LlamaModel.fromWeights(config, weights, path.basename(path.resolve(p)));
-    } finally {
-      weights.close?.();
-    }
+    return { config: readHFConfig(p), name: path.basename(path.resolve(p)), open: () => checkpointWeights(p) };
   }
+  let preset: Preset;
   if (fs.existsSync(p) && fs.statSync(p).isFile()) {
     let json: unknown;
     try {
@@ -78,10 +80,28 @@ export async function loadModel(dirOrPreset: string, options: LoadModelOptions =
     if (!isPresetJson(json)) {
       throw new Error(`${p}: not a preset (no inference_lab.random_init); to load a checkpoint, pass its directory`);
     }
-    return modelFromPreset({ ...presetFromJson(json, p), file: p }, options);
+    preset = { ...presetFromJson(json, p), file: p };
+  } else if (!/[\\/]/.test(p) && !p.endsWith('.json') && listPresets().includes(p)) {
+    preset = loadPreset(p);
+  } else {
+    throw new Error(`'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`);
   }
-  if (!/[\\/]/.test(p) && !p.endsWith('.json') && listPresets().includes(p)) {
-    return modelFromPreset(loadPreset(p), options);
+  const seed = options.seed ?? preset.init.seed;
+  const std = options.std ?? preset.init.std;
+  return { config: preset.config, name: preset.name, open: () => randomWeights(preset.config, seed, std) };
+}
+
+/**
+ * Load a model (lesson: "loading a checkpoint"): `dirOrPreset` is an HF directory
+ * (`data/models/target`, a SmolLM2 / TinyLlama-style download), a preset name
+ * (`random-125m`) or a preset JSON path. Weights become fp32 tensors on the current backend.
+ */
+export async function loadModel(dirOrPreset: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
+  const { config, name, open } = modelSource(dirOrPreset, options);
+  const weights = open();
+  try {
+    return LlamaModel.fromWeights(config, weights, name);
+  } finally {
+    weights.close?.();
   }
-  throw new Error(`'${p}' is neither a model directory nor a preset (known presets: ${listPresets().join(', ') || 'none'})`);
 }

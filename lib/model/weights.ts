@@ -21,6 +21,23 @@ export interface WeightSource {
   close?(): void;
 }
 
+/** The name `source` holds for HF name `name` (checkpoints of LlamaModel lack "model."), or null. */
+export function resolveWeight(source: WeightSource, name: string): string | null {
+  const bare = name.replace(/^model\./, '');
+  return source.has(name) ? name : source.has(bare) ? bare : null;
+}
+
+/** Read one tensor in HF layout, checking that it exists and has the shape the config needs. */
+export function readWeight(source: WeightSource, name: string, shape: readonly number[]): Float32Array {
+  const found = resolveWeight(source, name);
+  if (found === null) throw new Error(`${source.description}: missing tensor '${name}'`);
+  const t = source.get(found);
+  if (t.shape.join() !== shape.join()) {
+    throw new Error(`${source.description}: tensor '${name}' has shape [${t.shape}], config needs [${shape}]`);
+  }
+  return t.data;
+}
+
 /** HF names of layer `i`'s tensors. */
 export function layerTensorNames(i: number) {
   const p = `model.layers.${i}.`;

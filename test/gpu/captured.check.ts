@@ -8,7 +8,6 @@ import '@tensorflow/tfjs-backend-cpu';
 import { LLM } from '../../lib/engine/llm';
 import { checkKernels } from '../../lib/gpu/checks';
 import { sharedGpu, releaseSharedGpu } from '../../lib/gpu/device';
-import { contiguousTables } from '../../lib/gpu/llama';
 import { loadGpuModel } from '../../lib/gpu/load';
 import { loadGoldenFile } from '../../lib/oracle/hf';
 
@@ -24,15 +23,12 @@ async function main(): Promise<void> {
   for (const format of ['f32', 'bf16'] as const) {
     const m = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16 });
     const prompts = [0, 1].map((i) => golden.prompts[i]);
-    const tables = contiguousTables(m, 2);
-    const pre = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
-    const r = await m.greedyDecode(
-      prompts.map((p, b) => ({ start: p.ids.length, blockTable: tables[b] })),
-      Array.from(pre.ids),
+    const r = await m.greedyGenerate(
+      prompts.map((p) => p.ids),
       5,
     );
     prompts.forEach((p, b) => {
-      const got = [pre.ids[b], ...r.ids.map((ids) => ids[b])];
+      const got = r.tokens[b];
       greedy.push({ format, prompt: p.name, got, want: golden.models.draft.entries[b].continuation.slice(0, got.length) });
     });
     out.dispatchesPerStep = m.stats.dispatchesPerStep;

@@ -140,6 +140,17 @@ export * from './viz';
 export { byMode, dataPath, lessonMode } from './viz/lessons';
 export type { LessonMode } from './viz/lessons';
 
+// ---- exercises: build-it and predict-then-measure tasks that check themselves (notebooks' "Exercises")
+export { check, checkPrediction, closeArray, closeNumber, comparePrediction, progressFile, readProgress, recordProgress, runCases, sameValue, short, verdictBundle } from './exercises/check';
+export type { BuildExercise, Case, CaseCheckOptions, Compare, Comparison, Exercise, Failure, PredictExercise, ProgressEntry, Verdict } from './exercises/check';
+export { allExercises, progressRows, showProgress } from './exercises/progress';
+export { lesson1Exercises } from './exercises/lesson1';
+export { lesson2Exercises } from './exercises/lesson2';
+export { lesson3Exercises } from './exercises/lesson3';
+export { lesson4Exercises } from './exercises/lesson4';
+export { lesson5Exercises } from './exercises/lesson5';
+export { lesson6Exercises } from './exercises/lesson6';
+
 // ---- data and oracles: the HF-oracle check, GGUF export, llama.cpp as a second oracle
 export { checkAgainstOracle, loadGoldenFile } from './oracle/hf';
 export type { GoldenFile, OracleReport } from './oracle/hf';

@@ -20,6 +20,7 @@ const LAYERS = [
   'bench', // benchmark plumbing, roofline and cost models
   'oracle', // HF and llama.cpp reference checks
   'viz', // charts and notebook helpers
+  'exercises', // self-checking exercises (checks against the lib and the oracles)
   'cli',
   'index',
 ];

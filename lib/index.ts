@@ -147,9 +147,9 @@ export { allExercises, progressRows, showProgress } from './exercises/progress';
 export { lesson1Exercises } from './exercises/lesson1';
 export { lesson2Exercises } from './exercises/lesson2';
 export { lesson3Exercises } from './exercises/lesson3';
-export { lesson4Exercises } from './exercises/lesson4';
-export { lesson5Exercises } from './exercises/lesson5';
-export { lesson6Exercises } from './exercises/lesson6';
+export { lesson4, lesson4Exercises } from './exercises/lesson4';
+export { lesson5, lesson5Exercises } from './exercises/lesson5';
+export { lesson6, lesson6Exercises } from './exercises/lesson6';
 
 // ---- data and oracles: the HF-oracle check, GGUF export, llama.cpp as a second oracle
 export { checkAgainstOracle, loadGoldenFile } from './oracle/hf';

@@ -118,7 +118,7 @@ export type { WeightFormat } from './gpu/kernels';
 
 // ---- eval: quality of a cache against float32 (perplexity, KL, agreement) and attention measurements
 export { compareTeacherForced, greedyAgreement, perplexity } from './eval/quality';
-export type { CacheFactory, GreedyAgreement, TeacherForcedOptions, TeacherForcedResult } from './eval/quality';
+export type { CacheFactory, EvictedScore, GreedyAgreement, TeacherForcedOptions, TeacherForcedResult } from './eval/quality';
 export { attentionEntropy, attentionError } from './eval/attention';
 export type { AttentionEntropy } from './eval/attention';
 
@@ -137,8 +137,8 @@ export type { SeedClaim, SeedClaims, SeedSource } from './viz/seedClaims';
 export * from './viz';
 
 // ---- lessons: QUICK/FULL mode and data paths for the notebooks
-export { byMode, dataPath, lessonMode } from './viz/lessons';
-export type { LessonMode } from './viz/lessons';
+export { byMode, dataPath, h200Record, lessonMode } from './viz/lessons';
+export type { H200Record, LessonMode } from './viz/lessons';
 
 // ---- exercises: build-it and predict-then-measure tasks that check themselves (notebooks' "Exercises")
 export { check, checkPrediction, closeArray, closeNumber, comparePrediction, progressFile, readProgress, recordProgress, runCases, sameValue, short, verdictBundle } from './exercises/check';

@@ -5,6 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
+import { h200Record } from '../lib/viz/lessons';
+
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));
 const records = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => path.join(dir, f));
 
@@ -33,6 +35,16 @@ describe('benchmark records', () => {
       expect(r.machine.backend.adapter.device, file).toMatch(/\S/);
       expect(r.machine.backend.limits.maxBufferSize, file).toBeGreaterThan(0);
     }
+  });
+
+  it('h200Record reads a GPU record by name and labels it with its adapter and commit (the lessons show the label)', () => {
+    const r = h200Record<{ poisson: unknown }>('serve-webgpu');
+    const raw = readJson('data/bench/webgpu/serve-webgpu.json');
+    expect(r.file).toBe('data/bench/webgpu/serve-webgpu.json');
+    expect(r.label).toBe(`${raw.machine.backend.adapter.vendor} ${raw.machine.backend.adapter.device}, commit ${raw.git.commit.slice(0, 7)}, ${raw.date.slice(0, 10)}`);
+    expect(r.source).toEqual({ kind: 'h200', detail: `${r.file} (${r.label})` });
+    expect(r.result.poisson).toEqual(raw.result.poisson);
+    expect(() => h200Record('no-such-record')).toThrow(/no-such-record/);
   });
 
   it('the WebGPU oracle check agrees with HF on every golden token, logits within 1e-3', () => {

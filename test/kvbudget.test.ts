@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import { generate } from '../lib/generate/generate';
 import { attentionEntropy } from '../lib/eval/attention';
+import { compareTeacherForced } from '../lib/eval/quality';
 import { proportionalBudgets, uniformBudgets } from '../lib/kv/budget';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { EvictingKVCache, resolveEvictingConfig } from '../lib/kv/evicting';
@@ -97,6 +98,32 @@ describe('EvictingKVCache on the draft model', () => {
     );
     expect(out.tokenIds.length).toBe(40);
     expect(out.metrics.kvBytes).toBe(2 * 48 * 2 * 32 * 4); // layers x budget x (K, V) x D x 4
+  });
+
+  it('teacher-forced quality scores an evicting cache apart where it evicted, with the reference over the same positions', () => {
+    const budgets = [40, 72];
+    const { reference, results } = compareTeacherForced(
+      draft,
+      ids,
+      {
+        evicting: (s, B) => new EvictingKVCache(s, B, { budgets, sinks: 4, recent: 8, policy: 'streaming' }),
+        roomy: (s, B) => new EvictingKVCache(s, B, { budgets: [200, 200], sinks: 4, recent: 8 }),
+        full: (s, B) => new ContiguousKVCache(s, B),
+      },
+      { window: 128, maxWindows: 1, chunk: 16 },
+    );
+    // layer 0 first evicts when the third chunk of 16 arrives (32 held + 16 > 40): positions 32..127
+    const ev = results.evicting.evicted!;
+    expect(ev.tokens).toBe(128 - 32);
+    expect(results.evicting.tokens).toBe(128);
+    expect(ev.heldShare).toBeGreaterThan(0);
+    expect(ev.heldShare).toBeLessThan(1);
+    expect(ev.referencePpl).toBeGreaterThan(1);
+    expect(ev.kl).toBeGreaterThan(results.evicting.kl); // the positions before the budget have KL 0
+    expect(results.roomy.evicted!.tokens).toBe(0);
+    expect(results.roomy.kl).toBeLessThan(1e-6);
+    expect(results.full.evicted).toBeNull();
+    expect(reference.evicted).toBeNull();
   });
 
   it('attention entropy: one finite positive value per layer and head', () => {

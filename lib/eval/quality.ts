@@ -11,6 +11,12 @@
 // token group when it fills, a little earlier than decoding would: pessimistic). One reference
 // (float32 contiguous) pass per chunk is shared by every cache compared, in lockstep, so KL needs
 // no stored logits.
+//
+// An evicting cache changes nothing until its first eviction: averaged over a whole window, the
+// positions before the budget dilute its effect. A cache that reports `held()` is also scored
+// over the positions where it really held fewer tokens than the reference (some layer evicted;
+// eviction happens before a chunk is stored, so a chunk's positions are all affected or none),
+// with the reference's perplexity over the same positions beside it (`evicted`).
 
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -48,6 +54,24 @@ export interface TeacherForcedResult {
   bytes: number;
   /** theoretical bytes at the same point, when the cache reports them */
   theoreticalBytes: number | null;
+  /**
+   * For a cache that reports `held()` (eviction): the same figures over only the positions where
+   * some layer held fewer tokens than the reference; null for other caches.
+   */
+  evicted: EvictedScore | null;
+}
+
+/** Teacher-forced figures over the positions where an evicting cache held fewer tokens than the reference (lesson 3). */
+export interface EvictedScore {
+  /** positions scored (0 when the cache never evicted) */
+  tokens: number;
+  ppl: number;
+  /** the reference's perplexity over the same positions */
+  referencePpl: number;
+  kl: number;
+  top1Agreement: number;
+  /** mean over those positions of tokens held (all layers) / tokens the reference held */
+  heldShare: number;
 }
 
 interface Acc {
@@ -57,6 +81,8 @@ interface Acc {
   n: number;
   bytes: number;
   theoretical: number | null;
+  /** over evicted positions only: the cache's and the reference's nll, kl, agreement, held share */
+  ev: { nll: number; refNll: number; kl: number; agree: number; n: number; held: number } | null;
 }
 
 /**
@@ -77,7 +103,7 @@ export function compareTeacherForced(
   const windows = starts.slice(0, options.maxWindows ?? starts.length);
   const names = Object.keys(caches);
   const V = model.config.vocabSize;
-  const acc = (): Acc => ({ nll: 0, kl: 0, agree: 0, n: 0, bytes: 0, theoretical: null });
+  const acc = (): Acc => ({ nll: 0, kl: 0, agree: 0, n: 0, bytes: 0, theoretical: null, ev: null });
   const ref = acc();
   const accs = names.map(acc);
 
@@ -106,10 +132,29 @@ export function compareTeacherForced(
         made.forEach((cache, i) => {
           const q = logp(cache);
           const a = accs[i];
+          // evicted: some layer holds fewer tokens than were fed (this chunk's included)
+          const held = cache.held?.();
+          const full = cache.lengths()[0];
+          const evicted = held !== undefined && held.some((h) => h < full);
+          if (held !== undefined && a.ev === null) a.ev = { nll: 0, refNll: 0, kl: 0, agree: 0, n: 0, held: 0 };
           for (let t = 0; t < input.length; t++) {
-            a.nll -= q[t * V + targets[t]];
-            a.kl += klRow(r, q, t * V, V);
-            if (argmaxRow(q, t * V, V) === refArg[t]) a.agree++;
+            const nll = -q[t * V + targets[t]];
+            const kl = klRow(r, q, t * V, V);
+            const agree = argmaxRow(q, t * V, V) === refArg[t] ? 1 : 0;
+            a.nll += nll;
+            a.kl += kl;
+            a.agree += agree;
+            if (evicted && a.ev) {
+              // position c0 + t sees the held tokens before it plus this chunk's up to it
+              const seen = c0 + t + 1;
+              const chunkAfter = input.length - 1 - t; // this chunk's tokens after t: held, not seen by t
+              a.ev.nll += nll;
+              a.ev.refNll -= r[t * V + targets[t]];
+              a.ev.kl += kl;
+              a.ev.agree += agree;
+              a.ev.n++;
+              a.ev.held += held!.reduce((s, h) => s + Math.min(h - chunkAfter, seen), 0) / (held!.length * seen);
+            }
           }
           a.n += input.length;
         });
@@ -136,6 +181,17 @@ export function compareTeacherForced(
     top1Agreement: isRef ? 1 : a.agree / a.n,
     bytes: a.bytes,
     theoreticalBytes: isRef ? a.bytes : a.theoretical,
+    evicted:
+      isRef || a.ev === null
+        ? null
+        : {
+            tokens: a.ev.n,
+            ppl: a.ev.n ? Math.exp(a.ev.nll / a.ev.n) : NaN,
+            referencePpl: a.ev.n ? Math.exp(a.ev.refNll / a.ev.n) : NaN,
+            kl: a.ev.n ? a.ev.kl / a.ev.n : NaN,
+            top1Agreement: a.ev.n ? a.ev.agree / a.ev.n : NaN,
+            heldShare: a.ev.n ? a.ev.held / a.ev.n : NaN,
+          },
   });
   return { reference: result(ref, true), results: Object.fromEntries(names.map((n, i) => [n, result(accs[i])])) };
 }

@@ -84,6 +84,12 @@ export interface KVCache {
   observe?(layer: number, probs: tf.Tensor4D, keyPositions: Int32Array): void;
   /** Optional, for a packed cache: the bytes its formula says it should hold (tables compare them with bytes()). */
   theoreticalBytes?(): number;
+  /**
+   * Optional, for a cache that keeps fewer tokens than it was given (eviction, lesson 3): tokens
+   * held per layer for its one sequence. Where a layer holds fewer than `lengths()[0]`, something
+   * was evicted (lib/eval scores those positions apart).
+   */
+  held?(): number[];
 }
 
 /** One sequence of a per-step batch: where its keys live and how many of its tokens are stored. */

@@ -7,6 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import type { FigureSource } from './figures';
+
 export type LessonMode = 'QUICK' | 'FULL';
 
 /**
@@ -35,4 +37,37 @@ export function packageRoot(): string {
 /** A path under the package's data/ folder, e.g. dataPath('models', 'target'). */
 export function dataPath(...parts: string[]): string {
   return path.join(packageRoot(), 'data', ...parts);
+}
+
+/** A committed benchmark record from the H200 (data/bench/webgpu/), with the label that names it. */
+export interface H200Record<R = Record<string, unknown>> {
+  /** the path a reader finds it at, e.g. data/bench/webgpu/serve-webgpu.json */
+  file: string;
+  /** the machine and the commit it ran, e.g. "nvidia nvidia-h200, commit 58466ea, 2026-11-30" */
+  label: string;
+  /** `{ kind: 'h200', detail: "file (label)" }`, for a chart's or table's `source` */
+  source: FigureSource;
+  date: string;
+  commit: string | null;
+  result: R;
+}
+
+/**
+ * Read a committed H200 record by name ('serve-webgpu' reads data/bench/webgpu/serve-webgpu.json)
+ * and label it with the machine (its GPU adapter) and the commit it ran (lessons 1-6).
+ */
+export function h200Record<R = Record<string, unknown>>(name: string): H200Record<R> {
+  const file = `data/bench/webgpu/${name.endsWith('.json') ? name : `${name}.json`}`;
+  const rec = JSON.parse(fs.readFileSync(path.join(packageRoot(), file), 'utf8')) as {
+    date?: string;
+    git?: { commit?: string; dirty?: boolean } | null;
+    machine?: { backend?: { adapter?: { vendor?: string; device?: string } } };
+    result: R;
+  };
+  const adapter = rec.machine?.backend?.adapter;
+  const machine = adapter ? `${adapter.vendor ?? ''} ${adapter.device ?? ''}`.trim() : 'machine not recorded';
+  const commit = rec.git?.commit ?? null;
+  const date = (rec.date ?? '').slice(0, 10);
+  const label = `${machine}, ${commit ? `commit ${commit.slice(0, 7)}${rec.git?.dirty ? ' (dirty)' : ''}` : 'commit not recorded'}${date ? `, ${date}` : ''}`;
+  return { file, label, source: { kind: 'h200', detail: `${file} (${label})` }, date: rec.date ?? '', commit, result: rec.result };
 }

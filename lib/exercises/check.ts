@@ -68,19 +68,22 @@ export type Exercise = BuildExercise<never> | PredictExercise;
 
 // ---- building checks
 
-/** How to compare an expected and a got value; returns null when equal, else a hint. */
-export type Compare<O> = (expected: O, got: O) => string | null;
+/** How to compare an expected and a got value (the case's input beside them); returns null when equal, else a hint. */
+export type Compare<O, I = unknown> = (expected: O, got: O, input?: I) => string | null;
 
 export interface CaseCheckOptions<I, O> {
   id: string;
   cases: () => Case<I>[];
   /** the library's answer for an input */
   reference: (input: I) => O | Promise<O>;
-  compare: Compare<O>;
+  compare: Compare<O, I>;
   /** the learner's function may need the input in its own shape (default: passes the input as is) */
   call?: (fn: (...args: never[]) => unknown, input: I) => unknown;
-  /** a general hint added to the comparison's own */
-  hint?: string;
+  /**
+   * added to the comparison's own message: a general hint, or a function that names the likely
+   * mistake from the input, the expected and the got value (null when it has nothing to say)
+   */
+  hint?: string | ((input: I, expected: O, got: O) => string | null | undefined);
   /** how to show an input (default: short()) */
   describe?: (input: I) => string;
 }
@@ -105,16 +108,63 @@ export async function runCases<I, O>(fn: unknown, o: CaseCheckOptions<I, O>): Pr
       got = (await out) as O;
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
-      return fail(o.id, i + 1, c, describe, short(expected), `threw: ${message}`, o.hint ?? 'your function threw on this input');
+      const general = typeof o.hint === 'string' ? o.hint : '';
+      return fail(o.id, i + 1, c, describe, short(expected), `threw: ${message}`, ['your function threw on this input.', general].filter(Boolean).join(' '));
     }
-    const why = o.compare(expected, got);
-    if (why !== null) return fail(o.id, i + 1, c, describe, short(expected), short(got), [why, o.hint].filter(Boolean).join(' '));
+    const why = o.compare(expected, got, structuredClone(c.input));
+    if (why !== null) {
+      let extra: string | null | undefined;
+      try {
+        extra = typeof o.hint === 'function' ? o.hint(structuredClone(c.input), expected, got) : o.hint;
+      } catch {
+        extra = null; // a diagnosis that cannot read a malformed answer says nothing
+      }
+      return fail(o.id, i + 1, c, describe, short(expected), short(got), [why, extra].filter(Boolean).join(' '));
+    }
   }
   return { id: o.id, passed: true, cases: cases.length };
 }
 
 function fail<I>(id: string, n: number, c: Case<I>, describe: (i: I) => string, expected: string, got: string, hint: string): Verdict {
   return { id, passed: false, cases: n, failure: { case: c.name, input: describe(c.input), expected, got, hint } };
+}
+
+/** Make a build-it exercise from its description and its case check (lesson files use this). */
+export function buildExercise<F, I, O>(
+  meta: { id: string; lesson: number; title: string; signature: string },
+  o: Omit<CaseCheckOptions<I, O>, 'id'>,
+): BuildExercise<F> {
+  return { kind: 'build', ...meta, run: (fn: F) => runCases(fn, { ...o, id: meta.id }) };
+}
+
+/** Make a predict-then-measure exercise. */
+export function predictExercise(meta: { id: string; lesson: number; title: string; question: string; tolerance: number }): PredictExercise {
+  return { kind: 'predict', ...meta };
+}
+
+// ---- seeded random inputs (lib/generate/sampling.ts's Rng)
+
+/** A uniform integer in [lo, hi]. */
+export function randomInt(rng: { next(): number }, lo: number, hi: number): number {
+  return lo + Math.floor(rng.next() * (hi - lo + 1));
+}
+
+/** One of the items, uniformly. */
+export function randomPick<T>(rng: { next(): number }, items: readonly T[]): T {
+  return items[Math.floor(rng.next() * items.length)];
+}
+
+/** n standard normal floats (Box-Muller), times `scale`. */
+export function randomNormals(rng: { next(): number }, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = 1 - rng.next();
+    const r = Math.sqrt(-2 * Math.log(u)) * scale;
+    const a = 2 * Math.PI * rng.next();
+    out[i] = r * Math.cos(a);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
 }
 
 // ---- comparisons

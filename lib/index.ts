@@ -148,8 +148,11 @@ export { lesson1Exercises } from './exercises/lesson1';
 export { lesson2Exercises } from './exercises/lesson2';
 export { lesson3Exercises } from './exercises/lesson3';
 export { lesson4, lesson4Exercises } from './exercises/lesson4';
+export type { AcceptRejectFn } from './exercises/lesson4';
 export { lesson5, lesson5Exercises } from './exercises/lesson5';
+export type { Allocator, AllocatorFactory, StepDecision, StepSeq, StepState } from './exercises/lesson5';
 export { lesson6, lesson6Exercises } from './exercises/lesson6';
+export type { StepSizes } from './exercises/lesson6';
 
 // ---- data and oracles: the HF-oracle check, GGUF export, llama.cpp as a second oracle
 export { checkAgainstOracle, loadGoldenFile } from './oracle/hf';

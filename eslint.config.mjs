@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.gpu/', 'tmp/', 'site/', 'notebooks/'] },
+  { ignores: ['dist/', 'node_modules/', '.gpu/', 'tmp/', 'site/', 'notebooks/', 'lib/model/kernels/assembly/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

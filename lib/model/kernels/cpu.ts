@@ -1,0 +1,58 @@
+// The CPU kernels' wasm module (AssemblyScript sources in ./assembly/, compiled by
+// scripts/kernels/build.ts into cpuKernels.generated.ts), instantiated over tfjs-wasm's own
+// memory so the kernels read and write tensors where they lie, with no copy. One instance per
+// memory (a re-created backend gets its own). wasmAttention.ts and wasmFused.ts register the
+// kernels with tfjs.
+
+import type * as tf from '@tensorflow/tfjs-core';
+
+import { CPU_KERNELS_WASM } from './cpuKernels.generated';
+
+/** The exports of the module: pointers are byte offsets into the memory it was given. */
+export interface CpuKernels {
+  qkT(a: number, b: number, out: number, P: number, R: number, S: number, D: number, C: number): void;
+  pv(a: number, b: number, out: number, P: number, R: number, S: number, D: number, C: number): void;
+  addRmsNorm(x: number, delta: number, w: number, sum: number, out: number, N: number, Dm: number, hasDelta: number, eps: number): void;
+  rope(
+    qkv: number,
+    cos: number,
+    sin: number,
+    q: number,
+    k: number,
+    v: number,
+    B: number,
+    T: number,
+    H: number,
+    Hkv: number,
+    D: number,
+  ): void;
+  siluMul(gu: number, out: number, N: number, F: number): void;
+}
+
+/** What the kernels use of tfjs-wasm's backend object. */
+export interface WasmBackendLike {
+  wasm: { asm?: { memory?: WebAssembly.Memory } };
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+}
+
+let module: WebAssembly.Module | null = null;
+const instances = new WeakMap<WebAssembly.Memory, CpuKernels>();
+
+/** The kernels over this backend's memory (throws without SIMD or a reachable memory). */
+export function cpuKernelsFor(backend: WasmBackendLike): CpuKernels {
+  const memory = backend.wasm.asm?.memory;
+  if (!memory) throw new Error('tfjs-wasm memory is not reachable');
+  let k = instances.get(memory);
+  if (!k) {
+    module ??= new WebAssembly.Module(Uint8Array.from(atob(CPU_KERNELS_WASM), (c) => c.charCodeAt(0)));
+    k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as CpuKernels;
+    instances.set(memory, k);
+  }
+  return k;
+}
+
+/** A tensor's byte offset in the backend's memory. */
+export function offsetOf(backend: WasmBackendLike, t: tf.TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
+}

@@ -1,0 +1,131 @@
+// The CPU kernels (AssemblyScript, lib/model/kernels/assembly/): the committed generated module is
+// what the sources compile to, and each kernel equals its plain tfjs op chain on random shapes.
+import * as fs from 'fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { initBackend } from '../lib/backend';
+import { wasmPV, wasmQKT, wasmAttentionAvailable } from '../lib/model/kernels/wasmAttention';
+import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
+import { ropeInvFreq, ropeTables } from '../lib/model/llama';
+import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
+
+beforeAll(async () => {
+  await initBackend({ prefer: 'wasm' });
+  expect(wasmAttentionAvailable(8)).toBe(true);
+  expect(wasmFusedAvailable(8, 8, 8)).toBe(true);
+});
+
+// a seeded uniform in [lo, hi): a different stream per call site
+let seed = 1;
+const rand = (shape: number[], lo = -1, hi = 1) => tf.randomUniform(shape, lo, hi, 'float32', seed++);
+const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+// random sizes: n in [lo, hi], a multiple of `of`
+let state = 12345;
+const size = (lo: number, hi: number, of = 1) => {
+  state = (state * 1103515245 + 12345) % 2 ** 31;
+  return of * Math.ceil((lo + (state % (hi - lo + 1))) / of);
+};
+
+describe('the generated kernels module', () => {
+  it('is what the AssemblyScript sources compile to (run `npm run kernels` if not)', () => {
+    const fresh = generatedSource(compileKernels(), ascVersion());
+    expect(fs.readFileSync(GENERATED_FILE, 'utf8') === fresh).toBe(true);
+  }, 60_000);
+});
+
+describe('attention kernels = tf.matMul', () => {
+  it('qkT and pv over random shapes, reading the first span of C slots', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 8; i++) {
+      const [P, R, D, C] = [size(1, 6), size(1, 9), size(4, 128, 4), size(1, 150)];
+      const span = size(1, C);
+      tf.tidy(() => {
+        const a = rand([P, R, D]) as tf.Tensor3D;
+        const b = rand([P, C, D]) as tf.Tensor3D;
+        const head = tf.slice(b, [0, 0, 0], [P, span, D]); // [P, span, D]
+        const p = tf.softmax(rand([P, R, span], -4, 4)) as tf.Tensor3D;
+        const shape = `P=${P} R=${R} D=${D} C=${C} span=${span}`;
+        expect(maxDiff(wasmQKT(a, b, span), tf.matMul(a, head, false, true)), `qkT ${shape}`).toBeLessThan(1e-4);
+        expect(maxDiff(wasmPV(p, b), tf.matMul(p, head)), `pv ${shape}`).toBeLessThan(1e-5);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+describe('fused kernels = their tfjs op chains', () => {
+  it('addRmsNorm, with and without delta', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 6; i++) {
+      const [N, Dm] = [size(1, 9), size(4, 300, 4)];
+      const eps = 1e-5;
+      tf.tidy(() => {
+        const x = rand([N, Dm], -3, 3) as tf.Tensor2D;
+        const delta = rand([N, Dm], -3, 3) as tf.Tensor2D;
+        const w = rand([Dm], 0.5, 1.5) as tf.Tensor1D;
+        for (const d of [delta, null]) {
+          const sum = d ? tf.add(x, d) : x;
+          const ref = tf.mul(tf.mul(sum, tf.rsqrt(tf.add(tf.mean(tf.square(sum), 1, true), eps))), w); // [N, Dm]
+          const [gotSum, got] = wasmAddRmsNorm(x, d, w, eps);
+          expect(maxDiff(gotSum, sum), `sum N=${N} Dm=${Dm}`).toBe(0);
+          expect(maxDiff(got, ref), `norm N=${N} Dm=${Dm} delta=${!!d}`).toBeLessThan(1e-5);
+        }
+      });
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('rope: q rotated token-major, k rotated and v copied head-major', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 6; i++) {
+      const [B, T, Hkv, G, D] = [size(1, 3), size(1, 7), size(1, 3), size(1, 3), size(8, 64, 8)];
+      const H = Hkv * G;
+      const N = B * T;
+      const positions = Int32Array.from({ length: N }, () => size(0, 500));
+      const { cos, sin } = ropeTables(positions, ropeInvFreq(D, 10000)); // [N, D] each
+      tf.tidy(() => {
+        const qkv = rand([N, (H + 2 * Hkv) * D], -2, 2) as tf.Tensor2D;
+        const c = tf.tensor2d(cos, [N, D]);
+        const s = tf.tensor2d(sin, [N, D]);
+        // x*cos + rotate_half(x)*sin, rotate_half([x1, x2]) = [-x2, x1]
+        const ropeRef = (x: tf.Tensor3D) => {
+          const [x1, x2] = tf.split(x, 2, 2);
+          const rotated = tf.concat([tf.neg(x2), x1], 2);
+          return tf.add(tf.mul(x, tf.expandDims(c, 1)), tf.mul(rotated, tf.expandDims(s, 1)));
+        };
+        const [q, k, v] = tf.split(tf.reshape(qkv, [N, H + 2 * Hkv, D]), [H, Hkv, Hkv], 1) as tf.Tensor3D[]; // [N, H|Hkv|Hkv, D]
+        const headMajor = (x: tf.Tensor) => tf.transpose(tf.reshape(x, [B, T, Hkv, D]), [0, 2, 1, 3]); // [B, Hkv, T, D]
+        const [gq, gk, gv] = wasmRope(qkv, c, s, B, T, H, Hkv);
+        const shape = `B=${B} T=${T} H=${H} Hkv=${Hkv} D=${D}`;
+        expect(gq.shape).toEqual([N, H, D]);
+        expect(gk.shape).toEqual([B, Hkv, T, D]);
+        expect(maxDiff(gq, ropeRef(q)), `q ${shape}`).toBeLessThan(1e-5);
+        expect(maxDiff(gk, headMajor(ropeRef(k))), `k ${shape}`).toBeLessThan(1e-5);
+        expect(maxDiff(gv, headMajor(v)), `v ${shape}`).toBe(0);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('siluMul = silu(gate) * up, also where exp over- and underflows', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 6; i++) {
+      const [N, F] = [size(1, 9), size(4, 400, 4)];
+      tf.tidy(() => {
+        const gu = rand([N, 2 * F], -12, 12) as tf.Tensor2D;
+        const [gate, up] = tf.split(gu, 2, 1); // [N, F] each
+        const ref = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+        const got = wasmSiluMul(gu);
+        // relative to the magnitude: exp is a polynomial (relative error ~2e-7)
+        expect(maxDiff(got, ref) / tf.max(tf.abs(ref)).dataSync()[0], `N=${N} F=${F}`).toBeLessThan(1e-6);
+      });
+    }
+    const extremes = tf.tensor2d([-200, -90, -20, 0, 20, 90, 200, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 16]);
+    const got = wasmSiluMul(extremes);
+    const want = [-0, -0, -20 / (1 + Math.exp(20)), 0, 20 / (1 + Math.exp(-20)), 90, 200, 1 / (1 + Math.exp(-1))]; // gate lanes; up = 1
+    Array.from(got.dataSync()).forEach((x, j) => expect(x, `lane ${j}`).toBeCloseTo(want[j], 6));
+    tf.dispose([extremes, got]);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});

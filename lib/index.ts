@@ -141,12 +141,30 @@ export { byMode, dataPath, h200Record, lessonMode } from './viz/lessons';
 export type { H200Record, LessonMode } from './viz/lessons';
 
 // ---- exercises: build-it and predict-then-measure tasks that check themselves (notebooks' "Exercises")
-export { check, checkPrediction, closeArray, closeNumber, comparePrediction, progressFile, readProgress, recordProgress, runCases, sameValue, short, verdictBundle } from './exercises/check';
+export {
+  buildExercise,
+  check,
+  checkPrediction,
+  closeArray,
+  closeNumber,
+  comparePrediction,
+  predictExercise,
+  progressFile,
+  randomInt,
+  randomNormals,
+  randomPick,
+  readProgress,
+  recordProgress,
+  runCases,
+  sameValue,
+  short,
+  verdictBundle,
+} from './exercises/check';
 export type { BuildExercise, Case, CaseCheckOptions, Compare, Comparison, Exercise, Failure, PredictExercise, ProgressEntry, Verdict } from './exercises/check';
 export { allExercises, progressRows, showProgress } from './exercises/progress';
-export { lesson1Exercises } from './exercises/lesson1';
-export { lesson2Exercises } from './exercises/lesson2';
-export { lesson3Exercises } from './exercises/lesson3';
+export { lesson1, lesson1Exercises } from './exercises/lesson1';
+export { lesson2, lesson2Exercises } from './exercises/lesson2';
+export { lesson3, lesson3Exercises } from './exercises/lesson3';
 export { lesson4, lesson4Exercises } from './exercises/lesson4';
 export type { AcceptRejectFn } from './exercises/lesson4';
 export { lesson5, lesson5Exercises } from './exercises/lesson5';

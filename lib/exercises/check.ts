@@ -325,6 +325,12 @@ export async function check<F>(ex: BuildExercise<F>, fn: F): Promise<Verdict> {
 
 /** Compare a prediction with its measurement, show the line, record it (a close prediction counts as passed). */
 export function checkPrediction(ex: PredictExercise, predicted: number, measured: number): Comparison {
+  if (!Number.isFinite(predicted)) {
+    // no prediction yet: say so without showing the measurement (that would spoil it) and record nothing
+    const text = `… ${ex.id} ${ex.title}: write your prediction as a number first (got ${String(predicted)}), then run this cell again.`;
+    displayBundle({ 'text/html': `<div class="il-check il-todo">${escapeHtml(text)}</div>`, 'text/plain': text });
+    return { id: ex.id, predicted, measured, ratio: NaN, close: false };
+  }
   const c = comparePrediction(ex, predicted, measured);
   recordProgress(ex.id, c.close);
   const tol = ex.tolerance === 0 ? 'exact' : `within ${Math.round(ex.tolerance * 100)}%`;

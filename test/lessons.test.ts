@@ -210,6 +210,14 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('KL (nats)');
     expect(t).toContain('Entropy-proportional budgets');
     expect(t).toContain('Perplexity vs KV memory at the end of a 1024-token window');
+    // eviction scored where it evicted, with the positions counted, beside quantization at a similar memory share; summary from the run
+    expect(t).toContain('positions scored (evicted)');
+    expect(t).toContain('ppl rise where evicted');
+    expect(t).toMatch(/raised perplexity by \*\*-?[0-9.]+%\*\* against the full cache at the same positions/);
+    expect(t).toContain('Eviction vs quantization at a similar share of memory');
+    expect(t).toContain('Perplexity rise vs share of the float32 KV memory held: eviction vs quantization');
+    expect(t).toContain('Eviction, scored where it evicted, against quantization at a similar share of memory');
+    expect(t).not.toContain('evicting costs more perplexity per byte than quantizing');
     expect(t).toMatch(/entropy-based budgets gave a lower perplexity than uniform budgets in \*\*[0-9]+ of [0-9]+\*\*/);
     expect(t).toContain('live-token share');
     expect(t).toContain('paged, blocks of 16');
@@ -231,8 +239,10 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('rejected: not p');
     expect(t).toContain('application/vnd.plotly.v1+json');
     // where it wins: the H200 records and the modeled deployment, labelled
-    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-webgpu.json');
-    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-engine-webgpu.json');
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-webgpu.json (nvidia nvidia-h200, commit ');
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/spec-engine-webgpu.json (nvidia nvidia-h200, commit ');
+    expect(t).toContain('captured path inside the engine');
+    expect(t).toMatch(/\*\*Measured on the H200, captured path\*\*.*the best batch-1 run was \*\*[0-9.]+x\*\*/);
     expect(t).toContain('Source: modeled');
     expect(t).toContain('**Model assumptions**');
     expect(t).toContain(seedClaim('spec-2-3x').text);
@@ -254,7 +264,12 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('paged, blocks of 16');
     expect(t).not.toContain('same tokens: NO');
     // where it wins: the H200 record and a modeled Poisson steady state, labelled
-    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/serve-webgpu.json');
+    expect(t).toContain('measured on an NVIDIA H200 (committed record): data/bench/webgpu/serve-webgpu.json (nvidia nvidia-h200, commit ');
+    expect(t).toContain('steady-state tok/s (measured)');
+    expect(t).toMatch(/\*\*Measured on the H200, Poisson steady state\*\*.*for \*\*[0-9.]+x\*\* the steady-state throughput/);
+    expect(t).toContain('shuffled / contiguous');
+    expect(t).toContain('**What paging costs** on the H200');
+    expect(t).toContain('**Why the CPU number differs.**');
     expect(t).toContain('steady-state decode tok/s (modeled)');
     expect(t).toContain('Source: modeled');
     expect(t).toContain(seedClaim('cb-2-10x').text);
@@ -275,6 +290,16 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('claimed (quoted, not measured)');
     expect(t).toContain('One decode step of B sequences');
     expect(t).toMatch(/\*\*KV cache: [0-9.]+x\*\* over naive recomputation, with identical tokens/);
+    // our H200 rows (measured, labelled with machine and commit) beside the tutorial's Part 6 rows (quoted, labelled as claims)
+    expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/peers-webgpu.json (nvidia nvidia-h200, commit ');
+    for (const row of ['ours: eager tfjs ops (fp32)', 'ours: captured WebGPU step (fp32)', 'ours: captured WebGPU step (bf16 weights)', 'HF transformers, eager (fp32)', 'HF transformers, torch.compile (fp32)'])
+      expect(t).toContain(row);
+    for (const id of ['table-naive', 'table-hf-cache', 'table-vllm', 'table-trtllm']) expect(t).toContain(seedClaim(id).text);
+    expect(t).toContain("the tutorial's claim (quoted, not measured)");
+    expect(t).toContain('measured on the H200: data/bench/webgpu/peers-webgpu.json');
+    expect(t).toContain('**Why the CPU figures differ.**');
+    expect(t).toContain('data/bench/webgpu/captured-webgpu.json');
+    expect(t).toMatch(/\*\*Measured on this CPU\*\* \([a-z]+\): the KV cache (gained|broke even|lost)/);
     expect(t).toContain('Tensors still held: 0.');
     expect(t).toContain('application/vnd.plotly.v1+json');
   });

@@ -75,6 +75,7 @@ const bytesPerToken = buildExercise<(t: Traffic) => number, Traffic, number>(
       if (near(r, t.batch) && t.batch > 1) return 'One step makes `batch` tokens: divide the step\'s bytes by the batch.';
       if (typeof g === 'number' && near(g, t.weightBytes + t.contextLength * t.kvBytesPerToken) && t.batch > 1) return 'The weights are read once per step and shared by all `batch` sequences; each sequence reads only its own cache.';
       if (typeof g === 'number' && near(g, (t.weightBytes + t.contextLength * t.kvBytesPerToken) / t.batch)) return 'Every sequence of the batch reads its own KV cache: the cache bytes are per sequence, not shared.';
+      if (typeof g === 'number' && near(g, e - t.kvBytesPerToken)) return 'contextLength already counts the new token: each sequence reads contextLength tokens of cache.';
       return 'A step reads every weight once (shared by the batch) and each sequence\'s cache of contextLength tokens; it produces `batch` tokens.';
     },
   },
@@ -115,6 +116,10 @@ const decodeIntensity = buildExercise<(model: Required<ModelCost>, batch: number
     hint: (x, e, g) => {
       const r = ratio(g, e);
       if (near(r, 0.5)) return 'A multiply-add is 2 FLOPs: every weight gives 2 FLOPs per token.';
+      const bytesNoKv = x.model.weightBytes;
+      const flops = decodeCost(x.model, { batch: x.batch, contextLength: x.contextLength }).flops;
+      if (typeof g === 'number' && near(g, flops / bytesNoKv)) return 'The step also reads every sequence\'s KV cache: batch x contextLength x kvBytesPerToken bytes.';
+      if (typeof g === 'number' && near(g, (2 * x.model.params * x.batch) / (bytesNoKv + x.batch * x.contextLength * x.model.kvBytesPerToken))) return 'Attention has FLOPs too: attentionFlopsPerKey for each of the contextLength keys of each sequence.';
       if (near(r, 1 / x.batch) && x.batch > 1) return 'The step computes one token per sequence: the matmul FLOPs grow with the batch (the weight bytes do not).';
       return 'FLOPs: 2 per weight per token for the B tokens of the step, plus attentionFlopsPerKey for each of the contextLength keys of each sequence. Bytes: the weights once, plus each sequence\'s KV cache. Intensity = FLOPs / bytes.';
     },
@@ -237,6 +242,7 @@ const predictTokensPerSecond = buildExercise<(p: PredictionInput) => number, Pre
     hint: (p, e, g) => {
       const r = ratio(g, e);
       if (near(r, 1 / p.batch) && p.batch > 1) return 'Count the tokens of the whole batch: a step makes `batch` tokens.';
+      if (near(r, 2 ** 30 / 1e9) || near(r, 1e9 / 2 ** 30)) return 'GB/s and GFLOP/s here are 1e9 bytes and FLOPs per second, not 2^30.';
       if (r > 1 + 1e-6) return 'Too optimistic: a step takes as long as the slower of its two limits (memory time and compute time), not the faster.';
       return 'Time per step = max(bytes of the step / bandwidth, batch x FLOPs per token / peak); tokens/s = batch / that time. Mind the units: GB/s and GFLOP/s are 1e9.';
     },

@@ -110,8 +110,14 @@ const maxContext = buildExercise<(c: LlamaConfig, budgetBytes: number, bytesPerV
     hint: (x, e, g) => {
       if (typeof g !== 'number') return null;
       if (!Number.isInteger(g)) return 'A context is a whole number of tokens: round down (a token that does not fit entirely does not fit).';
-      if (e > 0 && near(g, e * x.batch) && x.batch > 1) return 'Each of the `batch` sequences has its own cache: the budget is shared between them.';
-      return (e > 0 ? kvFactorHint(x.config, e / g) : null) ?? 'Divide the budget by the bytes one token takes in every sequence of the batch, and round down.';
+      const c = x.config;
+      const exact = x.budgetBytes / (x.batch * kvBytes({ layers: c.numLayers, kvHeads: c.numKvHeads, headDim: c.headDim, bytesPerElement: x.bytesPerValue }));
+      if (g === Math.round(exact)) return 'Round down, not to the nearest: a token that does not fit entirely does not fit.';
+      const about = (r: number) => Math.abs(g / (exact * r) - 1) < 2 / Math.max(1, g);
+      if (x.batch > 1 && about(x.batch)) return 'Each of the `batch` sequences has its own cache: the budget is shared between them.';
+      if (about(2)) return 'Did you count both K and V? Every token stores a key and a value.';
+      if (about(c.numKvHeads / c.numHeads)) return 'Grouped-query attention: the cache holds numKvHeads heads, not numHeads.';
+      return 'Divide the budget by the bytes one token takes in every sequence of the batch, and round down.';
     },
   },
 );

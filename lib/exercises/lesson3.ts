@@ -313,8 +313,10 @@ const keepSlots = buildExercise<(scores: number[], budget: number, sinks: number
       if (!Array.isArray(g)) return 'Return the kept indices as an array, ascending.';
       if (g.length !== e.length) return `Keep min(n, budget) = ${e.length} tokens; you kept ${g.length}.`;
       const n = x.scores.length;
-      if (x.recent > 0 && !(g as number[]).includes(n - 1)) return `The newest ${x.recent} tokens are always kept.`;
-      if (x.sinks > 0 && !(g as number[]).includes(0)) return `The first ${x.sinks} tokens (attention sinks) are always kept.`;
+      const kept = new Set(g as number[]);
+      if ([...Array(Math.min(x.recent, n)).keys()].some((i) => !kept.has(n - 1 - i))) return `The newest ${x.recent} tokens (the recent window) are always kept.`;
+      if ([...Array(Math.min(x.sinks, n)).keys()].some((i) => !kept.has(i))) return `The first ${x.sinks} tokens (attention sinks) are always kept.`;
+      if ((g as number[]).some((v, i) => i > 0 && v <= (g as number[])[i - 1])) return 'Return the kept indices in ascending order, each once.';
       return 'Sinks and the recent window first; fill the rest of the budget with the highest scores among the others (on a tie, the newer token); return the indices ascending.';
     },
   },

@@ -42,7 +42,9 @@ export function executeNotebook(src: string, outDir: string, o: ExecOptions): Pr
   ];
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(o.python, args, { env: o.env, cwd: path.dirname(src), stdio: ['ignore', 'pipe', 'pipe'] });
+    // exercises record progress: a batch run writes it beside its output unless told where (never the learner's own file)
+    const env = { INFERENCE_LAB_PROGRESS: path.join(outDir, 'progress.json'), ...o.env };
+    const child = spawn(o.python, args, { env, cwd: path.dirname(src), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -1,5 +1,6 @@
 // npm run lessons / npm start: execute every notebook in notebooks/ through Jupyter with the tslab
-// kernel (LESSONS_MODE=QUICK by default, FULL for the long runs), then render the site into
+// kernel (LESSONS_MODE=QUICK by default, FULL for the long runs), then the worked solutions in
+// notebooks/solutions/ (folded under each exercise on the lesson pages), then render the site into
 // build/site (ignored by git). `--render-only` renders the notebooks already executed in
 // build/lessons without running them again; `npm run site:publish` does that into the committed
 // site/ (--out site).
@@ -40,11 +41,29 @@ export function listNotebooks(only?: string): string[] {
   return all.filter((f) => !wanted || wanted.some((w) => f.startsWith(w))).map((f) => path.join(dir, f));
 }
 
+/**
+ * The worked solutions, notebooks/solutions/NN-*.ipynb (not lessons: they are executed after the
+ * lessons and folded into the lesson pages, under each exercise).
+ */
+export function listSolutions(only?: string): string[] {
+  const dir = path.join(ROOT, 'notebooks', 'solutions');
+  const all = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.ipynb'))
+        .sort()
+    : [];
+  const wanted = only ? only.split(',').map((s) => s.trim()) : null;
+  return all.filter((f) => !wanted || wanted.some((w) => f.startsWith(w))).map((f) => path.join(dir, f));
+}
+
 async function main(): Promise<number> {
   const outDir = path.resolve(arg('out') ?? path.join(ROOT, 'build', 'site'));
   const buildDir = path.resolve(arg('build') ?? path.join(ROOT, 'build', 'lessons'));
   const renderOnly = process.argv.includes('--render-only');
   const notebooks = listNotebooks(arg('only'));
+  const solutions = listSolutions(arg('only'));
+  const solutionsDir = path.join(buildDir, 'solutions');
   if (notebooks.length === 0) {
     console.error('no notebooks found in notebooks/');
     return 1;
@@ -84,6 +103,21 @@ async function main(): Promise<number> {
         failures.push(r);
       } else run.seconds[name] = r.seconds;
     }
+    // the solutions, each asserting its own checks (progress goes to the build folder, not the learner's file)
+    for (const [i, nb] of solutions.entries()) {
+      const name = `solutions/${path.basename(nb, '.ipynb')}`;
+      process.stdout.write(`[${i + 1}/${solutions.length}] ${name} ...`);
+      const r = await executeNotebook(nb, solutionsDir, {
+        python,
+        env: { ...env, LESSONS_MODE: mode, INFERENCE_LAB_PROGRESS: path.join(solutionsDir, 'progress.json') },
+        onTick: () => process.stdout.write('.'),
+      });
+      console.log(r.ok ? ` ${r.seconds.toFixed(0)} s` : ` FAILED after ${r.seconds.toFixed(0)} s`);
+      if (!r.ok) {
+        console.error(r.error);
+        failures.push(r);
+      } else run.seconds[name] = r.seconds;
+    }
     fs.mkdirSync(buildDir, { recursive: true });
     fs.writeFileSync(runFile, JSON.stringify(run, null, 2) + '\n');
     if (failures.length) {
@@ -105,7 +139,9 @@ async function main(): Promise<number> {
     .map((f) => {
       const slug = path.basename(f, '.ipynb');
       const notebook = readNotebook(f);
-      return { slug, title: lessonTitle(notebook, slug), notebook, seconds: run.seconds[slug] };
+      const sol = path.join(solutionsDir, path.basename(f));
+      const solutionsNb = fs.existsSync(sol) ? readNotebook(sol) : undefined;
+      return { slug, title: lessonTitle(notebook, slug), notebook, seconds: run.seconds[slug], ...(solutionsNb ? { solutions: solutionsNb } : {}) };
     });
   await renderSite(lessons, outDir, { machine: run.machine, mode: run.mode, date: run.date, commit: run.commit });
   console.log(`\nlessons rendered: open file://${path.join(outDir, 'index.html')}`);

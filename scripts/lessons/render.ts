@@ -52,6 +52,8 @@ export interface Lesson {
   notebook: Notebook;
   /** seconds it took to execute */
   seconds?: number;
+  /** its executed solution notebook (notebooks/solutions/<slug>.ipynb): folded under each exercise */
+  solutions?: Notebook;
 }
 
 export interface SiteInfo {
@@ -242,16 +244,55 @@ export function renderCode(src: string, metadata?: Record<string, unknown>): str
   return `<div class="code-fold">${pre(key)}<details><summary>Show the whole cell (${n} lines)</summary>${pre(src)}</details></div>`;
 }
 
-/** A notebook's cells as HTML. */
-export function renderCells(nb: Notebook): string {
-  const parts: string[] = [];
+// ---- exercises: a solution folded under each exercise's cell
+
+/** The exercise a code cell checks: `lesson1.bytesPerToken` in `check(lesson1.bytesPerToken, ...)` or `checkPrediction(...)`. */
+export function exerciseOf(src: string): string | null {
+  const m = /\bcheck(?:Prediction)?\(\s*(lesson\d+\.\w+)/.exec(src);
+  return m ? m[1] : null;
+}
+
+/**
+ * A solution notebook's cells per exercise: each code cell that checks an exercise, with the
+ * markdown cells right before it (the reasoning).
+ */
+export function solutionCells(nb: Notebook): Map<string, NotebookCell[]> {
+  const out = new Map<string, NotebookCell[]>();
+  let notes: NotebookCell[] = [];
   for (const c of nb.cells) {
-    if (c.cell_type === 'markdown') parts.push(`<section class="md">${md(text(c.source), 'cell')}</section>`);
-    else if (c.cell_type === 'code') {
-      const src = text(c.source);
-      if (src.trim()) parts.push(renderCode(src, c.metadata));
-      const outs = (c.outputs ?? []).map(renderOutput).filter(Boolean);
-      if (outs.length) parts.push(`<div class="outputs">${outs.join('\n')}</div>`);
+    if (c.cell_type === 'markdown') {
+      notes = /^#\s/.test(text(c.source).trim()) ? [] : [...notes, c];
+      continue;
+    }
+    const id = c.cell_type === 'code' ? exerciseOf(text(c.source)) : null;
+    if (id) out.set(id, [...(out.get(id) ?? []), ...notes, c]);
+    notes = [];
+  }
+  return out;
+}
+
+function renderCell(c: NotebookCell, parts: string[]): void {
+  if (c.cell_type === 'markdown') parts.push(`<section class="md">${md(text(c.source), 'cell')}</section>`);
+  else if (c.cell_type === 'code') {
+    const src = text(c.source);
+    if (src.trim()) parts.push(renderCode(src, c.metadata));
+    const outs = (c.outputs ?? []).map(renderOutput).filter(Boolean);
+    if (outs.length) parts.push(`<div class="outputs">${outs.join('\n')}</div>`);
+  }
+}
+
+/** A notebook's cells as HTML; with its solutions, each exercise cell is followed by its solution, folded. */
+export function renderCells(nb: Notebook, solutions?: Notebook): string {
+  const parts: string[] = [];
+  const solved = solutions ? solutionCells(solutions) : new Map<string, NotebookCell[]>();
+  for (const c of nb.cells) {
+    renderCell(c, parts);
+    const id = c.cell_type === 'code' ? exerciseOf(text(c.source)) : null;
+    const sol = id ? solved.get(id) : undefined;
+    if (sol) {
+      const inner: string[] = [];
+      for (const s of sol) renderCell(s, inner);
+      parts.push(`<details class="solution"><summary>Show solution</summary>${inner.join('\n')}</details>`);
     }
   }
   return parts.join('\n');
@@ -288,6 +329,13 @@ caption { caption-side: top; text-align:left; color: var(--muted); font-size:.85
 .il-plot { max-width: 100%; }
 .il-source { color: var(--muted); font-size: .8rem; margin: .15rem 0 .6rem; }
 .katex-display { overflow-x: auto; overflow-y: hidden; padding: .2rem 0; }
+.il-check { padding: .3rem .6rem; border-radius: 4px; margin: .3rem 0; white-space: pre-wrap; }
+.il-check.il-pass { background: #e9f6ec; color: #1b5e20; } .il-check.il-fail { background: #fdecea; color: #8a1c12; }
+.il-check.il-todo { background: #f4f4f4; color: var(--muted); }
+.il-check table { margin-top: .3rem; } .il-check th { text-align: left; }
+details.solution { margin: -.6rem 0 1.4rem; padding: .2rem .8rem; border: 1px dashed var(--line); border-radius: 4px; }
+details.solution summary { cursor: pointer; color: var(--accent); font-weight: 600; }
+details.solution[open] summary { margin-bottom: .4rem; }
 footer.pager { display:flex; justify-content:space-between; gap:1rem; margin-top:2rem; border-top:1px solid var(--line); padding-top:1rem; }
 footer.pager a { color: var(--accent); text-decoration:none; }
 .meta { color: var(--muted); font-size:.85rem; }
@@ -446,7 +494,9 @@ export async function renderSite(lessons: Lesson[], outDir: string, site: SiteIn
       `<span>${next ? `<a rel="next" href="${escapeHtml(next.slug)}.html">${numberedTitle(next.title)} &rarr;</a>` : ''}</span></footer>`;
     const meta = `<p class="meta">Executed on this machine${l.seconds !== undefined ? ` in ${l.seconds.toFixed(0)} s` : ''}; every number below comes from that run unless its label says otherwise. Source: <code>notebooks/${escapeHtml(l.slug)}.ipynb</code></p>`;
     const file = path.join(outDir, `${l.slug}.html`);
-    fs.writeFileSync(file, page({ title: l.title, body: meta + renderCells(l.notebook) + pager, lessons, current: l.slug, site }));
+    const solved = l.solutions ? ` Solutions to its exercises are folded under each one (<code>notebooks/solutions/${escapeHtml(l.slug)}.ipynb</code>, executed with the lesson).` : '';
+    const metaFull = solved ? meta.replace(/<\/p>$/, `${solved}</p>`) : meta;
+    fs.writeFileSync(file, page({ title: l.title, body: metaFull + renderCells(l.notebook, l.solutions) + pager, lessons, current: l.slug, site }));
     written.push(file);
   });
   const index = path.join(outDir, 'index.html');

@@ -7,6 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import { wasmPV, wasmQKT, wasmAttentionAvailable } from '../lib/model/kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
+import { packBf16Columns, wasmGemv, wasmGemvAvailable } from '../lib/model/kernels/wasmGemv';
+import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ropeInvFreq, ropeTables } from '../lib/model/llama';
 import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
 
@@ -14,6 +16,8 @@ beforeAll(async () => {
   await initBackend({ prefer: 'wasm' });
   expect(wasmAttentionAvailable(8)).toBe(true);
   expect(wasmFusedAvailable(8, 8, 8)).toBe(true);
+  expect(wasmGemvAvailable(4, 8)).toBe(true);
+  expect(wasmGemvAvailable(4, 12)).toBe(false); // N not a multiple of 8
 });
 
 // a seeded uniform in [lo, hi): a different stream per call site
@@ -127,5 +131,35 @@ describe('fused kernels = their tfjs op chains', () => {
     Array.from(got.dataSync()).forEach((x, j) => expect(x, `lane ${j}`).toBeCloseTo(want[j], 6));
     tf.dispose([extremes, got]);
     expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+describe('decode GEMV = tf.matMul', () => {
+  it('f32 weights, and bf16 pairs = tf.matMul over the bf16-rounded weights, random shapes', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 8; i++) {
+      const [M, K, N] = [size(1, 9), size(4, 300, 4), size(8, 2100, 8)];
+      tf.tidy(() => {
+        const x = rand([M, K]) as tf.Tensor2D;
+        const w = rand([K, N]) as tf.Tensor2D;
+        const values = w.dataSync() as Float32Array;
+        const rounded = tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]); // [K, N]
+        const packed = tf.tensor2d(packBf16Columns(values, K, N), [K, N / 2], 'int32'); // [K, N/2]
+        const shape = `M=${M} K=${K} N=${N}`;
+        const tol = 1e-6 * K;
+        expect(maxDiff(wasmGemv(x, w), tf.matMul(x, w)), `f32 ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(wasmGemv(x, packed), tf.matMul(x, rounded)), `bf16 ${shape}`).toBeLessThan(tol);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('packBf16Columns puts column j in the low half and 4 + j in the high half of each group of 8', () => {
+    const w = Float32Array.from({ length: 16 }, (_, i) => i + 1); // [1, 16]: exact in bf16
+    const packed = packBf16Columns(w, 1, 16);
+    const lo = Array.from(packed, (u) => bf16ToF32(Uint16Array.of(u & 0xffff))[0]);
+    const hi = Array.from(packed, (u) => bf16ToF32(Uint16Array.of(u >>> 16))[0]);
+    expect(lo).toEqual([1, 2, 3, 4, 9, 10, 11, 12]);
+    expect(hi).toEqual([5, 6, 7, 8, 13, 14, 15, 16]);
   });
 });

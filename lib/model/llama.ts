@@ -11,6 +11,8 @@ import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } fr
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
+import { GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
 
 /** One decoder layer's weights, pre-transposed to [in, out] for matMul. */
@@ -28,6 +30,29 @@ export interface LayerWeights {
   wGateUp: tf.Tensor2D;
   /** down_proj [F, Dm] */
   wDown: tf.Tensor2D;
+  /** with cpuWeights 'bf16' on wasm: the four matrices as bf16 pairs for the GEMV (packBf16Columns) */
+  packed?: PackedMatrices;
+}
+
+/** A layer's matrices as int32 [in, out/2] of bf16 pairs, what the wasm GEMV reads. */
+export interface PackedMatrices {
+  wqkv: tf.Tensor2D;
+  wo: tf.Tensor2D;
+  wGateUp: tf.Tensor2D;
+  wDown: tf.Tensor2D;
+}
+
+/**
+ * How the weights are held on CPU: 'f32' (default, what the golden checks use), or 'bf16': every
+ * matrix rounded to bf16, and on wasm also packed two per int32 so a decode step's GEMV reads half
+ * the bytes (prefill still multiplies the rounded f32 copies through XNNPACK).
+ */
+export type CpuWeightFormat = 'f32' | 'bf16';
+
+/** Options of LlamaModel.fromWeights. */
+export interface ModelOptions {
+  /** default 'f32' */
+  cpuWeights?: CpuWeightFormat;
 }
 
 /** All weights of a model. */
@@ -39,6 +64,8 @@ export interface LlamaWeights {
   finalNorm: tf.Tensor1D;
   /** lm_head, or the tied embedding, transposed [Dm, V] */
   lmHead: tf.Tensor2D;
+  /** with cpuWeights 'bf16' on wasm: lmHead as bf16 pairs [Dm, V/2] */
+  lmHeadPacked?: tf.Tensor2D;
 }
 
 /** Which positions get logits: the last of each sequence, every slot of the step, or the last n. */
@@ -143,7 +170,9 @@ export class LlamaModel {
   }
 
   /** Build a model from HF-layout weights (a checkpoint or random weights). */
-  static fromWeights(config: LlamaConfig, source: WeightSource, name = 'llama'): LlamaModel {
+  static fromWeights(config: LlamaConfig, source: WeightSource, name = 'llama', options: ModelOptions = {}): LlamaModel {
+    const format = options.cpuWeights ?? 'f32';
+    if (format !== 'f32' && format !== 'bf16') throw new Error(`cpuWeights must be 'f32' or 'bf16', got '${String(format)}'`);
     // tfjs-wasm is wasm32 (4 GB), and XNNPACK keeps a packed copy of every weight matrix
     const bytes = llamaSizes(config).weightBytes;
     if (tf.getBackend() === 'wasm' && 2 * bytes > WASM_MEMORY_LIMIT) {
@@ -162,6 +191,18 @@ export class LlamaModel {
       created.push(t);
       return t;
     };
+    // bf16: round a matrix [in, out] (disposing the f32 one) and pack it for the GEMV on wasm
+    const pack = tf.getBackend() === 'wasm' && wasmGemvAvailable(4, 8);
+    const bf16 = (t: tf.Tensor2D): { w: tf.Tensor2D; packed?: tf.Tensor2D } => {
+      if (format === 'f32') return { w: t };
+      const [K, N] = t.shape;
+      const values = t.dataSync() as Float32Array;
+      const w = keep(tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]));
+      const packed = pack && N % 8 === 0 && K % 4 === 0 ? keep(tf.tensor2d(packBf16Columns(values, K, N), [K, N / 2], 'int32')) : undefined;
+      created.splice(created.indexOf(t), 1);
+      t.dispose();
+      return { w, packed };
+    };
     try {
       const layers: LayerWeights[] = [];
       for (let i = 0; i < config.numLayers; i++) {
@@ -174,28 +215,37 @@ export class LlamaModel {
             return tf.transpose(tf.concat([q, k, v], 0)) as tf.Tensor2D; // [Dm, (H+2Hkv)*D]
           }),
         );
+        const qkv = bf16(wqkv);
+        const o = bf16(keep(transposed(n.o, Dm, H * D)));
+        const gateUp = bf16(keep(tf.tidy(() => tf.transpose(tf.concat([mat(n.gate, F, Dm), mat(n.up, F, Dm)], 0)) as tf.Tensor2D))); // [Dm, 2F]
+        const down = bf16(keep(transposed(n.down, Dm, F)));
+        const packed =
+          qkv.packed && o.packed && gateUp.packed && down.packed
+            ? { wqkv: qkv.packed, wo: o.packed, wGateUp: gateUp.packed, wDown: down.packed }
+            : undefined;
         layers.push({
           attnNorm: keep(tf.tensor1d(read(n.attnNorm, [Dm]))),
-          wqkv,
-          wo: keep(transposed(n.o, Dm, H * D)),
+          wqkv: qkv.w,
+          wo: o.w,
           mlpNorm: keep(tf.tensor1d(read(n.mlpNorm, [Dm]))),
-          wGateUp: keep(tf.tidy(() => tf.transpose(tf.concat([mat(n.gate, F, Dm), mat(n.up, F, Dm)], 0)) as tf.Tensor2D)), // [Dm, 2F]
-          wDown: keep(transposed(n.down, Dm, F)),
+          wGateUp: gateUp.w,
+          wDown: down.w,
+          packed,
         });
       }
       let embed: tf.Tensor2D | null = null;
-      let lmHead: tf.Tensor2D;
+      let head: { w: tf.Tensor2D; packed?: tf.Tensor2D };
       if (config.tieWordEmbeddings) {
-        lmHead = keep(transposed(EMBED_NAME, V, Dm));
+        head = bf16(keep(transposed(EMBED_NAME, V, Dm)));
       } else {
         if (resolveWeight(source, LM_HEAD_NAME) === null) {
           throw new Error(`${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`);
         }
-        embed = keep(mat(EMBED_NAME, V, Dm));
-        lmHead = keep(transposed(LM_HEAD_NAME, V, Dm));
+        embed = keep(format === 'bf16' ? tf.tensor2d(bf16ToF32(f32ToBf16(read(EMBED_NAME, [V, Dm]))), [V, Dm]) : mat(EMBED_NAME, V, Dm));
+        head = bf16(keep(transposed(LM_HEAD_NAME, V, Dm)));
       }
       const finalNorm = keep(tf.tensor1d(read(FINAL_NORM_NAME, [Dm])));
-      return new LlamaModel(config, { embed, layers, finalNorm, lmHead }, name);
+      return new LlamaModel(config, { embed, layers, finalNorm, lmHead: head.w, lmHeadPacked: head.packed }, name);
     } catch (e) {
       for (const t of created) t.dispose();
       throw e;
@@ -207,7 +257,7 @@ export class LlamaModel {
     return { numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim };
   }
 
-  /** Bytes of weight tensors held (fp32). */
+  /** Bytes of weight tensors held (fp32, plus the packed bf16 copies with cpuWeights 'bf16'). */
   weightBytes(): number {
     let n = 0;
     for (const t of this.weightTensors()) n += t.size * 4;
@@ -309,7 +359,7 @@ export class LlamaModel {
       // ---- logits only where asked (h is the final norm's output)
       let last = h;
       if (n < T) last = tf.reshape(tf.slice(tf.reshape(h, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
-      const logits = tf.matMul(last, this.weights.lmHead); // [B*n, V]
+      const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked); // [B*n, V]
       return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
     });
   }
@@ -328,7 +378,7 @@ export class LlamaModel {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const { B, T } = s;
     // ---- attention
-    const qkv: tf.Tensor2D = tf.matMul(h, L.wqkv); // [N, (H+2Hkv)*D]
+    const qkv = project(h, L.wqkv, L.packed?.wqkv); // [N, (H+2Hkv)*D]
     const [q, kNew, vNew] = s.fused
       ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
       : ropeSplit(tf.reshape(qkv, [B * T, H + 2 * Hkv, D]), s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
@@ -337,11 +387,11 @@ export class LlamaModel {
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
     const att = attention(q, k, v, ls, B, T); // [N, H*D]
     if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);
-    const [x1, h2] = this.addNorm(x, tf.matMul(att, L.wo) as tf.Tensor2D, L.mlpNorm, s.fused);
+    const [x1, h2] = this.addNorm(x, project(att, L.wo, L.packed?.wo), L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
-    const gateUp: tf.Tensor2D = tf.matMul(h2, L.wGateUp); // [N, 2F]
+    const gateUp = project(h2, L.wGateUp, L.packed?.wGateUp); // [N, 2F]
     const act = s.fused ? wasmSiluMul(gateUp) : siluMul(gateUp); // [N, F]
-    return this.addNorm(x1, tf.matMul(act, L.wDown) as tf.Tensor2D, nextNorm, s.fused); // [N, Dm] each
+    return this.addNorm(x1, project(act, L.wDown, L.packed?.wDown), nextNorm, s.fused); // [N, Dm] each
   }
 
   /** Free every weight tensor. */
@@ -356,7 +406,11 @@ export class LlamaModel {
     const w = this.weights;
     const out: tf.Tensor[] = [w.finalNorm, w.lmHead];
     if (w.embed) out.push(w.embed);
-    for (const L of w.layers) out.push(L.attnNorm, L.wqkv, L.wo, L.mlpNorm, L.wGateUp, L.wDown);
+    if (w.lmHeadPacked) out.push(w.lmHeadPacked);
+    for (const L of w.layers) {
+      out.push(L.attnNorm, L.wqkv, L.wo, L.mlpNorm, L.wGateUp, L.wDown);
+      if (L.packed) out.push(L.packed.wqkv, L.packed.wo, L.packed.wGateUp, L.packed.wDown);
+    }
     return out;
   }
 
@@ -381,6 +435,14 @@ export class LlamaModel {
     const ms = tf.fused.matMul({ a: tf.square(x), b: this.meanVec, bias: this.eps }); // [N, 1]
     return tf.mul(tf.mul(x, tf.rsqrt(ms)), gain);
   }
+}
+
+// x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading the
+// bf16 pairs when the model has them), larger steps (prefill) to tf.matMul (XNNPACK on wasm)
+function project(x: tf.Tensor2D, W: tf.Tensor2D, packed?: tf.Tensor2D): tf.Tensor2D {
+  const [K, N] = W.shape;
+  if (x.shape[0] <= GEMV_MAX_ROWS && wasmGemvAvailable(K, N)) return wasmGemv(x, packed ?? W);
+  return tf.matMul(x, W);
 }
 
 // silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { configFromHF, type LlamaConfig } from './config';
-import { LlamaModel } from './llama';
+import { LlamaModel, type CpuWeightFormat } from './llama';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
 import { SafetensorsCheckpoint } from '../formats/safetensors';
 import type { WeightSource } from './weights';
@@ -16,6 +16,8 @@ export interface LoadModelOptions {
   seed?: number;
   /** presets only: replace the preset's std */
   std?: number;
+  /** how the weights are held on CPU (LlamaModel's ModelOptions): default 'f32' */
+  cpuWeights?: CpuWeightFormat;
 }
 
 /** Read an HF directory's config.json. */
@@ -46,7 +48,7 @@ export function checkpointWeights(dir: string): WeightSource {
 export function modelFromPreset(preset: Preset, options: LoadModelOptions = {}): LlamaModel {
   const seed = options.seed ?? preset.init.seed;
   const std = options.std ?? preset.init.std;
-  return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name);
+  return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name, { cpuWeights: options.cpuWeights });
 }
 
 /** A checkpoint directory's or preset's config and name, and how to open its weights. */
@@ -100,7 +102,7 @@ export async function loadModel(dirOrPreset: string, options: LoadModelOptions =
   const { config, name, open } = modelSource(dirOrPreset, options);
   const weights = open();
   try {
-    return LlamaModel.fromWeights(config, weights, name);
+    return LlamaModel.fromWeights(config, weights, name, { cpuWeights: options.cpuWeights });
   } finally {
     weights.close?.();
   }

@@ -1,8 +1,8 @@
 // The CPU kernels' wasm module (AssemblyScript sources in ./assembly/, compiled by
 // scripts/kernels/build.ts into cpuKernels.generated.ts), instantiated over tfjs-wasm's own
 // memory so the kernels read and write tensors where they lie, with no copy. One instance per
-// memory (a re-created backend gets its own). wasmAttention.ts and wasmFused.ts register the
-// kernels with tfjs.
+// memory (a re-created backend gets its own). wasmAttention.ts, wasmFused.ts and wasmGemv.ts
+// register the kernels with tfjs.
 
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -27,13 +27,15 @@ export interface CpuKernels {
     D: number,
   ): void;
   siluMul(gu: number, out: number, N: number, F: number): void;
+  gemv(x: number, w: number, out: number, M: number, K: number, N: number): void;
+  gemvBf16(x: number, w: number, out: number, M: number, K: number, N: number): void;
 }
 
 /** What the kernels use of tfjs-wasm's backend object. */
 export interface WasmBackendLike {
   wasm: { asm?: { memory?: WebAssembly.Memory } };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+  makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
 }
 
 let module: WebAssembly.Module | null = null;

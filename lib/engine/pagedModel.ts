@@ -132,6 +132,19 @@ class CapturedPagedModel implements PagedModel {
       lengths: () => [...lengths],
       forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
       forwardGreedy: (feed, logits) => run<SampledToken>(feed, logits, 'ids', (res, r) => ({ token: res.ids[r], logprob: res.logprobs[r] })),
+      async greedyChain(feed, steps) {
+        const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
+        const res = await gpu.greedyChain(
+          live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: 1 })),
+          steps,
+        );
+        const out: number[][] = feed.map(() => []);
+        live.forEach((b, i) => {
+          lengths[b] += feed[b].length + steps - 1; // the last token is not fed
+          out[b] = res.ids[i];
+        });
+        return out;
+      },
     };
   }
 

@@ -116,7 +116,13 @@ export class GpuLlama {
   private readonly dispatches: Dispatch[] = [];
   /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
   private readonly pools: GPUBuffer[] = [];
-  private readonly b: Record<'params' | 'ids' | 'meta' | 'table' | 'rows' | 'next' | 'logprob' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
+  private readonly b: Record<'step' | 'next' | 'logprob' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
+  /** where each input of a step lies in `b.step` (and in each slot of a chain's ring) */
+  private readonly layout: StepLayout;
+  /** the step's inputs as the CPU writes them: one slot of `layout.bytes` (reused every step) */
+  private readonly words: Uint32Array;
+  /** a chain's inputs, one slot per step, copied into `b.step` before each (grown on demand) */
+  private ring: { buffer: GPUBuffer; words: Uint32Array; read: GPUBuffer; slots: number } | null = null;
 
   private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
     this.ctx = ctx;
@@ -134,12 +140,13 @@ export class GpuLlama {
     }
     const { vocabSize: V } = config;
     const pad = MATMUL_TILE.tokens; // the matmul reads whole tiles of rows indices
+    this.layout = stepLayout(
+      { params: 16, ids: 4 * this.maxTokens, meta: 8 * this.maxTokens, rows: 4 * (this.maxLogitRows + pad), table: 4 * this.maxSeqs * this.maxBlocks },
+      Math.max(ctx.device.limits.minStorageBufferOffsetAlignment, ctx.device.limits.minUniformBufferOffsetAlignment),
+    );
+    this.words = new Uint32Array(this.layout.bytes / 4);
     this.b = {
-      params: this.buffer(16, UNIFORM | COPY_DST),
-      ids: this.buffer(4 * this.maxTokens, STORAGE | COPY_DST),
-      meta: this.buffer(8 * this.maxTokens, STORAGE | COPY_DST),
-      table: this.buffer(4 * this.maxSeqs * this.maxBlocks, STORAGE | COPY_DST),
-      rows: this.buffer(4 * (this.maxLogitRows + pad), STORAGE | COPY_DST),
+      step: this.buffer(this.layout.bytes, UNIFORM | STORAGE | COPY_DST),
       next: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
       logprob: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
       logits: this.buffer(4 * this.maxLogitRows * V, STORAGE | COPY_SRC),
@@ -253,12 +260,13 @@ export class GpuLlama {
     this.stats.pipelines = sources.size;
 
     // ---- the dispatch list, with its bind groups: made once, encoded every step
-    const b = this.b;
-    const add = (p: GPUComputePipeline, entries: GPUBuffer[] | Record<number, GPUBuffer>, count: Dispatch['count']) => {
+    type Binding = GPUBuffer | GPUBufferBinding;
+    const b = { ...this.b, ...this.regions() };
+    const add = (p: GPUComputePipeline, entries: Binding[] | Record<number, Binding>, count: Dispatch['count']) => {
       const list = Array.isArray(entries) ? entries.map((buf, i) => [i, buf] as const) : Object.entries(entries).map(([i, buf]) => [Number(i), buf] as const);
       const bindGroup = this.ctx.device.createBindGroup({
         layout: p.getBindGroupLayout(0),
-        entries: list.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+        entries: list.map(([binding, res]) => ({ binding, resource: 'buffer' in res ? res : { buffer: res } })),
       });
       this.dispatches.push({ pipeline: p, bindGroup, count });
     };
@@ -278,6 +286,13 @@ export class GpuLlama {
     add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
     add(resolved.argmax, [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
+  }
+
+  // the step's inputs as bindings: regions of the one `step` buffer
+  private regions(): Record<keyof StepInputs, GPUBufferBinding> {
+    const L = this.layout;
+    const region = (k: keyof StepInputs): GPUBufferBinding => ({ buffer: this.b.step, offset: L.offset[k], size: L.size[k] });
+    return { params: region('params'), ids: region('ids'), meta: region('meta'), rows: region('rows'), table: region('table') };
   }
 
   private buffer(size: number, usage: number): GPUBuffer {
@@ -362,7 +377,7 @@ export class GpuLlama {
       const step = seqs.map((s, b) => ({ tokens: [k === 0 ? first[b] : 0], start: s.start + k, blockTable: s.blockTable, logits: 1 }));
       const { n, m } = this.writeStep(step);
       const encoder = device.createCommandEncoder();
-      if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.ids, 0, 4 * B); // last step's argmax is this step's input
+      if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, this.layout.offset.ids, 4 * B); // last step's argmax is this step's input
       this.encode(encoder, n, m);
       const st = staging[k % 2];
       encoder.copyBufferToBuffer(this.b.next, 0, st, 0, 4 * B);
@@ -396,6 +411,68 @@ export class GpuLlama {
     }
     if (this.ctx.errors.length > 0) throw new Error(`GPU error during decode: ${this.ctx.errors[0]}`);
     return { ids, stepMs, encodeMs };
+  }
+
+  /**
+   * Greedy decoding of `steps` tokens per sequence in ONE submit (speculative drafting): step 0
+   * feeds each sequence its tokens, every later step the previous step's argmax straight from the
+   * GPU. Each step's inputs are written ahead into a slot of a ring buffer and copied into place
+   * between the steps' passes; the ids come back once, at the end. Each sequence gets one logits
+   * row per step, and its table must already hold the blocks for all `steps` positions.
+   * Returns ids[b][k] and logprobs[b][k]: the token after step k for sequence b.
+   */
+  async greedyChain(seqs: readonly GpuStepSequence[], steps: number): Promise<{ ids: number[][]; logprobs: number[][]; encodeMs: number }> {
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`greedyChain: steps must be a positive integer, got ${steps}`);
+    if (seqs.some((s) => s.logits !== 1)) throw new Error('greedyChain: each sequence gets exactly one logits row per step');
+    const t0 = performance.now();
+    const B = seqs.length;
+    const L = this.layout;
+    const ring = this.chainRing(steps);
+    const used = [];
+    for (let k = 0; k < steps; k++) {
+      const step = k === 0 ? seqs : seqs.map((s) => ({ tokens: [0], start: s.start + s.tokens.length + k - 1, blockTable: s.blockTable, logits: 1 }));
+      used.push(this.fillStep(step, ring.words, (k * L.bytes) / 4));
+    }
+    const device = this.ctx.device;
+    device.queue.writeBuffer(ring.buffer, 0, ring.words.buffer, 0, steps * L.bytes);
+    const encoder = device.createCommandEncoder();
+    used.forEach(({ n, m, bytes }, k) => {
+      encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
+      if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
+      this.encode(encoder, n, m);
+      encoder.copyBufferToBuffer(this.b.next, 0, ring.read, 4 * B * k, 4 * B);
+      encoder.copyBufferToBuffer(this.b.logprob, 0, ring.read, 4 * B * (steps + k), 4 * B);
+    });
+    device.queue.submit([encoder.finish()]);
+    const encodeMs = performance.now() - t0;
+    await ring.read.mapAsync(MAP_READ, 0, 8 * B * steps);
+    const out = ring.read.getMappedRange(0, 8 * B * steps).slice(0);
+    ring.read.unmap();
+    if (this.ctx.errors.length > 0) throw new Error(`GPU error during a chained step: ${this.ctx.errors[0]}`);
+    const ids = new Int32Array(out, 0, B * steps);
+    const logprobs = new Float32Array(out, 4 * B * steps, B * steps);
+    return {
+      ids: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => ids[k * B + b])),
+      logprobs: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => logprobs[k * B + b])),
+      encodeMs,
+    };
+  }
+
+  // the ring of step inputs and the readback buffer of a chain of `steps`, grown on demand
+  private chainRing(steps: number): { buffer: GPUBuffer; words: Uint32Array; read: GPUBuffer } {
+    if (this.ring && this.ring.slots >= steps) return this.ring;
+    for (const old of this.ring ? [this.ring.buffer, this.ring.read] : []) {
+      old.destroy();
+      this.buffers.splice(this.buffers.indexOf(old), 1);
+    }
+    const slots = Math.max(steps, 8);
+    this.ring = {
+      buffer: this.buffer(slots * this.layout.bytes, COPY_SRC | COPY_DST),
+      words: new Uint32Array((slots * this.layout.bytes) / 4),
+      read: this.buffer(8 * this.maxSeqs * slots, MAP_READ | COPY_DST),
+      slots,
+    };
+    return this.ring;
   }
 
   /**
@@ -436,8 +513,9 @@ export class GpuLlama {
     pass.end();
   }
 
-  // the step's metadata into its buffers; returns the token and logits-row counts
-  private writeStep(seqs: readonly GpuStepSequence[]): { n: number; m: number } {
+  // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the
+  // token and logits-row counts and the bytes of the slot in use (the table comes last)
+  private fillStep(seqs: readonly GpuStepSequence[], into: Uint32Array, at: number): { n: number; m: number; bytes: number } {
     const c = this.config;
     if (seqs.length === 0) throw new Error('step: no sequences');
     if (seqs.length > this.maxSeqs) throw new Error(`step: ${seqs.length} sequences, this model was built for at most ${this.maxSeqs}`);
@@ -449,10 +527,9 @@ export class GpuLlama {
     }
     if (n > this.maxTokens) throw new Error(`step: ${n} tokens, this model was built for at most ${this.maxTokens}`);
     if (m > this.maxLogitRows) throw new Error(`step: ${m} logits rows, this model was built for at most ${this.maxLogitRows}`);
-    const ids = new Uint32Array(n);
-    const meta = new Uint32Array(2 * n);
-    const table = new Uint32Array(seqs.length * this.maxBlocks);
-    const rows = new Uint32Array(m);
+    const o = this.layout.offset;
+    const [ids, meta, rows, table] = [o.ids, o.meta, o.rows, o.table].map((bytes) => at + bytes / 4); // word offsets
+    into.set([n, m, 0, 0], at + o.params / 4);
     let t = 0;
     let r = 0;
     seqs.forEach((s, i) => {
@@ -465,23 +542,25 @@ export class GpuLlama {
       for (let j = 0; j < need; j++) {
         const blk = s.blockTable[j];
         if (!Number.isInteger(blk) || blk < 0 || blk >= this.numBlocks) throw new Error(`step: sequence ${i}: block id ${blk} is not in [0, ${this.numBlocks})`);
-        table[i * this.maxBlocks + j] = blk;
+        into[table + i * this.maxBlocks + j] = blk;
       }
-      s.tokens.forEach((id, j) => {
+      for (let j = 0; j < s.tokens.length; j++) {
+        const id = s.tokens[j];
         if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize})`);
-        ids[t] = id;
-        meta[2 * t] = i;
-        meta[2 * t + 1] = s.start + j;
-        if (j >= s.tokens.length - s.logits) rows[r++] = t;
+        into[ids + t] = id;
+        into[meta + 2 * t] = i;
+        into[meta + 2 * t + 1] = s.start + j;
+        if (j >= s.tokens.length - s.logits) into[rows + r++] = t;
         t++;
-      });
+      }
     });
-    const q = this.ctx.device.queue;
-    q.writeBuffer(this.b.params, 0, new Uint32Array([n, m, 0, 0]));
-    q.writeBuffer(this.b.ids, 0, ids);
-    q.writeBuffer(this.b.meta, 0, meta);
-    q.writeBuffer(this.b.table, 0, table);
-    q.writeBuffer(this.b.rows, 0, rows);
+    return { n, m, bytes: o.table + 4 * seqs.length * this.maxBlocks };
+  }
+
+  // the step's inputs into `b.step` with one writeBuffer
+  private writeStep(seqs: readonly GpuStepSequence[]): { n: number; m: number } {
+    const { n, m, bytes } = this.fillStep(seqs, this.words, 0);
+    this.ctx.device.queue.writeBuffer(this.b.step, 0, this.words.buffer, 0, bytes);
     return { n, m };
   }
 
@@ -539,4 +618,32 @@ export function contiguousTables(model: Pick<GpuLlama, 'maxBlocks' | 'numBlocks'
 export function packBf16(data: Float32Array): Uint32Array {
   if (data.length % 2 !== 0) throw new Error(`packBf16: ${data.length} values, need an even count`);
   return new Uint32Array(f32ToBf16(data).buffer);
+}
+
+// ---- the step's inputs: one buffer, one aligned region each
+
+/** Byte sizes of a step's inputs. */
+interface StepInputs {
+  params: number; // [n, m, 0, 0]: tokens and logits rows (a uniform)
+  ids: number; // [N] token ids
+  meta: number; // [N, 2] (sequence, position) per token
+  rows: number; // [M + tile] the tokens that get logits rows
+  table: number; // [S, maxBlocks] block tables (last: a step writes only its sequences' rows)
+}
+
+interface StepLayout {
+  offset: StepInputs;
+  size: StepInputs;
+  bytes: number;
+}
+
+// each input at an offset aligned for binding (256 bytes on every adapter seen)
+function stepLayout(size: StepInputs, align: number): StepLayout {
+  const offset = { params: 0, ids: 0, meta: 0, rows: 0, table: 0 };
+  let at = 0;
+  for (const k of ['params', 'ids', 'meta', 'rows', 'table'] as const) {
+    offset[k] = at;
+    at = Math.ceil((at + size[k]) / align) * align;
+  }
+  return { offset, size, bytes: at };
 }

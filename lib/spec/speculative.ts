@@ -119,6 +119,13 @@ export interface BatchForward {
    * step); absent when the rows must come back anyway (eager tfjs).
    */
   forwardGreedy?(feed: readonly (readonly number[])[], logits: readonly number[]): Promise<SampledToken[][]>;
+  /**
+   * Greedy decoding of `steps` tokens for each row with something to feed, in one go: feed[b]
+   * first, then each step's argmax fed to the next without coming back (the captured step's
+   * chained ids, one submit). Returns [B][steps] (rows with nothing to feed get []); the last
+   * token is not fed.
+   */
+  greedyChain?(feed: readonly (readonly number[])[], steps: number): Promise<number[][]>;
 }
 
 /** A tfjs model and its KV cache as a BatchForward (left padding undone row by row). */
@@ -177,6 +184,12 @@ export async function draftTokens(
   const lengths = draft.lengths();
   let feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, lengths[b]) : []));
   const maxGamma = Math.max(0, ...gammas);
+  // all greedy with one gamma: the drafts chained on the GPU, read back once
+  if (draft.greedyChain && maxGamma > 0 && greedy.every(Boolean) && gammas.every((g) => g === 0 || g === maxGamma)) {
+    const chained = await draft.greedyChain(feed, maxGamma); // [B][gamma]
+    chained.forEach((tokens, b) => proposals[b].tokens.push(...tokens));
+    return proposals;
+  }
   for (let i = 0; i < maxGamma; i++) {
     const want = feed.map((f) => (f.length > 0 ? 1 : 0));
     // all greedy: the draft's argmax alone (picked on the GPU by a captured draft model)

@@ -8,6 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { LLM } from '../../lib/engine/llm';
 import { checkKernels } from '../../lib/gpu/checks';
 import { sharedGpu, releaseSharedGpu } from '../../lib/gpu/device';
+import { contiguousTables } from '../../lib/gpu/llama';
 import { loadGpuModel } from '../../lib/gpu/load';
 import { loadGoldenFile } from '../../lib/oracle/hf';
 
@@ -31,6 +32,14 @@ async function main(): Promise<void> {
       const got = r.tokens[b];
       greedy.push({ format, prompt: p.name, got, want: golden.models.draft.entries[b].continuation.slice(0, got.length) });
     });
+    // the same decode as one chained submit (speculative drafting's path): the prompt's last
+    // token fed again over the prefilled pool, then 5 steps with the ids kept on the GPU
+    const tables = contiguousTables(m, 2);
+    const chain = await m.greedyChain(
+      prompts.map((p, b) => ({ tokens: p.ids.slice(-1), start: p.ids.length - 1, blockTable: tables[b], logits: 1 })),
+      5,
+    );
+    prompts.forEach((p, b) => greedy.push({ format: `${format} chained`, prompt: p.name, got: chain.ids[b], want: r.tokens[b].slice(0, 5) }));
     out.dispatchesPerStep = m.stats.dispatchesPerStep;
     m.dispose();
   }

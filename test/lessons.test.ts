@@ -215,7 +215,7 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('ppl rise where evicted');
     expect(t).toMatch(/raised perplexity by \*\*-?[0-9.]+%\*\* against the full cache at the same positions/);
     expect(t).toContain('Eviction vs quantization at a similar share of memory');
-    expect(t).toContain('Perplexity rise vs share of the float32 KV memory held: eviction vs quantization');
+    expect(t).toContain('Next-token KL vs share of the float32 KV memory held: eviction (where it evicted) vs quantization');
     expect(t).toContain('Eviction, scored where it evicted, against quantization at a similar share of memory');
     expect(t).not.toContain('evicting costs more perplexity per byte than quantizing');
     expect(t).toMatch(/entropy-based budgets gave a lower perplexity than uniform budgets in \*\*[0-9]+ of [0-9]+\*\*/);

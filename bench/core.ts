@@ -17,7 +17,9 @@
  * --out PATH (default data/bench/core.json); --model DIR (default data/models/target);
  * --preset NAME|PATH (default random-125m); --lengths 64,256,1024; --prompt-tokens 16;
  * --preset-tokens N[,N] (preset decode lengths; default 128, --full 128,1024);
- * --breakdown-steps N (default 12). Paths resolve from the working directory, never the bundle.
+ * --breakdown-steps N (default 12); --cpu-weights f32|bf16 (wasm: how the models hold weights, default
+ * f32); --gemv on|off (wasm: the AssemblyScript decode GEMV, default on; off = XNNPACK's matMul).
+ * Paths resolve from the working directory, never the bundle.
  * Numbers are only ever measured: a cell that did not run is null, with the reason beside it.
  */
 import * as fs from 'node:fs';
@@ -33,6 +35,8 @@ import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
+import type { CpuWeightFormat } from '../lib/model/llama';
+import { useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import {
   bytesPerDecodedToken,
   measureBandwidth,
@@ -70,6 +74,8 @@ interface Options {
   promptTokens: number;
   presetTokens: number[];
   breakdownSteps: number;
+  cpuWeights: CpuWeightFormat;
+  gemv: boolean;
 }
 
 function parseOptions(): Options {
@@ -85,6 +91,8 @@ function parseOptions(): Options {
     promptTokens: intList('prompt-tokens', [16])[0],
     presetTokens: intList('preset-tokens', full ? [128, 1024] : [128]),
     breakdownSteps: intList('breakdown-steps', [12])[0],
+    cpuWeights: (flag('cpu-weights') ?? 'f32') as CpuWeightFormat,
+    gemv: (flag('gemv') ?? 'on') !== 'off',
   };
 }
 
@@ -370,7 +378,7 @@ function rooflineRow(name: string, config: LlamaConfig, roofs: Roofs, promptToke
   const generated = out.metrics.outputTokens;
   // decode steps attend over prompt+1 .. prompt+generated-1 tokens: the mean
   const contextLength = promptTokens + generated / 2;
-  const traffic = { weightBytes: sizes.weightBytesPerToken, kvBytesPerToken: sizes.kvBytesPerToken, contextLength };
+  const traffic = { weightBytes: (sizes.weightBytesPerToken * bytesPerWeight) / 4, kvBytesPerToken: sizes.kvBytesPerToken, contextLength };
   const bytesPerToken = bytesPerDecodedToken(traffic);
   const predictedTokS = predictDecodeTokensPerSecond({ ...traffic, bandwidthGBps: roofs.bandwidthGBps });
   const measuredTokS = out.metrics.decodeTokensPerSecond;
@@ -380,7 +388,7 @@ function rooflineRow(name: string, config: LlamaConfig, roofs: Roofs, promptToke
     model: name,
     params: sizes.params,
     weightBytes: sizes.weightBytes,
-    weightBytesPerToken: sizes.weightBytesPerToken,
+    weightBytesPerToken: (sizes.weightBytesPerToken * bytesPerWeight) / 4,
     kvBytesPerToken: sizes.kvBytesPerToken,
     contextLength,
     bytesPerToken,
@@ -415,7 +423,10 @@ const PART_LABELS: [string, string][] = [
   ['sampling', 'sampling (JS, over V logits)'],
 ];
 
-const MATMULS = new Set(['BatchMatMul', '_FusedMatMul', 'MatMul']);
+const MATMULS = new Set(['BatchMatMul', '_FusedMatMul', 'MatMul', 'InferenceLabGemv']);
+
+// bytes per weight the decode matmuls read (--cpu-weights bf16: 2)
+let bytesPerWeight = 4;
 const ATTENTION = new Set(['InferenceLabQKT', 'InferenceLabPV', 'Softmax']);
 const DATA_MOVEMENT = new Set([
   'Reshape',
@@ -470,7 +481,10 @@ function classify(k: ProfiledKernel, kinds: Map<string, Kind>): string {
     const b = k.inputShapes[1] ?? [];
     // a weight is [in, out] (or [1, in, out] inside fused matMul); attention's K/V have batch dims
     const isWeight = b.length === 2 || (b.length === 3 && b[0] === 1);
-    const kind = isWeight ? kinds.get(`${b[b.length - 2]}x${b[b.length - 1]}`) : undefined;
+    // (the GEMV's bf16 weights are int32 pairs [in, out/2])
+    const kind = isWeight
+      ? (kinds.get(`${b[b.length - 2]}x${b[b.length - 1]}`) ?? kinds.get(`${b[b.length - 2]}x${2 * b[b.length - 1]}`))
+      : undefined;
     if (!isWeight) return 'attention';
     if (kind === 'ropeMatmul' || kind === 'normMatmul') return 'elementwise';
     return kind ?? 'matmulOther';
@@ -485,12 +499,13 @@ function classify(k: ProfiledKernel, kinds: Map<string, Kind>): string {
 // weight bytes read per step by each matmul kind
 function weightBytesByPart(c: LlamaConfig): Record<string, number> {
   const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V, numLayers: L } = c;
+  const w = bytesPerWeight;
   return {
-    qkv: 4 * L * Dm * (H + 2 * Hkv) * D,
-    o: 4 * L * H * D * Dm,
-    gateUp: 4 * L * 2 * Dm * F,
-    down: 4 * L * F * Dm,
-    lmHead: 4 * Dm * V,
+    qkv: w * L * Dm * (H + 2 * Hkv) * D,
+    o: w * L * H * D * Dm,
+    gateUp: w * L * 2 * Dm * F,
+    down: w * L * F * Dm,
+    lmHead: w * Dm * V,
   };
 }
 
@@ -713,6 +728,9 @@ async function main(): Promise<void> {
   const opt = parseOptions();
   const loadStart = os.loadavg();
   const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true });
+  if (opt.cpuWeights !== 'f32' && opt.cpuWeights !== 'bf16') throw new Error(`--cpu-weights must be f32 or bf16, got '${opt.cpuWeights}'`);
+  bytesPerWeight = opt.cpuWeights === 'bf16' ? 2 : 4;
+  useWasmGemv(opt.gemv);
   const notes: string[] = [];
   const label = (p: string) => path.basename(p).replace(/\.json$/, '');
   const modelName = label(opt.model);
@@ -722,7 +740,7 @@ async function main(): Promise<void> {
   const roofs = await measureRoofs();
 
   // ---- target: naive vs cached, roofline, breakdown
-  const model = await loadModel(opt.model);
+  const model = await loadModel(opt.model, { cpuWeights: opt.cpuWeights });
   const tokenizer = await loadTokenizer(opt.model);
   const text = fs.readFileSync(path.resolve('data', 'corpus', 'test.txt'), 'utf8');
   const prompt = tokenizer.encode(text).slice(0, opt.promptTokens); // a short test-split prompt
@@ -765,7 +783,7 @@ async function main(): Promise<void> {
 
   // ---- preset (larger than the CPU caches): roofline and breakdown
   console.error(`loading ${presetName} (weights generated from the seed)...`);
-  const preset = await loadModel(opt.preset);
+  const preset = await loadModel(opt.preset, { cpuWeights: opt.cpuWeights });
   await checkBandwidth(roofs, `before ${presetName}`);
   // a longer warm-up: the first steps after generating 0.5 GB of weights run slow
   await runGeneration(preset, prompt, 'cached', 48, `warm-up ${presetName}`);
@@ -781,6 +799,7 @@ async function main(): Promise<void> {
   await checkBandwidth(roofs, 'end');
   const roofline = decodes.map((d) => rooflineRow(d.name, d.config, roofs, prompt.length, d.out));
 
+  notes.push(`wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? 'on (steps of one row)' : 'off (XNNPACK matMul)'}`);
   notes.push(
     'measured decode tok/s = (generated - 1) / (e2e - TTFT) from generate(): every step includes forward, logits readback and sampling',
     'roofline: predicted = bandwidth / (weight bytes per token + KV bytes per token x mean context); bandwidth is the best GEMV over a matrix larger than the caches, over every check of the run',

@@ -33,6 +33,7 @@ import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
+import { useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import { loadPreset, randomWeights } from '../lib/model/presets';
 import type { HostTensor } from '../lib/formats/safetensors';
 import { llamaTensorSpecs } from '../lib/model/weights';
@@ -52,12 +53,18 @@ const flags = benchFlags(argv);
 
 function list(name: string, fallback: string[]): string[] {
   const v = flags.value(name);
-  return v === undefined ? fallback : v.split(',').map((s) => s.trim()).filter(Boolean);
+  return v === undefined
+    ? fallback
+    : v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
 }
 
 function intList(name: string, fallback: number[]): number[] {
   const out = list(name, fallback.map(String)).map(Number);
-  if (!out.length || out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--${name} must be positive integers separated by commas`);
+  if (!out.length || out.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error(`--${name} must be positive integers separated by commas`);
   return out;
 }
 
@@ -89,12 +96,15 @@ function parseOptions(): Options {
   const ggufTypes = list('gguf', ['F32', 'F16']).map((t) => t.toUpperCase());
   for (const t of ggufTypes) if (t !== 'F32' && t !== 'F16') throw new Error(`--gguf takes F32,F16; got ${t}`);
   const threads = list('threads', ['1', 'all']).map((t) => (t === 'all' ? 'all' : Number(t)));
-  for (const t of threads) if (t !== 'all' && !(Number.isInteger(t) && t >= 1)) throw new Error(`--threads takes positive integers or 'all'`);
+  for (const t of threads)
+    if (t !== 'all' && !(Number.isInteger(t) && t >= 1)) throw new Error(`--threads takes positive integers or 'all'`);
   return {
     backend,
     gpu,
     full,
-    out: path.resolve(flags.value('out') ?? (gpu ? path.join('data', 'bench', 'webgpu', 'peers-webgpu.json') : path.join('data', 'bench', 'peers.json'))),
+    out: path.resolve(
+      flags.value('out') ?? (gpu ? path.join('data', 'bench', 'webgpu', 'peers-webgpu.json') : path.join('data', 'bench', 'peers.json')),
+    ),
     model: path.resolve(flags.value('model') ?? path.join('data', 'models', 'target')),
     presets,
     batches,
@@ -116,7 +126,7 @@ interface PeerRow {
   /** ours: 'eager' (tfjs ops), later 'captured'; llama.cpp: 'cpu'; hf: 'eager' | 'compiled' */
   variant: string;
   model: string;
-  /** ours: fp32 (tfjs holds fp32 only); llama.cpp: the GGUF type F32 | F16; hf: fp32 | bf16 */
+  /** ours: fp32, or bf16 (wasm: cpuWeights 'bf16'; webgpu: the captured step's); llama.cpp: the GGUF type F32 | F16; hf: fp32 | bf16 */
   weights: string;
   /** where it ran: wasm / webgpu / 'llama.cpp CPU' / 'cuda' */
   device: string;
@@ -203,7 +213,18 @@ function okRow(key: RowKey, t: DecodeTiming, note: string | null = null): PeerRo
 }
 
 function failedRow(key: RowKey, status: 'error' | 'skipped', note: string): PeerRow {
-  return { ...key, status, note, prefillMs: null, stepMsMedian: null, stepMsMean: null, stepMsP10: null, stepMsP90: null, tokPerS: null, tokPerSMean: null };
+  return {
+    ...key,
+    status,
+    note,
+    prefillMs: null,
+    stepMsMedian: null,
+    stepMsMean: null,
+    stepMsP10: null,
+    stepMsP90: null,
+    tokPerS: null,
+    tokPerSMean: null,
+  };
 }
 
 // ---- ours: the variants of our runtime
@@ -229,36 +250,71 @@ function argmaxRows(logits: Float32Array, B: number, V: number): number[] {
   return Array.from({ length: B }, (_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
 }
 
-/** The tfjs path: model.forward on a contiguous KV cache, logits read back each step. */
-function eagerRunner(model: LlamaModel): DecodeRunner {
+/**
+ * The tfjs path: model.forward on a contiguous KV cache, logits read back each step. On wasm, a
+ * decode step's matmuls go to the AssemblyScript GEMV unless `gemv` is false (XNNPACK's matMul).
+ */
+function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, weights?: string): DecodeRunner {
+  const matmul = gemv ? 'decode matmuls in the AssemblyScript GEMV on wasm' : "decode matmuls in XNNPACK's matMul";
   return {
-    name: 'eager',
-    description: 'tfjs ops dispatched one by one (LlamaModel.forward, contiguous KV cache); logits read back, argmax in JS',
+    name,
+    weights,
+    description: `tfjs ops dispatched one by one (LlamaModel.forward, contiguous KV cache; ${matmul}); logits read back, argmax in JS`,
     async decode(prompts, steps, onStep) {
-      const B = prompts.length;
-      const V = model.config.vocabSize;
-      const cache = new ContiguousKVCache(model.kvShape, B);
+      useWasmGemv(gemv);
       try {
-        const t0 = performance.now();
-        const first = model.forward(prompts, cache); // [B, 1, V]
-        let tokens = argmaxRows((await first.data()) as Float32Array, B, V);
-        first.dispose();
-        const prefillMs = performance.now() - t0;
-        const stepMs: number[] = [];
-        for (let i = 0; i < steps; i++) {
-          const s0 = performance.now();
-          const logits = model.forward(tokens.map((t) => [t]), cache); // [B, 1, V]
-          tokens = argmaxRows((await logits.data()) as Float32Array, B, V);
-          logits.dispose();
-          stepMs.push(performance.now() - s0);
-          onStep?.();
-        }
-        return { prefillMs, stepMs };
+        return await eagerDecode(model, prompts, steps, onStep);
       } finally {
-        cache.dispose();
+        useWasmGemv(true);
       }
     },
   };
+}
+
+/** eagerRunner over a model of its own with bf16 weights (cpuWeights 'bf16'), loaded on first use. */
+function eagerBf16Runner(source: string): DecodeRunner {
+  let m: LlamaModel | null = null;
+  return {
+    name: 'eager-bf16',
+    weights: 'bf16',
+    description: 'as eager, weights rounded to bf16 and packed two per int32: the decode GEMV widens them in registers (half the bytes)',
+    async decode(prompts, steps, onStep) {
+      m ??= await loadModel(source, { cpuWeights: 'bf16' });
+      return eagerDecode(m, prompts, steps, onStep);
+    },
+    dispose() {
+      m?.dispose();
+      m = null;
+    },
+  };
+}
+
+async function eagerDecode(model: LlamaModel, prompts: number[][], steps: number, onStep?: () => void): Promise<DecodeTiming> {
+  const B = prompts.length;
+  const V = model.config.vocabSize;
+  const cache = new ContiguousKVCache(model.kvShape, B);
+  try {
+    const t0 = performance.now();
+    const first = model.forward(prompts, cache); // [B, 1, V]
+    let tokens = argmaxRows((await first.data()) as Float32Array, B, V);
+    first.dispose();
+    const prefillMs = performance.now() - t0;
+    const stepMs: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const s0 = performance.now();
+      const logits = model.forward(
+        tokens.map((t) => [t]),
+        cache,
+      ); // [B, 1, V]
+      tokens = argmaxRows((await logits.data()) as Float32Array, B, V);
+      logits.dispose();
+      stepMs.push(performance.now() - s0);
+      onStep?.();
+    }
+    return { prefillMs, stepMs };
+  } finally {
+    cache.dispose();
+  }
 }
 
 /**
@@ -267,6 +323,7 @@ function eagerRunner(model: LlamaModel): DecodeRunner {
  */
 export function oursVariants(backend: string, model: LlamaModel, source: string): DecodeRunner[] {
   const variants = [eagerRunner(model)];
+  if (backend === 'wasm') variants.push(eagerRunner(model, 'eager-xnnpack', false), eagerBf16Runner(source));
   if (backend === 'webgpu') variants.push(capturedRunner(source, 'f32'), capturedRunner(source, 'bf16'));
   return variants;
 }
@@ -310,7 +367,6 @@ async function loadLlamaCpp(): Promise<Llama> {
   const { getLlama } = (await import(NODE_LLAMA_CPP)) as typeof import('node-llama-cpp', { with: { 'resolution-mode': 'import' } });
   return getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
 }
-
 
 /** GGUF of a model directory (exported on demand to data/gguf/, as `npm run data:gguf` does). */
 function ggufOfDir(dir: string, name: string, type: 'F32' | 'F16'): string {
@@ -429,7 +485,8 @@ function hfRows(hf: HfRecord): PeerRow[] {
       promptTokens: hf.settings?.promptTokens ?? 32,
       steps: hf.settings?.newTokens ?? 128,
     };
-    if (r.status !== 'ok' && r.status !== 'suspect') return failedRow(key, r.status === 'skipped' ? 'skipped' : 'error', r.error ?? r.status);
+    if (r.status !== 'ok' && r.status !== 'suspect')
+      return failedRow(key, r.status === 'skipped' ? 'skipped' : 'error', r.error ?? r.status);
     const ms = r.decodeMsPerStep;
     return {
       ...key,
@@ -460,7 +517,9 @@ function printTable(r: PeersResult): void {
     `load average ${r.load.start[0].toFixed(1)} -> ${r.load.end[0].toFixed(1)} on ${r.load.cores} cores` +
       (busy ? ': other processes shared the CPU, so CPU figures are low and noisy' : ''),
   );
-  out.push(`decode: ${r.settings.promptTokens}-token prompt, greedy, KV cache; step = median wall time of one decode step; tok/s = batch x 1000 / step`);
+  out.push(
+    `decode: ${r.settings.promptTokens}-token prompt, greedy, KV cache; step = median wall time of one decode step; tok/s = batch x 1000 / step`,
+  );
   out.push('');
   out.push(
     `${padR('peer', 11)}${padR('variant', 10)}${padR('model', 13)}${padR('weights', 8)}${padR('device', 15)}${pad('thr', 4)}${pad('batch', 6)}` +
@@ -476,7 +535,10 @@ function printTable(r: PeersResult): void {
   if (r.comparisons.length) {
     out.push('');
     out.push('ours / peer (decode tok/s, same model and batch):');
-    for (const c of r.comparisons) out.push(`  ${padR(c.model, 12)} batch ${pad(String(c.batch), 2)}  ${padR(c.ours, 22)} vs ${padR(c.peer, 32)} ${c.ratio.toFixed(2)}x`);
+    for (const c of r.comparisons)
+      out.push(
+        `  ${padR(c.model, 12)} batch ${pad(String(c.batch), 2)}  ${padR(c.ours, 22)} vs ${padR(c.peer, 32)} ${c.ratio.toFixed(2)}x`,
+      );
   }
   if (r.notes.length) {
     out.push('');
@@ -492,7 +554,13 @@ function comparisons(rows: PeerRow[]): PeersResult['comparisons'] {
   for (const o of ok.filter((r) => r.peer === 'ours')) {
     for (const p of ok.filter((r) => r.peer !== 'ours' && r.model === o.model && r.batch === o.batch)) {
       const peer = `${p.peer} ${p.variant} ${p.weights}${p.threads === null ? '' : ` ${p.threads}t`}`;
-      out.push({ model: o.model, batch: o.batch, ours: `${o.variant} ${o.weights} ${o.device}`, peer, ratio: (o.tokPerS as number) / (p.tokPerS as number) });
+      out.push({
+        model: o.model,
+        batch: o.batch,
+        ours: `${o.variant} ${o.weights} ${o.device}`,
+        peer,
+        ratio: (o.tokPerS as number) / (p.tokPerS as number),
+      });
     }
   }
   return out;
@@ -567,7 +635,15 @@ async function main(): Promise<void> {
         // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
         for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
         for (const B of batches) {
-          const key: RowKey = { ...base, peer: 'ours', variant: runner.name, weights: runner.weights ?? 'fp32', device: info.name, threads: null, batch: B };
+          const key: RowKey = {
+            ...base,
+            peer: 'ours',
+            variant: runner.name,
+            weights: runner.weights ?? 'fp32',
+            device: info.name,
+            threads: null,
+            batch: B,
+          };
           const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}`);
           try {
             const t = await runner.decode(promptRows(corpusIds, opt.promptTokens, B), opt.steps, () => bar.tick());
@@ -604,7 +680,14 @@ async function main(): Promise<void> {
           continue;
         }
         try {
-          const t = await llamaCppDecode(llama, file, threads, corpusIds.slice(0, opt.promptTokens), opt.steps, `llama.cpp ${type} ${m.name} ${threads} thread(s)`);
+          const t = await llamaCppDecode(
+            llama,
+            file,
+            threads,
+            corpusIds.slice(0, opt.promptTokens),
+            opt.steps,
+            `llama.cpp ${type} ${m.name} ${threads} thread(s)`,
+          );
           rows.push(okRow(key, t, `${path.relative(process.cwd(), file)}; F32 KV cache, flash attention off`));
         } catch (e) {
           rows.push(failedRow(key, 'error', (e as Error).message));
@@ -620,7 +703,9 @@ async function main(): Promise<void> {
     if (hf.name !== 'hf-peers' || !Array.isArray(hf.rows)) throw new Error(`${opt.hf}: not a scripts/peers/hf_peers.py record`);
     rows.push(...hfRows(hf));
     const adapter = info.facts.adapter?.device ?? info.facts.adapter?.description ?? null;
-    notes.push(`hf: measured by scripts/peers/hf_peers.py on ${hf.machine?.gpu ?? 'an unnamed GPU'}; ours on adapter ${adapter ?? info.name}`);
+    notes.push(
+      `hf: measured by scripts/peers/hf_peers.py on ${hf.machine?.gpu ?? 'an unnamed GPU'}; ours on adapter ${adapter ?? info.name}`,
+    );
   } else if (opt.gpu) {
     notes.push('no --hf file: HF transformers rows absent (run scripts/peers/hf_peers.py on this machine first)');
   }
@@ -629,7 +714,9 @@ async function main(): Promise<void> {
     'ours: per-step wall time of LlamaModel.forward + logits readback + argmax, after a warm-up at each batch; wasm in Node is single-threaded',
   );
   if (opt.llamacpp) {
-    notes.push('llama.cpp: node-llama-cpp, CPU build, greedy, batch 1; step = interval between tokens its evaluate() yields; one warm-up run first');
+    notes.push(
+      'llama.cpp: node-llama-cpp, CPU build, greedy, batch 1; step = interval between tokens its evaluate() yields; one warm-up run first',
+    );
   }
   if (!opt.gpu) notes.push('random presets at batch 1 only with --quick; --full measures them at every batch');
   const loadEnd = os.loadavg();
@@ -652,7 +739,14 @@ async function main(): Promise<void> {
     mode: opt.full ? 'full' : 'quick',
     backend: { name: info.name, reason: info.reason },
     load: { cores: os.cpus().length, start: loadStart, end: loadEnd },
-    settings: { promptTokens: opt.promptTokens, steps: opt.steps, batches: opt.batches, presetBatches: opt.presetBatches, greedy: true, kvCache: 'contiguous fp32 (ours)' },
+    settings: {
+      promptTokens: opt.promptTokens,
+      steps: opt.steps,
+      batches: opt.batches,
+      presetBatches: opt.presetBatches,
+      greedy: true,
+      kvCache: 'contiguous fp32 (ours)',
+    },
     models,
     rows,
     llamacpp: llama ? { nodeLlamaCpp: llamaVersion, cpuMathCores: llama.cpuMathCores, kvCache: 'F32', flashAttention: false } : null,

@@ -193,7 +193,7 @@ export function closeArray(rel = 1e-5, abs = 1e-6): Compare<ArrayLike<number>> {
 export function sameValue<O>(): Compare<O> {
   return (e, g) => {
     const where = firstDifference(e, g, '');
-    return where === null ? null : `first difference at ${where || 'the top level'}.`;
+    return where === null ? null : where ? `first difference at ${where}.` : 'not the expected answer.';
   };
 }
 

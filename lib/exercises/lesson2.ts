@@ -113,7 +113,7 @@ const maxContext = buildExercise<(c: LlamaConfig, budgetBytes: number, bytesPerV
       const c = x.config;
       const exact = x.budgetBytes / (x.batch * kvBytes({ layers: c.numLayers, kvHeads: c.numKvHeads, headDim: c.headDim, bytesPerElement: x.bytesPerValue }));
       if (g === Math.round(exact)) return 'Round down, not to the nearest: a token that does not fit entirely does not fit.';
-      const about = (r: number) => Math.abs(g / (exact * r) - 1) < 2 / Math.max(1, g);
+      const about = (r: number) => g > 0 && Math.abs(g / (exact * r) - 1) < 2 / g;
       if (x.batch > 1 && about(x.batch)) return 'Each of the `batch` sequences has its own cache: the budget is shared between them.';
       if (about(2)) return 'Did you count both K and V? Every token stores a key and a value.';
       if (about(c.numKvHeads / c.numHeads)) return 'Grouped-query attention: the cache holds numKvHeads heads, not numHeads.';

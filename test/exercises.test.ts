@@ -37,7 +37,7 @@ import {
 } from '../lib';
 import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
 import { listSolutions } from '../scripts/lessons/main';
-import { readNotebook } from '../scripts/lessons/render';
+import { exerciseOf, loadMarked, readNotebook, renderCells, solutionCells, type Notebook } from '../scripts/lessons/render';
 import { findPython, setupJupyter } from '../scripts/lessons/setup';
 import { wrong as wrong1 } from './exercises/lesson1';
 import { right as right1 } from './exercises/lesson1.right';
@@ -225,6 +225,49 @@ describe('lessons 1-3: the correct answers pass, each check in a few seconds', (
       expect(performance.now() - t0).toBeLessThan(5000);
     });
   }
+});
+
+// ---- the site: each solution folded under its exercise
+
+describe('rendering exercises with their solutions', () => {
+  it('finds the exercise a cell checks, and folds the solution (with its reasoning) under the lesson cell', async () => {
+    expect(exerciseOf('const v = await check(lesson2.kvBytesPerToken, mine);')).toBe('lesson2.kvBytesPerToken');
+    expect(exerciseOf('const p = checkPrediction(lesson1.predictDoubleBatch, x, y);')).toBe('lesson1.predictDoubleBatch');
+    expect(exerciseOf("import { lesson1, check } from 'inference-lab';")).toBeNull();
+    const verdict = verdictBundle({ id: 'l2.kv-bytes', passed: false, cases: 1, failure: { case: 'c', input: 'i', expected: '8192', got: '0', hint: 'Did you count both K and V?' } });
+    const lesson: Notebook = {
+      nbformat: 4,
+      nbformat_minor: 5,
+      metadata: {},
+      cells: [
+        { cell_type: 'markdown', source: '### Exercise 1 (build it): KV bytes' },
+        { cell_type: 'code', source: 'function mine() { return 0; }\nconst verdict1 = await check(lesson2.kvBytesPerToken, mine);', outputs: [{ output_type: 'display_data', data: verdict }] },
+        { cell_type: 'markdown', source: '### Exercise 2' },
+      ],
+    };
+    const solutions: Notebook = {
+      nbformat: 4,
+      nbformat_minor: 5,
+      metadata: {},
+      cells: [
+        { cell_type: 'markdown', source: '# Solutions' },
+        { cell_type: 'markdown', source: 'K and V, every layer, KV heads only.' },
+        { cell_type: 'code', source: 'function solved() { return 42; }\nconst v = await check(lesson2.kvBytesPerToken, solved);', outputs: [] },
+      ],
+    };
+    expect([...solutionCells(solutions).keys()]).toEqual(['lesson2.kvBytesPerToken']);
+    expect(solutionCells(solutions).get('lesson2.kvBytesPerToken')!.length).toBe(2);
+    await loadMarked();
+    const html = renderCells(lesson, solutions);
+    const fold = html.indexOf('<details class="solution">');
+    expect(fold).toBeGreaterThan(html.indexOf('Did you count both K and V?')); // after the cell's verdict and its hint
+    expect(fold).toBeLessThan(html.indexOf('Exercise 2'));
+    expect(html.slice(fold)).toContain('Show solution');
+    expect(html.slice(fold)).toContain('return 42');
+    expect(html.slice(fold)).toContain('K and V, every layer');
+    expect(html.slice(0, fold)).not.toContain('return 42');
+    expect(renderCells(lesson)).not.toContain('solution');
+  });
 });
 
 // ---- the solution notebooks, executed

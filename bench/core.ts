@@ -36,7 +36,7 @@ import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
-import { useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { GEMV_MAX_ROWS, useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import {
   bytesPerDecodedToken,
   measureBandwidth,
@@ -799,7 +799,9 @@ async function main(): Promise<void> {
   await checkBandwidth(roofs, 'end');
   const roofline = decodes.map((d) => rooflineRow(d.name, d.config, roofs, prompt.length, d.out));
 
-  notes.push(`wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? 'on (steps of one row)' : 'off (XNNPACK matMul)'}`);
+  notes.push(
+    `wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? `on (steps of up to ${GEMV_MAX_ROWS} rows)` : 'off (XNNPACK matMul)'}`,
+  );
   notes.push(
     'measured decode tok/s = (generated - 1) / (e2e - TTFT) from generate(): every step includes forward, logits readback and sampling',
     'roofline: predicted = bandwidth / (weight bytes per token + KV bytes per token x mean context); bandwidth is the best GEMV over a matrix larger than the caches, over every check of the run',

@@ -11,38 +11,73 @@
 // columns of a chunk: 4 rows of W's chunk (4 x 4 KB) stay in L1 while the M rows use them
 const CHUNK: i32 = 1024;
 
-// gemv: x [M, K], w [K, N] f32 -> out [M, N]
+// gemv: x [M, K], w [K, N] f32 -> out [M, N]. Rows go two at a time (each W vector loaded once
+// for both), then the odd one alone.
 export function gemv(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32): void {
   const rowBytes = <usize>N << 2; // of W and of out
   memory.fill(out, 0, <usize>M * rowBytes);
   for (let k = 0; k < K; k += 4) {
     const w0 = w + <usize>k * rowBytes; // W[k, :]
     for (let n0 = 0; n0 < N; n0 += CHUNK) {
+      const start = <usize>n0 << 2;
       const end = <usize>min(n0 + CHUNK, N) << 2;
-      for (let m = 0; m < M; m++) {
-        const xk = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
-        const x0 = f32x4.splat(load<f32>(xk));
-        const x1 = f32x4.splat(load<f32>(xk, 4));
-        const x2 = f32x4.splat(load<f32>(xk, 8));
-        const x3 = f32x4.splat(load<f32>(xk, 12));
-        const o = out + <usize>m * rowBytes; // out[m, :]
-        for (let n = <usize>n0 << 2; n < end; n += 16) {
+      let m = 0;
+      for (; m + 2 <= M; m += 2) {
+        const xa = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
+        const xb = xa + (<usize>K << 2); // x[m + 1, k..k+3]
+        const a0 = f32x4.splat(load<f32>(xa));
+        const a1 = f32x4.splat(load<f32>(xa, 4));
+        const a2 = f32x4.splat(load<f32>(xa, 8));
+        const a3 = f32x4.splat(load<f32>(xa, 12));
+        const b0 = f32x4.splat(load<f32>(xb));
+        const b1 = f32x4.splat(load<f32>(xb, 4));
+        const b2 = f32x4.splat(load<f32>(xb, 8));
+        const b3 = f32x4.splat(load<f32>(xb, 12));
+        const oa = out + <usize>m * rowBytes; // out[m, :]
+        const ob = oa + rowBytes; // out[m + 1, :]
+        for (let n = start; n < end; n += 16) {
           const wn = w0 + n;
-          let acc = f32x4.add(v128.load(o + n), f32x4.mul(x0, v128.load(wn)));
-          acc = f32x4.add(acc, f32x4.mul(x1, v128.load(wn + rowBytes)));
-          acc = f32x4.add(acc, f32x4.mul(x2, v128.load(wn + 2 * rowBytes)));
-          acc = f32x4.add(acc, f32x4.mul(x3, v128.load(wn + 3 * rowBytes)));
-          v128.store(o + n, acc);
+          const r0 = v128.load(wn);
+          const r1 = v128.load(wn + rowBytes);
+          const r2 = v128.load(wn + 2 * rowBytes);
+          const r3 = v128.load(wn + 3 * rowBytes);
+          v128.store(oa + n, madd4(v128.load(oa + n), a0, a1, a2, a3, r0, r1, r2, r3));
+          v128.store(ob + n, madd4(v128.load(ob + n), b0, b1, b2, b3, r0, r1, r2, r3));
+        }
+      }
+      if (m < M) {
+        const xa = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
+        const a0 = f32x4.splat(load<f32>(xa));
+        const a1 = f32x4.splat(load<f32>(xa, 4));
+        const a2 = f32x4.splat(load<f32>(xa, 8));
+        const a3 = f32x4.splat(load<f32>(xa, 12));
+        const oa = out + <usize>m * rowBytes; // out[m, :]
+        for (let n = start; n < end; n += 16) {
+          const wn = w0 + n;
+          const r0 = v128.load(wn);
+          const r1 = v128.load(wn + rowBytes);
+          const r2 = v128.load(wn + 2 * rowBytes);
+          const r3 = v128.load(wn + 3 * rowBytes);
+          v128.store(oa + n, madd4(v128.load(oa + n), a0, a1, a2, a3, r0, r1, r2, r3));
         }
       }
     }
   }
 }
 
+// ((acc + x0 w0) + x1 w1) + x2 w2) + x3 w3, lane by lane
+@inline
+function madd4(acc: v128, x0: v128, x1: v128, x2: v128, x3: v128, w0: v128, w1: v128, w2: v128, w3: v128): v128 {
+  acc = f32x4.add(acc, f32x4.mul(x0, w0));
+  acc = f32x4.add(acc, f32x4.mul(x1, w1));
+  acc = f32x4.add(acc, f32x4.mul(x2, w2));
+  return f32x4.add(acc, f32x4.mul(x3, w3));
+}
+
 // gemvBf16: x [M, K] f32, w [K, N/2] u32 of bf16 pairs -> out [M, N] f32. Within each group of 8
 // columns, u32 lane j (j < 4) holds column j in its low half and column 4 + j in its high half
-// (packBf16Columns in gemv's TypeScript side), so one load widens to two f32x4 of adjacent
-// columns: low halves << 16, high halves & 0xffff0000.
+// (packBf16Columns in wasmGemv.ts), so one load widens to two f32x4 of adjacent columns: low
+// halves << 16, high halves & 0xffff0000. Rows two at a time, as gemv.
 export function gemvBf16(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32): void {
   const rowBytes = <usize>N << 2; // of out
   const wRowBytes = <usize>N << 1; // of W
@@ -51,32 +86,44 @@ export function gemvBf16(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32)
   for (let k = 0; k < K; k += 4) {
     const w0 = w + <usize>k * wRowBytes; // W[k, :]
     for (let n0 = 0; n0 < N; n0 += CHUNK) {
-      const end = <usize>min(n0 + CHUNK, N) << 1; // in W's bytes
-      for (let m = 0; m < M; m++) {
-        const xk = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
-        const x0 = f32x4.splat(load<f32>(xk));
-        const x1 = f32x4.splat(load<f32>(xk, 4));
-        const x2 = f32x4.splat(load<f32>(xk, 8));
-        const x3 = f32x4.splat(load<f32>(xk, 12));
-        const o = out + <usize>m * rowBytes; // out[m, :]
-        for (let n = <usize>n0 << 1; n < end; n += 16) {
-          // 8 columns: out[m, c..c+3] (low halves) and out[m, c+4..c+7] (high halves), c = n / 2
+      const start = <usize>n0 << 1; // in W's bytes
+      const end = <usize>min(n0 + CHUNK, N) << 1;
+      for (let m = 0; m < M; m += 2) {
+        const two = m + 1 < M;
+        const xa = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
+        const xb = two ? xa + (<usize>K << 2) : xa; // x[m + 1, k..k+3] (row m again when M is odd)
+        const a0 = f32x4.splat(load<f32>(xa));
+        const a1 = f32x4.splat(load<f32>(xa, 4));
+        const a2 = f32x4.splat(load<f32>(xa, 8));
+        const a3 = f32x4.splat(load<f32>(xa, 12));
+        const b0 = f32x4.splat(load<f32>(xb));
+        const b1 = f32x4.splat(load<f32>(xb, 4));
+        const b2 = f32x4.splat(load<f32>(xb, 8));
+        const b3 = f32x4.splat(load<f32>(xb, 12));
+        const oa = out + <usize>m * rowBytes; // out[m, :]
+        const ob = two ? oa + rowBytes : oa;
+        for (let n = start; n < end; n += 16) {
+          // 8 columns c..c+7, c = n / 2: out[., c..c+3] from the low halves, out[., c+4..c+7] the high
           const wn = w0 + n;
           const r0 = v128.load(wn);
           const r1 = v128.load(wn + wRowBytes);
           const r2 = v128.load(wn + 2 * wRowBytes);
           const r3 = v128.load(wn + 3 * wRowBytes);
-          const oLo = o + (n << 1);
-          let lo = f32x4.add(v128.load(oLo), f32x4.mul(x0, i32x4.shl(r0, 16)));
-          lo = f32x4.add(lo, f32x4.mul(x1, i32x4.shl(r1, 16)));
-          lo = f32x4.add(lo, f32x4.mul(x2, i32x4.shl(r2, 16)));
-          lo = f32x4.add(lo, f32x4.mul(x3, i32x4.shl(r3, 16)));
-          v128.store(oLo, lo);
-          let hi = f32x4.add(v128.load(oLo, 16), f32x4.mul(x0, v128.and(r0, high)));
-          hi = f32x4.add(hi, f32x4.mul(x1, v128.and(r1, high)));
-          hi = f32x4.add(hi, f32x4.mul(x2, v128.and(r2, high)));
-          hi = f32x4.add(hi, f32x4.mul(x3, v128.and(r3, high)));
-          v128.store(oLo, hi, 16);
+          const l0 = i32x4.shl(r0, 16);
+          const l1 = i32x4.shl(r1, 16);
+          const l2 = i32x4.shl(r2, 16);
+          const l3 = i32x4.shl(r3, 16);
+          const h0 = v128.and(r0, high);
+          const h1 = v128.and(r1, high);
+          const h2 = v128.and(r2, high);
+          const h3 = v128.and(r3, high);
+          const c = n << 1; // out's byte offset of column c
+          if (two) {
+            v128.store(ob + c, madd4(v128.load(ob + c), b0, b1, b2, b3, l0, l1, l2, l3));
+            v128.store(ob + c, madd4(v128.load(ob + c, 16), b0, b1, b2, b3, h0, h1, h2, h3), 16);
+          }
+          v128.store(oa + c, madd4(v128.load(oa + c), a0, a1, a2, a3, l0, l1, l2, l3));
+          v128.store(oa + c, madd4(v128.load(oa + c, 16), a0, a1, a2, a3, h0, h1, h2, h3), 16);
         }
       }
     }

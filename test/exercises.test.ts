@@ -36,7 +36,7 @@ import {
   type MimeBundle,
 } from '../lib';
 import { executeNotebook, type ExecResult } from '../scripts/lessons/execute';
-import { listSolutions } from '../scripts/lessons/main';
+import { listNotebooks, listSolutions } from '../scripts/lessons/main';
 import { exerciseOf, loadMarked, readNotebook, renderCells, solutionCells, type Notebook } from '../scripts/lessons/render';
 import { findPython, setupJupyter } from '../scripts/lessons/setup';
 import { wrong as wrong1 } from './exercises/lesson1';
@@ -223,6 +223,21 @@ describe('lessons 1-3: the correct answers pass, each check in a few seconds', (
       expect(v.failure, JSON.stringify(v.failure)).toBeUndefined();
       expect(v.passed).toBe(true);
       expect(performance.now() - t0).toBeLessThan(5000);
+    });
+  }
+});
+
+describe('lessons 1-3 pose every exercise of their lesson', () => {
+  for (const [n, obj] of [[1, lesson1], [2, lesson2], [3, lesson3]] as const) {
+    it(`lesson ${n}: a cell checks each exercise, in order, without throwing, and the section ends with the progress table`, () => {
+      const file = listNotebooks().find((f) => path.basename(f).startsWith(`0${n}-`))!;
+      const cells = readNotebook(file).cells.filter((c) => c.cell_type === 'code').map((c) => (Array.isArray(c.source) ? c.source.join('') : c.source));
+      const checked = cells.map(exerciseOf).filter((x): x is string => x !== null);
+      expect(checked).toEqual(Object.keys(obj).map((k) => `lesson${n}.${k}`));
+      for (const src of cells.filter((c) => exerciseOf(c))) expect(src).not.toMatch(/throw new Error\('not implemented/);
+      expect(cells.some((c) => c.includes(`showProgress(${n})`))).toBe(true);
+      const sol = listSolutions().find((f) => path.basename(f) === path.basename(file));
+      expect(sol, `notebooks/solutions/${path.basename(file)}`).toBeDefined();
     });
   }
 });

@@ -319,7 +319,14 @@ const expectedTokens: BuildExercise<(alpha: number, gamma: number) => number> = 
       call: (f, [alpha, gamma]) => (f as (a: number, g: number) => number)(alpha, gamma),
       compare: closeNumber(1e-9),
       describe: ([alpha, gamma]) => `alpha = ${alpha}, gamma = ${gamma}`,
-      hint: 'A step emits its kept drafts plus one token of the target\'s own (the correction or the bonus): sum over k = 0..gamma of alpha^k. At alpha = 1 that is gamma + 1.',
+      hint: ([alpha, gamma], e, g) => {
+        const close = (x: number) => typeof g === 'number' && Math.abs(g - x) <= 1e-9 * Math.max(1, Math.abs(x));
+        const general = 'A step emits its kept drafts plus one token of the target\'s own (the correction or the bonus): sum over k = 0..gamma of alpha^k.';
+        if (close(e - 1)) return `That is the kept drafts only: add the target's own token. ${general}`;
+        if (alpha < 1 && close((1 - alpha ** gamma) / (1 - alpha))) return `One term short: gamma drafts give gamma + 1 terms (k = 0..gamma). ${general}`;
+        if (alpha === 1) return `At alpha = 1 the closed form is 0/0; every draft is kept, so the step emits gamma + 1 tokens. ${general}`;
+        return general;
+      },
     }),
 };
 
@@ -337,9 +344,25 @@ const lookup: BuildExercise<(context: number[], gamma: number, maxNgram: number)
       call: (f, [context, gamma, maxNgram]) => (f as (c: number[], g: number, m: number) => number[])(context, gamma, maxNgram),
       compare: (e, g) => (Array.isArray(g) ? sameValue<number[]>()(e, g) : `expected an array of token ids, got ${typeof g}.`),
       describe: ([context, gamma, maxNgram]) => `context = ${short(context, 40)}, gamma = ${gamma}, maxNgram = ${maxNgram}`,
-      hint:
-        'For n = maxNgram down to 1 (and n < context length): take the last n tokens as the pattern, search earlier start positions from the most recent ' +
-        'backwards (the pattern itself, at the very end, does not count), and at the first match return up to gamma tokens that follow it. [] if no n matches.',
+      hint: ([context, gamma, maxNgram], _e, g) => {
+        const general =
+          'For n = maxNgram down to 1 (and n < context length): take the last n tokens as the pattern, search earlier start positions from the most recent ' +
+          'backwards (the pattern itself, at the very end, does not count), and at the first match return up to gamma tokens that follow it. [] if no n matches.';
+        const same = (x: number[]) => sameValue<number[]>()(x, g) === null;
+        const L = context.length;
+        const earliest = (() => {
+          for (let n = Math.min(maxNgram, L - 1); n >= 1; n--) {
+            for (let j = 0; j <= L - n - 1; j++) if (context.slice(j, j + n).every((t, k) => t === context[L - n + k])) return context.slice(j + n, j + n + gamma);
+          }
+          return [];
+        })();
+        if (same(earliest)) return `You took the earliest occurrence: the most recent earlier one wins (it is likelier to continue the same way). ${general}`;
+        const n0 = Math.min(maxNgram, L - 1);
+        if (n0 >= 1 && promptLookup(context, gamma, { maxNgram: n0, minNgram: n0 }).length === 0 && Array.isArray(g) && g.length === 0) {
+          return `No ${n0}-gram matched, but a shorter one does: back off to shorter n-grams. ${general}`;
+        }
+        return general;
+      },
     }),
 };
 
@@ -363,7 +386,13 @@ const greedyAccept: BuildExercise<(targetTokens: number[], drafted: number[]) =>
       },
       compare: sameValue(),
       describe: ([targetTokens, drafted]) => `targetTokens = ${short(targetTokens)}, drafted = ${short(drafted)}`,
-      hint: 'Keep drafts while each equals the target\'s token at its position; then emit the target\'s token at the first position that differs, or targetTokens[gamma] (the bonus) when all were kept.',
+      hint: ([targetTokens, drafted], e, g) => {
+        const general = 'Keep drafts while each equals the target\'s token at its position; then emit the target\'s token at the first position that differs, or targetTokens[gamma] (the bonus) when all were kept.';
+        if (g.accepted === e.accepted && e.accepted < drafted.length && g.token === drafted[e.accepted]) return `You emitted the rejected draft: the step adds the target's token there. ${general}`;
+        if (g.accepted === e.accepted && g.token === targetTokens[e.accepted + 1]) return `Off by one: the target's token at the first mismatch is targetTokens[accepted]. ${general}`;
+        if (g.accepted > e.accepted) return `Only a prefix counts: drafts after the first mismatch were never verified against the right context. ${general}`;
+        return general;
+      },
     }),
 };
 

@@ -419,7 +419,14 @@ const liveShare: BuildExercise<(lengths: number[], blockSize: number) => number>
       call: (f, [lengths, bs]) => (f as (l: number[], b: number) => number)(lengths, bs),
       compare: closeNumber(1e-9),
       describe: ([lengths, bs]) => `lengths = ${short(lengths, 12)}, blockSize = ${bs}`,
-      hint: 'A sequence of n tokens holds ceil(n / blockSize) blocks; the share is all tokens over all slots of those blocks (blocks x blockSize), summed over sequences before dividing.',
+      hint: ([lengths, bs], e, g) => {
+        const general = 'A sequence of n tokens holds ceil(n / blockSize) blocks; the share is all tokens over all slots of those blocks (blocks x blockSize), summed over sequences before dividing.';
+        const close = (x: number) => typeof g === 'number' && Math.abs(g - x) <= 1e-9 * Math.max(1, Math.abs(x));
+        if (bs > 1 && close(e * bs)) return `Tokens per block, not per slot: a block has blockSize slots. ${general}`;
+        if (close(lengths.reduce((a, n) => a + n / (Math.ceil(n / bs) * bs), 0) / lengths.length)) return `That is the mean of per-sequence shares: a long sequence reserves more memory and must weigh more. ${general}`;
+        if (typeof g === 'number' && g > 1) return `A share cannot exceed 1: a partly filled last block still takes a whole block (ceil, not floor). ${general}`;
+        return general;
+      },
     }),
 };
 

@@ -13,6 +13,7 @@ import { ContiguousKVCache } from '../kv/contiguous';
 import { resolveLlamaConfig, type LlamaConfig } from '../model/config';
 import type { LlamaModel } from '../model/llama';
 import { bestGamma } from '../spec/adaptive';
+import { expectedTokensPerStep } from '../spec/stats';
 import { closeNumber, runCases, sameValue, short, type BuildExercise, type Case, type Exercise, type PredictExercise } from './check';
 
 // ---- 1. KV bytes of a request at its peak
@@ -189,9 +190,21 @@ const requestKvBytes: BuildExercise<(config: LlamaConfig, bytesPerValue: number,
       describe: (c) =>
         `${c.name}: ${c.config.numLayers} layers, ${c.config.numHeads} heads / ${c.config.numKvHeads} KV heads of ${c.config.headDim}, ${c.bytesPerValue} bytes per value; ` +
         `${c.promptTokens} prompt + ${c.outputTokens} output tokens, blocks of ${c.blockSize}`,
-      hint:
-        'Per token the cache stores a key and a value per layer and per KV head (numKvHeads, not numHeads: grouped-query attention). At the end the newest token has been sampled ' +
-        'but never fed, so prompt + output - 1 tokens are stored, in whole blocks.',
+      hint: (c, e, g) => {
+        const general =
+          'Per token the cache stores a key and a value per layer and per KV head (numKvHeads, not numHeads: grouped-query attention). At the end the newest token has been sampled ' +
+          'but never fed, so prompt + output - 1 tokens are stored, in whole blocks.';
+        if (typeof g !== 'number' || e === 0) return general;
+        const ratio = g / e;
+        const near = (x: number) => Math.abs(ratio - x) < 1e-9;
+        const perToken = 2 * c.config.numLayers * c.config.numKvHeads * c.config.headDim * c.bytesPerValue;
+        const stored = c.promptTokens + c.outputTokens - 1;
+        if (c.config.numHeads !== c.config.numKvHeads && near(c.config.numHeads / c.config.numKvHeads)) return `You counted query heads: only the KV heads are cached. ${general}`;
+        if (near(0.5)) return `Half of it: both the key and the value are stored. ${general}`;
+        if (Math.abs(g - Math.ceil((stored + 1) / c.blockSize) * c.blockSize * perToken) < 1e-6 && ratio > 1) return `One token too many: the newest token has no keys and values yet. ${general}`;
+        if (Math.abs(g - stored * perToken) < 1e-6 || Math.abs(g - (stored + 1) * perToken) < 1e-6) return `Exact tokens: the engine holds whole blocks. ${general}`;
+        return general;
+      },
     }),
 };
 
@@ -210,10 +223,26 @@ const stepMs: BuildExercise<(hw: Hardware, sizes: StepSizes, step: StepCostInput
       call: (f, c) => (f as (h: Hardware, s: StepSizes, st: StepCostInput) => number)(c.hw, sizesOf(c), c.step),
       compare: closeNumber(1e-9),
       describe: describeStep,
-      hint:
-        'A step takes the longer of its compute time, FLOPs / (peak x computeEfficiency), and its memory time, bytes / (bandwidth x bandwidthEfficiency), plus the fixed overhead. ' +
-        'FLOPs: 2 per parameter per token, plus attentionFlopsPerKey per token per key it attends to (context / seqs on average). ' +
-        'Bytes: the weights once, plus the KV of every context and new token. Watch the units (TFLOP/s, TB/s, ms); an empty step costs 0.',
+      hint: (c, e, g) => {
+        const general =
+          'A step takes the longer of its compute time, FLOPs / (peak x computeEfficiency), and its memory time, bytes / (bandwidth x bandwidthEfficiency), plus the fixed overhead. ' +
+          'FLOPs: 2 per parameter per token, plus attentionFlopsPerKey per token per key it attends to (context / seqs on average). ' +
+          'Bytes: the weights once, plus the KV of every context and new token. Watch the units (TFLOP/s, TB/s, ms); an empty step costs 0.';
+        if (typeof g !== 'number' || c.step.numScheduledTokens <= 0) return general;
+        const z = sizesOf(c);
+        const s = c.step;
+        const flops = 2 * z.paramsPerToken * s.numScheduledTokens + z.attentionFlopsPerKey * s.numScheduledTokens * (s.numContextTokens / Math.max(1, s.numSeqs));
+        const kv = (s.numContextTokens + s.numScheduledTokens) * z.kvBytesPerToken;
+        const compute = (eff: number) => (flops / (c.hw.peakTflops * 1e12 * eff)) * 1e3;
+        const memory = (eff: number, withKv = true) => ((z.weightBytes + (withKv ? kv : 0)) / (c.hw.bandwidthTBps * 1e12 * eff)) * 1e3;
+        const near = (x: number) => Math.abs(g - x) <= 1e-9 * Math.max(1, Math.abs(x));
+        const o = c.hw.stepOverheadMs;
+        if (near(compute(c.hw.computeEfficiency) + memory(c.hw.bandwidthEfficiency) + o)) return `You added compute and memory time: they overlap, the step takes the longer one. ${general}`;
+        if (near(Math.max(compute(1), memory(1)) + o)) return `Real kernels reach only part of the peaks: divide by peak x efficiency. ${general}`;
+        if (near(Math.max(compute(c.hw.computeEfficiency), memory(c.hw.bandwidthEfficiency, false)) + o)) return `The step also reads the KV cache of every context token (and writes the new ones). ${general}`;
+        if (near(e - o)) return `Add the fixed overhead per step (stepOverheadMs). ${general}`;
+        return general;
+      },
     }),
 };
 
@@ -231,9 +260,17 @@ const pickGamma: BuildExercise<(alpha: number, c: number, verifyCost: (gamma: nu
       call: (f, g) => (f as (a: number, c: number, v: (k: number) => number, m: number) => number)(g.alpha, g.c, (k) => g.verify[k], g.maxGamma),
       compare: sameValue<number>(),
       describe: (g) => `alpha = ${g.alpha}, c = ${g.c}, maxGamma = ${g.maxGamma}, verifyCost(0..${g.maxGamma}) = ${short(g.verify.map((v) => Number(v.toFixed(4))), 12)}`,
-      hint:
-        'Try gamma = 1..maxGamma; the speedup of gamma is (tokens emitted per step) / (gamma c + verifyCost(gamma)), with lesson 4\'s expected tokens per step. ' +
-        'Keep the first gamma that is strictly best (ties go to the smaller gamma).',
+      hint: (c, e, g) => {
+        const general =
+          "Try gamma = 1..maxGamma; the speedup of gamma is (tokens emitted per step) / (gamma c + verifyCost(gamma)), with lesson 4's expected tokens per step. " +
+          'Keep the first gamma that is strictly best (ties go to the smaller gamma).';
+        if (typeof g !== 'number' || !Number.isInteger(g) || g < 1 || g > c.maxGamma) return `Return a gamma between 1 and maxGamma. ${general}`;
+        const value = (k: number) => expectedTokensPerStep(c.alpha, k) / (k * c.c + c.verify[k]);
+        if (Math.abs(value(g) - value(e)) <= 1e-12) return `A tie: keep the smaller gamma (fewer drafts wasted for the same speedup). ${general}`;
+        if (g === bestGamma(c.alpha, c.c, 1, c.maxGamma)) return `You priced the verify pass at one step: use verifyCost(gamma). ${general}`;
+        if (g === c.maxGamma && e < g) return `Longer drafts only pay while their extra tokens outweigh their cost: the draft steps and this verify pass. ${general}`;
+        return general;
+      },
     }),
 };
 

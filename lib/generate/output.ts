@@ -67,7 +67,7 @@ export interface OutputRecorderOptions {
   params: Pick<SamplingParams, 'maxTokens' | 'stopTokenIds' | 'stopStrings' | 'includeStopStrInOutput' | 'ignoreEos' | 'logprobs'>;
   eosTokenIds: readonly number[];
   /** decodes the text as tokens arrive; without it the text stays '' */
-  tokenizer?: Pick<Tokenizer, 'decode'>;
+  tokenizer?: Pick<Tokenizer, 'decode' | 'tokenBytes'>;
   /** the longest the sequence may get (prompt + output: the context); it ends with 'length' there */
   maxLength?: number;
   /** copied into every event: the prompt's place in the batch, or the completion's index */

@@ -23,6 +23,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   tokenToId(token: string): number | undefined;
   idToToken(id: number): string | undefined;
+  /**
+   * The bytes a token stands for, when decoding is byte concatenation (byte-level BPE, as GPT-2
+   * and Llama 3): lets a streaming decoder cost one lookup per token. Absent otherwise.
+   */
+  tokenBytes?(id: number): Uint8Array;
 }
 
 function readJson(file: string): Record<string, unknown> | null {
@@ -74,5 +79,41 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     vocabSize: tok.get_vocab(true).size,
     tokenToId: (t) => tok.token_to_id(t),
     idToToken: (id) => tok.id_to_token(id),
+    ...(byteLevelDecoder(tokenizerJson) ? { tokenBytes: tokenBytesTable(tok) } : {}),
+  };
+}
+
+// decoding is byte concatenation when the decoder is ByteLevel alone
+function byteLevelDecoder(json: Record<string, unknown>): boolean {
+  const decoder = json.decoder as { type?: unknown } | null | undefined;
+  return decoder?.type === 'ByteLevel';
+}
+
+// GPT-2's printable stand-ins for bytes: printable latin-1 maps to itself, the other bytes to
+// code points from 256 up, in byte order
+function unicodeToBytes(): Map<string, number> {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = new Map<string, number>();
+  let next = 256;
+  for (let b = 0; b < 256; b++) map.set(String.fromCodePoint(printable(b) ? b : next++), b);
+  return map;
+}
+
+// a token's bytes, computed on first use: its stand-in characters mapped back (added tokens
+// such as <|endoftext|> are their text in UTF-8, as the decoder writes them)
+function tokenBytesTable(tok: HFTokenizer): (id: number) => Uint8Array {
+  const toByte = unicodeToBytes();
+  const added = new Set(((tok as unknown as { added_tokens?: { id: number }[] }).added_tokens ?? []).map((t) => t.id));
+  const cache = new Map<number, Uint8Array>();
+  return (id) => {
+    let bytes = cache.get(id);
+    if (bytes === undefined) {
+      const token = tok.id_to_token(id);
+      if (token === undefined) throw new Error(`token id ${id} is not in the vocabulary`);
+      const chars = [...token];
+      bytes = added.has(id) || chars.some((c) => !toByte.has(c)) ? new TextEncoder().encode(token) : Uint8Array.from(chars, (c) => toByte.get(c)!);
+      cache.set(id, bytes);
+    }
+    return bytes;
   };
 }

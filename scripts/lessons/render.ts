@@ -254,14 +254,14 @@ export function exerciseOf(src: string): string | null {
 
 /**
  * A solution notebook's cells per exercise: each code cell that checks an exercise, with the
- * markdown cells right before it (the reasoning).
+ * markdown cells right before it (the reasoning; headings left out).
  */
 export function solutionCells(nb: Notebook): Map<string, NotebookCell[]> {
   const out = new Map<string, NotebookCell[]>();
   let notes: NotebookCell[] = [];
   for (const c of nb.cells) {
     if (c.cell_type === 'markdown') {
-      notes = /^#\s/.test(text(c.source).trim()) ? [] : [...notes, c];
+      notes = /^#{1,6}\s/.test(text(c.source).trim()) ? [] : [...notes, c]; // a heading starts over: the lesson shows its own
       continue;
     }
     const id = c.cell_type === 'code' ? exerciseOf(text(c.source)) : null;
@@ -332,7 +332,7 @@ caption { caption-side: top; text-align:left; color: var(--muted); font-size:.85
 .il-check { padding: .3rem .6rem; border-radius: 4px; margin: .3rem 0; white-space: pre-wrap; }
 .il-check.il-pass { background: #e9f6ec; color: #1b5e20; } .il-check.il-fail { background: #fdecea; color: #8a1c12; }
 .il-check.il-todo { background: #f4f4f4; color: var(--muted); }
-.il-check table { margin-top: .3rem; } .il-check th { text-align: left; }
+.il-check table { margin-top: .3rem; } .il-check th, .il-check td { text-align: left; }
 details.solution { margin: -.6rem 0 1.4rem; padding: .2rem .8rem; border: 1px dashed var(--line); border-radius: 4px; }
 details.solution summary { cursor: pointer; color: var(--accent); font-weight: 600; }
 details.solution[open] summary { margin-bottom: .4rem; }

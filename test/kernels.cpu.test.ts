@@ -9,7 +9,10 @@ import { wasmPV, wasmQKT, wasmAttentionAvailable } from '../lib/model/kernels/wa
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
 import { packBf16Columns, wasmGemv, wasmGemvAvailable } from '../lib/model/kernels/wasmGemv';
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
+import { ContiguousKVCache } from '../lib/kv/contiguous';
+import { NoKVCache } from '../lib/kv/none';
 import { ropeInvFreq, ropeTables } from '../lib/model/llama';
+import { loadModel } from '../lib/model/load';
 import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
 
 beforeAll(async () => {
@@ -162,4 +165,33 @@ describe('decode GEMV = tf.matMul', () => {
     expect(lo).toEqual([1, 2, 3, 4, 9, 10, 11, 12]);
     expect(hi).toEqual([5, 6, 7, 8, 13, 14, 15, 16]);
   });
+});
+
+describe("cpuWeights 'bf16'", () => {
+  it('decodes through the packed GEMV as the plain path over the rounded weights does, and frees all', async () => {
+    const start = tf.memory().numTensors;
+    const f32 = await loadModel('data/models/draft');
+    const bf16 = await loadModel('data/models/draft', { cpuWeights: 'bf16' });
+    expect(bf16.weights.layers[0].packed).toBeDefined();
+    const prompt = [5, 17, 99, 3, 250, 7];
+    const next = [11, 12, 13];
+    // cached decode: one row per step, the bf16 GEMV; naive: the whole prefix (> GEMV_MAX_ROWS rows), XNNPACK
+    const cache = new ContiguousKVCache(bf16.kvShape, 1);
+    bf16.forward([prompt], cache).dispose();
+    for (let i = 0; i < next.length; i++) {
+      const decoded = bf16.forward([[next[i]]], cache);
+      const naive = bf16.forward([[...prompt, ...next.slice(0, i + 1)]], new NoKVCache(bf16.kvShape, 1));
+      const exact = f32.forward([[...prompt, ...next.slice(0, i + 1)]], new NoKVCache(f32.kvShape, 1));
+      expect(maxDiff(decoded, naive), `step ${i}: packed GEMV vs rounded weights`).toBeLessThan(1e-4);
+      // bf16 rounding moves the logits, a little
+      const moved = maxDiff(decoded, exact);
+      expect(moved).toBeGreaterThan(0);
+      expect(moved).toBeLessThan(0.5);
+      tf.dispose([decoded, naive, exact]);
+    }
+    cache.dispose();
+    f32.dispose();
+    bf16.dispose();
+    expect(tf.memory().numTensors).toBe(start);
+  }, 60_000);
 });

@@ -11,7 +11,7 @@ import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } fr
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
-import { GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
 
@@ -438,11 +438,12 @@ export class LlamaModel {
 }
 
 // x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading the
-// bf16 pairs when the model has them), larger steps (prefill) to tf.matMul (XNNPACK on wasm)
+// bf16 pairs, when the model has them, for 1-2 rows), larger steps (prefill) to tf.matMul (XNNPACK)
 function project(x: tf.Tensor2D, W: tf.Tensor2D, packed?: tf.Tensor2D): tf.Tensor2D {
   const [K, N] = W.shape;
-  if (x.shape[0] <= GEMV_MAX_ROWS && wasmGemvAvailable(K, N)) return wasmGemv(x, packed ?? W);
-  return tf.matMul(x, W);
+  const rows = x.shape[0];
+  if (rows > GEMV_MAX_ROWS || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
+  return wasmGemv(x, packed && rows <= GEMV_BF16_MAX_ROWS ? packed : W);
 }
 
 // silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]

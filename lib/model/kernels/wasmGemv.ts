@@ -14,6 +14,8 @@ import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
 
 /** Rows up to which llama.ts sends a matmul to the GEMV: at 1-2 rows it beat XNNPACK (by 1.2-3x on this 2-core machine, loaded), at 4-8 it ran even. */
 export const GEMV_MAX_ROWS = 8;
+/** Rows up to which the bf16 GEMV runs: from 4 rows on, widening costs more than the bytes it saves (measured ~1.5x slower at 8). */
+export const GEMV_BF16_MAX_ROWS = 2;
 
 const GEMV = 'InferenceLabGemv';
 let enabled = true;

@@ -11,7 +11,8 @@ import { packBf16Columns, wasmGemv, wasmGemvAvailable } from '../lib/model/kerne
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
-import { ropeInvFreq, ropeTables } from '../lib/model/llama';
+import { CpuThreadPool } from '../lib/model/kernels/threads';
+import { ropeInvFreq, ropeTables, type LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
 
@@ -36,9 +37,9 @@ const size = (lo: number, hi: number, of = 1) => {
 
 describe('the generated kernels module', () => {
   it('is what the AssemblyScript sources compile to (run `npm run kernels` if not)', () => {
-    const fresh = generatedSource(compileKernels(), ascVersion());
+    const fresh = generatedSource(compileKernels(), compileKernels(process.cwd(), true), ascVersion());
     expect(fs.readFileSync(GENERATED_FILE, 'utf8') === fresh).toBe(true);
-  }, 60_000);
+  }, 180_000);
 });
 
 describe('attention kernels = tf.matMul', () => {
@@ -193,5 +194,63 @@ describe("cpuWeights 'bf16'", () => {
     f32.dispose();
     bf16.dispose();
     expect(tf.memory().numTensors).toBe(start);
+  }, 60_000);
+});
+
+describe('the GEMV over worker threads (shared memory)', () => {
+  it('splits by columns and equals the one-thread GEMV, f32 and bf16', () => {
+    const pool = new CpuThreadPool(3);
+    try {
+      for (let i = 0; i < 4; i++) {
+        const [M, K, N] = [size(1, 5), size(4, 200, 4), size(8, 1000, 8)];
+        tf.tidy(() => {
+          const x = rand([M, K]) as tf.Tensor2D;
+          const w = rand([K, N]) as tf.Tensor2D;
+          const values = w.dataSync() as Float32Array;
+          const packedValues = packBf16Columns(values, K, N);
+          const packed = tf.tensor2d(packedValues, [K, N / 2], 'int32');
+          const xs = x.dataSync() as Float32Array;
+          const shape = `M=${M} K=${K} N=${N}`;
+          const f32 = pool.gemv(
+            xs,
+            M,
+            pool.matrix(w, () => values, K, N, false),
+          );
+          const bf16 = pool.gemv(
+            xs,
+            M,
+            pool.matrix(packed, () => packedValues, K, N, true),
+          );
+          expect(maxDiff(tf.tensor2d(f32, [M, N]), wasmGemv(x, w)), `f32 ${shape}`).toBe(0);
+          expect(maxDiff(tf.tensor2d(bf16, [M, N]), wasmGemv(x, packed)), `bf16 ${shape}`).toBe(0);
+        });
+      }
+    } finally {
+      pool.dispose();
+    }
+  });
+
+  it('a model with cpuThreads 2 decodes the same logits as with one', async () => {
+    const one = await loadModel('data/models/draft');
+    const two = await loadModel('data/models/draft', { cpuThreads: 2 });
+    const run = async (m: LlamaModel) => {
+      const cache = new ContiguousKVCache(m.kvShape, 2);
+      m.forward(
+        [
+          [5, 17, 99],
+          [3, 250],
+        ],
+        cache,
+      ).dispose();
+      const out = m.forward([[11], [12]], cache);
+      const data = await out.data();
+      out.dispose();
+      cache.dispose();
+      return data;
+    };
+    const [a, b] = [await run(one), await run(two)];
+    expect(Array.from(b)).toEqual(Array.from(a));
+    one.dispose();
+    two.dispose();
   }, 60_000);
 });

@@ -12,6 +12,7 @@ import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
 import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import type { CpuThreadPool } from './kernels/threads';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
 
@@ -53,6 +54,9 @@ export type CpuWeightFormat = 'f32' | 'bf16';
 export interface ModelOptions {
   /** default 'f32' */
   cpuWeights?: CpuWeightFormat;
+  /** wasm: run the decode GEMVs on this pool's threads (loadModel's `cpuThreads` makes one); the
+   * model disposes it with itself */
+  threadPool?: CpuThreadPool;
 }
 
 /** All weights of a model. */
@@ -159,8 +163,11 @@ export class LlamaModel {
   /** rotate_half as a matrix [D, D] */
   private readonly rotate: tf.Tensor2D;
 
-  constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama') {
+  private readonly pool: CpuThreadPool | null;
+
+  constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama', pool: CpuThreadPool | null = null) {
     this.config = config;
+    this.pool = pool;
     this.weights = weights;
     this.name = name;
     this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
@@ -245,7 +252,12 @@ export class LlamaModel {
         head = bf16(keep(transposed(LM_HEAD_NAME, V, Dm)));
       }
       const finalNorm = keep(tf.tensor1d(read(FINAL_NORM_NAME, [Dm])));
-      return new LlamaModel(config, { embed, layers, finalNorm, lmHead: head.w, lmHeadPacked: head.packed }, name);
+      return new LlamaModel(
+        config,
+        { embed, layers, finalNorm, lmHead: head.w, lmHeadPacked: head.packed },
+        name,
+        options.threadPool ?? null,
+      );
     } catch (e) {
       for (const t of created) t.dispose();
       throw e;
@@ -359,7 +371,7 @@ export class LlamaModel {
       // ---- logits only where asked (h is the final norm's output)
       let last = h;
       if (n < T) last = tf.reshape(tf.slice(tf.reshape(h, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
-      const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked); // [B*n, V]
+      const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked, this.pool); // [B*n, V]
       return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
     });
   }
@@ -378,7 +390,7 @@ export class LlamaModel {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const { B, T } = s;
     // ---- attention
-    const qkv = project(h, L.wqkv, L.packed?.wqkv); // [N, (H+2Hkv)*D]
+    const qkv = project(h, L.wqkv, L.packed?.wqkv, this.pool); // [N, (H+2Hkv)*D]
     const [q, kNew, vNew] = s.fused
       ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
       : ropeSplit(tf.reshape(qkv, [B * T, H + 2 * Hkv, D]), s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
@@ -387,11 +399,11 @@ export class LlamaModel {
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
     const att = attention(q, k, v, ls, B, T); // [N, H*D]
     if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);
-    const [x1, h2] = this.addNorm(x, project(att, L.wo, L.packed?.wo), L.mlpNorm, s.fused);
+    const [x1, h2] = this.addNorm(x, project(att, L.wo, L.packed?.wo, this.pool), L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
-    const gateUp = project(h2, L.wGateUp, L.packed?.wGateUp); // [N, 2F]
+    const gateUp = project(h2, L.wGateUp, L.packed?.wGateUp, this.pool); // [N, 2F]
     const act = s.fused ? wasmSiluMul(gateUp) : siluMul(gateUp); // [N, F]
-    return this.addNorm(x1, project(act, L.wDown, L.packed?.wDown), nextNorm, s.fused); // [N, Dm] each
+    return this.addNorm(x1, project(act, L.wDown, L.packed?.wDown, this.pool), nextNorm, s.fused); // [N, Dm] each
   }
 
   /** Free every weight tensor. */
@@ -400,6 +412,7 @@ export class LlamaModel {
     this.eps.dispose();
     this.meanVec.dispose();
     this.rotate.dispose();
+    this.pool?.dispose();
   }
 
   private weightTensors(): tf.Tensor[] {
@@ -438,12 +451,16 @@ export class LlamaModel {
 }
 
 // x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading the
-// bf16 pairs, when the model has them, for 1-2 rows), larger steps (prefill) to tf.matMul (XNNPACK)
-function project(x: tf.Tensor2D, W: tf.Tensor2D, packed?: tf.Tensor2D): tf.Tensor2D {
+// bf16 pairs, when the model has them, for 1-2 rows), larger steps (prefill) to tf.matMul (XNNPACK);
+// with a thread pool, the GEMV runs split across its threads
+function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined, pool: CpuThreadPool | null): tf.Tensor2D {
   const [K, N] = W.shape;
   const rows = x.shape[0];
   if (rows > GEMV_MAX_ROWS || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
-  return wasmGemv(x, packed && rows <= GEMV_BF16_MAX_ROWS ? packed : W);
+  const w = packed && rows <= GEMV_BF16_MAX_ROWS ? packed : W;
+  if (!pool) return wasmGemv(x, w);
+  const shared = pool.matrix(w, () => w.dataSync() as Float32Array | Int32Array, K, N, w === packed);
+  return tf.tensor2d(pool.gemv(x.dataSync() as Float32Array, rows, shared), [rows, N]);
 }
 
 // silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]

@@ -5,7 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { configFromHF, type LlamaConfig } from './config';
-import { LlamaModel, type CpuWeightFormat } from './llama';
+import { LlamaModel, type CpuWeightFormat, type ModelOptions } from './llama';
+import { CpuThreadPool } from './kernels/threads';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
 import { SafetensorsCheckpoint } from '../formats/safetensors';
 import type { WeightSource } from './weights';
@@ -18,6 +19,14 @@ export interface LoadModelOptions {
   std?: number;
   /** how the weights are held on CPU (LlamaModel's ModelOptions): default 'f32' */
   cpuWeights?: CpuWeightFormat;
+  /** wasm in Node: threads for the decode GEMV (worker_threads over shared memory); default 1 */
+  cpuThreads?: number;
+}
+
+// the model's options from loadModel's
+function modelOptions(options: LoadModelOptions): ModelOptions {
+  const threads = options.cpuThreads ?? 1;
+  return { cpuWeights: options.cpuWeights, threadPool: threads > 1 ? new CpuThreadPool(threads) : undefined };
 }
 
 /** Read an HF directory's config.json. */
@@ -48,7 +57,7 @@ export function checkpointWeights(dir: string): WeightSource {
 export function modelFromPreset(preset: Preset, options: LoadModelOptions = {}): LlamaModel {
   const seed = options.seed ?? preset.init.seed;
   const std = options.std ?? preset.init.std;
-  return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name, { cpuWeights: options.cpuWeights });
+  return LlamaModel.fromWeights(preset.config, randomWeights(preset.config, seed, std), preset.name, modelOptions(options));
 }
 
 /** A checkpoint directory's or preset's config and name, and how to open its weights. */
@@ -102,7 +111,7 @@ export async function loadModel(dirOrPreset: string, options: LoadModelOptions =
   const { config, name, open } = modelSource(dirOrPreset, options);
   const weights = open();
   try {
-    return LlamaModel.fromWeights(config, weights, name, { cpuWeights: options.cpuWeights });
+    return LlamaModel.fromWeights(config, weights, name, modelOptions(options));
   } finally {
     weights.close?.();
   }

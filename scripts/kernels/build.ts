@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from './compile';
 
 const bytes = compileKernels();
-const source = generatedSource(bytes, ascVersion());
+const source = generatedSource(bytes, compileKernels(process.cwd(), true), ascVersion());
 if (existsSync(GENERATED_FILE) && readFileSync(GENERATED_FILE, 'utf8') === source) {
   console.log(`${GENERATED_FILE}: up to date (${bytes.length} bytes of wasm)`);
 } else {

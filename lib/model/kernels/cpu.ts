@@ -27,8 +27,9 @@ export interface CpuKernels {
     D: number,
   ): void;
   siluMul(gu: number, out: number, N: number, F: number): void;
-  gemv(x: number, w: number, out: number, M: number, K: number, N: number): void;
-  gemvBf16(x: number, w: number, out: number, M: number, K: number, N: number): void;
+  /** out[:, n0:n1] of x [M, K] @ w [K, N] (n0, n1 multiples of 8) */
+  gemv(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  gemvBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
 }
 
 /** What the kernels use of tfjs-wasm's backend object. */

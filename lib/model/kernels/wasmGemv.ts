@@ -52,7 +52,7 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
   const k = cpuKernelsFor(be);
-  (bf16 ? k.gemvBf16 : k.gemv)(offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N);
+  (bf16 ? k.gemvBf16 : k.gemv)(offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
   return out;
 };
 

@@ -6,21 +6,22 @@
 // Loop order: k in blocks of 4 rows of W, then N in chunks that stay in L1, then the M rows: W is
 // streamed front to back (4 rows at a time, contiguous, what the prefetcher likes) and read from
 // memory once whatever M; out[m, :] is the accumulator. out[m, n] sums k in order, 4 at a time:
-// ((out + x0 w0) + x1 w1) + ... K % 4 == 0, N % 8 == 0.
+// ((out + x0 w0) + x1 w1) + ... K % 4 == 0, N % 8 == 0. Each call computes the columns [n0, n1)
+// (multiples of 8): threads.ts splits a GEMV by columns across threads; one thread takes [0, N).
 
 // columns of a chunk: 4 rows of W's chunk (4 x 4 KB) stay in L1 while the M rows use them
 const CHUNK: i32 = 1024;
 
-// gemv: x [M, K], w [K, N] f32 -> out [M, N]. Rows go two at a time (each W vector loaded once
-// for both), then the odd one alone.
-export function gemv(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32): void {
+// gemv: x [M, K], w [K, N] f32 -> out[:, n0:n1] of [M, N]. Rows go two at a time (each W vector
+// loaded once for both), then the odd one alone.
+export function gemv(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   const rowBytes = <usize>N << 2; // of W and of out
-  memory.fill(out, 0, <usize>M * rowBytes);
+  zeroColumns(out, M, rowBytes, n0, n1);
   for (let k = 0; k < K; k += 4) {
     const w0 = w + <usize>k * rowBytes; // W[k, :]
-    for (let n0 = 0; n0 < N; n0 += CHUNK) {
-      const start = <usize>n0 << 2;
-      const end = <usize>min(n0 + CHUNK, N) << 2;
+    for (let c0 = n0; c0 < n1; c0 += CHUNK) {
+      const start = <usize>c0 << 2;
+      const end = <usize>min(c0 + CHUNK, n1) << 2;
       let m = 0;
       for (; m + 2 <= M; m += 2) {
         const xa = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]
@@ -65,6 +66,12 @@ export function gemv(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32): vo
   }
 }
 
+// out[m, n0:n1] = 0 for every row m
+@inline
+function zeroColumns(out: usize, M: i32, rowBytes: usize, n0: i32, n1: i32): void {
+  for (let m = 0; m < M; m++) memory.fill(out + <usize>m * rowBytes + (<usize>n0 << 2), 0, <usize>(n1 - n0) << 2);
+}
+
 // ((acc + x0 w0) + x1 w1) + x2 w2) + x3 w3, lane by lane
 @inline
 function madd4(acc: v128, x0: v128, x1: v128, x2: v128, x3: v128, w0: v128, w1: v128, w2: v128, w3: v128): v128 {
@@ -74,20 +81,20 @@ function madd4(acc: v128, x0: v128, x1: v128, x2: v128, x3: v128, w0: v128, w1: 
   return f32x4.add(acc, f32x4.mul(x3, w3));
 }
 
-// gemvBf16: x [M, K] f32, w [K, N/2] u32 of bf16 pairs -> out [M, N] f32. Within each group of 8
+// gemvBf16: x [M, K] f32, w [K, N/2] u32 of bf16 pairs -> out[:, n0:n1] of [M, N] f32. Within each group of 8
 // columns, u32 lane j (j < 4) holds column j in its low half and column 4 + j in its high half
 // (packBf16Columns in wasmGemv.ts), so one load widens to two f32x4 of adjacent columns: low
 // halves << 16, high halves & 0xffff0000. Rows two at a time, as gemv.
-export function gemvBf16(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32): void {
+export function gemvBf16(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   const rowBytes = <usize>N << 2; // of out
   const wRowBytes = <usize>N << 1; // of W
   const high = i32x4.splat(0xffff0000);
-  memory.fill(out, 0, <usize>M * rowBytes);
+  zeroColumns(out, M, rowBytes, n0, n1);
   for (let k = 0; k < K; k += 4) {
     const w0 = w + <usize>k * wRowBytes; // W[k, :]
-    for (let n0 = 0; n0 < N; n0 += CHUNK) {
-      const start = <usize>n0 << 1; // in W's bytes
-      const end = <usize>min(n0 + CHUNK, N) << 1;
+    for (let c0 = n0; c0 < n1; c0 += CHUNK) {
+      const start = <usize>c0 << 1; // in W's bytes
+      const end = <usize>min(c0 + CHUNK, n1) << 1;
       for (let m = 0; m < M; m += 2) {
         const two = m + 1 < M;
         const xa = x + (<usize>(m * K + k) << 2); // x[m, k..k+3]

@@ -46,6 +46,7 @@ import {
   type MatmulFlopsResult,
 } from '../lib/bench/roofline';
 import { resolveSamplingParams, Rng, sampleToken } from '../lib/generate/sampling';
+import { capturedCore, type CapturedCoreRow } from './coreCaptured';
 import { loadTokenizer } from '../lib/generate/tokenizer';
 
 // ---- flags
@@ -232,6 +233,8 @@ interface CoreResult {
   naiveVsCached: NaiveVsCachedRow[];
   roofline: RooflineRow[];
   breakdown: Breakdown[];
+  /** webgpu only: the same decode on the captured step (bench/coreCaptured.ts) */
+  captured: CapturedCoreRow[] | null;
   notes: string[];
 }
 
@@ -798,6 +801,26 @@ async function main(): Promise<void> {
   preset.dispose();
   await checkBandwidth(roofs, 'end');
   const roofline = decodes.map((d) => rooflineRow(d.name, d.config, roofs, prompt.length, d.out));
+  let captured: CapturedCoreRow[] | null = null;
+  if (info.name === 'webgpu') {
+    console.error('captured path: the same decode, one command buffer per step...');
+    captured = await capturedCore(
+      [
+        { name: modelName, dir: opt.model },
+        { name: presetName, dir: opt.preset },
+      ],
+      prompt,
+      128,
+      roofs.bandwidthGBps,
+    );
+    for (const r of captured) {
+      console.log(
+        `captured ${r.model} ${r.weights}: ${r.measuredTokS.toFixed(0)} tok/s (${r.stepMsMedian.toFixed(3)} ms/step, ${r.dispatchesPerStep} dispatches, ` +
+          `encode ${r.encodeMsMedian.toFixed(3)} ms) = ${(100 * r.fractionOfRoofline).toFixed(1)}% of the roofline ${r.predictedTokS.toFixed(0)} tok/s`,
+      );
+    }
+    notes.push('captured: GpuLlama.greedyGenerate at batch 1 (ids chained on the GPU), 128 steps after 8 of warm-up; median step; same prompt and roofline bandwidth as the eager rows; weight bytes as stored (fp32 or bf16)');
+  }
 
   notes.push(
     `wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? `on (steps of up to ${GEMV_MAX_ROWS} rows)` : 'off (XNNPACK matMul)'}`,
@@ -820,6 +843,7 @@ async function main(): Promise<void> {
     naiveVsCached,
     roofline,
     breakdown,
+    captured,
     notes,
   };
   printTable(result);

@@ -294,11 +294,18 @@ export function recordProgress(id: string, passed: boolean, file = progressFile(
 
 // ---- showing verdicts in a notebook
 
+// inline colours, so a verdict reads as one in any notebook front end (the site's stylesheet agrees)
+const STYLE = {
+  pass: 'background:#e9f6ec;color:#1b5e20;padding:.3rem .6rem;border-radius:4px',
+  fail: 'background:#fdecea;color:#8a1c12;padding:.3rem .6rem;border-radius:4px',
+  todo: 'background:#f4f4f4;color:#555;padding:.3rem .6rem;border-radius:4px',
+};
+
 /** The verdict as markdown-free HTML and text (inputs and values escaped). */
 export function verdictBundle(v: Verdict, title = v.id): MimeBundle {
   if (v.passed) {
     const text = `✓ ${title}: passed (${v.cases} cases)`;
-    return { 'text/html': `<div class="il-check il-pass">${escapeHtml(text)}</div>`, 'text/plain': text };
+    return { 'text/html': `<div class="il-check il-pass" style="${STYLE.pass}">${escapeHtml(text)}</div>`, 'text/plain': text };
   }
   const f = v.failure!;
   const rows: [string, string][] = [
@@ -310,8 +317,8 @@ export function verdictBundle(v: Verdict, title = v.id): MimeBundle {
   ];
   const text = [`✗ ${title}: failed at case ${v.cases}`, ...rows.map(([k, x]) => `  ${k}: ${x}`)].join('\n');
   const html =
-    `<div class="il-check il-fail"><div>${escapeHtml(`✗ ${title}: failed at case ${v.cases}`)}</div>` +
-    `<table class="il-table">${rows.map(([k, x]) => `<tr><th>${k}</th><td><code>${escapeHtml(x)}</code></td></tr>`).join('')}</table></div>`;
+    `<div class="il-check il-fail" style="${STYLE.fail}"><div>${escapeHtml(`✗ ${title}: failed at case ${v.cases}`)}</div>` +
+    `<table class="il-table">${rows.map(([k, x]) => `<tr><th style="text-align:left">${k}</th><td style="text-align:left"><code>${escapeHtml(x)}</code></td></tr>`).join('')}</table></div>`;
   return { 'text/html': html, 'text/plain': text };
 }
 
@@ -328,7 +335,7 @@ export function checkPrediction(ex: PredictExercise, predicted: number, measured
   if (!Number.isFinite(predicted)) {
     // no prediction yet: say so without showing the measurement (that would spoil it) and record nothing
     const text = `… ${ex.id} ${ex.title}: write your prediction as a number first (got ${String(predicted)}), then run this cell again.`;
-    displayBundle({ 'text/html': `<div class="il-check il-todo">${escapeHtml(text)}</div>`, 'text/plain': text });
+    displayBundle({ 'text/html': `<div class="il-check il-todo" style="${STYLE.todo}">${escapeHtml(text)}</div>`, 'text/plain': text });
     return { id: ex.id, predicted, measured, ratio: NaN, close: false };
   }
   const c = comparePrediction(ex, predicted, measured);
@@ -337,6 +344,6 @@ export function checkPrediction(ex: PredictExercise, predicted: number, measured
   const text =
     `${c.close ? '✓' : '✗'} ${ex.id} ${ex.title}: you predicted ${num(predicted)}, measured ${num(measured)} ` +
     `(${num(c.ratio)}× the measurement; counted as close when ${tol})`;
-  displayBundle({ 'text/html': `<div class="il-check ${c.close ? 'il-pass' : 'il-fail'}">${escapeHtml(text)}</div>`, 'text/plain': text });
+  displayBundle({ 'text/html': `<div class="il-check ${c.close ? 'il-pass' : 'il-fail'}" style="${c.close ? STYLE.pass : STYLE.fail}">${escapeHtml(text)}</div>`, 'text/plain': text });
   return c;
 }

@@ -31,7 +31,7 @@ import { benchFlags, progressBar, writeBenchJson, runBench } from '../lib/bench/
 import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/formats/gguf';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
-import type { LlamaModel } from '../lib/model/llama';
+import type { CpuWeightFormat, LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import { loadPreset, randomWeights } from '../lib/model/presets';
@@ -130,7 +130,7 @@ interface PeerRow {
   weights: string;
   /** where it ran: wasm / webgpu / 'llama.cpp CPU' / 'cuda' */
   device: string;
-  /** CPU threads (llama.cpp); null where not applicable (wasm in Node is single-threaded) */
+  /** CPU threads (llama.cpp; ours with the threaded GEMV); null where not applicable (tfjs-wasm in Node is single-threaded) */
   threads: number | null;
   batch: number;
   promptTokens: number;
@@ -240,6 +240,8 @@ export interface DecodeRunner {
   description: string;
   /** weight storage (default fp32) */
   weights?: string;
+  /** CPU threads it runs on (default: none recorded, one on wasm) */
+  threads?: number;
   decode(prompts: number[][], steps: number, onStep?: () => void): Promise<DecodeTiming>;
   /** free what the runner built (the captured model's GPU buffers) */
   dispose?(): void;
@@ -271,15 +273,24 @@ function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, weights?: s
   };
 }
 
-/** eagerRunner over a model of its own with bf16 weights (cpuWeights 'bf16'), loaded on first use. */
-function eagerBf16Runner(source: string): DecodeRunner {
+/**
+ * eagerRunner over a model of its own, loaded on first use: bf16 weights (cpuWeights 'bf16', rounded
+ * and packed two per int32, widened in the GEMV's registers: half the bytes) and/or the GEMV split
+ * over `threads` worker threads (cpuThreads).
+ */
+function eagerOwnRunner(source: string, weights: CpuWeightFormat, threads: number): DecodeRunner {
   let m: LlamaModel | null = null;
+  const parts = [
+    weights === 'bf16' ? 'weights rounded to bf16 and packed two per int32, widened inside the GEMV' : null,
+    threads > 1 ? `the GEMV split over ${threads} threads (worker_threads, shared memory)` : null,
+  ];
   return {
-    name: 'eager-bf16',
-    weights: 'bf16',
-    description: 'as eager, weights rounded to bf16 and packed two per int32: the decode GEMV widens them in registers (half the bytes)',
+    name: ['eager', weights === 'bf16' ? 'bf16' : null, threads > 1 ? `${threads}t` : null].filter(Boolean).join('-'),
+    weights: weights === 'bf16' ? 'bf16' : 'fp32',
+    threads,
+    description: `as eager, ${parts.filter(Boolean).join('; ')}`,
     async decode(prompts, steps, onStep) {
-      m ??= await loadModel(source, { cpuWeights: 'bf16' });
+      m ??= await loadModel(source, { cpuWeights: weights, cpuThreads: threads });
       return eagerDecode(m, prompts, steps, onStep);
     },
     dispose() {
@@ -323,7 +334,11 @@ async function eagerDecode(model: LlamaModel, prompts: number[][], steps: number
  */
 export function oursVariants(backend: string, model: LlamaModel, source: string): DecodeRunner[] {
   const variants = [eagerRunner(model)];
-  if (backend === 'wasm') variants.push(eagerRunner(model, 'eager-xnnpack', false), eagerBf16Runner(source));
+  if (backend === 'wasm') {
+    variants.push(eagerRunner(model, 'eager-xnnpack', false), eagerOwnRunner(source, 'bf16', 1));
+    const cores = os.cpus().length;
+    if (cores > 1) variants.push(eagerOwnRunner(source, 'f32', cores), eagerOwnRunner(source, 'bf16', cores));
+  }
   if (backend === 'webgpu') variants.push(capturedRunner(source, 'f32'), capturedRunner(source, 'bf16'));
   return variants;
 }
@@ -641,7 +656,7 @@ async function main(): Promise<void> {
             variant: runner.name,
             weights: runner.weights ?? 'fp32',
             device: info.name,
-            threads: null,
+            threads: runner.threads ?? null,
             batch: B,
           };
           const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}`);
@@ -711,7 +726,7 @@ async function main(): Promise<void> {
   }
 
   notes.push(
-    'ours: per-step wall time of LlamaModel.forward + logits readback + argmax, after a warm-up at each batch; wasm in Node is single-threaded',
+    'ours: per-step wall time of LlamaModel.forward + logits readback + argmax, after a warm-up at each batch; tfjs-wasm in Node is single-threaded (the -Nt variants split only the decode GEMV over N worker threads)',
   );
   if (opt.llamacpp) {
     notes.push(

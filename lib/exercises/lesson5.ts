@@ -378,7 +378,7 @@ function scheduleHint(e: StepDecision, g: StepDecision): string {
  * look at token values). With the same config this is the engine run's liveTokenShare.
  */
 export function measureLiveTokenShare(requests: readonly Pick<WorkloadRequest, 'promptTokenIds' | 'maxTokens'>[], config: EngineConfigInput): number {
-  const c = resolveEngineConfig({ ...config, enablePrefixCaching: false }, 1 << 20);
+  const c = resolveEngineConfig({ ...config, enablePrefixCaching: false }, 1024); // defaults as the engine gives them for the lessons' target (context 1024)
   const bm = new BlockManager({ numBlocks: c.numBlocks, blockSize: c.blockSize, enablePrefixCaching: false });
   const sched = new Scheduler(c, bm);
   for (const r of requests) sched.add(seqOf(r.promptTokenIds, r.maxTokens));

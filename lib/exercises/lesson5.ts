@@ -210,18 +210,29 @@ function stateOf(a: Allocator, live: number[], numBlocks: number): AllocState {
   return { tables, refCounts: Array.from({ length: numBlocks }, (_, b) => a.refCount(b)), free: a.numFree() };
 }
 
-function allocatorHint(op: Op, e: AllocState, g: AllocState): string {
+function allocatorHint(op: Op, prev: AllocState, e: AllocState, g: AllocState): string {
   const policy = ' Policy: free blocks are a queue (take from the front; a block whose count drops to 0 goes to the back; free() releases a table from its last block to its first).';
+  const order = 'The right number of fresh blocks, but not the right ones: check the order of your free list.';
   if (op.op === 'fork') {
     return 'fork shares the parent\'s blocks: the child\'s table is a copy of the parent\'s, and each of those blocks gets one more reference (nothing is taken from the free list).' + policy;
   }
   if (op.op === 'append') {
-    const shared = e.tables[op.seq] && g.tables[op.seq] && e.tables[op.seq].length === g.tables[op.seq].length;
-    return (shared
-      ? 'before writing into a block that another sequence also holds (ref count > 1), take a fresh block, drop one reference from the shared one, and put the fresh one in its place (copy-on-write); only the blocks the new tokens land in.'
-      : 'append adds blocks only when the tokens spill past the last block: ceil((tokens so far + new) / blockSize) blocks in all; copy-on-write for a shared block they land in comes first.') + policy;
+    const before = prev.tables[op.seq] ?? [];
+    const et = e.tables[op.seq] ?? [];
+    const gt = Array.isArray(g.tables[op.seq]) ? g.tables[op.seq] : [];
+    if (et.length !== gt.length) return 'append adds blocks only when the tokens spill past the last block: ceil((tokens so far + new) / blockSize) blocks in all.' + policy;
+    const i = et.findIndex((b, k) => b !== gt[k]);
+    if (i >= 0 && i < before.length && et[i] !== before[i] && gt[i] === before[i]) {
+      return 'the new tokens land in a block another sequence also holds (ref count > 1): take a fresh block, drop one reference from the shared one and put the fresh one in its place (copy-on-write).' + policy;
+    }
+    if (i >= 0 && i < before.length && et[i] === before[i] && gt[i] !== before[i]) {
+      return 'copy-on-write only for the shared blocks the new tokens land in (and only while shared: ref count > 1); keep the others.' + policy;
+    }
+    return (i >= 0 && et[i] !== before[i] && gt[i] !== before[i] ? `${order} ` : '') + 'copy-on-write for a shared block the new tokens land in comes first, then new blocks at the end.' + policy;
   }
   if (op.op === 'free') return 'free drops one reference from every block of the table; a block goes back to the free list only when its count reaches 0.' + policy;
+  const gt = g.tables[op.seq];
+  if (Array.isArray(gt) && gt.length === (e.tables[op.seq] ?? []).length) return `${order} allocate takes its blocks from the front, each with ref count 1.` + policy;
   return 'allocate takes ceil(tokens / blockSize) blocks from the front of the free list, each with ref count 1.' + policy;
 }
 
@@ -238,6 +249,7 @@ async function checkAllocator(id: string, fn: unknown): Promise<Verdict> {
       return failed(id, ci + 1, c.name, `(${c.numBlocks}, ${c.blockSize})`, 'an allocator', `threw: ${e instanceof Error ? e.message : String(e)}`, 'your factory threw');
     }
     const live: number[] = [];
+    let prev = stateOf(ref, live, c.numBlocks);
     for (let k = 0; k < c.ops.length; k++) {
       const op = c.ops[k];
       const input = `${c.numBlocks} blocks of ${c.blockSize}; ops ${k > 6 ? '... ' : ''}${c.ops.slice(Math.max(0, k - 6), k + 1).map(showOp).join(', ')} (the last one went wrong)`;
@@ -253,8 +265,10 @@ async function checkAllocator(id: string, fn: unknown): Promise<Verdict> {
       } catch (err) {
         return failed(id, ci + 1, c.name, input, 'no error', `threw: ${err instanceof Error ? err.message : String(err)}`, 'your allocator threw on this operation');
       }
-      const diff = sameValue<AllocState>()(e, g);
-      if (diff === null) continue;
+      if (sameValue<AllocState>()(e, g) === null) {
+        prev = e;
+        continue;
+      }
       // show the part that differs
       const seqDiff = live.find((s) => sameValue<number[]>()(e.tables[s], g.tables[s]) !== null);
       const [what, ev, gv] =
@@ -263,7 +277,7 @@ async function checkAllocator(id: string, fn: unknown): Promise<Verdict> {
           : e.free !== g.free
             ? ['free blocks', String(e.free), String(g.free)]
             : ['ref counts by block', short(e.refCounts, 16), short(g.refCounts, 16)];
-      return failed(id, ci + 1, c.name, input, `${what}: ${ev}`, `${what}: ${gv}`, allocatorHint(op, e, g));
+      return failed(id, ci + 1, c.name, input, `${what}: ${ev}`, `${what}: ${gv}`, allocatorHint(op, prev, e, g));
     }
   }
   return { id, passed: true, cases: cases.length };

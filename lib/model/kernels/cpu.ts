@@ -39,7 +39,7 @@ export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
 }
 
-let module: WebAssembly.Module | null = null;
+let wasmModule: WebAssembly.Module | null = null;
 const instances = new WeakMap<WebAssembly.Memory, CpuKernels>();
 
 /** The kernels over this backend's memory (throws without SIMD or a reachable memory). */
@@ -48,8 +48,8 @@ export function cpuKernelsFor(backend: WasmBackendLike): CpuKernels {
   if (!memory) throw new Error('tfjs-wasm memory is not reachable');
   let k = instances.get(memory);
   if (!k) {
-    module ??= new WebAssembly.Module(Uint8Array.from(atob(CPU_KERNELS_WASM), (c) => c.charCodeAt(0)));
-    k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as CpuKernels;
+    wasmModule ??= new WebAssembly.Module(Uint8Array.from(atob(CPU_KERNELS_WASM), (c) => c.charCodeAt(0)));
+    k = new WebAssembly.Instance(wasmModule, { env: { memory } }).exports as unknown as CpuKernels;
     instances.set(memory, k);
   }
   return k;

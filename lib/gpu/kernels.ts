@@ -217,15 +217,15 @@ export interface AttentionSpec {
 }
 
 // what the two paged kernels share: sizes, the qkv rows, the pools, (seq, pos) per token, block tables
-function pagedHeader(a: AttentionSpec, access: 'read' | 'read_write'): string {
+function pagedHeader(a: AttentionSpec, access: 'read' | 'read_write', pool: 'f32' | 'vec4f' = 'f32'): string {
   const { H, Hkv, D } = a;
   return /* wgsl */ `const H: u32 = ${H}u;
 const HKV: u32 = ${Hkv}u;
 const D: u32 = ${D}u;
 const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
 @group(0) @binding(0) var<storage, ${access}> QKV: array<f32>;
-@group(0) @binding(1) var<storage, ${access}> Kp: array<f32>;
-@group(0) @binding(2) var<storage, ${access}> Vp: array<f32>;
+@group(0) @binding(1) var<storage, ${access}> Kp: array<${pool}>;
+@group(0) @binding(2) var<storage, ${access}> Vp: array<${pool}>;
 @group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
 @group(0) @binding(4) var<storage, read> table: array<u32>;`;
 }
@@ -279,28 +279,34 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 
 // ---- paged attention
 
-/** Threads per attention workgroup: one key per thread per chunk, dims strided over them. */
-export const ATTENTION_WG = 64;
+/** Threads per attention workgroup: one key per thread per chunk of scores. */
+export const ATTENTION_WG = 256;
 
 /**
  * Causal GQA attention for each (token, query head), reading keys and values straight from
  * the block pool through the sequence's block table (no gathered copy): token n at position
- * pos sees its sequence's positions 0..pos. Online softmax over chunks of 64 keys.
+ * pos sees its sequence's positions 0..pos. Online softmax over chunks of 256 keys: each thread
+ * scores one key (vec4 loads of its K row); then the values, D/4 threads per key (a vec4 of
+ * dims each) and 256 / (D/4) keys side by side, their partial sums added at the end.
  * Dispatch (N * H). qkv (q rotated and scaled), pools, meta, table -> O [N, H*D]
  */
 export function pagedAttentionKernel(a: AttentionSpec): string {
   const { H, Hkv, D, blockSize, maxBlocks } = a;
   const WG = ATTENTION_WG;
-  const DJ = Math.ceil(D / WG); // output dims per thread
-  const js = [...Array(DJ).keys()];
+  const DV = D / 4; // vec4s per head row
+  if (D % 4 !== 0 || WG % DV !== 0) throw new Error(`attention: head dim ${D} must be a multiple of 4 dividing ${4 * WG}`);
+  const KG = WG / DV; // keys side by side in the value phase
   return /* wgsl */ `
-${pagedHeader(a, 'read')}
+${pagedHeader(a, 'read', 'vec4f')}
 const G: u32 = ${H / Hkv}u;
+const DV: u32 = ${DV}u;
+const KG: u32 = ${KG}u;
 @group(0) @binding(5) var<storage, read_write> O: array<f32>;
-var<workgroup> q: array<f32, ${D}>;
+var<workgroup> q: array<vec4f, ${DV}>;
 var<workgroup> red: array<f32, ${WG}>;
 var<workgroup> p: array<f32, ${WG}>;
 var<workgroup> slots: array<u32, ${WG}>;
+var<workgroup> part: array<vec4f, ${WG}>;
 
 fn reduceMax(lid: u32, v: f32) -> f32 {
   red[lid] = v;
@@ -333,11 +339,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let kvh = h / G;
   let seq = tokmeta[2u * n];
   let S = tokmeta[2u * n + 1u] + 1u; // keys 0..pos
-  for (var d = lid; d < D; d += ${WG}u) { q[d] = QKV[n * W + h * D + d]; }
+  let qb = n * W + h * D;
+  if (lid < DV) { q[lid] = vec4f(QKV[qb + 4u * lid], QKV[qb + 4u * lid + 1u], QKV[qb + 4u * lid + 2u], QKV[qb + 4u * lid + 3u]); }
   workgroupBarrier();
+  let dv = lid % DV; // this thread's vec4 of dims in the value phase
+  let kg = lid / DV; // and its key lane
   var mRun = -3.0e38;
   var lRun = 0.0;
-${js.map((j) => `  var acc${j} = 0.0;`).join('\n')}
+  var acc = vec4f(0.0);
   for (var c0 = 0u; c0 < S; c0 += ${WG}u) {
     // one key per thread: its score
     let s = c0 + lid;
@@ -345,10 +354,10 @@ ${js.map((j) => `  var acc${j} = 0.0;`).join('\n')}
     if (s < S) {
       let slot = table[seq * ${maxBlocks}u + s / ${blockSize}u] * ${blockSize}u + s % ${blockSize}u;
       slots[lid] = slot;
-      let kb = (slot * HKV + kvh) * D;
-      var dotv = 0.0;
-      for (var d = 0u; d < D; d++) { dotv += q[d] * Kp[kb + d]; }
-      score = dotv;
+      let kb = (slot * HKV + kvh) * DV;
+      var dotv = vec4f(0.0);
+      for (var d = 0u; d < DV; d++) { dotv += q[d] * Kp[kb + d]; }
+      score = dotv.x + dotv.y + dotv.z + dotv.w;
     }
     let cm = reduceMax(lid, score);
     let mNew = max(mRun, cm);
@@ -359,15 +368,26 @@ ${js.map((j) => `  var acc${j} = 0.0;`).join('\n')}
     let rescale = exp(mRun - mNew);
     lRun = lRun * rescale + cs;
     mRun = mNew;
+    acc *= rescale;
     let cn = min(${WG}u, S - c0);
-${js.map((j) => `    acc${j} *= rescale;`).join('\n')}
-    for (var t = 0u; t < cn; t++) {
-      let vb = (slots[t] * HKV + kvh) * D;
-${js.map((j) => `      if (lid + ${j * WG}u < D) { acc${j} += p[t] * Vp[vb + lid + ${j * WG}u]; }`).join('\n')}
+    for (var t = kg; t < cn; t += KG) {
+      acc += p[t] * Vp[(slots[t] * HKV + kvh) * DV + dv];
     }
     workgroupBarrier();
   }
-${js.map((j) => `  if (lid + ${j * WG}u < D) { O[n * H * D + h * D + lid + ${j * WG}u] = acc${j} / lRun; }`).join('\n')}
+  // add the key lanes' partial sums
+  part[lid] = acc;
+  workgroupBarrier();
+  if (lid < DV) {
+    var o = vec4f(0.0);
+    for (var g = 0u; g < KG; g++) { o += part[g * DV + lid]; }
+    o = o / lRun;
+    let ob = n * H * D + h * D + 4u * lid;
+    O[ob] = o.x;
+    O[ob + 1u] = o.y;
+    O[ob + 2u] = o.z;
+    O[ob + 3u] = o.w;
+  }
 }`;
 }
 

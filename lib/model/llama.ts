@@ -451,7 +451,7 @@ export class LlamaModel {
 }
 
 // x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading the
-// bf16 pairs, when the model has them, for 1-2 rows), larger steps (prefill) to tf.matMul (XNNPACK);
+// bf16 pairs when the model has them), larger steps (batches, prefill) to tf.matMul (XNNPACK);
 // with a thread pool, the GEMV runs split across its threads
 function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined, pool: CpuThreadPool | null): tf.Tensor2D {
   const [K, N] = W.shape;

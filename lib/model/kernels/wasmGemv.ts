@@ -12,9 +12,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { f32ToBf16 } from '../../formats/dtype';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
 
-/** Rows up to which llama.ts sends a matmul to the GEMV: at 1-2 rows it beat XNNPACK (by 1.2-3x on this 2-core machine, loaded), at 4-8 it ran even. */
-export const GEMV_MAX_ROWS = 8;
-/** Rows up to which the bf16 GEMV runs: from 4 rows on, widening costs more than the bytes it saves (measured ~1.5x slower at 8). */
+/**
+ * Rows up to which llama.ts sends a matmul to the GEMV. Measured on the target (2-core machine, best
+ * of interleaved runs): ahead of XNNPACK at 1-2 rows, even at 4, behind at 8 (21.1 vs 19.5 ms a step).
+ */
+export const GEMV_MAX_ROWS = 2;
+/** Rows up to which the bf16 GEMV runs (the same measurement: ahead at 1-2 rows, behind from 4). */
 export const GEMV_BF16_MAX_ROWS = 2;
 
 const GEMV = 'InferenceLabGemv';

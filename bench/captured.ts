@@ -7,7 +7,9 @@
  *   3. step cost vs batch: greedy decode at batch 1..32 (ids stay on the GPU between steps),
  *      ms/step, tok/s, CPU encode ms and dispatches per step; the eager tfjs step beside it;
  *   4. bandwidth: a pure-read kernel's rate (the roof) and what a batch-1 step of a large model
- *      streams (weight bytes / step time), fp32 and bf16.
+ *      streams (weight bytes / step time), fp32 and bf16;
+ *   5. where a step's GPU time goes (adapters with timestamp queries): each kernel timed alone,
+ *      the whole step in one pass, and the floor of one dependent dispatch.
  *
  *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR]
  *
@@ -102,7 +104,7 @@ async function sweepEager(dir: string, B: number, steps: number): Promise<SweepR
 
 // a pure-read kernel over a large buffer: the bandwidth roof a decode step can hope for. Ten
 // passes per submit (so the submit and wait costs are spread), four loads in flight per thread.
-async function readRoof(ctx: GpuContext, bytes: number): Promise<{ bytes: number; gbPerS: number }> {
+async function readRoof(ctx: GpuContext, bytes: number): Promise<{ bytes: number; gbPerS: number; gpuGbPerS: number | null }> {
   const d = ctx.device;
   const n4 = Math.floor(bytes / 16);
   const code = /* wgsl */ `
@@ -145,9 +147,82 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
     await d.queue.onSubmittedWorkDone();
     times.push(performance.now() - t0);
   }
+  const gpuUs = await passTimes(ctx, 3, (p) => {
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bg);
+    for (let k = 0; k < passes; k++) p.dispatchWorkgroups(32768);
+  });
   a.destroy();
   o.destroy();
-  return { bytes: n4 * 16, gbPerS: (passes * n4 * 16) / (percentile(times.slice(1), 50) * 1e6) };
+  const gbPerS = (passes * n4 * 16) / (percentile(times.slice(1), 50) * 1e6);
+  return { bytes: n4 * 16, gbPerS, gpuGbPerS: gpuUs === null ? null : (passes * n4 * 16) / (percentile(gpuUs.slice(1), 50) * 1e3) };
+}
+
+// microseconds of GPU time of `runs` passes, each filled by `fill`, from timestamp queries
+// (null when the adapter has none)
+async function passTimes(ctx: GpuContext, runs: number, fill: (pass: GPUComputePassEncoder) => void): Promise<number[] | null> {
+  if (!ctx.info.timestamps) return null;
+  const d = ctx.device;
+  const querySet = d.createQuerySet({ type: 'timestamp', count: 2 * runs });
+  const resolved = d.createBuffer({ size: 16 * runs, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
+  const read = d.createBuffer({ size: 16 * runs, usage: 0x1 | 0x8 }); // MAP_READ | COPY_DST
+  const e = d.createCommandEncoder();
+  for (let i = 0; i < runs; i++) {
+    const p = e.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+    fill(p);
+    p.end();
+  }
+  e.resolveQuerySet(querySet, 0, 2 * runs, resolved, 0);
+  e.copyBufferToBuffer(resolved, 0, read, 0, 16 * runs);
+  d.queue.submit([e.finish()]);
+  await read.mapAsync(0x1);
+  const t = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  for (const x of [querySet, resolved, read]) x.destroy();
+  return Array.from({ length: runs }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1000);
+}
+
+// the floor of a dispatch: a trivial kernel that depends on the one before it, 200 times in
+// one pass (as the captured step runs) and one pass each (as per-kernel timing runs)
+async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; passEachUs: number } | null> {
+  const d = ctx.device;
+  const code = '@group(0) @binding(0) var<storage, read_write> B: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x == 0u) { B[0] = B[0] + 1.0; } }';
+  const pipe = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
+  const buf = d.createBuffer({ size: 256, usage: 0x80 });
+  const bg = d.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
+  const one = await passTimes(ctx, 4, (p) => {
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bg);
+    for (let i = 0; i < 200; i++) p.dispatchWorkgroups(1);
+  });
+  const each = await passTimes(ctx, 200, (p) => {
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bg);
+    p.dispatchWorkgroups(1);
+  });
+  buf.destroy();
+  if (!one || !each) return null;
+  return { onePassUs: percentile(one.slice(1), 50) / 200, passEachUs: percentile(each.slice(10), 50) };
+}
+
+// each kernel's GPU time in a step of `batch` sequences at `context` tokens (the pool filled first)
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number) {
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch });
+  try {
+    const tables = contiguousTables(m, batch);
+    const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
+    await m.step(tables.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
+    const r = await m.timeStep(tables.map((t) => ({ tokens: [9], start: context, blockTable: t, logits: 1 })));
+    const byKernel: Record<string, { count: number; usEach: number }> = {};
+    for (const d of r.dispatches) {
+      const k = (byKernel[d.name] ??= { count: 0, usEach: 0 });
+      k.usEach = (k.usEach * k.count + d.us) / (k.count + 1);
+      k.count++;
+    }
+    return { model: m.name, batch, context, dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
+  } finally {
+    m.dispose();
+  }
 }
 
 async function main(): Promise<void> {
@@ -220,6 +295,32 @@ async function main(): Promise<void> {
   }
   result.roof = roof;
   result.bandwidth = bandwidth;
+
+  // ---- 5. where a step's GPU time goes: each kernel timed on the GPU (timestamp queries)
+  if (ctx.info.timestamps) {
+    const floor = await dispatchFloor(ctx);
+    if (floor) console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
+    const cases: [string, number, number][] = QUICK ? [['data/models/draft', 1, 16]] : [['data/models/target', 1, 64], ['data/models/target', 1, 512], ['data/models/target', 32, 64], ['data/models/draft', 1, 64]];
+    const kernels = [];
+    for (const [dir, batch, context] of cases) {
+      const k = await kernelTimes(ctx, dir, batch, context);
+      kernels.push(k);
+      const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
+      console.log(`${k.model} B=${batch} context ${context}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
+    }
+    for (const b of bandwidth.filter((x) => x.batch === 1)) {
+      // (the 1B rows above): the same step's GPU time, for the bandwidth against the timestamp roof
+      const m = await loadGpuModel(ctx, b.model, { format: b.weights as WeightFormat, maxTokens: PROMPT, maxSeqs: 1 });
+      const table = contiguousTables(m, 1)[0];
+      await m.step([{ tokens: Array.from({ length: PROMPT }, (_, i) => i + 1), start: 0, blockTable: table, logits: 1 }]);
+      const t = await m.timeStep([{ tokens: [9], start: PROMPT, blockTable: table, logits: 1 }]);
+      const gpuGbPerS = (b.weightBytes + llamaSizes(m.config).kvBytesPerToken * PROMPT) / (t.stepUs * 1e3);
+      Object.assign(b, { gpuStepUs: t.stepUs, gpuGbPerS, fractionOfGpuRoof: roof.gpuGbPerS ? gpuGbPerS / roof.gpuGbPerS : null });
+      console.log(`${b.model} ${b.weights}: ${t.stepUs.toFixed(0)} us of GPU time per step = ${gpuGbPerS.toFixed(0)} GB/s${roof.gpuGbPerS ? ` = ${((100 * gpuGbPerS) / roof.gpuGbPerS).toFixed(0)}% of the read roof by timestamps (${roof.gpuGbPerS.toFixed(0)} GB/s)` : ''}`);
+      m.dispose();
+    }
+    result.kernelTimes = { floor, kernels };
+  }
 
   const file = writeBenchJson('captured-webgpu', result, { dir: OUT ?? 'data/bench/webgpu' });
   console.log(`wrote ${file}`);

@@ -87,6 +87,8 @@ const UNIFORM = 0x40;
 const MAP_READ = 0x1;
 
 interface Dispatch {
+  /** the kernel's role: embed, qkv, rope, attention, o, gateUp, down, head, argmax */
+  name: string;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
@@ -262,29 +264,30 @@ export class GpuLlama {
     // ---- the dispatch list, with its bind groups: made once, encoded every step
     type Binding = GPUBuffer | GPUBufferBinding;
     const b = { ...this.b, ...this.regions() };
-    const add = (p: GPUComputePipeline, entries: Binding[] | Record<number, Binding>, count: Dispatch['count']) => {
+    const add = (name: keyof typeof resolved, entries: Binding[] | Record<number, Binding>, count: Dispatch['count']) => {
+      const p = resolved[name];
       const list = Array.isArray(entries) ? entries.map((buf, i) => [i, buf] as const) : Object.entries(entries).map(([i, buf]) => [Number(i), buf] as const);
       const bindGroup = this.ctx.device.createBindGroup({
         layout: p.getBindGroupLayout(0),
         entries: list.map(([binding, res]) => ({ binding, resource: 'buffer' in res ? res : { buffer: res } })),
       });
-      this.dispatches.push({ pipeline: p, bindGroup, count });
+      this.dispatches.push({ name, pipeline: p, bindGroup, count });
     };
     // a matmul's grid: weight rows x tiles of tokens (or of logits rows, for the head)
     const rowsOf =
       (R: number, byLogits = false) =>
       (n: number, m: number): [number, number] => [Math.ceil(R / MATMUL_TILE.rows), Math.ceil((byLogits ? m : n) / MATMUL_TILE.tokens)];
-    add(resolved.embed, [embed, b.ids, x], (n) => n);
+    add('embed', [embed, b.ids, x], (n) => n);
     for (const L of layers) {
-      add(resolved.qkv, { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm }, rowsOf(QKVW));
-      add(resolved.rope, [qkv, L.k, L.v, b.meta, b.table, cosB, sinB], (n) => n);
-      add(resolved.attention, [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
-      add(resolved.o, { 0: b.params, 1: L.wo, 2: att, 3: x }, rowsOf(Dm));
-      add(resolved.gateUp, { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
-      add(resolved.down, { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
+      add('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm }, rowsOf(QKVW));
+      add('rope', [qkv, L.k, L.v, b.meta, b.table, cosB, sinB], (n) => n);
+      add('attention', [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
+      add('o', { 0: b.params, 1: L.wo, 2: att, 3: x }, rowsOf(Dm));
+      add('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
+      add('down', { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
     }
-    add(resolved.head, { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
-    add(resolved.argmax, [b.logits, b.next, b.logprob], (_n, m) => m);
+    add('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
+    add('argmax', [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
   }
 
@@ -501,7 +504,11 @@ export class GpuLlama {
 
   /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
   encode(encoder: GPUCommandEncoder, n: number, m: number): void {
-    const pass = encoder.beginComputePass();
+    this.encodeInto(encoder.beginComputePass(), n, m);
+  }
+
+  // the dispatches into an open pass, which this ends
+  private encodeInto(pass: GPUComputePassEncoder, n: number, m: number): void {
     for (const d of this.dispatches) {
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
@@ -562,6 +569,55 @@ export class GpuLlama {
     const { n, m, bytes } = this.fillStep(seqs, this.words, 0);
     this.ctx.device.queue.writeBuffer(this.b.step, 0, this.words.buffer, 0, bytes);
     return { n, m };
+  }
+
+  /**
+   * GPU time of one step over `seqs`, from timestamp queries (needs the adapter's
+   * 'timestamp-query'): the whole step in one compute pass, as step() runs it, and each dispatch
+   * alone in a pass of its own (which adds the cost of a pass to each). Microseconds; the
+   * median of `repeats` runs after two warm-ups. The pool is written as a real step would.
+   */
+  async timeStep(seqs: readonly GpuStepSequence[], repeats = 5): Promise<{ stepUs: number; dispatches: { name: string; us: number }[] }> {
+    if (!this.ctx.info.timestamps) throw new Error("timeStep: this adapter has no 'timestamp-query'");
+    const device = this.ctx.device;
+    const count = this.dispatches.length + 1; // passes: one per dispatch, then the whole step
+    const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * count });
+    const resolved = device.createBuffer({ size: 16 * count, usage: 0x200 | COPY_SRC }); // QUERY_RESOLVE
+    const read = device.createBuffer({ size: 16 * count, usage: MAP_READ | COPY_DST });
+    const runs: number[][] = [];
+    try {
+      for (let rep = 0; rep < repeats + 2; rep++) {
+        const { n, m } = this.writeStep(seqs);
+        const encoder = device.createCommandEncoder();
+        const timed = (i: number) => encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+        this.dispatches.forEach((d, i) => {
+          const pass = timed(i);
+          const c = d.count(n, m);
+          const [x, y] = typeof c === 'number' ? [c, 1] : c;
+          if (x > 0 && y > 0) {
+            pass.setPipeline(d.pipeline);
+            pass.setBindGroup(0, d.bindGroup);
+            pass.dispatchWorkgroups(x, y);
+          }
+          pass.end();
+        });
+        // the whole step again in one timed pass, as encode() runs it
+        this.encodeInto(timed(count - 1), n, m);
+        encoder.resolveQuerySet(querySet, 0, 2 * count, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, read, 0, 16 * count);
+        device.queue.submit([encoder.finish()]);
+        await read.mapAsync(MAP_READ);
+        const t = new BigUint64Array(read.getMappedRange().slice(0));
+        read.unmap();
+        if (rep >= 2) runs.push(Array.from({ length: count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1000));
+      }
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+      read.destroy();
+    }
+    const median = (i: number) => runs.map((r) => r[i]).sort((a, b) => a - b)[runs.length >> 1];
+    return { stepUs: median(count - 1), dispatches: this.dispatches.map((d, i) => ({ name: d.name, us: median(i) })) };
   }
 
   /**

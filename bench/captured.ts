@@ -308,17 +308,6 @@ async function main(): Promise<void> {
       const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
       console.log(`${k.model} B=${batch} context ${context}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
     }
-    for (const b of bandwidth.filter((x) => x.batch === 1)) {
-      // (the 1B rows above): the same step's GPU time, for the bandwidth against the timestamp roof
-      const m = await loadGpuModel(ctx, b.model, { format: b.weights as WeightFormat, maxTokens: PROMPT, maxSeqs: 1 });
-      const table = contiguousTables(m, 1)[0];
-      await m.step([{ tokens: Array.from({ length: PROMPT }, (_, i) => i + 1), start: 0, blockTable: table, logits: 1 }]);
-      const t = await m.timeStep([{ tokens: [9], start: PROMPT, blockTable: table, logits: 1 }]);
-      const gpuGbPerS = (b.weightBytes + llamaSizes(m.config).kvBytesPerToken * PROMPT) / (t.stepUs * 1e3);
-      Object.assign(b, { gpuStepUs: t.stepUs, gpuGbPerS, fractionOfGpuRoof: roof.gpuGbPerS ? gpuGbPerS / roof.gpuGbPerS : null });
-      console.log(`${b.model} ${b.weights}: ${t.stepUs.toFixed(0)} us of GPU time per step = ${gpuGbPerS.toFixed(0)} GB/s${roof.gpuGbPerS ? ` = ${((100 * gpuGbPerS) / roof.gpuGbPerS).toFixed(0)}% of the read roof by timestamps (${roof.gpuGbPerS.toFixed(0)} GB/s)` : ''}`);
-      m.dispose();
-    }
     result.kernelTimes = { floor, kernels };
   }
 

@@ -417,7 +417,7 @@ export class GpuLlama {
   }
 
   /**
-   * Greedy decoding of `steps` tokens per sequence in ONE submit (speculative drafting): step 0
+   * Greedy decoding of `steps` tokens per sequence with ONE readback (speculative drafting): step 0
    * feeds each sequence its tokens, every later step the previous step's argmax straight from the
    * GPU. Each step's inputs are written ahead into a slot of a ring buffer and copied into place
    * between the steps' passes; the ids come back once, at the end. Each sequence gets one logits
@@ -438,15 +438,16 @@ export class GpuLlama {
     }
     const device = this.ctx.device;
     device.queue.writeBuffer(ring.buffer, 0, ring.words.buffer, 0, steps * L.bytes);
-    const encoder = device.createCommandEncoder();
+    // one submit per step: the GPU runs step k while step k+1 is encoded (the queue keeps the order)
     used.forEach(({ n, m, bytes }, k) => {
+      const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
       this.encode(encoder, n, m);
       encoder.copyBufferToBuffer(this.b.next, 0, ring.read, 4 * B * k, 4 * B);
       encoder.copyBufferToBuffer(this.b.logprob, 0, ring.read, 4 * B * (steps + k), 4 * B);
+      device.queue.submit([encoder.finish()]);
     });
-    device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
     await ring.read.mapAsync(MAP_READ, 0, 8 * B * steps);
     const out = ring.read.getMappedRange(0, 8 * B * steps).slice(0);

@@ -21,7 +21,7 @@
 import { greedyFastPath, type SampledToken } from '../generate/sampling';
 import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
-import { draftTokens, verify, verifyGreedy, type BatchForward, type DraftProposal, type SpecRow } from '../spec/speculative';
+import { draftAndVerifyGreedy, draftTokens, verify, verifyGreedy, type BatchForward, type DraftProposal, type SpecRow } from '../spec/speculative';
 import { pagedModel, type EngineModel, type PagedModel } from './pagedModel';
 import type { ScheduledSequence } from './scheduler';
 import type { Sequence } from './sequence';
@@ -177,6 +177,20 @@ export class ModelRunner {
     const t0 = performance.now();
     let proposals: DraftProposal[];
     let draftLens: number[];
+    // greedy on two captured models: draft and verify in one go, no readback in between
+    const fusedTarget = this.draft ? this.target.batch(entries.map(cachedIn('target'))) : null;
+    if (this.draft && fusedTarget && picksOnModel(fusedTarget, entries)) {
+      const draft = this.draft.batch(entries.map(cachedIn('draft')));
+      const fused = await draftAndVerifyGreedy(draft, fusedTarget, rows, gammas);
+      if (fused) {
+        this.numForwardCalls += Math.max(0, ...gammas) + 1;
+        out.draftMs = 0; // not separable: the draft's steps and the verify run back to back on the GPU
+        out.verifyMs = performance.now() - t0;
+        const lens = draft.lengths();
+        entries.forEach((e, b) => out.spec.set(e.seq, { proposal: fused.proposals[b], logits: [], picks: fused.picks[b], numDraftComputedTokens: lens[b] }));
+        return;
+      }
+    }
     if (this.draft) {
       const draft = this.draft.batch(entries.map(cachedIn('draft')));
       const params = entries.map((e) => e.seq.params);

@@ -18,6 +18,9 @@ export interface PagedSequence {
   numCached: number;
 }
 
+// the captured batches alive, so a draft batch can find its target's model, tables and lengths
+const capturedBatches = new WeakMap<BatchForward, { gpu: GpuLlama; seqs: readonly PagedSequence[]; lengths: number[] }>();
+
 /** A model the engine can run: the eager tfjs model or the captured GPU model. */
 export type EngineModel = LlamaModel | GpuLlama;
 
@@ -127,7 +130,7 @@ class CapturedPagedModel implements PagedModel {
       }
       return out;
     }
-    return {
+    const fwd: BatchForward = {
       vocabSize: V,
       lengths: () => [...lengths],
       forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
@@ -145,7 +148,45 @@ class CapturedPagedModel implements PagedModel {
         });
         return out;
       },
+      async greedyChainThenVerify(feed, steps, target, verifyFeed, counts) {
+        const t = capturedBatches.get(target);
+        if (!t || t.gpu === gpu || t.gpu.config.vocabSize !== V) return null;
+        const drafting = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
+        const verifying = verifyFeed.map((_, b) => b).filter((b) => verifyFeed[b].length > 0);
+        const drafts = (b: number) => (feed[b].length > 0 ? steps : 0);
+        // the verify step's tokens: row b's pending tokens, then placeholders its drafts overwrite
+        const draftedAt = new Map<number, number>();
+        let at = 0;
+        const verify = verifying.map((b) => {
+          if (counts[b] !== drafts(b) + 1) throw new Error(`greedyChainThenVerify: row ${b} asks ${counts[b]} picks for ${drafts(b)} drafts`);
+          draftedAt.set(b, at + verifyFeed[b].length);
+          at += verifyFeed[b].length + drafts(b);
+          return { tokens: [...verifyFeed[b], ...new Array<number>(drafts(b)).fill(0)], start: t.lengths[b], blockTable: t.seqs[b].blockTable, logits: counts[b] };
+        });
+        const res = await gpu.draftThenVerify(
+          drafting.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: 1 })),
+          steps,
+          t.gpu,
+          verify,
+          drafting.map((b) => draftedAt.get(b)!),
+        );
+        const drafted: number[][] = feed.map(() => []);
+        drafting.forEach((b, i) => {
+          lengths[b] += feed[b].length + steps - 1; // the last draft is not fed
+          drafted[b] = res.drafted[i];
+        });
+        const picks: SampledToken[][] = verifyFeed.map(() => []);
+        let r = 0;
+        verify.forEach((v, i) => {
+          const b = verifying[i];
+          t.lengths[b] += v.tokens.length;
+          for (let j = 0; j < counts[b]; j++, r++) picks[b].push({ token: res.target.ids[r], logprob: res.target.logprobs[r] });
+        });
+        return { drafted, picks };
+      },
     };
+    capturedBatches.set(fwd, { gpu, seqs, lengths });
+    return fwd;
   }
 
   copyBlocks(copies: readonly (readonly [number, number])[]): void {

@@ -124,7 +124,7 @@ export class GpuLlama {
   /** the step's inputs as the CPU writes them: one slot of `layout.bytes` (reused every step) */
   private readonly words: Uint32Array;
   /** a chain's inputs, one slot per step, copied into `b.step` before each (grown on demand) */
-  private ring: { buffer: GPUBuffer; words: Uint32Array; read: GPUBuffer; slots: number } | null = null;
+  private ring: { buffer: GPUBuffer; words: Uint32Array; ids: GPUBuffer; read: GPUBuffer; slots: number } | null = null;
 
   private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
     this.ctx = ctx;
@@ -322,11 +322,12 @@ export class GpuLlama {
    * Run one captured step over `seqs` (any mix of prefill chunks, decodes and verify runs).
    * `read`: 'ids' reads back only the argmax of each logits row; 'logits' the rows as well.
    */
-  async step(seqs: readonly GpuStepSequence[], read: 'ids' | 'logits' = 'ids'): Promise<GpuStepResult> {
+  async step(seqs: readonly GpuStepSequence[], read: 'ids' | 'logits' = 'ids', before?: (encoder: GPUCommandEncoder) => void): Promise<GpuStepResult> {
     const t0 = performance.now();
     const { n, m } = this.writeStep(seqs);
     const device = this.ctx.device;
     const encoder = device.createCommandEncoder();
+    before?.(encoder); // (draftThenVerify's copies of the drafted ids into the step's inputs)
     this.encode(encoder, n, m);
     if (m > 0) {
       encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
@@ -425,9 +426,45 @@ export class GpuLlama {
    * Returns ids[b][k] and logprobs[b][k]: the token after step k for sequence b.
    */
   async greedyChain(seqs: readonly GpuStepSequence[], steps: number): Promise<{ ids: number[][]; logprobs: number[][]; encodeMs: number }> {
+    const t0 = performance.now();
+    const chain = this.submitChain(seqs, steps);
+    const encodeMs = performance.now() - t0;
+    return { ...(await chain.read()), encodeMs };
+  }
+
+  /**
+   * Speculative decoding's draft and verify in one go, greedy (lesson 4): this (the draft)
+   * runs its chain of `steps` steps, then `target` runs `verify`, whose drafted tokens are copied
+   * on the GPU from the chain's argmax ids: row b's draft k goes to token draftedAt[b] + k of the
+   * verify step (its placeholder there is overwritten). Nothing comes back in between; both
+   * readbacks wait together. Returns the drafted ids [B][steps] and the target's picks per logits row.
+   */
+  async draftThenVerify(
+    seqs: readonly GpuStepSequence[],
+    steps: number,
+    target: GpuLlama,
+    verify: readonly GpuStepSequence[],
+    draftedAt: readonly number[],
+  ): Promise<{ drafted: number[][]; target: GpuStepResult }> {
+    if (target.ctx.device !== this.ctx.device) throw new Error('draftThenVerify: the draft and the target must share one GPU device');
+    if (draftedAt.length !== seqs.length) throw new Error(`draftThenVerify: ${draftedAt.length} draft positions for ${seqs.length} sequences`);
+    const chain = this.submitChain(seqs, steps);
+    const B = seqs.length;
+    const res = target.step(verify, 'ids', (encoder) => {
+      // each drafted token from the chain's ids into the verify step's token list
+      for (let b = 0; b < B; b++) {
+        for (let k = 0; k < steps; k++) encoder.copyBufferToBuffer(chain.ids, 4 * (k * B + b), target.b.step, target.layout.offset.ids + 4 * (draftedAt[b] + k), 4);
+      }
+    });
+    const [drafted, picks] = await Promise.all([chain.read(), res]);
+    return { drafted: drafted.ids, target: picks };
+  }
+
+  // submit a greedy chain (greedyChain's first half): one submit per step, the ids kept in the
+  // ring's `ids` buffer on the GPU; read() maps them
+  private submitChain(seqs: readonly GpuStepSequence[], steps: number): { ids: GPUBuffer; read: () => Promise<{ ids: number[][]; logprobs: number[][] }> } {
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`greedyChain: steps must be a positive integer, got ${steps}`);
     if (seqs.some((s) => s.logits !== 1)) throw new Error('greedyChain: each sequence gets exactly one logits row per step');
-    const t0 = performance.now();
     const B = seqs.length;
     const L = this.layout;
     const ring = this.chainRing(steps);
@@ -444,28 +481,30 @@ export class GpuLlama {
       encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
       this.encode(encoder, n, m);
-      encoder.copyBufferToBuffer(this.b.next, 0, ring.read, 4 * B * k, 4 * B);
-      encoder.copyBufferToBuffer(this.b.logprob, 0, ring.read, 4 * B * (steps + k), 4 * B);
+      encoder.copyBufferToBuffer(this.b.next, 0, ring.ids, 4 * B * k, 4 * B);
+      encoder.copyBufferToBuffer(this.b.logprob, 0, ring.ids, 4 * B * (steps + k), 4 * B);
+      if (k === steps - 1) encoder.copyBufferToBuffer(ring.ids, 0, ring.read, 0, 8 * B * steps);
       device.queue.submit([encoder.finish()]);
     });
-    const encodeMs = performance.now() - t0;
-    await ring.read.mapAsync(MAP_READ, 0, 8 * B * steps);
-    const out = ring.read.getMappedRange(0, 8 * B * steps).slice(0);
-    ring.read.unmap();
-    if (this.ctx.errors.length > 0) throw new Error(`GPU error during a chained step: ${this.ctx.errors[0]}`);
-    const ids = new Int32Array(out, 0, B * steps);
-    const logprobs = new Float32Array(out, 4 * B * steps, B * steps);
-    return {
-      ids: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => ids[k * B + b])),
-      logprobs: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => logprobs[k * B + b])),
-      encodeMs,
+    const read = async () => {
+      await ring.read.mapAsync(MAP_READ, 0, 8 * B * steps);
+      const out = ring.read.getMappedRange(0, 8 * B * steps).slice(0);
+      ring.read.unmap();
+      if (this.ctx.errors.length > 0) throw new Error(`GPU error during a chained step: ${this.ctx.errors[0]}`);
+      const ids = new Int32Array(out, 0, B * steps);
+      const logprobs = new Float32Array(out, 4 * B * steps, B * steps);
+      return {
+        ids: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => ids[k * B + b])),
+        logprobs: seqs.map((_, b) => Array.from({ length: steps }, (_, k) => logprobs[k * B + b])),
+      };
     };
+    return { ids: ring.ids, read };
   }
 
   // the ring of step inputs and the readback buffer of a chain of `steps`, grown on demand
-  private chainRing(steps: number): { buffer: GPUBuffer; words: Uint32Array; read: GPUBuffer } {
+  private chainRing(steps: number): { buffer: GPUBuffer; words: Uint32Array; ids: GPUBuffer; read: GPUBuffer } {
     if (this.ring && this.ring.slots >= steps) return this.ring;
-    for (const old of this.ring ? [this.ring.buffer, this.ring.read] : []) {
+    for (const old of this.ring ? [this.ring.buffer, this.ring.ids, this.ring.read] : []) {
       old.destroy();
       this.buffers.splice(this.buffers.indexOf(old), 1);
     }
@@ -473,6 +512,7 @@ export class GpuLlama {
     this.ring = {
       buffer: this.buffer(slots * this.layout.bytes, COPY_SRC | COPY_DST),
       words: new Uint32Array((slots * this.layout.bytes) / 4),
+      ids: this.buffer(8 * this.maxSeqs * slots, COPY_SRC | COPY_DST), // [steps][B] ids, then their logprobs
       read: this.buffer(8 * this.maxSeqs * slots, MAP_READ | COPY_DST),
       slots,
     };

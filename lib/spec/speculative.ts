@@ -126,6 +126,19 @@ export interface BatchForward {
    * token is not fed.
    */
   greedyChain?(feed: readonly (readonly number[])[], steps: number): Promise<number[][]>;
+  /**
+   * greedyChain, then `target`'s verify step over verifyFeed[b] followed by the drafted tokens,
+   * in one go (the drafts copied on the GPU, one readback for both): the drafted ids [B][steps]
+   * and the target's picks per row [counts[b]]. null when `target` cannot take part (another
+   * kind of model, or another device): then draft and verify apart.
+   */
+  greedyChainThenVerify?(
+    feed: readonly (readonly number[])[],
+    steps: number,
+    target: BatchForward,
+    verifyFeed: readonly (readonly number[])[],
+    counts: readonly number[],
+  ): Promise<{ drafted: number[][]; picks: SampledToken[][] } | null>;
 }
 
 /** A tfjs model and its KV cache as a BatchForward (left padding undone row by row). */
@@ -214,6 +227,29 @@ export async function draftTokens(
     });
   }
   return proposals;
+}
+
+/**
+ * Draft and verify greedy rows in one go when the models can (two captured models on one GPU,
+ * BatchForward.greedyChainThenVerify): the same proposals and target picks as draftTokens then
+ * verifyGreedy, with no readback in between. null when they cannot (then call those two).
+ */
+export async function draftAndVerifyGreedy(
+  draft: BatchForward,
+  target: BatchForward,
+  rows: readonly SpecRow[],
+  gammas: readonly number[],
+): Promise<{ proposals: DraftProposal[]; picks: SampledToken[][] } | null> {
+  const gamma = Math.max(0, ...gammas);
+  if (!draft.greedyChainThenVerify || gamma === 0 || !gammas.every((g) => g === 0 || g === gamma)) return null;
+  const draftLens = draft.lengths();
+  const targetLens = target.lengths();
+  const feed = rows.map((row, b) => (gammas[b] > 0 ? pendingTokens(row, draftLens[b]) : []));
+  const verifyFeed = rows.map((row, b) => pendingTokens(row, targetLens[b])); // a row with gamma 0 is a plain decode
+  const counts = gammas.map((g) => g + 1);
+  const r = await draft.greedyChainThenVerify(feed, gamma, target, verifyFeed, counts);
+  if (!r) return null;
+  return { proposals: r.drafted.map((tokens) => ({ tokens, probs: null })), picks: r.picks };
 }
 
 // ---- 2. verify

@@ -237,7 +237,9 @@ async function main(): Promise<void> {
         'e2eSpeedup: whole run, prefill included',
         'predicted = E(alpha, gamma) / (gamma c + v): c = draft ms per drafted token / plain decode step ms, v = verify ms / plain decode step ms, measured at this B',
         'best: per batch, the draft-model gamma with the highest speedup (issue 11 goal: >= 2x at batch 1 on the captured path)',
-        ...(captured ? ['captured path: target and draft are GpuLlama models (one command buffer per forward call); a speculative step is gamma draft calls + one verify call, each a GPU round trip'] : []),
+        ...(captured
+          ? ['captured path: target and draft are GpuLlama models; greedy rows draft and verify in one go (the gamma draft steps and the verify submitted back to back, the drafts copied on the GPU, one readback), so c = 0 and v is the whole speculative step']
+          : []),
       ],
     },
     { dir: path.dirname(OUT) },

@@ -348,6 +348,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
         'each prompt alone through an LLMEngine with maxNumSeqs 1 on the captured path (target and draft GpuLlama), greedy, the same tokens per prompt; best of repeats (lowest wall time)',
         'measuredSpeedup = target-only wall time / speculative wall time (prefill included); decodeSpeedup: pure decode steps only',
         'c = draft ms per drafted token / plain decode step ms; v = verify ms per step / plain decode step ms; predicted as in the eager rows',
+        'greedy rows on two captured models run draft and verify in one go (the drafts copied on the GPU, one readback): the draft model rows then show c = 0 and v = the whole speculative step',
         'issue 11 goal: draft model, best gamma, >= 2x at batch 1 inside the engine (measured, not asserted)',
       ],
     };

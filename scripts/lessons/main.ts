@@ -30,15 +30,7 @@ function arg(name: string): string | undefined {
 }
 
 export function listNotebooks(only?: string): string[] {
-  const dir = path.join(ROOT, 'notebooks');
-  const all = fs.existsSync(dir)
-    ? fs
-        .readdirSync(dir)
-        .filter((f) => f.endsWith('.ipynb'))
-        .sort()
-    : [];
-  const wanted = only ? only.split(',').map((s) => s.trim()) : null;
-  return all.filter((f) => !wanted || wanted.some((w) => f.startsWith(w))).map((f) => path.join(dir, f));
+  return notebooksIn(path.join(ROOT, 'notebooks'), only);
 }
 
 /**
@@ -46,7 +38,12 @@ export function listNotebooks(only?: string): string[] {
  * lessons and folded into the lesson pages, under each exercise).
  */
 export function listSolutions(only?: string): string[] {
-  const dir = path.join(ROOT, 'notebooks', 'solutions');
+  return notebooksIn(path.join(ROOT, 'notebooks', 'solutions'), only);
+}
+
+// the .ipynb files of a folder, sorted; `only` keeps those whose names start with one of its
+// comma-separated prefixes
+function notebooksIn(dir: string, only?: string): string[] {
   const all = fs.existsSync(dir)
     ? fs
         .readdirSync(dir)

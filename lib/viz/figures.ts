@@ -208,18 +208,22 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
   return groups;
 }
 
-/** Labelled points, one trace per group. */
-export function scatterChart(points: readonly Point[], o: ChartOptions = {}): Figure {
+/**
+ * Labelled points, one trace per group. `labels: 'hover'` names the points on hover only (for
+ * clusters whose printed names would overlap); the legend still tells the groups apart.
+ */
+export function scatterChart(points: readonly Point[], o: ChartOptions & { labels?: 'points' | 'hover' } = {}): Figure {
   const groups = groupBy(points, (p) => p.group ?? '');
+  const hover = o.labels === 'hover';
   return legendBelow({
     data: [...groups].map(([group, ps]) => ({
       type: 'scatter',
-      mode: 'markers+text',
+      mode: hover ? 'markers' : 'markers+text',
       name: group,
       x: ps.map((p) => p.x),
       y: ps.map((p) => p.y),
       text: ps.map((p) => p.name),
-      textposition: 'top center',
+      ...(hover ? { hoverinfo: 'text+x+y' } : { textposition: 'top center' }),
       marker: { size: 10 },
     })),
     layout: { ...baseLayout(o), showlegend: groups.size > 1 },
@@ -378,7 +382,7 @@ export function timelineChart(spans: readonly Span[], o: ChartOptions = {}): Fig
 // ---- legend room
 
 const LEGEND_ROW_PX = 22;
-const X_TITLE_PX = 62; // tick labels and the x-axis title, under the plot
+const X_TITLE_PX = 72; // tick labels and the x-axis title, under the plot
 const ASSUMED_PLOT_WIDTH_PX = 760; // a notebook output or a site page, less the side margins
 
 /**

@@ -26,3 +26,12 @@ export function agreement(got: number[], entry: GoldenEntry): { prefix: number; 
   const tie = k < entry.continuation.length && entry.margins[k] < TIE;
   return { prefix: k, tie };
 }
+
+/**
+ * Let the event loop run (a macrotask, not a microtask). vitest's worker fails the whole run when
+ * a test file keeps its event loop busy for 60 s (its RPC to the main process times out), so long
+ * synchronous loops over prompts call this now and then.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -14,6 +14,7 @@ import { loadModel } from '../lib/model/load';
 import { SafetensorsFile } from '../lib/formats/safetensors';
 import { checkAgainstOracle, ORACLE_TIE } from '../lib/oracle/hf';
 import { argmax } from '../lib/generate/sampling';
+import { yieldToEventLoop } from './golden';
 
 const TOL = 1e-3;
 /** an oracle margin below this is a tie: a different argmax there is not an error */
@@ -80,6 +81,7 @@ for (const which of ['target', 'draft'] as const) {
     it('no-cache path (full recompute each step) gives the oracle tokens for a few prompts', async () => {
       const startTensors = tf.memory().numTensors;
       for (const p of [1, 2, 4]) {
+        await yieldToEventLoop();
         const prompt = golden.prompts[p];
         const e = entries[p];
         const seq = [...prompt.ids];

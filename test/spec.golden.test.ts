@@ -10,7 +10,7 @@ import { loadModel } from '../lib/model/load';
 import type { LlamaModel } from '../lib/model/llama';
 import { speculativeGenerate } from '../lib/spec/generate';
 import { loadTokenizer } from '../lib/generate/tokenizer';
-import { agreement, loadGolden } from './golden';
+import { agreement, loadGolden, yieldToEventLoop } from './golden';
 
 const TOKENS = 32;
 const golden = loadGolden();
@@ -36,6 +36,7 @@ describe('greedy speculative decoding = target greedy, every golden prompt', () 
       let drafted = 0;
       let steps = 0;
       for (let i = 0; i < golden.prompts.length; i++) {
+        await yieldToEventLoop();
         const p = golden.prompts[i];
         // gamma varies with the prompt so that several step shapes are exercised
         const gamma = 1 + (i % 6);

@@ -106,6 +106,7 @@ export async function checkAgainstOracle(
   const report: OracleReport = { model: which, prompts: promptIndices.length, rows: 0, maxAbsError: 0, worstAt: '', tokensAgreeing: 0, tokens: promptIndices.length * steps, ties: [], failures: [], compared };
   try {
     for (const p of promptIndices) {
+      await new Promise((resolve) => setTimeout(resolve, 0)); // let timers and I/O run between prompts (progress bars, test runners)
       opts.onPrompt?.(p);
       const prompt = golden.prompts[p];
       const entry = golden.models[which].entries[p];

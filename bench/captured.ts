@@ -27,7 +27,7 @@ import { percentile } from '../lib/eval/stats';
 import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
-import { sharedGpu, type GpuContext } from '../lib/gpu/device';
+import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
 import { contiguousTables, GpuLlama } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { WeightFormat } from '../lib/gpu/kernels';
@@ -147,7 +147,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
     await d.queue.onSubmittedWorkDone();
     times.push(performance.now() - t0);
   }
-  const gpuUs = await passTimes(ctx, 3, (p) => {
+  const gpuUs = !ctx.info.timestamps ? null : await timePasses(ctx, 3, (p) => {
     p.setPipeline(pipe);
     p.setBindGroup(0, bg);
     for (let k = 0; k < passes; k++) p.dispatchWorkgroups(32768);
@@ -158,50 +158,25 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
   return { bytes: n4 * 16, gbPerS, gpuGbPerS: gpuUs === null ? null : (passes * n4 * 16) / (percentile(gpuUs.slice(1), 50) * 1e3) };
 }
 
-// microseconds of GPU time of `runs` passes, each filled by `fill`, from timestamp queries
-// (null when the adapter has none)
-async function passTimes(ctx: GpuContext, runs: number, fill: (pass: GPUComputePassEncoder) => void): Promise<number[] | null> {
-  if (!ctx.info.timestamps) return null;
-  const d = ctx.device;
-  const querySet = d.createQuerySet({ type: 'timestamp', count: 2 * runs });
-  const resolved = d.createBuffer({ size: 16 * runs, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
-  const read = d.createBuffer({ size: 16 * runs, usage: 0x1 | 0x8 }); // MAP_READ | COPY_DST
-  const e = d.createCommandEncoder();
-  for (let i = 0; i < runs; i++) {
-    const p = e.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-    fill(p);
-    p.end();
-  }
-  e.resolveQuerySet(querySet, 0, 2 * runs, resolved, 0);
-  e.copyBufferToBuffer(resolved, 0, read, 0, 16 * runs);
-  d.queue.submit([e.finish()]);
-  await read.mapAsync(0x1);
-  const t = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  for (const x of [querySet, resolved, read]) x.destroy();
-  return Array.from({ length: runs }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1000);
-}
-
 // the floor of a dispatch: a trivial kernel that depends on the one before it, 200 times in
 // one pass (as the captured step runs) and one pass each (as per-kernel timing runs)
-async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; passEachUs: number } | null> {
+async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; passEachUs: number }> {
   const d = ctx.device;
   const code = '@group(0) @binding(0) var<storage, read_write> B: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x == 0u) { B[0] = B[0] + 1.0; } }';
   const pipe = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
   const buf = d.createBuffer({ size: 256, usage: 0x80 });
   const bg = d.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
-  const one = await passTimes(ctx, 4, (p) => {
+  const one = await timePasses(ctx, 4, (p) => {
     p.setPipeline(pipe);
     p.setBindGroup(0, bg);
     for (let i = 0; i < 200; i++) p.dispatchWorkgroups(1);
   });
-  const each = await passTimes(ctx, 200, (p) => {
+  const each = await timePasses(ctx, 200, (p) => {
     p.setPipeline(pipe);
     p.setBindGroup(0, bg);
     p.dispatchWorkgroups(1);
   });
   buf.destroy();
-  if (!one || !each) return null;
   return { onePassUs: percentile(one.slice(1), 50) / 200, passEachUs: percentile(each.slice(10), 50) };
 }
 
@@ -299,7 +274,7 @@ async function main(): Promise<void> {
   // ---- 5. where a step's GPU time goes: each kernel timed on the GPU (timestamp queries)
   if (ctx.info.timestamps) {
     const floor = await dispatchFloor(ctx);
-    if (floor) console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
+    console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
     const cases: [string, number, number][] = QUICK ? [['data/models/draft', 1, 16]] : [['data/models/target', 1, 64], ['data/models/target', 1, 512], ['data/models/target', 32, 64], ['data/models/draft', 1, 64]];
     const kernels = [];
     for (const [dir, batch, context] of cases) {

@@ -175,24 +175,23 @@ export class ModelRunner {
     const rows = entries.map((e) => specRowOf(e.seq));
     const gammas = entries.map((e) => e.numLookaheadTokens ?? 0);
     const t0 = performance.now();
+    const draft = this.draft?.batch(entries.map(cachedIn('draft')));
+    const target = this.target.batch(entries.map(cachedIn('target')));
+    // greedy rows on the captured step: the target's argmax tokens, not its logits rows
+    const picked = picksOnModel(target, entries);
+    // ... and on two captured models: draft and verify in one go, no readback in between
+    const fused = draft && picked ? await draftAndVerifyGreedy(draft, target, rows, gammas) : null;
+    if (draft && fused) {
+      this.numForwardCalls += Math.max(0, ...gammas) + 1;
+      out.draftMs = 0; // not separable: the draft's steps and the verify run back to back on the GPU
+      out.verifyMs = performance.now() - t0;
+      const lens = draft.lengths();
+      entries.forEach((e, b) => out.spec.set(e.seq, { proposal: fused.proposals[b], logits: [], picks: fused.picks[b], numDraftComputedTokens: lens[b] }));
+      return;
+    }
     let proposals: DraftProposal[];
     let draftLens: number[];
-    // greedy on two captured models: draft and verify in one go, no readback in between
-    const fusedTarget = this.draft ? this.target.batch(entries.map(cachedIn('target'))) : null;
-    if (this.draft && fusedTarget && picksOnModel(fusedTarget, entries)) {
-      const draft = this.draft.batch(entries.map(cachedIn('draft')));
-      const fused = await draftAndVerifyGreedy(draft, fusedTarget, rows, gammas);
-      if (fused) {
-        this.numForwardCalls += Math.max(0, ...gammas) + 1;
-        out.draftMs = 0; // not separable: the draft's steps and the verify run back to back on the GPU
-        out.verifyMs = performance.now() - t0;
-        const lens = draft.lengths();
-        entries.forEach((e, b) => out.spec.set(e.seq, { proposal: fused.proposals[b], logits: [], picks: fused.picks[b], numDraftComputedTokens: lens[b] }));
-        return;
-      }
-    }
-    if (this.draft) {
-      const draft = this.draft.batch(entries.map(cachedIn('draft')));
+    if (draft) {
       const params = entries.map((e) => e.seq.params);
       const rngs = entries.map((e) => e.seq.rng);
       proposals = await draftTokens(draft, rows, gammas, params, rngs);
@@ -203,9 +202,6 @@ export class ModelRunner {
       draftLens = entries.map(() => 0);
     }
     const t1 = performance.now();
-    const target = this.target.batch(entries.map(cachedIn('target')));
-    // greedy rows on the captured step: the target's argmax tokens, not its logits rows
-    const picked = picksOnModel(target, entries);
     const picks = picked ? await verifyGreedy(target, rows, proposals) : null; // per row [gamma_b + 1]
     const logits = picked ? null : await verify(target, rows, proposals); // per row [gamma_b + 1][V]
     this.numForwardCalls++;

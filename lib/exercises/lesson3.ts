@@ -3,6 +3,7 @@
 // per-token groups int4, float32 scales), lib/kv/budget.ts's proportionalBudgets and the keep rule
 // of lib/kv/evicting.ts (sinks, recent window, heavy hitters).
 import { proportionalBudgets } from '../kv/budget';
+import { keptSlots } from '../kv/evicting';
 import { dequantize, groupLayout, packCodes, packMeta, quantize, resolveQuantScheme, unpackCodes, unpackMeta } from '../kv/quant';
 import { Rng } from '../generate/sampling';
 import { buildExercise, closeArray, predictExercise, randomInt, randomNormals, randomPick, sameValue, short, type Case, type Exercise } from './check';
@@ -258,25 +259,9 @@ interface KeepInput {
   recent: number;
 }
 
-/** lib/kv/evicting.ts's keep rule on plain arrays: sinks, the newest `recent`, then the highest scores (ties: the newer). */
+// lib/kv/evicting.ts's keep rule itself, slot i holding position i
 function keepReference(x: KeepInput): number[] {
-  const n = x.scores.length;
-  if (n <= x.budget) return [...Array(n).keys()];
-  const chosen = new Uint8Array(n);
-  let count = 0;
-  for (let i = 0; i < n; i++) {
-    if (i < x.sinks || i >= n - x.recent) {
-      chosen[i] = 1;
-      count++;
-    }
-  }
-  const rest = [...Array(n).keys()].filter((i) => !chosen[i]).sort((a, b) => x.scores[b] - x.scores[a] || b - a);
-  for (const i of rest) {
-    if (count >= x.budget) break;
-    chosen[i] = 1;
-    count++;
-  }
-  return [...Array(n).keys()].filter((i) => chosen[i]);
+  return keptSlots(x.scores.map((_, i) => i), x.scores, x.budget, { sinks: x.sinks, recent: x.recent, policy: 'h2o' });
 }
 
 const keepSlots = buildExercise<(scores: number[], budget: number, sinks: number, recent: number) => number[], KeepInput, number[]>(

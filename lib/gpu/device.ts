@@ -125,3 +125,32 @@ export async function releaseSharedGpu(): Promise<void> {
   shared = null;
   if (s) (await s.catch(() => null))?.destroy();
 }
+
+/**
+ * GPU microseconds of each of `passes` compute passes, from timestamp queries (the adapter's
+ * 'timestamp-query'): one command buffer, pass i encoded by `fill(pass, i)`.
+ */
+export async function timePasses(ctx: GpuContext, passes: number, fill: (pass: GPUComputePassEncoder, i: number) => void): Promise<number[]> {
+  if (!ctx.info.timestamps) throw new Error("timePasses: this adapter has no 'timestamp-query'");
+  const d = ctx.device;
+  const querySet = d.createQuerySet({ type: 'timestamp', count: 2 * passes });
+  const resolved = d.createBuffer({ size: 16 * passes, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
+  const read = d.createBuffer({ size: 16 * passes, usage: 0x1 | 0x8 }); // MAP_READ | COPY_DST
+  try {
+    const e = d.createCommandEncoder();
+    for (let i = 0; i < passes; i++) {
+      const pass = e.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      fill(pass, i);
+      pass.end();
+    }
+    e.resolveQuerySet(querySet, 0, 2 * passes, resolved, 0);
+    e.copyBufferToBuffer(resolved, 0, read, 0, 16 * passes);
+    d.queue.submit([e.finish()]);
+    await read.mapAsync(0x1);
+    const t = new BigUint64Array(read.getMappedRange().slice(0));
+    read.unmap();
+    return Array.from({ length: passes }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1000);
+  } finally {
+    for (const x of [querySet, resolved, read]) x.destroy();
+  }
+}

@@ -18,7 +18,7 @@ import { f32ToBf16 } from '../formats/dtype';
 import type { LlamaConfig } from '../model/config';
 import { ropeInvFreq } from '../model/llama';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, type WeightSource } from '../model/weights';
-import type { GpuContext } from './device';
+import { timePasses, type GpuContext } from './device';
 import {
   argmaxKernel,
   embedKernel,
@@ -545,12 +545,14 @@ export class GpuLlama {
 
   /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
   encode(encoder: GPUCommandEncoder, n: number, m: number): void {
-    this.encodeInto(encoder.beginComputePass(), n, m);
+    const pass = encoder.beginComputePass();
+    this.encodeDispatches(pass, this.dispatches, n, m);
+    pass.end();
   }
 
-  // the dispatches into an open pass, which this ends
-  private encodeInto(pass: GPUComputePassEncoder, n: number, m: number): void {
-    for (const d of this.dispatches) {
+  // these dispatches (all of them, or one to time it) into an open pass
+  private encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[], n: number, m: number): void {
+    for (const d of dispatches) {
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;
@@ -558,7 +560,6 @@ export class GpuLlama {
       pass.setBindGroup(0, d.bindGroup);
       pass.dispatchWorkgroups(x, y);
     }
-    pass.end();
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the
@@ -619,47 +620,18 @@ export class GpuLlama {
    * median of `repeats` runs after two warm-ups. The pool is written as a real step would.
    */
   async timeStep(seqs: readonly GpuStepSequence[], repeats = 5): Promise<{ stepUs: number; dispatches: { name: string; us: number }[] }> {
-    if (!this.ctx.info.timestamps) throw new Error("timeStep: this adapter has no 'timestamp-query'");
-    const device = this.ctx.device;
-    const count = this.dispatches.length + 1; // passes: one per dispatch, then the whole step
-    const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * count });
-    const resolved = device.createBuffer({ size: 16 * count, usage: 0x200 | COPY_SRC }); // QUERY_RESOLVE
-    const read = device.createBuffer({ size: 16 * count, usage: MAP_READ | COPY_DST });
+    const all = this.dispatches;
     const runs: number[][] = [];
-    try {
-      for (let rep = 0; rep < repeats + 2; rep++) {
-        const { n, m } = this.writeStep(seqs);
-        const encoder = device.createCommandEncoder();
-        const timed = (i: number) => encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-        this.dispatches.forEach((d, i) => {
-          const pass = timed(i);
-          const c = d.count(n, m);
-          const [x, y] = typeof c === 'number' ? [c, 1] : c;
-          if (x > 0 && y > 0) {
-            pass.setPipeline(d.pipeline);
-            pass.setBindGroup(0, d.bindGroup);
-            pass.dispatchWorkgroups(x, y);
-          }
-          pass.end();
-        });
-        // the whole step again in one timed pass, as encode() runs it
-        this.encodeInto(timed(count - 1), n, m);
-        encoder.resolveQuerySet(querySet, 0, 2 * count, resolved, 0);
-        encoder.copyBufferToBuffer(resolved, 0, read, 0, 16 * count);
-        device.queue.submit([encoder.finish()]);
-        await read.mapAsync(MAP_READ);
-        const t = new BigUint64Array(read.getMappedRange().slice(0));
-        read.unmap();
-        if (rep >= 2) runs.push(Array.from({ length: count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1000));
-      }
-    } finally {
-      querySet.destroy();
-      resolved.destroy();
-      read.destroy();
+    for (let rep = 0; rep < repeats + 2; rep++) {
+      const { n, m } = this.writeStep(seqs);
+      // passes: one per dispatch, then the whole step in one pass, as encode() runs it
+      const us = await timePasses(this.ctx, all.length + 1, (pass, i) => this.encodeDispatches(pass, i < all.length ? [all[i]] : all, n, m));
+      if (rep >= 2) runs.push(us); // two warm-ups
     }
     const median = (i: number) => runs.map((r) => r[i]).sort((a, b) => a - b)[runs.length >> 1];
-    return { stepUs: median(count - 1), dispatches: this.dispatches.map((d, i) => ({ name: d.name, us: median(i) })) };
+    return { stepUs: median(all.length), dispatches: all.map((d, i) => ({ name: d.name, us: median(i) })) };
   }
+
 
   /**
    * Copy whole blocks of every layer's K and V pool, src -> dst (the block manager's copy-on-

@@ -168,33 +168,13 @@ export class EvictingKVCache implements KVCache {
     this.len = 0;
   }
 
-  // keep at most `keep` slots of a layer: sinks, the newest `recent`, then by score (h2o) or recency
+  // keep at most `keep` slots of a layer (keptSlots), the rest recorded as evicted
   private evict(layer: number, keep: number): void {
     const L = this.layers[layer];
-    const n = L.pos.length;
-    if (n <= keep) return;
-    const { sinks, recent, policy } = this.config;
-    const chosen = new Uint8Array(n);
-    let count = 0;
-    for (let i = 0; i < n; i++) {
-      if (L.pos[i] < sinks || i >= n - recent) {
-        chosen[i] = 1;
-        count++;
-      }
-    }
-    const rest = [...Array(n).keys()].filter((i) => !chosen[i]);
-    if (policy === 'h2o') rest.sort((a, b) => L.score[b] - L.score[a] || b - a);
-    else rest.reverse(); // most recent first
-    for (const i of rest) {
-      if (count >= keep) break;
-      chosen[i] = 1;
-      count++;
-    }
-    const kept: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (chosen[i]) kept.push(i);
-      else this.evicted[layer].push(L.pos[i]);
-    }
+    if (L.pos.length <= keep) return;
+    const kept = keptSlots(L.pos, L.score, keep, this.config);
+    const held = new Set(kept);
+    L.pos.forEach((p, i) => held.has(i) || this.evicted[layer].push(p));
     this.gather(L, kept);
   }
 
@@ -209,4 +189,32 @@ export class EvictingKVCache implements KVCache {
       old.dispose();
     }
   }
+}
+
+/**
+ * The slots a layer keeps when it holds more than `keep` (lesson 3): attention sinks (positions
+ * below `sinks`), the newest `recent`, then by accumulated attention score (h2o; ties: the newer)
+ * or by recency (streaming). `pos[i]` and `score[i]` describe slot i, oldest first. Returns the
+ * kept slot indices in order.
+ */
+export function keptSlots(pos: readonly number[], score: readonly number[], keep: number, o: { sinks: number; recent: number; policy: EvictionPolicy }): number[] {
+  const n = pos.length;
+  if (n <= keep) return [...Array(n).keys()];
+  const chosen = new Uint8Array(n);
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    if (pos[i] < o.sinks || i >= n - o.recent) {
+      chosen[i] = 1;
+      count++;
+    }
+  }
+  const rest = [...Array(n).keys()].filter((i) => !chosen[i]);
+  if (o.policy === 'h2o') rest.sort((a, b) => score[b] - score[a] || b - a);
+  else rest.reverse(); // most recent first
+  for (const i of rest) {
+    if (count >= keep) break;
+    chosen[i] = 1;
+    count++;
+  }
+  return [...Array(n).keys()].filter((i) => chosen[i]);
 }

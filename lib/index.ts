@@ -114,6 +114,7 @@ export type { GpuLlamaOptions, GpuStepResult, GpuStepSequence, GpuStepStats } fr
 export { loadGpuModel } from './gpu/load';
 export { checkKernels } from './gpu/checks';
 export type { CheckKernelsOptions, KernelCheck } from './gpu/checks';
+export { capturedDispatches } from './gpu/kernels';
 export type { WeightFormat } from './gpu/kernels';
 
 // ---- eval: quality of a cache against float32 (perplexity, KL, agreement) and attention measurements

@@ -195,7 +195,7 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/peers-webgpu.json');
     expect(t).toContain('HF transformers, compiled (fp32)');
     expect(t).toContain('nearly flat in batch');
-    expect(t).toContain('(the 6L + 3 above)');
+    expect(t).toContain('(the 5L + 3 above)');
     expect(t).toMatch(/agreed with Hugging Face's on \*\*[0-9]+\/[0-9]+\*\*/);
   });
 

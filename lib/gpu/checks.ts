@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { Rng } from '../generate/sampling';
 import type { GpuContext } from './device';
-import { argmaxKernel, embedKernel, MATMUL_TILE, matmulKernel, pagedAttentionKernel, ropeStoreKernel, type MatmulSpec, type WeightFormat } from './kernels';
+import { argmaxKernel, embedKernel, MATMUL_TILE, matmulKernel, pagedAttentionKernel, ropeRowPairs, type MatmulSpec, type WeightFormat } from './kernels';
 import { ropeInvFreq } from '../model/llama';
 import { packBf16, ropeHalfTables } from './llama';
 
@@ -163,7 +163,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
       }
     }
 
-    // ---- paged: RoPE + store, then attention, over a shuffled block table
+    // ---- paged: the qkv matmul with its RoPE + store epilogue, then attention, over a shuffled block table
     const Hkv = pick([1, 2]);
     const H = Hkv * pick([1, 3]);
     const D = pick(small ? [16, 32] : [64, 128]);
@@ -182,18 +182,38 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     });
     const N = tokens.length;
     const W = (H + 2 * Hkv) * D;
-    const qkv = rand(N * W);
+    const K = pick(small ? [32, 64] : [256, 384]);
+    const format: WeightFormat = c % 2 === 0 ? 'f32' : 'bf16';
+    const Wqkv = rand(W * K, 0.2);
+    const X = rand(N * K);
+    const gain = rand(K, 1);
     const meta = Uint32Array.from(tokens.flat());
     const half = D / 2;
     const { cos, sin } = ropeHalfTables(maxPos, ropeInvFreq(D, 10000));
     const spec = { H, Hkv, D, blockSize, maxBlocks };
     const poolSize = numBlocks * blockSize * Hkv * D;
-    // rope + store (run as one shared set of buffers so attention reads what rope wrote)
-    const rope = await runPair(ctx, ropeStoreKernel(spec), pagedAttentionKernel(spec), { qkv, meta, table, cos, sin, poolSize, N, H, D });
+    const mmSpec: MatmulSpec = { K, R: W, format, norm: { eps: 1e-5 }, rows: 'tokens', epilogue: 'rope', rope: { ...spec, metaAt: 0, tableAt: meta.length, maxPositions: maxPos }, subgroups32: sg };
+    const wRows = ropeRowPairs(Wqkv, spec, K);
+    const rope = await runQkvAttention(ctx, matmulKernel(mmSpec), pagedAttentionKernel(spec), {
+      W: format === 'f32' ? wRows : packBf16(wRows),
+      X,
+      gain,
+      meta,
+      table,
+      cosSin: Float32Array.from([...cos, ...sin]),
+      poolSize,
+      N,
+      H,
+      D,
+      R: W,
+    });
     // reference: plain tfjs
     const scale = Math.fround(1 / Math.sqrt(D));
     const refT = tf.tidy(() => {
-      const x = tf.tensor3d(qkv, [N, H + 2 * Hkv, D]);
+      const w = tf.tensor2d(format === 'f32' ? Wqkv : roundBf16(Wqkv), [W, K]);
+      let xn: tf.Tensor2D = tf.tensor2d(X, [N, K]);
+      xn = tf.mul(tf.mul(xn, tf.rsqrt(tf.add(tf.mean(tf.square(xn), 1, true), 1e-5))), tf.tensor1d(gain));
+      const x = tf.reshape(tf.matMul(xn, w, false, true), [N, H + 2 * Hkv, D]);
       const pos = tf.tensor1d(Array.from(tokens, ([, p]) => p), 'int32');
       const c = tf.gather(tf.tensor2d(cos, [maxPos, half]), pos); // [N, D/2]
       const s = tf.gather(tf.tensor2d(sin, [maxPos, half]), pos);
@@ -219,11 +239,11 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
         outs.push(tf.reshape(tf.transpose(tf.matMul(p, rep(vs)), [1, 0, 2]), [n, H * D])); // [n, H*D]
         start += n;
       });
-      return [tf.reshape(q, [N, H * D]), k, tf.concat(outs, 0)];
+      return [tf.reshape(q, [N, H * D]), k, v, tf.concat(outs, 0)];
     });
-    const [refQ, refK, refAtt] = await Promise.all(refT.map((t) => t.data()));
+    const [refQ, refK, refV, refAtt] = await Promise.all(refT.map((t) => t.data()));
     tf.dispose(refT);
-    const ref = { q: refQ, k: refK, att: refAtt };
+    const ref = { q: refQ, k: refK, v: refV, att: refAtt };
     // q rotated in place, k at its slot
     const qGot = new Float32Array(N * H * D);
     const kGot = new Float32Array(N * Hkv * D);
@@ -232,9 +252,15 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
       const slot = table[b * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
       kGot.set(rope.k.subarray(slot * Hkv * D, (slot + 1) * Hkv * D), n * Hkv * D);
     });
-    const shape = `B=2 lengths ${lens.join(',')} H=${H} Hkv=${Hkv} D=${D} blockSize=${blockSize}`;
-    push(verdict('rope + paged KV store', shape, Math.max(maxAbsDiff(qGot, ref.q), maxAbsDiff(kGot, ref.k)), 1e-5));
-    push(verdict('paged attention (prefill + GQA)', shape, maxAbsDiff(rope.att, ref.att), 1e-5));
+    const vGot = new Float32Array(N * Hkv * D);
+    tokens.forEach(([b, p], n) => {
+      const slot = table[b * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+      vGot.set(rope.v.subarray(slot * Hkv * D, (slot + 1) * Hkv * D), n * Hkv * D);
+    });
+    const shape = `B=2 lengths ${lens.join(',')} K=${K} H=${H} Hkv=${Hkv} D=${D} blockSize=${blockSize}`;
+    const tol = 1e-5 * Math.max(1, Math.sqrt(K) / 8);
+    push(verdict(`matmul rope + rmsnorm, paged KV store, ${format}`, shape, Math.max(maxAbsDiff(qGot, ref.q), maxAbsDiff(kGot, ref.k), maxAbsDiff(vGot, ref.v)), tol));
+    push(verdict('paged attention (prefill + GQA)', shape, maxAbsDiff(rope.att, ref.att), tol));
 
     // ---- embed and argmax
     const V = pick([50, 300, 1000]);
@@ -266,37 +292,42 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
   return out;
 }
 
-// rope + store, then paged attention, sharing qkv and the pools
-async function runPair(
+// the qkv matmul (RoPE epilogue: q into qkv, k and v into the pools), then paged attention
+async function runQkvAttention(
   ctx: GpuContext,
-  ropeCode: string,
+  qkvCode: string,
   attCode: string,
-  a: { qkv: Float32Array; meta: Uint32Array; table: Uint32Array; cos: Float32Array; sin: Float32Array; poolSize: number; N: number; H: number; D: number },
-): Promise<{ qkv: Float32Array; k: Float32Array; att: Float32Array }> {
+  a: { W: Float32Array | Uint32Array; X: Float32Array; gain: Float32Array; meta: Uint32Array; table: Uint32Array; cosSin: Float32Array; poolSize: number; N: number; H: number; D: number; R: number },
+): Promise<{ qkv: Float32Array; k: Float32Array; v: Float32Array; att: Float32Array }> {
   const d = ctx.device;
-  const mk = (data: Float32Array | Uint32Array | number) => {
+  const mk = (data: Float32Array | Uint32Array | number, usage = STORAGE) => {
     const size = typeof data === 'number' ? data : data.byteLength;
-    const b = d.createBuffer({ size: Math.max(16, Math.ceil(size / 16) * 16), usage: STORAGE | COPY_DST | COPY_SRC });
+    const b = d.createBuffer({ size: Math.max(16, Math.ceil(size / 16) * 16), usage: usage | COPY_DST | COPY_SRC });
     if (typeof data !== 'number') d.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
     return b;
   };
-  const qkv = mk(a.qkv);
+  const params = mk(new Uint32Array([a.N, a.N, 0, 0]), UNIFORM);
+  const w = mk(a.W);
+  const x = mk(a.X);
+  const gain = mk(a.gain);
+  const qkv = mk(4 * a.N * a.R);
   const kp = mk(4 * a.poolSize);
   const vp = mk(4 * a.poolSize);
+  const stepWords = mk(Uint32Array.from([...a.meta, ...a.table])); // metaAt 0, tableAt meta.length
   const meta = mk(a.meta);
   const table = mk(a.table);
-  const cos = mk(a.cos);
-  const sin = mk(a.sin);
+  const cs = mk(a.cosSin);
   const att = mk(4 * a.N * a.H * a.D);
   const pipe = (code: string) => d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
-  const pr = pipe(ropeCode);
+  const pq = pipe(qkvCode);
   const pa = pipe(attCode);
-  const bg = (p: GPUComputePipeline, bufs: GPUBuffer[]) => d.createBindGroup({ layout: p.getBindGroupLayout(0), entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  const bg = (p: GPUComputePipeline, bufs: Record<number, GPUBuffer>) =>
+    d.createBindGroup({ layout: p.getBindGroupLayout(0), entries: Object.entries(bufs).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } })) });
   const enc = d.createCommandEncoder();
   const pass = enc.beginComputePass();
-  pass.setPipeline(pr);
-  pass.setBindGroup(0, bg(pr, [qkv, kp, vp, meta, table, cos, sin]));
-  pass.dispatchWorkgroups(a.N);
+  pass.setPipeline(pq);
+  pass.setBindGroup(0, bg(pq, { 0: params, 1: w, 2: x, 3: qkv, 4: gain, 6: kp, 7: vp, 8: stepWords, 9: cs }));
+  pass.dispatchWorkgroups(Math.ceil(a.R / MATMUL_TILE.rows), Math.ceil(a.N / MATMUL_TILE.tokens));
   pass.setPipeline(pa);
   pass.setBindGroup(0, bg(pa, [qkv, kp, vp, meta, table, att]));
   pass.dispatchWorkgroups(a.N * a.H);
@@ -313,8 +344,8 @@ async function runPair(
     return out;
   };
   d.queue.submit([enc.finish()]);
-  const out = { qkv: await read(qkv, a.qkv.byteLength), k: await read(kp, 4 * a.poolSize), att: await read(att, 4 * a.N * a.H * a.D) };
-  for (const b of [qkv, kp, vp, meta, table, cos, sin, att]) b.destroy();
+  const out = { qkv: await read(qkv, 4 * a.N * a.R), k: await read(kp, 4 * a.poolSize), v: await read(vp, 4 * a.poolSize), att: await read(att, 4 * a.N * a.H * a.D) };
+  for (const b of [params, w, x, gain, qkv, kp, vp, stepWords, meta, table, cs, att]) b.destroy();
   if (ctx.errors.length > 0) throw new Error(`GPU error in a kernel check: ${ctx.errors[0]}`);
   return out;
 }

@@ -1,18 +1,23 @@
 // WGSL kernels of the captured decode step (lesson 2, "eager vs captured"). One function per
 // kernel, each returning the shader's source for fixed sizes (sizes are compile-time constants,
-// so loops have known bounds). A Llama layer is six dispatches:
+// so loops have known bounds). A Llama layer is five dispatches:
 //
-//   qkv     = rmsnorm(x) @ Wqkv^T                 matmul, norm prologue          [N, (H+2Hkv)*D]
-//   q, k, v : RoPE on q and k; k and v written into the paged pool through the block table
+//   q, k, v = rmsnorm(x) @ Wqkv^T, then RoPE      matmul, norm prologue, RoPE epilogue: q into
+//                                                   qkv [N, H*D], k and v into the paged pool
 //   att     = softmax(q k^T) v over the pool       paged attention (GQA)          [N, H*D]
 //   x      += att @ Wo^T                           matmul, residual epilogue      [N, Dm]
 //   act     = silu(g) * u, [g|u] = rmsnorm(x) @ Wgu^T  matmul, norm + SiLU·mul     [N, F]
 //   x      += act @ Wdown^T                        matmul, residual epilogue      [N, Dm]
 //
-// plus embed (gather) before the layers and rmsnorm(x) @ lm_head^T, argmax after: 6L + 3
-// dispatches a step. Weights are HF's [out, in] rows, fp32 or bf16 packed two per u32.
+// plus embed (gather) before the layers and rmsnorm(x) @ lm_head^T, argmax after: 5L + 3
+// dispatches a step (capturedDispatches). Weights are HF's [out, in] rows, fp32 or bf16 packed two per u32.
 //
 // Shape letters as in lib/model/config.ts; N = tokens in the step, M = rows that get logits.
+
+/** Dispatches of one captured step of an L-layer model: 5 per layer, plus embed, lm head, argmax. */
+export function capturedDispatches(numLayers: number): number {
+  return 5 * numLayers + 3;
+}
 
 /** How weights are stored: fp32, or bf16 packed two per u32 (element 2i in the low half). */
 export type WeightFormat = 'f32' | 'bf16';
@@ -69,8 +74,14 @@ export interface MatmulSpec {
   norm?: { eps: number };
   /** the input rows: 'tokens' (m < n, row m) or 'logitRows' (m < params.m, row rows[m]) */
   rows: 'tokens' | 'logitRows';
-  /** store y; add y into the output (residual); or SiLU·mul of interleaved (gate, up) row pairs */
-  epilogue: 'store' | 'residual' | 'siluMul';
+  /**
+   * store y; add y into the output (residual); SiLU·mul of interleaved (gate, up) row pairs; or
+   * RoPE (the qkv projection, rows laid out by ropeRowPairs): q rotated and scaled into Y, k
+   * rotated and v as they are into the layer's pool slots
+   */
+  epilogue: 'store' | 'residual' | 'siluMul' | 'rope';
+  /** with epilogue 'rope': the attention sizes and where the step's inputs sit */
+  rope?: RopeEpilogue;
   /** reduce with subgroupAdd (32-lane subgroups) instead of a shared-memory tree */
   subgroups32: boolean;
 }
@@ -135,6 +146,8 @@ ${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr
         Y[m * ${R / 2}u + wg.x * ${RPW / 2}u + p] = g / (1.0 + exp(-g)) * u;
       }
     }`;
+  } else if (epilogue === 'rope') {
+    store = ropeStore(s, R);
   } else {
     const write = epilogue === 'residual' ? 'Y[m * R + r2] += res[lid];' : 'Y[m * R + r2] = res[lid];';
     store = `if (lid < ${RPW * TM}u) {
@@ -158,6 +171,7 @@ const R: u32 = ${R}u;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 ${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
 ${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
+${epilogue === 'rope' ? ropeBindings(s) : ''}
 ${subgroups32 ? '' : `var<workgroup> part: array<vec4f, ${RPW * L}>;`}
 ${subgroups32 || !norm ? '' : `var<workgroup> part2: array<vec4f, ${RPW * L}>;`}
 var<workgroup> res: array<f32, ${RPW * TM}>;
@@ -192,6 +206,97 @@ ${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = acc[${j}]${scale.re
 }`;
 }
 
+// ---- the qkv matmul's RoPE epilogue
+
+/** Where the RoPE epilogue finds its inputs: attention sizes, and the step's (seq, pos) and block tables. */
+export interface RopeEpilogue extends AttentionSpec {
+  /** word offsets in the bound step words of meta [N, 2] = (seq, pos) and the block tables [B, maxBlocks] */
+  metaAt: number;
+  tableAt: number;
+  /** rows of the cos table; the sin table follows it in the same buffer */
+  maxPositions: number;
+}
+
+/**
+ * The row order the RoPE epilogue wants of Wqkv [(H + 2Hkv) * D, K]: within each q and k head,
+ * dims i and i + D/2 (the pair RoPE rotates together) become rows 2i and 2i + 1, so a
+ * workgroup's rows hold whole pairs; v rows stay as they are. Returns a new array.
+ */
+export function ropeRowPairs(w: Float32Array, a: Pick<AttentionSpec, 'H' | 'Hkv' | 'D'>, K: number): Float32Array {
+  const { H, Hkv, D } = a;
+  const out = w.slice();
+  for (let h = 0; h < H + Hkv; h++) {
+    for (let i = 0; i < D / 2; i++) {
+      out.set(w.subarray((h * D + i) * K, (h * D + i + 1) * K), (h * D + 2 * i) * K);
+      out.set(w.subarray((h * D + i + D / 2) * K, (h * D + i + D / 2 + 1) * K), (h * D + 2 * i + 1) * K);
+    }
+  }
+  return out;
+}
+
+function ropeBindings(s: MatmulSpec): string {
+  const a = s.rope!;
+  return /* wgsl */ `const H: u32 = ${a.H}u;
+const HKV: u32 = ${a.Hkv}u;
+const D: u32 = ${a.D}u;
+const HALF: u32 = ${a.D / 2}u;
+@group(0) @binding(6) var<storage, read_write> Kp: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Vp: array<f32>;
+@group(0) @binding(8) var<storage, read> stepw: array<u32>;
+@group(0) @binding(9) var<storage, read> CS: array<f32>; // cos [maxPositions, D/2], then sin
+fn slotOf(m: u32) -> u32 {
+  let seq = stepw[${a.metaAt}u + 2u * m];
+  let pos = stepw[${a.metaAt}u + 2u * m + 1u];
+  return stepw[${a.tableAt}u + seq * ${a.maxBlocks}u + pos / ${a.blockSize}u] * ${a.blockSize}u + pos % ${a.blockSize}u;
+}`;
+}
+
+// RoPE as HF applies it (x*cos + rotate_half(x)*sin, fp32 tables per position) on the workgroup's
+// results: rows (2i, 2i+1) of a q or k head are dims (i, i + D/2). q is scaled by 1/sqrt(D) and
+// stored in Y in HF's dim order; k and v go to slot table[seq][pos / blockSize] * blockSize +
+// pos % blockSize of the pools [blocks * blockSize, Hkv, D]. A workgroup's rows are all q/k or
+// all v (D is a multiple of its row count).
+function ropeStore(s: MatmulSpec, R: number): string {
+  const a = s.rope;
+  const TM = MATMUL_TILE.tokens;
+  const RPW = MATMUL_TILE.rows;
+  if (!a || !s.norm || s.rows !== 'tokens' || a.D % RPW !== 0 || R !== (a.H + 2 * a.Hkv) * a.D) {
+    throw new Error(`matmul rope: needs the attention sizes, a norm prologue, token rows, D a multiple of ${RPW} and R = (H + 2Hkv) * D`);
+  }
+  return /* wgsl */ `let r0 = wg.x * ${RPW}u;
+    if (r0 >= (H + HKV) * D) {
+      if (lid < ${RPW * TM}u) {
+        let m = m0 + lid % ${TM}u;
+        if (m < M) { Vp[slotOf(m) * HKV * D + r0 + lid / ${TM}u - (H + HKV) * D] = res[lid]; }
+      }
+    } else if (lid < ${(RPW / 2) * TM}u) {
+      let p = lid / ${TM}u;
+      let j = lid % ${TM}u;
+      let m = m0 + j;
+      if (m < M) {
+        let r2 = r0 + 2u * p;
+        let h = r2 / D;
+        let i = (r2 % D) / 2u;
+        let pos = stepw[${a.metaAt}u + 2u * m + 1u];
+        let x1 = res[(2u * p) * ${TM}u + j];
+        let x2 = res[(2u * p + 1u) * ${TM}u + j];
+        let c = CS[pos * HALF + i];
+        let sn = CS[${a.maxPositions * (a.D / 2)}u + pos * HALF + i];
+        let y1 = x1 * c - x2 * sn;
+        let y2 = x2 * c + x1 * sn;
+        if (h < H) {
+          let scale = ${f(Math.fround(1 / Math.sqrt(a.D)))};
+          Y[m * R + h * D + i] = y1 * scale;
+          Y[m * R + h * D + i + HALF] = y2 * scale;
+        } else {
+          let o = (slotOf(m) * HKV + h - H) * D;
+          Kp[o + i] = y1;
+          Kp[o + i + HALF] = y2;
+        }
+      }
+    }`;
+}
+
 // acc[j] += w . x (and ss[j] += x . x for the norm), for one or two weight vectors
 function dotLines(j: number, w: string | string[], x: string[], norm: boolean): string {
   const ws = Array.isArray(w) ? w : [w];
@@ -204,7 +309,7 @@ function dotLines(j: number, w: string | string[], x: string[], norm: boolean): 
   return lines.join('\n');
 }
 
-// ---- RoPE, then k and v into the paged pool
+// ---- paged attention
 
 /** Sizes of the attention kernels. */
 export interface AttentionSpec {
@@ -215,69 +320,6 @@ export interface AttentionSpec {
   /** block-table row length: ceil(maxPositions / blockSize) */
   maxBlocks: number;
 }
-
-// what the two paged kernels share: sizes, the qkv rows, the pools, (seq, pos) per token, block tables
-function pagedHeader(a: AttentionSpec, access: 'read' | 'read_write', pool: 'f32' | 'vec4f' = 'f32'): string {
-  const { H, Hkv, D } = a;
-  return /* wgsl */ `const H: u32 = ${H}u;
-const HKV: u32 = ${Hkv}u;
-const D: u32 = ${D}u;
-const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
-@group(0) @binding(0) var<storage, ${access}> QKV: array<f32>;
-@group(0) @binding(1) var<storage, ${access}> Kp: array<${pool}>;
-@group(0) @binding(2) var<storage, ${access}> Vp: array<${pool}>;
-@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
-@group(0) @binding(4) var<storage, read> table: array<u32>;`;
-}
-
-/**
- * RoPE as HF applies it (x*cos + rotate_half(x)*sin, tables precomputed per position in fp32)
- * on q (in place, then scaled by 1/sqrt(D)) and k; k and v go to slot
- * table[seq][pos / blockSize] * blockSize + pos % blockSize of this layer's pool.
- * Dispatch (N). qkv [N, (H+2Hkv)*D], meta [N, 2] = (seq, pos), table [B, maxBlocks],
- * cos/sin [maxPositions, D/2] -> qkv (q part), Kpool, Vpool [blocks*blockSize, Hkv, D]
- */
-export function ropeStoreKernel(a: AttentionSpec): string {
-  const { D, blockSize, maxBlocks } = a;
-  return /* wgsl */ `
-${pagedHeader(a, 'read_write')}
-const HALF: u32 = ${D / 2}u;
-@group(0) @binding(5) var<storage, read> COS: array<f32>;
-@group(0) @binding(6) var<storage, read> SIN: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let n = wg.x;
-  let seq = tokmeta[2u * n];
-  let pos = tokmeta[2u * n + 1u];
-  let slot = table[seq * ${maxBlocks}u + pos / ${blockSize}u] * ${blockSize}u + pos % ${blockSize}u;
-  let scale = ${f(Math.fround(1 / Math.sqrt(D)))};
-  // q and k heads: rotate the pair (i, i + D/2)
-  for (var t = lid; t < (H + HKV) * HALF; t += 64u) {
-    let h = t / HALF;
-    let i = t % HALF;
-    let base = n * W + h * D;
-    let x1 = QKV[base + i];
-    let x2 = QKV[base + i + HALF];
-    let c = COS[pos * HALF + i];
-    let s = SIN[pos * HALF + i];
-    let y1 = x1 * c - x2 * s;
-    let y2 = x2 * c + x1 * s;
-    if (h < H) {
-      QKV[base + i] = y1 * scale;
-      QKV[base + i + HALF] = y2 * scale;
-    } else {
-      let o = (slot * HKV + (h - H)) * D;
-      Kp[o + i] = y1;
-      Kp[o + i + HALF] = y2;
-    }
-  }
-  for (var t = lid; t < HKV * D; t += 64u) {
-    Vp[slot * HKV * D + t] = QKV[n * W + (H + HKV) * D + t];
-  }
-}`;
-}
-
-// ---- paged attention
 
 /** Threads per attention workgroup: one key per thread per chunk of scores. */
 export const ATTENTION_WG = 256;
@@ -297,7 +339,15 @@ export function pagedAttentionKernel(a: AttentionSpec): string {
   if (D % 4 !== 0 || WG % DV !== 0) throw new Error(`attention: head dim ${D} must be a multiple of 4 dividing ${4 * WG}`);
   const KG = WG / DV; // keys side by side in the value phase
   return /* wgsl */ `
-${pagedHeader(a, 'read', 'vec4f')}
+const H: u32 = ${H}u;
+const HKV: u32 = ${Hkv}u;
+const D: u32 = ${D}u;
+const W: u32 = ${(H + 2 * Hkv) * D}u; // qkv row width
+@group(0) @binding(0) var<storage, read> QKV: array<f32>;
+@group(0) @binding(1) var<storage, read> Kp: array<vec4f>;
+@group(0) @binding(2) var<storage, read> Vp: array<vec4f>;
+@group(0) @binding(3) var<storage, read> tokmeta: array<u32>;
+@group(0) @binding(4) var<storage, read> table: array<u32>;
 const G: u32 = ${H / Hkv}u;
 const DV: u32 = ${DV}u;
 const KG: u32 = ${KG}u;

@@ -7,7 +7,7 @@
 // group per dispatch. A step then only
 //   1. writes its metadata (token ids, (sequence, position) per token, block tables, the rows
 //      that get logits, two counts) with queue.writeBuffer,
-//   2. encodes the same 6L + 3 dispatches into one compute pass, one command buffer,
+//   2. encodes the same 5L + 3 dispatches into one compute pass, one command buffer,
 //   3. reads back the token ids (greedy argmax on the GPU) or the logits rows it asked for.
 // KV lives in a paged pool (lesson 3's PagedAttention): blocks of `blockSize` slots, addressed
 // through each sequence's block table, so the engine's block manager drives it unchanged.
@@ -21,11 +21,12 @@ import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight
 import { timePasses, type GpuContext } from './device';
 import {
   argmaxKernel,
+  capturedDispatches,
   embedKernel,
   MATMUL_TILE,
   matmulKernel,
   pagedAttentionKernel,
-  ropeStoreKernel,
+  ropeRowPairs,
   type AttentionSpec,
   type MatmulSpec,
   type WeightFormat,
@@ -190,8 +191,10 @@ export class GpuLlama {
     const att = this.buffer(4 * N * H * D, STORAGE);
     const act = this.buffer(4 * N * F, STORAGE);
     const { cos, sin } = ropeHalfTables(c.maxPositions, ropeInvFreq(D, c.ropeTheta));
-    const cosB = this.upload(cos);
-    const sinB = this.upload(sin);
+    const cosSin = new Float32Array(cos.length + sin.length);
+    cosSin.set(cos);
+    cosSin.set(sin, cos.length);
+    const ropeTables = this.upload(cosSin);
     const slots = this.numBlocks * this.blockSize;
     const poolBytes = 4 * slots * Hkv * D;
     this.stats.kvPoolBytes = 2 * numLayers * poolBytes;
@@ -216,8 +219,7 @@ export class GpuLlama {
     const eps = { eps: c.rmsNormEps };
     const P = {
       embed: pipeline(embedKernel(Dm, fmt)),
-      qkv: mm({ K: Dm, R: QKVW, norm: eps, rows: 'tokens', epilogue: 'store' }),
-      rope: pipeline(ropeStoreKernel(attSpec)),
+      qkv: mm({ K: Dm, R: QKVW, norm: eps, rows: 'tokens', epilogue: 'rope', rope: { ...attSpec, metaAt: this.layout.offset.meta / 4, tableAt: this.layout.offset.table / 4, maxPositions: c.maxPositions } }),
       attention: pipeline(pagedAttentionKernel(attSpec)),
       o: mm({ K: H * D, R: Dm, rows: 'tokens', epilogue: 'residual' }),
       gateUp: mm({ K: Dm, R: 2 * F, norm: eps, rows: 'tokens', epilogue: 'siluMul' }),
@@ -247,7 +249,7 @@ export class GpuLlama {
       }
       layers.push({
         attnNorm: this.upload(read(n.attnNorm, [Dm])),
-        wqkv: weight(wqkv),
+        wqkv: weight(ropeRowPairs(wqkv, attSpec, Dm)), // RoPE's pairs side by side (the epilogue's layout)
         wo: weight(read(n.o, [Dm, H * D])),
         mlpNorm: this.upload(read(n.mlpNorm, [Dm])),
         wgu: weight(wgu),
@@ -279,8 +281,7 @@ export class GpuLlama {
       (n: number, m: number): [number, number] => [Math.ceil(R / MATMUL_TILE.rows), Math.ceil((byLogits ? m : n) / MATMUL_TILE.tokens)];
     add('embed', [embed, b.ids, x], (n) => n);
     for (const L of layers) {
-      add('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm }, rowsOf(QKVW));
-      add('rope', [qkv, L.k, L.v, b.meta, b.table, cosB, sinB], (n) => n);
+      add('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables }, rowsOf(QKVW));
       add('attention', [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
       add('o', { 0: b.params, 1: L.wo, 2: att, 3: x }, rowsOf(Dm));
       add('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
@@ -289,6 +290,7 @@ export class GpuLlama {
     add('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
     add('argmax', [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
+    if (this.dispatches.length !== capturedDispatches(numLayers)) throw new Error(`captured step: ${this.dispatches.length} dispatches, capturedDispatches says ${capturedDispatches(numLayers)}`);
   }
 
   // the step's inputs as bindings: regions of the one `step` buffer

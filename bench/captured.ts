@@ -6,6 +6,8 @@
  *      fp32 and bf16 weights (all 23 golden prompts, 64 tokens each);
  *   3. step cost vs batch: greedy decode at batch 1..32 (ids stay on the GPU between steps),
  *      ms/step, tok/s, CPU encode ms and dispatches per step; the eager tfjs step beside it;
+ *      then the engine's kind of step (ids read back before the next step is written), the
+ *      step submitted whole or in parts (GpuLlama's submitEvery);
  *   4. bandwidth: a pure-read kernel's rate (the roof) and what a batch-1 step of a large model
  *      streams (weight bytes / step time), fp32 and bf16;
  *   5. where a step's GPU time goes (adapters with timestamp queries): each kernel timed alone,
@@ -73,6 +75,36 @@ async function sweepCaptured(m: GpuLlama, B: number, steps: number): Promise<Swe
   const ms = r.stepMs.slice(1); // the first step waits for nothing before it: not a steady state
   const med = percentile(ms, 50);
   return { model: m.name, weights: m.format, batch: B, stepMsMedian: med, stepMsP90: percentile(ms, 90), tokPerS: (1000 * B) / med, encodeMsMedian: percentile(r.encodeMs, 50), dispatchesPerStep: m.stats.dispatchesPerStep };
+}
+
+/** The engine's kind of step: written, encoded, submitted, its ids read back before the next. */
+interface RoundTripRow {
+  batch: number;
+  /** dispatches per submit (0: the whole step in one submit) */
+  submitEvery: number;
+  stepMsMedian: number;
+  encodeMsMedian: number;
+}
+
+async function roundTrip(m: GpuLlama, B: number, every: number, steps: number): Promise<RoundTripRow> {
+  const tables = contiguousTables(m, B);
+  const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize));
+  const before = m.submitEvery;
+  m.submitEvery = every;
+  try {
+    let r = await m.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })));
+    const ms: number[] = [];
+    const enc: number[] = [];
+    for (let k = 0; k < steps; k++) {
+      const t0 = performance.now();
+      r = await m.step(tables.map((t, b) => ({ tokens: [r.ids[b]], start: PROMPT + k, blockTable: t, logits: 1 })));
+      ms.push(performance.now() - t0);
+      enc.push(r.encodeMs);
+    }
+    return { batch: B, submitEvery: every, stepMsMedian: percentile(ms.slice(2), 50), encodeMsMedian: percentile(enc.slice(2), 50) };
+  } finally {
+    m.submitEvery = before;
+  }
 }
 
 // the eager tfjs step at batch B (logits read back, argmax in JS), for comparison
@@ -181,20 +213,21 @@ async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; pass
 }
 
 // each kernel's GPU time in a step of `batch` sequences at `context` tokens (the pool filled first)
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number) {
+// (`tokens` new tokens per sequence: 1 for decode, more for a chunk of prefill)
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
   const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch });
   try {
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
     await m.step(tables.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
-    const r = await m.timeStep(tables.map((t) => ({ tokens: [9], start: context, blockTable: t, logits: 1 })));
+    const r = await m.timeStep(tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 })));
     const byKernel: Record<string, { count: number; usEach: number }> = {};
     for (const d of r.dispatches) {
       const k = (byKernel[d.name] ??= { count: 0, usEach: 0 });
       k.usEach = (k.usEach * k.count + d.us) / (k.count + 1);
       k.count++;
     }
-    return { model: m.name, batch, context, dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
+    return { model: m.name, batch, context, tokens: batch * tokens, dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
   } finally {
     m.dispose();
   }
@@ -250,6 +283,20 @@ async function main(): Promise<void> {
     }
   }
   result.sweep = sweep;
+  {
+    const m = await loadGpuModel(ctx, 'data/models/target', { maxTokens: PROMPT * 32, maxSeqs: 32 });
+    const rows: RoundTripRow[] = [];
+    const everies = [0, 6, 11, 22];
+    for (const B of QUICK ? [1] : [1, 8, 32]) {
+      for (const every of everies) {
+        const r = await roundTrip(m, B, every, QUICK ? 4 : 96);
+        rows.push(r);
+        console.log(`  engine-style step, batch ${B}, ${every === 0 ? 'one submit' : `a submit every ${every} dispatches`}: ${r.stepMsMedian.toFixed(3)} ms (encode ${r.encodeMsMedian.toFixed(3)} ms)`);
+      }
+    }
+    result.roundTrip = { meaning: "step() with its ids read back before the next step is written (the engine's step), batch 1/8/32 after a 32-token prompt; submitEvery = dispatches per submit, 0 = one submit", defaultSubmitEvery: m.submitEvery, rows };
+    m.dispose();
+  }
 
   // ---- 4. bandwidth
   const roof = await readRoof(ctx, ctx.info.software ? 2 ** 25 : 2 ** 30);
@@ -275,13 +322,16 @@ async function main(): Promise<void> {
   if (ctx.info.timestamps) {
     const floor = await dispatchFloor(ctx);
     console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
-    const cases: [string, number, number][] = QUICK ? [['data/models/draft', 1, 16]] : [['data/models/target', 1, 64], ['data/models/target', 1, 512], ['data/models/target', 32, 64], ['data/models/draft', 1, 64]];
+    // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
+    const cases: [string, number, number, number][] = QUICK
+      ? [['data/models/draft', 1, 16, 1]]
+      : [['data/models/target', 1, 64, 1], ['data/models/target', 1, 512, 1], ['data/models/target', 32, 64, 1], ['data/models/target', 4, 64, 64], ['data/models/draft', 1, 64, 1]];
     const kernels = [];
-    for (const [dir, batch, context] of cases) {
-      const k = await kernelTimes(ctx, dir, batch, context);
+    for (const [dir, batch, context, tokens] of cases) {
+      const k = await kernelTimes(ctx, dir, batch, context, tokens);
       kernels.push(k);
       const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
-      console.log(`${k.model} B=${batch} context ${context}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
+      console.log(`${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
     }
     result.kernelTimes = { floor, kernels };
   }

@@ -45,7 +45,19 @@ export interface GpuLlamaOptions {
   /** KV pool: slots per block (default 16) and blocks (default: maxSeqs full contexts) */
   blockSize?: number;
   numBlocks?: number;
+  /**
+   * dispatches per submit in `step` (0: the whole step in one submit): the GPU starts on the
+   * first layers while the CPU still encodes the rest; default SUBMIT_EVERY
+   */
+  submitEvery?: number;
 }
+
+/**
+ * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
+ * time as the GPU takes to run it (each WebGPU call crosses into Dawn), so one submit at the end
+ * leaves the GPU idle while the CPU encodes; submitting in parts overlaps the two.
+ */
+export const SUBMIT_EVERY = 0;
 
 /** One sequence's part of a step. */
 export interface GpuStepSequence {
@@ -113,6 +125,8 @@ export class GpuLlama {
   /** block-table row length: blocks of one full context */
   readonly maxBlocks: number;
   readonly stats: GpuStepStats;
+  /** dispatches per submit in `step` (GpuLlamaOptions.submitEvery); may be changed between steps */
+  submitEvery: number;
 
   private readonly ctx: GpuContext;
   private readonly buffers: GPUBuffer[] = [];
@@ -138,6 +152,8 @@ export class GpuLlama {
     this.blockSize = options.blockSize ?? 16;
     this.maxBlocks = Math.ceil(config.maxPositions / this.blockSize);
     this.numBlocks = options.numBlocks ?? this.maxSeqs * this.maxBlocks;
+    this.submitEvery = options.submitEvery ?? SUBMIT_EVERY;
+    if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0) throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     for (const [k, v] of Object.entries({ maxTokens: this.maxTokens, maxSeqs: this.maxSeqs, maxLogitRows: this.maxLogitRows, blockSize: this.blockSize, numBlocks: this.numBlocks })) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
@@ -328,9 +344,9 @@ export class GpuLlama {
     const t0 = performance.now();
     const { n, m } = this.writeStep(seqs);
     const device = this.ctx.device;
-    const encoder = device.createCommandEncoder();
-    before?.(encoder); // (draftThenVerify's copies of the drafted ids into the step's inputs)
-    this.encode(encoder, n, m);
+    const first = device.createCommandEncoder();
+    before?.(first); // (draftThenVerify's copies of the drafted ids into the step's inputs)
+    const encoder = this.encodeSubmitting(first, n, m);
     if (m > 0) {
       encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
       encoder.copyBufferToBuffer(this.b.logprob, 0, this.b.readIds, 4 * m, 4 * m);
@@ -552,9 +568,31 @@ export class GpuLlama {
     pass.end();
   }
 
-  // these dispatches (all of them, or one to time it) into an open pass
-  private encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[], n: number, m: number): void {
-    for (const d of dispatches) {
+  // encode the step's dispatches, submitting `encoder` and starting a new one after every
+  // `submitEvery` of them; returns the open encoder that holds the last ones
+  private encodeSubmitting(encoder: GPUCommandEncoder, n: number, m: number): GPUCommandEncoder {
+    const every = this.submitEvery;
+    const all = this.dispatches.length;
+    if (every === 0 || every >= all) {
+      this.encode(encoder, n, m);
+      return encoder;
+    }
+    for (let from = 0; from < all; from += every) {
+      if (from > 0) {
+        this.ctx.device.queue.submit([encoder.finish()]);
+        encoder = this.ctx.device.createCommandEncoder();
+      }
+      const pass = encoder.beginComputePass();
+      this.encodeDispatches(pass, this.dispatches, n, m, from, Math.min(all, from + every));
+      pass.end();
+    }
+    return encoder;
+  }
+
+  // these dispatches (all of them, a range, or one to time it) into an open pass
+  private encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[], n: number, m: number, from = 0, to = dispatches.length): void {
+    for (let i = from; i < to; i++) {
+      const d = dispatches[i];
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;

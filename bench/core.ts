@@ -19,6 +19,10 @@
  * --preset-tokens N[,N] (preset decode lengths; default 128, --full 128,1024);
  * --breakdown-steps N (default 12); --cpu-weights f32|bf16 (wasm: how the models hold weights, default
  * f32); --gemv on|off (wasm: the AssemblyScript decode GEMV, default on; off = XNNPACK's matMul).
+ * --gemm (wasm, alone): only the decode-matmul sweep: the model's matmuls of one step at M = 1..8
+ * rows (--rows), XNNPACK vs our streaming GEMV and register-blocked GEMM, f32 and bf16, on one
+ * thread and on the thread pool (--threads 2; medians of --repeats 15 interleaved rounds)
+ * -> data/bench/core-gemm.json.
  * Paths resolve from the working directory, never the bundle.
  * Numbers are only ever measured: a cell that did not run is null, with the reason beside it.
  */
@@ -36,7 +40,9 @@ import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
-import { GEMV_MAX_ROWS, useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { GEMV_MAX_ROWS, gemvKernelName, useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { CpuThreadPool } from '../lib/model/kernels/threads';
 import {
   bytesPerDecodedToken,
   measureBandwidth,
@@ -727,8 +733,132 @@ function printTable(r: CoreResult): void {
 
 // ---- main
 
+// ---- decode-matmul sweep (--gemm)
+
+interface GemmSweepRow {
+  rows: number;
+  /** ms for one decode step's matmuls (every layer's four and the LM head), median of the rounds */
+  ms: Record<string, number>;
+}
+
+/**
+ * One decode step's matmuls at M rows, every way we have: XNNPACK (tf.matMul), our two kernels
+ * called directly (gemv streams W, gemm register-blocks; f32 and bf16 weights), and the thread
+ * pool (the kernel gemvKernelName picks, columns split over T threads; x and out copied in and
+ * out, as llama.ts pays). Rounds interleave the variants, so a busy moment hits them all.
+ */
+async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], repeats: number): Promise<GemmSweepRow[]> {
+  const be = tf.backend() as unknown as WasmBackendLike;
+  const k = cpuKernelsFor(be);
+  const w = model.weights;
+  const mats = [
+    ...w.layers.flatMap((L) => [
+      { f32: L.wqkv, bf16: L.packed?.wqkv },
+      { f32: L.wo, bf16: L.packed?.wo },
+      { f32: L.wGateUp, bf16: L.packed?.wGateUp },
+      { f32: L.wDown, bf16: L.packed?.wDown },
+    ]),
+    { f32: w.lmHead, bf16: w.lmHeadPacked },
+  ];
+  if (mats.some((m) => !m.bf16)) throw new Error('--gemm needs the bf16 packed weights (wasm backend)');
+  const pools = threads.map((t) => new CpuThreadPool(t));
+  const out: GemmSweepRow[] = [];
+  try {
+    for (const M of rows) {
+      const xs = new Map<number, tf.Tensor2D>();
+      const x = (K: number) => {
+        let t = xs.get(K);
+        if (!t) xs.set(K, (t = tf.randomUniform([M, K], -1, 1, 'float32', K) as tf.Tensor2D)); // [M, K]
+        return t;
+      };
+      const direct = (name: 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16') => () => {
+        for (const m of mats) {
+          const W = (name.endsWith('Bf16') ? m.bf16 : m.f32) as tf.Tensor2D;
+          const [K, N] = m.f32.shape;
+          const o = be.makeOutput([M, N], 'float32');
+          k[name](offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N, 0, N);
+          tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
+        }
+      };
+      const pooled = (pool: CpuThreadPool, bf16: boolean) => () => {
+        for (const m of mats) {
+          const W = (bf16 ? m.bf16 : m.f32) as tf.Tensor2D;
+          const [K, N] = m.f32.shape;
+          pool.gemv(
+            x(K).dataSync() as Float32Array,
+            M,
+            pool.matrix(W, () => W.dataSync() as Float32Array | Int32Array, K, N, bf16),
+          );
+        }
+      };
+      const variants: Record<string, () => void> = {
+        xnnpack: () => mats.forEach((m) => tf.matMul(x(m.f32.shape[0]), m.f32).dispose()),
+        gemv: direct('gemv'),
+        gemm: direct('gemm'),
+        gemvBf16: direct('gemvBf16'),
+        gemmBf16: direct('gemmBf16'),
+      };
+      pools.forEach((p) => {
+        variants[`${p.threads}t ${gemvKernelName(M, false)}`] = pooled(p, false);
+        variants[`${p.threads}t ${gemvKernelName(M, true)}`] = pooled(p, true);
+      });
+      const times: Record<string, number[]> = {};
+      for (const [name, run] of Object.entries(variants)) {
+        run(); // warm-up: XNNPACK packs, V8 tiers the kernels up, the pool copies the weights in
+        times[name] = [];
+      }
+      for (let r = 0; r < repeats; r++) {
+        for (const [name, run] of Object.entries(variants)) {
+          const t0 = performance.now();
+          run();
+          times[name].push(performance.now() - t0);
+        }
+      }
+      xs.forEach((t) => t.dispose());
+      const row = { rows: M, ms: Object.fromEntries(Object.entries(times).map(([n, t]) => [n, percentile(t, 50)])) };
+      console.log(
+        `M = ${M}: ` +
+          Object.entries(row.ms)
+            .map(([n, ms]) => `${n} ${ms.toFixed(2)}`)
+            .join('  '),
+      );
+      out.push(row);
+    }
+  } finally {
+    pools.forEach((p) => p.dispose());
+  }
+  return out;
+}
+
+async function gemmMain(opt: Options): Promise<void> {
+  const loadStart = os.loadavg();
+  const info = await initBackend({ prefer: 'wasm', log: true });
+  const model = await loadModel(opt.model, { cpuWeights: 'bf16' });
+  const rows = intList('rows', [1, 2, 3, 4, 5, 6, 7, 8]);
+  const threads = intList('threads', [2]);
+  const repeats = intList('repeats', [15])[0];
+  console.log(`decode-matmul sweep, ${path.basename(opt.model)}: ms per step's matmuls, median of ${repeats} interleaved rounds`);
+  const sweep = await gemmSweep(model, rows, threads, repeats);
+  model.dispose();
+  const result = {
+    backend: { name: info.name, reason: info.reason },
+    load: { cores: os.cpus().length, start: loadStart, end: os.loadavg() },
+    model: path.basename(opt.model),
+    repeats,
+    sweep,
+    notes: [
+      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul; gemv/gemm = our kernels called directly on one thread; Nt = the thread pool (x and out copied in and out), with the kernel gemvKernelName picks",
+    ],
+  };
+  const file = writeBenchJson('core-gemm', result, { dir: path.dirname(opt.out) });
+  console.error(
+    `load average ${loadStart[0].toFixed(1)} -> ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores; wrote ${path.relative(process.cwd(), file) || file}`,
+  );
+}
+
 async function main(): Promise<void> {
   const opt = parseOptions();
+  if (flags.has('gemm')) return gemmMain(opt);
   const loadStart = os.loadavg();
   const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true });
   if (opt.cpuWeights !== 'f32' && opt.cpuWeights !== 'bf16') throw new Error(`--cpu-weights must be f32 or bf16, got '${opt.cpuWeights}'`);
@@ -819,7 +949,9 @@ async function main(): Promise<void> {
           `encode ${r.encodeMsMedian.toFixed(3)} ms) = ${(100 * r.fractionOfRoofline).toFixed(1)}% of the roofline ${r.predictedTokS.toFixed(0)} tok/s`,
       );
     }
-    notes.push('captured: GpuLlama.greedyGenerate at batch 1 (ids chained on the GPU), 128 steps after 8 of warm-up; median step; same prompt and roofline bandwidth as the eager rows; weight bytes as stored (fp32 or bf16)');
+    notes.push(
+      'captured: GpuLlama.greedyGenerate at batch 1 (ids chained on the GPU), 128 steps after 8 of warm-up; median step; same prompt and roofline bandwidth as the eager rows; weight bytes as stored (fp32 or bf16)',
+    );
   }
 
   notes.push(

@@ -7,7 +7,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend';
 import { wasmPV, wasmQKT, wasmAttentionAvailable } from '../lib/model/kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
-import { packBf16Columns, wasmGemv, wasmGemvAvailable } from '../lib/model/kernels/wasmGemv';
+import {
+  GEMV_MAX_ROWS,
+  gemvKernelName,
+  packBf16Columns,
+  TILED_FROM_ROWS,
+  wasmGemv,
+  wasmGemvAvailable,
+} from '../lib/model/kernels/wasmGemv';
+import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
@@ -139,10 +147,20 @@ describe('fused kernels = their tfjs op chains', () => {
 });
 
 describe('decode GEMV = tf.matMul', () => {
-  it('f32 weights, and bf16 pairs = tf.matMul over the bf16-rounded weights, random shapes', () => {
+  // both loops (the streaming GEMV and the register-blocked GEMM) at every M of a decode step,
+  // whichever wasmGemv would pick: they must equal tf.matMul and give each other's bits
+  it('f32 weights, and bf16 pairs = tf.matMul over the bf16-rounded weights, every M in 1..8, both kernels', () => {
     const start = tf.memory().numTensors;
-    for (let i = 0; i < 8; i++) {
-      const [M, K, N] = [size(1, 9), size(4, 300, 4), size(8, 2100, 8)];
+    const be = tf.backend() as unknown as WasmBackendLike;
+    const k = cpuKernelsFor(be);
+    const run = (name: 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number): tf.Tensor2D => {
+      const [M, K] = x.shape;
+      const out = be.makeOutput([M, N], 'float32');
+      k[name](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
+      return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+    };
+    for (let M = 1; M <= 8; M++) {
+      const [K, N] = [size(4, 300, 4), size(8, 2100, 8)];
       tf.tidy(() => {
         const x = rand([M, K]) as tf.Tensor2D;
         const w = rand([K, N]) as tf.Tensor2D;
@@ -151,11 +169,27 @@ describe('decode GEMV = tf.matMul', () => {
         const packed = tf.tensor2d(packBf16Columns(values, K, N), [K, N / 2], 'int32'); // [K, N/2]
         const shape = `M=${M} K=${K} N=${N}`;
         const tol = 1e-6 * K;
-        expect(maxDiff(wasmGemv(x, w), tf.matMul(x, w)), `f32 ${shape}`).toBeLessThan(tol);
-        expect(maxDiff(wasmGemv(x, packed), tf.matMul(x, rounded)), `bf16 ${shape}`).toBeLessThan(tol);
+        const f32 = tf.matMul(x, w);
+        const bf16 = tf.matMul(x, rounded);
+        expect(maxDiff(wasmGemv(x, w), f32), `f32 ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(wasmGemv(x, packed), bf16), `bf16 ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(run('gemm', x, w, N), f32), `f32 gemm ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(run('gemmBf16', x, packed, N), bf16), `bf16 gemm ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(run('gemm', x, w, N), run('gemv', x, w, N)), `f32 gemm = gemv ${shape}`).toBe(0);
+        expect(maxDiff(run('gemmBf16', x, packed, N), run('gemvBf16', x, packed, N)), `bf16 gemm = gemv ${shape}`).toBe(0);
       });
     }
     expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('gemvKernelName streams W for a row or two and register-blocks from TILED_FROM_ROWS', () => {
+    expect(gemvKernelName(1, false)).toBe('gemv');
+    expect(gemvKernelName(1, true)).toBe('gemvBf16');
+    expect(gemvKernelName(8, false)).toBe('gemm');
+    expect(gemvKernelName(8, true)).toBe('gemmBf16');
+    expect(gemvKernelName(TILED_FROM_ROWS.f32 - 1, false)).toBe('gemv');
+    expect(gemvKernelName(TILED_FROM_ROWS.bf16, true)).toBe('gemmBf16');
+    expect(GEMV_MAX_ROWS).toBeLessThanOrEqual(8);
   });
 
   it('packBf16Columns puts column j in the low half and 4 + j in the high half of each group of 8', () => {
@@ -174,9 +208,10 @@ describe("cpuWeights 'bf16'", () => {
     const f32 = await loadModel('data/models/draft');
     const bf16 = await loadModel('data/models/draft', { cpuWeights: 'bf16' });
     expect(bf16.weights.layers[0].packed).toBeDefined();
-    const prompt = [5, 17, 99, 3, 250, 7];
+    const prompt = [5, 17, 99, 3, 250, 7, 42, 8, 61];
     const next = [11, 12, 13];
     // cached decode: one row per step, the bf16 GEMV; naive: the whole prefix (> GEMV_MAX_ROWS rows), XNNPACK
+    expect(prompt.length).toBeGreaterThan(GEMV_MAX_ROWS);
     const cache = new ContiguousKVCache(bf16.kvShape, 1);
     bf16.forward([prompt], cache).dispose();
     for (let i = 0; i < next.length; i++) {
@@ -198,31 +233,40 @@ describe("cpuWeights 'bf16'", () => {
 });
 
 describe('the GEMV over worker threads (shared memory)', () => {
-  it('splits by columns and equals the one-thread GEMV, f32 and bf16', () => {
+  it('splits by columns and equals the one-thread GEMV and tf.matMul, f32 and bf16, every M in 1..8', () => {
     const pool = new CpuThreadPool(3);
     try {
-      for (let i = 0; i < 4; i++) {
-        const [M, K, N] = [size(1, 5), size(4, 200, 4), size(8, 1000, 8)];
+      for (let M = 1; M <= 8; M++) {
+        const [K, N] = [size(4, 200, 4), size(8, 1000, 8)];
         tf.tidy(() => {
           const x = rand([M, K]) as tf.Tensor2D;
           const w = rand([K, N]) as tf.Tensor2D;
           const values = w.dataSync() as Float32Array;
           const packedValues = packBf16Columns(values, K, N);
           const packed = tf.tensor2d(packedValues, [K, N / 2], 'int32');
+          const rounded = tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]); // [K, N]
           const xs = x.dataSync() as Float32Array;
           const shape = `M=${M} K=${K} N=${N}`;
-          const f32 = pool.gemv(
-            xs,
-            M,
-            pool.matrix(w, () => values, K, N, false),
+          const f32 = tf.tensor2d(
+            pool.gemv(
+              xs,
+              M,
+              pool.matrix(w, () => values, K, N, false),
+            ),
+            [M, N],
           );
-          const bf16 = pool.gemv(
-            xs,
-            M,
-            pool.matrix(packed, () => packedValues, K, N, true),
+          const bf16 = tf.tensor2d(
+            pool.gemv(
+              xs,
+              M,
+              pool.matrix(packed, () => packedValues, K, N, true),
+            ),
+            [M, N],
           );
-          expect(maxDiff(tf.tensor2d(f32, [M, N]), wasmGemv(x, w)), `f32 ${shape}`).toBe(0);
-          expect(maxDiff(tf.tensor2d(bf16, [M, N]), wasmGemv(x, packed)), `bf16 ${shape}`).toBe(0);
+          expect(maxDiff(f32, wasmGemv(x, w)), `f32 ${shape}`).toBe(0);
+          expect(maxDiff(bf16, wasmGemv(x, packed)), `bf16 ${shape}`).toBe(0);
+          expect(maxDiff(f32, tf.matMul(x, w)), `f32 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);
+          expect(maxDiff(bf16, tf.matMul(x, rounded)), `bf16 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);
         });
       }
     } finally {

@@ -28,7 +28,6 @@ interface Golden {
 }
 const golden: Golden = JSON.parse(fs.readFileSync('data/golden/golden.json', 'utf8'));
 
-
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);
   let m = 0;
@@ -61,7 +60,8 @@ for (const which of ['target', 'draft'] as const) {
       console.log(
         `[golden ${which}] ${report.prompts} prompts, ${report.rows} logit rows: max |logit - oracle| = ` +
           `${report.maxAbsError.toExponential(2)} (at ${report.worstAt}), tolerance ${TOL}; greedy tokens agreeing: ` +
-          `${report.tokensAgreeing}/${report.tokens}` + (report.ties.length ? `; ties (oracle margin < ${TIE}), counted as pass: ${report.ties.join(', ')}` : '; no ties'),
+          `${report.tokensAgreeing}/${report.tokens}` +
+          (report.ties.length ? `; ties (oracle margin < ${TIE}), counted as pass: ${report.ties.join(', ')}` : '; no ties'),
       );
       expect(report.failures).toEqual([]);
       expect(report.ties.length).toBeLessThanOrEqual(2);
@@ -143,5 +143,59 @@ for (const [label, options] of [
         model.dispose();
       }
     }, 300_000);
+  });
+}
+
+// a batch-8 decode step is 8 rows: the register-blocked GEMM split over 2 threads (f32 and bf16),
+// each row against the oracle: its logits after the prompt and each of the first greedy tokens, and
+// its greedy tokens, for 8 golden prompts decoded together (short ones: CI time)
+for (const [label, options] of [
+  ['2 threads', { cpuThreads: 2 }],
+  ['2 threads, bf16 weights', { cpuThreads: 2, cpuWeights: 'bf16' }],
+] as const) {
+  describe(`golden oracle: target, batch 8 decode, ${label}`, () => {
+    it('every row: logits within 1e-3 and 16 greedy tokens equal the oracle', async () => {
+      const B = 8;
+      const steps = 16;
+      const model = await loadModel('data/models/target', options);
+      const oracle = SafetensorsFile.open('data/golden/target.logits.safetensors');
+      const entries = golden.models.target.entries.slice(0, B);
+      const V = model.config.vocabSize;
+      const cache = new ContiguousKVCache(model.kvShape, B);
+      try {
+        const refs = entries.map((e) => oracle.get(e.logits_key).data); // [ROWS, V] each
+        const tokens: number[][] = entries.map(() => []);
+        let worst = 0;
+        let logits = model.forward(
+          golden.prompts.slice(0, B).map((p) => p.ids),
+          cache,
+        ); // [B, 1, V]
+        for (let step = 0; step < steps; step++) {
+          const rows = (await logits.data()) as Float32Array;
+          logits.dispose();
+          for (let b = 0; b < B; b++) {
+            const row = rows.subarray(b * V, (b + 1) * V);
+            if (step < ROWS) worst = Math.max(worst, maxAbsDiff(row, refs[b].subarray(step * V, (step + 1) * V)));
+            tokens[b].push(argmax(row));
+          }
+          logits = model.forward(
+            tokens.map((t) => [t[t.length - 1]]),
+            cache,
+          ); // [B, 1, V]: 8 rows, the skinny GEMM
+        }
+        logits.dispose();
+        console.log(`[golden target batch ${B}, ${label}] max |logit - oracle| = ${worst.toExponential(2)}`);
+        expect(worst).toBeLessThanOrEqual(TOL);
+        entries.forEach((e, b) => {
+          const k = tokens[b].findIndex((t, i) => t !== e.continuation[i]);
+          // a first difference is allowed only where the oracle's top two tie
+          if (k >= 0) expect(e.margins[k], `${e.name} step ${k}`).toBeLessThan(TIE);
+        });
+      } finally {
+        cache.dispose();
+        oracle.close();
+        model.dispose();
+      }
+    }, 120_000);
   });
 }

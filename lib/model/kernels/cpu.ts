@@ -30,6 +30,9 @@ export interface CpuKernels {
   /** out[:, n0:n1] of x [M, K] @ w [K, N] (n0, n1 multiples of 8) */
   gemv(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   gemvBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /** the same sums register-blocked over 4 rows x 8 columns (the skinny GEMM: several rows) */
+  gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  gemmBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
 }
 
 /** What the kernels use of tfjs-wasm's backend object. */

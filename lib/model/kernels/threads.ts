@@ -6,13 +6,17 @@
 // woken through Atomics (no messages), out is copied back.
 //
 // Control words (Int32Array at byte 0 of the shared memory):
-//   [0] generation (bumped per job; -1 = exit)   [1] workers done   [2] bf16 (0 | 1)
+//   [0] generation (bumped per job; -1 = exit)   [1] workers done   [2] kernel (index in KERNELS)
 //   [3..8] x, w, out (byte offsets), M, K, N      [16 + 2i], [17 + 2i] columns [n0, n1) of thread i
 
 import { Worker } from 'node:worker_threads';
 
 import type { CpuKernels } from './cpu';
 import { CPU_KERNELS_SHARED_WASM } from './cpuKernels.generated';
+import { gemvKernelName } from './wasmGemv';
+
+// the kernels a job may name, by index (control word 2); gemvKernelName picks one by rows and format
+const KERNELS = ['gemv', 'gemvBf16', 'gemm', 'gemmBf16'] as const;
 
 const CONTROL_BYTES = 1024;
 const PAGE = 65536;
@@ -23,13 +27,14 @@ const { workerData } = require('node:worker_threads');
 const { memory, module, index } = workerData;
 const k = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const c = new Int32Array(memory.buffer, 0, ${CONTROL_BYTES / 4});
+const kernels = ${JSON.stringify(KERNELS)}.map((name) => k[name]);
 let seen = 0;
 for (;;) {
   Atomics.wait(c, 0, seen);
   seen = Atomics.load(c, 0);
   if (seen === -1) break;
   const n0 = c[16 + 2 * index], n1 = c[17 + 2 * index];
-  if (n1 > n0) (c[2] ? k.gemvBf16 : k.gemv)(c[3], c[4], c[5], c[6], c[7], c[8], n0, n1);
+  if (n1 > n0) kernels[c[2]](c[3], c[4], c[5], c[6], c[7], c[8], n0, n1);
   Atomics.add(c, 1, 1);
   Atomics.notify(c, 1);
 }
@@ -103,11 +108,12 @@ export class CpuThreadPool {
       c[16 + 2 * i] = 8 * Math.floor((groups * i) / this.threads);
       c[17 + 2 * i] = 8 * Math.floor((groups * (i + 1)) / this.threads);
     }
-    c.set([w.bf16 ? 1 : 0, xAt, w.offset, outAt, M, K, N], 2);
+    const kernel = gemvKernelName(M, w.bf16);
+    c.set([KERNELS.indexOf(kernel), xAt, w.offset, outAt, M, K, N], 2);
     Atomics.store(c, 1, 0);
     Atomics.add(c, 0, 1);
     Atomics.notify(c, 0);
-    (w.bf16 ? this.kernels.gemvBf16 : this.kernels.gemv)(xAt, w.offset, outAt, M, K, N, c[16], c[17]);
+    this.kernels[kernel](xAt, w.offset, outAt, M, K, N, c[16], c[17]);
     // wait for the workers
     for (let done = Atomics.load(c, 1); done < this.workers.length; done = Atomics.load(c, 1)) Atomics.wait(c, 1, done);
     return new Float32Array(this.memory.buffer, outAt, M * N).slice();

@@ -4,8 +4,9 @@
 //   f32   W is the model's own [in, out] weight tensor, read where it lies
 //   bf16  W packed two bf16 per int32 [K, N/2] (packBf16Columns), widened to f32 inside the GEMV:
 //         half the weight bytes a decode step reads (the model's `cpuWeights: 'bf16'` option)
-// llama.ts uses it for steps of at most GEMV_MAX_ROWS rows on wasm; XNNPACK's matMul stays for
-// larger steps (prefill), where compute, not weight bytes, bounds the time.
+// Two loops over the same sums (same bits): the streaming GEMV for 1-2 rows, the register-blocked
+// skinny GEMM from TILED_FROM_ROWS rows (gemvKernelName). llama.ts uses them for steps of at most
+// GEMV_MAX_ROWS rows on wasm; XNNPACK's matMul stays for larger steps (prefill).
 
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -13,12 +14,30 @@ import { f32ToBf16 } from '../../formats/dtype';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
 
 /**
- * Rows up to which llama.ts sends a matmul to the GEMV. Measured on the target (2-core machine, best
- * of interleaved runs): ahead of XNNPACK at 1-2 rows, even at 4, behind at 8 (21.1 vs 19.5 ms a step).
+ * Rows up to which llama.ts sends a matmul to these kernels, f32 and bf16 weights alike (a batch-8
+ * decode step is 8 rows). Measured on the target's step matmuls (bench/core.ts --gemm; 2-core Zen 1,
+ * medians of interleaved runs while another process used about one core), 1 thread, ms per step,
+ * XNNPACK / ours f32 / ours bf16:
+ *   M = 1: 7.3 / 5.8 / 4.6   M = 4: 9.6 / 10.5 / 9.4   M = 8: 16.7 / 16.2 / 16.8
+ * ours is ahead or level at every M on one thread and splits over the thread pool's threads
+ * (XNNPACK runs on one in Node), so every decode step up to 8 rows takes it.
  */
-export const GEMV_MAX_ROWS = 2;
-/** Rows up to which the bf16 GEMV runs (the same measurement: ahead at 1-2 rows, behind from 4). */
-export const GEMV_BF16_MAX_ROWS = 2;
+export const GEMV_MAX_ROWS = 8;
+/** Rows up to which the bf16 GEMV runs (the same measurement). */
+export const GEMV_BF16_MAX_ROWS = 8;
+
+/**
+ * Rows from which the register-blocked GEMM (gemm, gemmBf16) beats the streaming GEMV: the same
+ * measurement, M = 3..8 f32 GEMV / GEMM 8.8/10.1 12.7/14.1 14.5/14.2 16.5/15.3 18.1/16.2, bf16
+ * 9.0/8.1 10.6/9.4 13.6/13.8 15.5/14.3 18.2/15.4 20.1/16.8 ms.
+ */
+export const TILED_FROM_ROWS = { f32: 6, bf16: 3 } as const;
+
+/** The kernel of the CPU module that computes a matmul of M rows (threads.ts hands the name to its workers). */
+export function gemvKernelName(M: number, bf16: boolean): 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16' {
+  const tiled = M >= (bf16 ? TILED_FROM_ROWS.bf16 : TILED_FROM_ROWS.f32);
+  return bf16 ? (tiled ? 'gemmBf16' : 'gemvBf16') : tiled ? 'gemm' : 'gemv';
+}
 
 const GEMV = 'InferenceLabGemv';
 let enabled = true;
@@ -55,7 +74,7 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
   const k = cpuKernelsFor(be);
-  (bf16 ? k.gemvBf16 : k.gemv)(offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
+  k[gemvKernelName(M, bf16)](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
   return out;
 };
 

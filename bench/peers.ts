@@ -28,6 +28,7 @@ import * as path from 'node:path';
 
 import { initBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
 import { benchFlags, progressBar, writeBenchJson, runBench } from '../lib/bench/harness';
+import { measureBandwidth } from '../lib/bench/roofline';
 import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/formats/gguf';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { configToHF, llamaSizes } from '../lib/model/config';
@@ -170,7 +171,27 @@ interface PeersResult {
   hf: unknown;
   /** ours / peer decode tok/s at equal model and batch */
   comparisons: { model: string; batch: number; ours: string; peer: string; ratio: number }[];
+  /** CPU: the single-thread read rate (bench:core's roof: best of measureBandwidth's GEMVs over a
+   * matrix larger than the caches, XNNPACK on one thread); null on a GPU or when not measured */
+  readRate: { bestGBps: number; medianGBps: number; kernel: string } | null;
+  /** batch-1 rows of ours against the read roof: weight bytes per token / readRate.bestGBps */
+  readRoofs: ReadRoofRow[];
   notes: string[];
+}
+
+/** One of our batch-1 decode rows against the read roof (issue 15: random-125m >= 0.85x). */
+interface ReadRoofRow {
+  model: string;
+  variant: string;
+  weights: string;
+  threads: number | null;
+  /** weight bytes one decode step reads (fp32 4 bytes a weight, bf16 2; KV bytes not counted) */
+  weightBytesPerToken: number;
+  /** weightBytesPerToken / the read rate: the step time of a decode that only reads its weights once */
+  roofMs: number;
+  stepMsMedian: number;
+  /** roofMs / ours' median step = ours tok/s / the roof's (1.0 = at the roof) */
+  ratio: number;
 }
 
 // ---- timing helpers
@@ -555,6 +576,17 @@ function printTable(r: PeersResult): void {
         `  ${padR(c.model, 12)} batch ${pad(String(c.batch), 2)}  ${padR(c.ours, 22)} vs ${padR(c.peer, 32)} ${c.ratio.toFixed(2)}x`,
       );
   }
+  if (r.readRate && r.readRoofs.length) {
+    out.push('');
+    out.push(
+      `read roof (batch 1): weight bytes per token / ${fmt(r.readRate.bestGBps)} GB/s (single-thread read rate, best; median ${fmt(r.readRate.medianGBps)}); ours = roof ms / our step ms:`,
+    );
+    for (const x of r.readRoofs)
+      out.push(
+        `  ${padR(x.model, 12)} ${padR(x.variant, 16)} ${padR(x.weights, 5)} ${pad(x.threads === null ? '1' : String(x.threads), 2)}t  ` +
+          `${pad(fmt(x.weightBytesPerToken / 1e6), 7)} MB/token  roof ${pad(fmt(x.roofMs, 2), 7)} ms  ours ${pad(fmt(x.stepMsMedian, 2), 7)} ms  ${x.ratio.toFixed(2)}x`,
+      );
+  }
   if (r.notes.length) {
     out.push('');
     for (const n of r.notes) out.push(`note: ${n}`);
@@ -577,6 +609,28 @@ function comparisons(rows: PeerRow[]): PeersResult['comparisons'] {
         ratio: (o.tokPerS as number) / (p.tokPerS as number),
       });
     }
+  }
+  return out;
+}
+
+/** ours' batch-1 rows against weight bytes per token / the single-thread read rate */
+function readRoofRows(rows: PeerRow[], sizes: Map<string, number>, readGBps: number): ReadRoofRow[] {
+  const out: ReadRoofRow[] = [];
+  for (const r of rows) {
+    const perToken = sizes.get(r.model);
+    if (r.peer !== 'ours' || r.batch !== 1 || r.status !== 'ok' || r.stepMsMedian === null || perToken === undefined) continue;
+    const weightBytesPerToken = r.weights === 'bf16' ? perToken / 2 : perToken;
+    const roofMs = weightBytesPerToken / (readGBps * 1e6);
+    out.push({
+      model: r.model,
+      variant: r.variant,
+      weights: r.weights,
+      threads: r.threads,
+      weightBytesPerToken,
+      roofMs,
+      stepMsMedian: r.stepMsMedian,
+      ratio: roofMs / r.stepMsMedian,
+    });
   }
   return out;
 }
@@ -624,6 +678,13 @@ async function main(): Promise<void> {
       notes.push(`llama.cpp unavailable: ${(e as Error).message}`);
     }
   }
+  // the read roof's rate, as bench:core measures it (CPU: XNNPACK's GEMV on one thread)
+  let readRate: PeersResult['readRate'] = null;
+  if (!opt.gpu) {
+    const bw = await measureBandwidth({ repeats: 40 });
+    readRate = { bestGBps: bw.bestGBps, medianGBps: bw.medianGBps, kernel: bw.kernel };
+  }
+  const weightBytesPerToken = new Map<string, number>();
   const allCores = llama?.cpuMathCores ?? os.cpus().length;
   const threadCounts = [...new Set(opt.threads.map((t) => (t === 'all' ? allCores : t)))];
 
@@ -643,6 +704,7 @@ async function main(): Promise<void> {
     }
     const sizes = llamaSizes(model.config);
     models.push({ name: m.name, source: m.source, params: sizes.params, weightBytes: sizes.weightBytes });
+    weightBytesPerToken.set(m.name, sizes.weightBytesPerToken);
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
     try {
       // ---- ours
@@ -767,6 +829,8 @@ async function main(): Promise<void> {
     llamacpp: llama ? { nodeLlamaCpp: llamaVersion, cpuMathCores: llama.cpuMathCores, kvCache: 'F32', flashAttention: false } : null,
     hf,
     comparisons: comparisons(rows),
+    readRate,
+    readRoofs: readRate ? readRoofRows(rows, weightBytesPerToken, readRate.bestGBps) : [],
     notes,
   };
   printTable(result);

@@ -214,8 +214,9 @@ async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; pass
 
 // each kernel's GPU time in a step of `batch` sequences at `context` tokens (the pool filled first)
 // (`tokens` new tokens per sequence: 1 for decode, more for a chunk of prefill)
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
-  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch });
+// (wideFrom: GpuLlama's choice of matmul tile)
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1, wideFrom?: number) {
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch, wideFrom });
   try {
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
@@ -227,7 +228,7 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       k.usEach = (k.usEach * k.count + d.us) / (k.count + 1);
       k.count++;
     }
-    return { model: m.name, batch, context, tokens: batch * tokens, dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
+    return { model: m.name, batch, context, tokens: batch * tokens, wideFrom: Number.isFinite(m.wideFrom) ? m.wideFrom : 'never', dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
   } finally {
     m.dispose();
   }
@@ -275,6 +276,24 @@ async function main(): Promise<void> {
     }
     m.dispose();
   }
+  {
+    const m = await loadGpuModel(ctx, 'data/models/target', { maxTokens: PROMPT * 32, maxSeqs: 32 });
+    const rows: RoundTripRow[] = [];
+    const everies = [0, 6, 11, 22];
+    await roundTrip(m, 1, 0, 16); // warm-up
+    // two rounds, each setting in turn, so a drift of the machine does not favour one
+    for (const B of QUICK ? [1] : [1, 8, 32]) {
+      for (let round = 0; round < 2; round++) {
+        for (const every of everies) {
+          const r = await roundTrip(m, B, every, QUICK ? 4 : 48);
+          rows.push(r);
+          console.log(`  engine-style step, batch ${B}, ${every === 0 ? 'one submit' : `a submit every ${every} dispatches`}: ${r.stepMsMedian.toFixed(3)} ms (encode ${r.encodeMsMedian.toFixed(3)} ms)`);
+        }
+      }
+    }
+    result.roundTrip = { meaning: "step() with its ids read back before the next step is written (the engine's step), batch 1/8/32 after a 32-token prompt; submitEvery = dispatches per submit, 0 = one submit", defaultSubmitEvery: m.submitEvery, rows };
+    m.dispose();
+  }
   if (backend.name === 'webgpu' || !ctx.info.software) {
     for (const B of QUICK ? [1] : [1, 8, 32]) {
       const r = await sweepEager('data/models/target', B, QUICK ? 3 : 24);
@@ -283,20 +302,6 @@ async function main(): Promise<void> {
     }
   }
   result.sweep = sweep;
-  {
-    const m = await loadGpuModel(ctx, 'data/models/target', { maxTokens: PROMPT * 32, maxSeqs: 32 });
-    const rows: RoundTripRow[] = [];
-    const everies = [0, 6, 11, 22];
-    for (const B of QUICK ? [1] : [1, 8, 32]) {
-      for (const every of everies) {
-        const r = await roundTrip(m, B, every, QUICK ? 4 : 96);
-        rows.push(r);
-        console.log(`  engine-style step, batch ${B}, ${every === 0 ? 'one submit' : `a submit every ${every} dispatches`}: ${r.stepMsMedian.toFixed(3)} ms (encode ${r.encodeMsMedian.toFixed(3)} ms)`);
-      }
-    }
-    result.roundTrip = { meaning: "step() with its ids read back before the next step is written (the engine's step), batch 1/8/32 after a 32-token prompt; submitEvery = dispatches per submit, 0 = one submit", defaultSubmitEvery: m.submitEvery, rows };
-    m.dispose();
-  }
 
   // ---- 4. bandwidth
   const roof = await readRoof(ctx, ctx.info.software ? 2 ** 25 : 2 ** 30);
@@ -323,15 +328,17 @@ async function main(): Promise<void> {
     const floor = await dispatchFloor(ctx);
     console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
     // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
-    const cases: [string, number, number, number][] = QUICK
+    // (and the bigger steps with every matmul on each tile: wideFrom 1 = always wide, Infinity = never)
+    const T = 'data/models/target';
+    const cases: [string, number, number, number, number?][] = QUICK
       ? [['data/models/draft', 1, 16, 1]]
-      : [['data/models/target', 1, 64, 1], ['data/models/target', 1, 512, 1], ['data/models/target', 32, 64, 1], ['data/models/target', 4, 64, 64], ['data/models/draft', 1, 64, 1]];
+      : [[T, 1, 64, 1], [T, 1, 512, 1], [T, 32, 64, 1], [T, 32, 64, 1, 1], [T, 32, 64, 1, Infinity], [T, 4, 64, 64], [T, 4, 64, 64, 1], [T, 4, 64, 64, Infinity], [T, 1, 64, 16, 1], [T, 1, 64, 16, Infinity], ['data/models/draft', 1, 64, 1]];
     const kernels = [];
-    for (const [dir, batch, context, tokens] of cases) {
-      const k = await kernelTimes(ctx, dir, batch, context, tokens);
+    for (const [dir, batch, context, tokens, wideFrom] of cases) {
+      const k = await kernelTimes(ctx, dir, batch, context, tokens, wideFrom);
       kernels.push(k);
       const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
-      console.log(`${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
+      console.log(`${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
     }
     result.kernelTimes = { floor, kernels };
   }

@@ -82,6 +82,8 @@ export interface MatmulSpec {
   epilogue: 'store' | 'residual' | 'siluMul' | 'rope';
   /** with epilogue 'rope': the attention sizes and where the step's inputs sit */
   rope?: RopeEpilogue;
+  /** the workgroup's tile (default MATMUL_TILE) */
+  tile?: MatmulTile;
   /** reduce with subgroupAdd (32-lane subgroups) instead of a shared-memory tree */
   subgroups32: boolean;
 }
@@ -89,29 +91,50 @@ export interface MatmulSpec {
 /** Weight loads each lane keeps in flight in the matmul's inner loop. */
 const UNROLL = 4;
 
-/** Rows per workgroup and tokens per tile of the matmul kernel. */
-export const MATMUL_TILE = { rows: 4, lanes: 32, tokens: 4 } as const;
+/** A matmul workgroup's tile: weight rows, lanes per row, and tokens sharing each weight load. */
+export interface MatmulTile {
+  rows: number;
+  lanes: number;
+  tokens: number;
+}
+
+/** The decode tile: 4 rows x 4 tokens, many small workgroups (a step of a few tokens). */
+export const MATMUL_TILE: MatmulTile = { rows: 4, lanes: 32, tokens: 4 };
 
 /**
- * y = a @ W^T with W [R, K] (HF's [out, in]): 32 lanes per weight row stream the row in
- * vec4 (fp32) or 8-value (bf16) loads; each lane keeps TM token accumulators, so one read of
- * the weights serves TM tokens. Tiles of TM tokens run side by side (the grid's y), so a batch
- * of 32 keeps 8 times as many workgroups busy rather than looping. A norm prologue costs
+ * The wide tile, for steps of many tokens (prefill chunks, big batches): each weight load serves
+ * 16 tokens and each token row 8 weight rows, so the weights and inputs are re-read from the
+ * cache a quarter and a half as often as with the decode tile.
+ */
+export const MATMUL_TILE_WIDE: MatmulTile = { rows: 8, lanes: 32, tokens: 16 };
+
+/**
+ * y = a @ W^T with W [R, K] (HF's [out, in]): `lanes` lanes per weight row stream the row in
+ * vec4 (fp32) or 8-value (bf16) loads; each lane keeps `tokens` accumulators (vec4s of 4), so
+ * one read of the weights serves a tile of tokens. Tiles of tokens run side by side (the grid's
+ * y), so a batch of 32 keeps many workgroups busy rather than looping. A norm prologue costs
  * nothing extra: sum(x^2) comes from the same loads, and
  * rmsnorm(x) . w = (x * gain) . w * rsqrt(mean(x^2) + eps).
- * Dispatch (ceil(R / 4), ceil(M / TM)). X [rows, K], gain [K], rows [M] -> Y [M, R] (or [M, R/2] for siluMul)
+ * Dispatch (ceil(R / rows), ceil(M / tokens)). X [rows, K], gain [K], rows [M] -> Y [M, R] (or [M, R/2] for siluMul)
  */
 export function matmulKernel(s: MatmulSpec): string {
   const { K, R, format, norm, epilogue, subgroups32 } = s;
-  const TM = MATMUL_TILE.tokens;
-  const RPW = MATMUL_TILE.rows;
-  const L = MATMUL_TILE.lanes;
+  const tile = s.tile ?? MATMUL_TILE;
+  const TM = tile.tokens;
+  const RPW = tile.rows;
+  const L = tile.lanes;
+  const TV = TM / 4; // accumulator vec4s per lane
   if (K % 8 !== 0) throw new Error(`matmul: K = ${K} must be a multiple of 8`);
+  if (TM % 4 !== 0 || RPW % 2 !== 0 || (subgroups32 && L !== 32))
+    throw new Error(`matmul: tile ${JSON.stringify(tile)} needs tokens a multiple of 4, even rows (and 32 lanes with subgroups)`);
   if (epilogue === 'siluMul' && R % RPW !== 0) throw new Error(`matmul: 2F = ${R} must be a multiple of ${RPW}`);
   const count = s.rows === 'tokens' ? 'P.n' : 'P.m';
   const rowOf = s.rows === 'tokens' ? 'm' : 'rows[m]';
   const js = [...Array(TM).keys()];
-  // the dot products of one weight load with TM token rows
+  const vs = [...Array(TV).keys()];
+  const acc = (j: number) => `acc${j >> 2}[${j & 3}]`;
+  const ssj = (j: number) => `ss${j >> 2}[${j & 3}]`;
+  // the dot products of one weight load with the tile's token rows
   const body =
     format === 'f32'
       ? `let w = W[r * KV + kx];${norm ? '\n          let g = gain[kx];' : ''}
@@ -122,18 +145,23 @@ ${js.map((j) => dotLines(j, norm ? 'w * g' : 'w', ['X[xr' + j + ' * KV + kx]'], 
             norm ? '\n          let g0 = gain[2u * kx];\n          let g1 = gain[2u * kx + 1u];' : ''
           }
 ${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr${j} * K4 + 2u * kx]`, `X[xr${j} * K4 + 2u * kx + 1u]`], !!norm)).join('\n')}`;
+  const sums = [...vs.map((v) => `acc${v}`), ...(norm ? vs.map((v) => `ss${v}`) : [])];
+  // each row's lanes summed: by subgroupAdd, or a tree in shared memory, one vec4 at a time
   const reduce = subgroups32
-    ? `acc = subgroupAdd(acc);${norm ? '\n    ss = subgroupAdd(ss);' : ''}`
-    : `part[lid] = acc;${norm ? '\n    part2[lid] = ss;' : ''}
+    ? sums.map((a) => `${a} = subgroupAdd(${a});`).join('\n    ')
+    : sums
+        .map(
+          (a) => `part[lid] = ${a};
     workgroupBarrier();
     for (var h = ${L / 2}u; h > 0u; h >>= 1u) {
-      if (lane < h) {
-        part[lid] += part[lid + h];${norm ? '\n        part2[lid] += part2[lid + h];' : ''}
-      }
+      if (lane < h) { part[lid] += part[lid + h]; }
       workgroupBarrier();
     }
-    acc = part[lid];${norm ? '\n    ss = part2[lid];' : ''}`;
-  const scale = norm ? ` * inverseSqrt(ss / ${f(K)} + ${f(norm.eps)})` : '';
+    ${a} = part[lid];
+    workgroupBarrier();`,
+        )
+        .join('\n    ');
+  const scale = (j: number) => (norm ? ` * inverseSqrt(${ssj(j)} / ${f(K)} + ${f(norm.eps)})` : '');
   let store: string;
   if (epilogue === 'siluMul') {
     store = `if (lid < ${(RPW / 2) * TM}u) {
@@ -147,7 +175,7 @@ ${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr
       }
     }`;
   } else if (epilogue === 'rope') {
-    store = ropeStore(s, R);
+    store = ropeStore(s, R, tile);
   } else {
     const write = epilogue === 'residual' ? 'Y[m * R + r2] += res[lid];' : 'Y[m * R + r2] = res[lid];';
     store = `if (lid < ${RPW * TM}u) {
@@ -173,7 +201,6 @@ ${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
 ${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
 ${epilogue === 'rope' ? ropeBindings(s) : ''}
 ${subgroups32 ? '' : `var<workgroup> part: array<vec4f, ${RPW * L}>;`}
-${subgroups32 || !norm ? '' : `var<workgroup> part2: array<vec4f, ${RPW * L}>;`}
 var<workgroup> res: array<f32, ${RPW * TM}>;
 @compute @workgroup_size(${RPW * L})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -182,7 +209,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let M = ${count};
   let m0 = wg.y * ${TM}u;
   {
-    var acc = vec4f(0.0);${norm ? '\n    var ss = vec4f(0.0);' : ''}
+${sums.map((a) => `    var ${a} = vec4f(0.0);`).join('\n')}
     // input rows of this tile (a row past M repeats row 0 and is never stored)
 ${js.map((j) => `    let xr${j} = select(0u, ${rowOf.replace('m', `(m0 + ${j}u)`)}, m0 + ${j}u < M);`).join('\n')}
     if (r < R) {
@@ -198,12 +225,24 @@ ${[...Array(UNROLL).keys()].map((u) => `        {\n          let kx = kv + ${u *
     }
     ${reduce}
     if (lane == 0u) {
-${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = acc[${j}]${scale.replace(/ss/, `ss[${j}]`)};`).join('\n')}
+${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = ${acc(j)}${scale(j)};`).join('\n')}
     }
     workgroupBarrier();
     ${store}
   }
 }`;
+}
+
+// acc[j] += w . x (and ss[j] += x . x for the norm), for one or two weight vectors
+function dotLines(j: number, w: string | string[], x: string[], norm: boolean): string {
+  const ws = Array.isArray(w) ? w : [w];
+  const lines: string[] = [];
+  x.forEach((xe, i) => {
+    lines.push(`          let x${j}_${i} = ${xe};`);
+    lines.push(`          acc${j >> 2}[${j & 3}] += dot(${ws[i]}, x${j}_${i});`);
+    if (norm) lines.push(`          ss${j >> 2}[${j & 3}] += dot(x${j}_${i}, x${j}_${i});`);
+  });
+  return lines.join('\n');
 }
 
 // ---- the qkv matmul's RoPE epilogue
@@ -256,10 +295,10 @@ fn slotOf(m: u32) -> u32 {
 // stored in Y in HF's dim order; k and v go to slot table[seq][pos / blockSize] * blockSize +
 // pos % blockSize of the pools [blocks * blockSize, Hkv, D]. A workgroup's rows are all q/k or
 // all v (D is a multiple of its row count).
-function ropeStore(s: MatmulSpec, R: number): string {
+function ropeStore(s: MatmulSpec, R: number, tile: MatmulTile): string {
   const a = s.rope;
-  const TM = MATMUL_TILE.tokens;
-  const RPW = MATMUL_TILE.rows;
+  const TM = tile.tokens;
+  const RPW = tile.rows;
   if (!a || !s.norm || s.rows !== 'tokens' || a.D % RPW !== 0 || R !== (a.H + 2 * a.Hkv) * a.D) {
     throw new Error(`matmul rope: needs the attention sizes, a norm prologue, token rows, D a multiple of ${RPW} and R = (H + 2Hkv) * D`);
   }
@@ -295,18 +334,6 @@ function ropeStore(s: MatmulSpec, R: number): string {
         }
       }
     }`;
-}
-
-// acc[j] += w . x (and ss[j] += x . x for the norm), for one or two weight vectors
-function dotLines(j: number, w: string | string[], x: string[], norm: boolean): string {
-  const ws = Array.isArray(w) ? w : [w];
-  const lines: string[] = [];
-  x.forEach((xe, i) => {
-    lines.push(`          let x${j}_${i} = ${xe};`);
-    lines.push(`          acc[${j}] += dot(${ws[i]}, x${j}_${i});`);
-    if (norm) lines.push(`          ss[${j}] += dot(x${j}_${i}, x${j}_${i});`);
-  });
-  return lines.join('\n');
 }
 
 // ---- paged attention

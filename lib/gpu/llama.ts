@@ -24,6 +24,7 @@ import {
   capturedDispatches,
   embedKernel,
   MATMUL_TILE,
+  MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -50,14 +51,25 @@ export interface GpuLlamaOptions {
    * first layers while the CPU still encodes the rest; default SUBMIT_EVERY
    */
   submitEvery?: number;
+  /** matmuls of at least this many input rows use the wide tile (MATMUL_TILE_WIDE); default WIDE_FROM */
+  wideFrom?: number;
 }
+
+/**
+ * GpuLlama's default for wideFrom: from this many rows a matmul runs with the wide tile (16
+ * tokens per weight load), below it with the decode tile (4), which keeps more workgroups busy.
+ */
+export const WIDE_FROM = 64;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
  * time as the GPU takes to run it (each WebGPU call crosses into Dawn), so one submit at the end
- * leaves the GPU idle while the CPU encodes; submitting in parts overlaps the two.
+ * leaves the GPU idle while the CPU encodes; submitting in parts overlaps the two. Measured on
+ * the H200 (bench:captured's roundTrip, the engine's kind of step, target, at 39470a4): one
+ * submit 1.38 / 0.57 / 0.65 ms at batch 1 / 8 / 32; a submit every 22 dispatches 0.96 / 0.46 /
+ * 0.56 ms; every 6, 1.20 / 0.62 / 0.65 ms (each submit costs CPU time too).
  */
-export const SUBMIT_EVERY = 0;
+export const SUBMIT_EVERY = 22;
 
 /** One sequence's part of a step. */
 export interface GpuStepSequence {
@@ -100,12 +112,19 @@ const UNIFORM = 0x40;
 const MAP_READ = 0x1;
 
 interface Dispatch {
-  /** the kernel's role: embed, qkv, rope, attention, o, gateUp, down, head, argmax */
+  /** the kernel's role: embed, qkv, attention, o, gateUp, down, head, argmax */
   name: string;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
   count: (n: number, m: number) => number | [number, number];
+  /** a matmul's wide-tile variant, run when the matmul has at least `wideFrom` input rows */
+  wide?: {
+    pipeline: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    count: (n: number, m: number) => [number, number];
+    rows: (n: number, m: number) => number;
+  };
 }
 
 /**
@@ -127,6 +146,8 @@ export class GpuLlama {
   readonly stats: GpuStepStats;
   /** dispatches per submit in `step` (GpuLlamaOptions.submitEvery); may be changed between steps */
   submitEvery: number;
+  /** input rows from which a matmul uses the wide tile (GpuLlamaOptions.wideFrom); may be changed between steps */
+  wideFrom: number;
 
   private readonly ctx: GpuContext;
   private readonly buffers: GPUBuffer[] = [];
@@ -153,14 +174,29 @@ export class GpuLlama {
     this.maxBlocks = Math.ceil(config.maxPositions / this.blockSize);
     this.numBlocks = options.numBlocks ?? this.maxSeqs * this.maxBlocks;
     this.submitEvery = options.submitEvery ?? SUBMIT_EVERY;
-    if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0) throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
-    for (const [k, v] of Object.entries({ maxTokens: this.maxTokens, maxSeqs: this.maxSeqs, maxLogitRows: this.maxLogitRows, blockSize: this.blockSize, numBlocks: this.numBlocks })) {
+    if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0)
+      throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
+    this.wideFrom = options.wideFrom ?? WIDE_FROM;
+    if (!(this.wideFrom >= 1)) throw new Error(`GpuLlama: wideFrom must be at least 1 (Infinity: never), got ${this.wideFrom}`);
+    for (const [k, v] of Object.entries({
+      maxTokens: this.maxTokens,
+      maxSeqs: this.maxSeqs,
+      maxLogitRows: this.maxLogitRows,
+      blockSize: this.blockSize,
+      numBlocks: this.numBlocks,
+    })) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    const pad = MATMUL_TILE.tokens; // the matmul reads whole tiles of rows indices
+    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_WIDE.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
-      { params: 16, ids: 4 * this.maxTokens, meta: 8 * this.maxTokens, rows: 4 * (this.maxLogitRows + pad), table: 4 * this.maxSeqs * this.maxBlocks },
+      {
+        params: 16,
+        ids: 4 * this.maxTokens,
+        meta: 8 * this.maxTokens,
+        rows: 4 * (this.maxLogitRows + pad),
+        table: 4 * this.maxSeqs * this.maxBlocks,
+      },
       Math.max(ctx.device.limits.minStorageBufferOffsetAlignment, ctx.device.limits.minUniformBufferOffsetAlignment),
     );
     this.words = new Uint32Array(this.layout.bytes / 4);
@@ -180,7 +216,13 @@ export class GpuLlama {
    * Upload a model's weights (HF names and layout, as a checkpoint or preset provides them)
    * and build the captured step: buffers, pipelines and bind groups, once.
    */
-  static async create(ctx: GpuContext, config: LlamaConfig, source: WeightSource, name: string, options: GpuLlamaOptions = {}): Promise<GpuLlama> {
+  static async create(
+    ctx: GpuContext,
+    config: LlamaConfig,
+    source: WeightSource,
+    name: string,
+    options: GpuLlamaOptions = {},
+  ): Promise<GpuLlama> {
     const m = new GpuLlama(ctx, config, name, options);
     try {
       await m.build(source);
@@ -231,18 +273,34 @@ export class GpuLlama {
     const sg = this.ctx.info.subgroups32;
     const fmt = this.format;
     const mm = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => pipeline(matmulKernel({ ...spec, format: fmt, subgroups32: sg }));
+    const wide = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => mm({ ...spec, tile: MATMUL_TILE_WIDE });
     const attSpec: AttentionSpec = { H, Hkv, D, blockSize: this.blockSize, maxBlocks: this.maxBlocks };
     const eps = { eps: c.rmsNormEps };
+    const specs = {
+      qkv: {
+        K: Dm,
+        R: QKVW,
+        norm: eps,
+        rows: 'tokens',
+        epilogue: 'rope',
+        rope: { ...attSpec, metaAt: this.layout.offset.meta / 4, tableAt: this.layout.offset.table / 4, maxPositions: c.maxPositions },
+      },
+      o: { K: H * D, R: Dm, rows: 'tokens', epilogue: 'residual' },
+      gateUp: { K: Dm, R: 2 * F, norm: eps, rows: 'tokens', epilogue: 'siluMul' },
+      down: { K: F, R: Dm, rows: 'tokens', epilogue: 'residual' },
+      head: { K: Dm, R: V, norm: eps, rows: 'logitRows', epilogue: 'store' },
+    } satisfies Record<string, Omit<MatmulSpec, 'format' | 'subgroups32'>>;
     const P = {
       embed: pipeline(embedKernel(Dm, fmt)),
-      qkv: mm({ K: Dm, R: QKVW, norm: eps, rows: 'tokens', epilogue: 'rope', rope: { ...attSpec, metaAt: this.layout.offset.meta / 4, tableAt: this.layout.offset.table / 4, maxPositions: c.maxPositions } }),
       attention: pipeline(pagedAttentionKernel(attSpec)),
-      o: mm({ K: H * D, R: Dm, rows: 'tokens', epilogue: 'residual' }),
-      gateUp: mm({ K: Dm, R: 2 * F, norm: eps, rows: 'tokens', epilogue: 'siluMul' }),
-      down: mm({ K: F, R: Dm, rows: 'tokens', epilogue: 'residual' }),
-      head: mm({ K: Dm, R: V, norm: eps, rows: 'logitRows', epilogue: 'store' }),
       argmax: pipeline(argmaxKernel(V)),
-    };
+      ...Object.fromEntries(
+        Object.entries(specs).flatMap(([k, spec]) => [
+          [k, mm(spec)],
+          [`${k}Wide`, wide(spec)],
+        ]),
+      ),
+    } as Record<'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Wide`, Promise<GPUComputePipeline>>;
 
     // ---- weights (uploaded while the shaders compile)
     const embedData = read(EMBED_NAME, [V, Dm]);
@@ -275,38 +333,57 @@ export class GpuLlama {
       });
       this.pools.push(layers[i].k, layers[i].v);
     }
-    const resolved = Object.fromEntries(await Promise.all(Object.entries(P).map(async ([k, p]) => [k, await p] as const))) as Record<keyof typeof P, GPUComputePipeline>;
+    const resolved = Object.fromEntries(await Promise.all(Object.entries(P).map(async ([k, p]) => [k, await p] as const))) as Record<
+      keyof typeof P,
+      GPUComputePipeline
+    >;
     this.stats.compileMs = performance.now() - t0;
     this.stats.pipelines = sources.size;
 
     // ---- the dispatch list, with its bind groups: made once, encoded every step
     type Binding = GPUBuffer | GPUBufferBinding;
     const b = { ...this.b, ...this.regions() };
-    const add = (name: keyof typeof resolved, entries: Binding[] | Record<number, Binding>, count: Dispatch['count']) => {
-      const p = resolved[name];
-      const list = Array.isArray(entries) ? entries.map((buf, i) => [i, buf] as const) : Object.entries(entries).map(([i, buf]) => [Number(i), buf] as const);
-      const bindGroup = this.ctx.device.createBindGroup({
+    const bindGroup = (p: GPUComputePipeline, entries: Binding[] | Record<number, Binding>) => {
+      const list = Array.isArray(entries)
+        ? entries.map((buf, i) => [i, buf] as const)
+        : Object.entries(entries).map(([i, buf]) => [Number(i), buf] as const);
+      return this.ctx.device.createBindGroup({
         layout: p.getBindGroupLayout(0),
         entries: list.map(([binding, res]) => ({ binding, resource: 'buffer' in res ? res : { buffer: res } })),
       });
-      this.dispatches.push({ name, pipeline: p, bindGroup, count });
     };
-    // a matmul's grid: weight rows x tiles of tokens (or of logits rows, for the head)
-    const rowsOf =
-      (R: number, byLogits = false) =>
-      (n: number, m: number): [number, number] => [Math.ceil(R / MATMUL_TILE.rows), Math.ceil((byLogits ? m : n) / MATMUL_TILE.tokens)];
+    const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
+      this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
+    };
+    // a matmul, with its wide-tile variant; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
+      const { R, rows } = specs[name];
+      const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
+      const grid =
+        (tile: typeof MATMUL_TILE) =>
+        (n: number, m: number): [number, number] => [Math.ceil(R / tile.rows), Math.ceil(inputRows(n, m) / tile.tokens)];
+      const w = resolved[`${name}Wide`];
+      this.dispatches.push({
+        name,
+        pipeline: resolved[name],
+        bindGroup: bindGroup(resolved[name], entries),
+        count: grid(MATMUL_TILE),
+        wide: { pipeline: w, bindGroup: bindGroup(w, entries), count: grid(MATMUL_TILE_WIDE), rows: inputRows },
+      });
+    };
     add('embed', [embed, b.ids, x], (n) => n);
     for (const L of layers) {
-      add('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables }, rowsOf(QKVW));
+      matmul('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables });
       add('attention', [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
-      add('o', { 0: b.params, 1: L.wo, 2: att, 3: x }, rowsOf(Dm));
-      add('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm }, rowsOf(2 * F));
-      add('down', { 0: b.params, 1: L.wdown, 2: act, 3: x }, rowsOf(Dm));
+      matmul('o', { 0: b.params, 1: L.wo, 2: att, 3: x });
+      matmul('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm });
+      matmul('down', { 0: b.params, 1: L.wdown, 2: act, 3: x });
     }
-    add('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows }, rowsOf(V, true));
+    matmul('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows });
     add('argmax', [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
-    if (this.dispatches.length !== capturedDispatches(numLayers)) throw new Error(`captured step: ${this.dispatches.length} dispatches, capturedDispatches says ${capturedDispatches(numLayers)}`);
+    if (this.dispatches.length !== capturedDispatches(numLayers))
+      throw new Error(`captured step: ${this.dispatches.length} dispatches, capturedDispatches says ${capturedDispatches(numLayers)}`);
   }
 
   // the step's inputs as bindings: regions of the one `step` buffer
@@ -340,7 +417,11 @@ export class GpuLlama {
    * Run one captured step over `seqs` (any mix of prefill chunks, decodes and verify runs).
    * `read`: 'ids' reads back only the argmax of each logits row; 'logits' the rows as well.
    */
-  async step(seqs: readonly GpuStepSequence[], read: 'ids' | 'logits' = 'ids', before?: (encoder: GPUCommandEncoder) => void): Promise<GpuStepResult> {
+  async step(
+    seqs: readonly GpuStepSequence[],
+    read: 'ids' | 'logits' = 'ids',
+    before?: (encoder: GPUCommandEncoder) => void,
+  ): Promise<GpuStepResult> {
     const t0 = performance.now();
     const { n, m } = this.writeStep(seqs);
     const device = this.ctx.device;
@@ -355,10 +436,14 @@ export class GpuLlama {
     device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
     // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
-    if (m === 0) return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
+    if (m === 0)
+      return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
     // both readbacks wait on the same submit: map them together
     const bytes = 4 * m * this.config.vocabSize;
-    await Promise.all([this.b.readIds.mapAsync(MAP_READ, 0, 8 * m), read === 'logits' ? this.b.readLogits.mapAsync(MAP_READ, 0, bytes) : null]);
+    await Promise.all([
+      this.b.readIds.mapAsync(MAP_READ, 0, 8 * m),
+      read === 'logits' ? this.b.readLogits.mapAsync(MAP_READ, 0, bytes) : null,
+    ]);
     const both = this.b.readIds.getMappedRange(0, 8 * m).slice(0);
     this.b.readIds.unmap();
     const ids = new Int32Array(both, 0, m);
@@ -465,13 +550,15 @@ export class GpuLlama {
     draftedAt: readonly number[],
   ): Promise<{ drafted: number[][]; target: GpuStepResult }> {
     if (target.ctx.device !== this.ctx.device) throw new Error('draftThenVerify: the draft and the target must share one GPU device');
-    if (draftedAt.length !== seqs.length) throw new Error(`draftThenVerify: ${draftedAt.length} draft positions for ${seqs.length} sequences`);
+    if (draftedAt.length !== seqs.length)
+      throw new Error(`draftThenVerify: ${draftedAt.length} draft positions for ${seqs.length} sequences`);
     const chain = this.submitChain(seqs, steps);
     const B = seqs.length;
     const res = target.step(verify, 'ids', (encoder) => {
       // each drafted token from the chain's ids into the verify step's token list
       for (let b = 0; b < B; b++) {
-        for (let k = 0; k < steps; k++) encoder.copyBufferToBuffer(chain.ids, 4 * (k * B + b), target.b.step, target.layout.offset.ids + 4 * (draftedAt[b] + k), 4);
+        for (let k = 0; k < steps; k++)
+          encoder.copyBufferToBuffer(chain.ids, 4 * (k * B + b), target.b.step, target.layout.offset.ids + 4 * (draftedAt[b] + k), 4);
       }
     });
     const [drafted, picks] = await Promise.all([chain.read(), res]);
@@ -480,7 +567,10 @@ export class GpuLlama {
 
   // submit a greedy chain (greedyChain's first half): one submit per step, the ids kept in the
   // ring's `ids` buffer on the GPU; read() maps them
-  private submitChain(seqs: readonly GpuStepSequence[], steps: number): { ids: GPUBuffer; read: () => Promise<{ ids: number[][]; logprobs: number[][] }> } {
+  private submitChain(
+    seqs: readonly GpuStepSequence[],
+    steps: number,
+  ): { ids: GPUBuffer; read: () => Promise<{ ids: number[][]; logprobs: number[][] }> } {
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`greedyChain: steps must be a positive integer, got ${steps}`);
     if (seqs.some((s) => s.logits !== 1)) throw new Error('greedyChain: each sequence gets exactly one logits row per step');
     const B = seqs.length;
@@ -488,7 +578,8 @@ export class GpuLlama {
     const ring = this.chainRing(steps);
     const used = [];
     for (let k = 0; k < steps; k++) {
-      const step = k === 0 ? seqs : seqs.map((s) => ({ tokens: [0], start: s.start + s.tokens.length + k - 1, blockTable: s.blockTable, logits: 1 }));
+      const step =
+        k === 0 ? seqs : seqs.map((s) => ({ tokens: [0], start: s.start + s.tokens.length + k - 1, blockTable: s.blockTable, logits: 1 }));
       used.push(this.fillStep(step, ring.words, (k * L.bytes) / 4));
     }
     const device = this.ctx.device;
@@ -549,7 +640,10 @@ export class GpuLlama {
   ): Promise<{ tokens: number[][]; prefillMs: number; stepMs: number[]; encodeMs: number[] }> {
     const tables = contiguousTables(this, prompts.length);
     const t0 = performance.now();
-    const pre = await this.step(prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })), 'ids');
+    const pre = await this.step(
+      prompts.map((p, b) => ({ tokens: p, start: 0, blockTable: tables[b], logits: 1 })),
+      'ids',
+    );
     const prefillMs = performance.now() - t0;
     const r = await this.greedyDecode(
       prompts.map((p, b) => ({ start: p.length, blockTable: tables[b] })),
@@ -590,9 +684,16 @@ export class GpuLlama {
   }
 
   // these dispatches (all of them, a range, or one to time it) into an open pass
-  private encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[], n: number, m: number, from = 0, to = dispatches.length): void {
+  private encodeDispatches(
+    pass: GPUComputePassEncoder,
+    dispatches: readonly Dispatch[],
+    n: number,
+    m: number,
+    from = 0,
+    to = dispatches.length,
+  ): void {
     for (let i = from; i < to; i++) {
-      const d = dispatches[i];
+      const d = dispatches[i].wide && dispatches[i].wide!.rows(n, m) >= this.wideFrom ? dispatches[i].wide! : dispatches[i];
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;
@@ -625,17 +726,21 @@ export class GpuLlama {
       const end = s.start + s.tokens.length;
       if (s.tokens.length === 0) throw new Error(`step: sequence ${i} has no new tokens`);
       if (end > c.maxPositions) throw new Error(`step: sequence ${i} reaches ${end} tokens, past the context length (${c.maxPositions})`);
-      if (!Number.isInteger(s.logits) || s.logits < 0 || s.logits > s.tokens.length) throw new Error(`step: sequence ${i} asks logits for ${s.logits} of ${s.tokens.length} tokens`);
+      if (!Number.isInteger(s.logits) || s.logits < 0 || s.logits > s.tokens.length)
+        throw new Error(`step: sequence ${i} asks logits for ${s.logits} of ${s.tokens.length} tokens`);
       const need = Math.ceil(end / this.blockSize);
-      if (s.blockTable.length < need) throw new Error(`step: sequence ${i} needs ${need} blocks for ${end} tokens, its table has ${s.blockTable.length}`);
+      if (s.blockTable.length < need)
+        throw new Error(`step: sequence ${i} needs ${need} blocks for ${end} tokens, its table has ${s.blockTable.length}`);
       for (let j = 0; j < need; j++) {
         const blk = s.blockTable[j];
-        if (!Number.isInteger(blk) || blk < 0 || blk >= this.numBlocks) throw new Error(`step: sequence ${i}: block id ${blk} is not in [0, ${this.numBlocks})`);
+        if (!Number.isInteger(blk) || blk < 0 || blk >= this.numBlocks)
+          throw new Error(`step: sequence ${i}: block id ${blk} is not in [0, ${this.numBlocks})`);
         into[table + i * this.maxBlocks + j] = blk;
       }
       for (let j = 0; j < s.tokens.length; j++) {
         const id = s.tokens[j];
-        if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize})`);
+        if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
+          throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize})`);
         into[ids + t] = id;
         into[meta + 2 * t] = i;
         into[meta + 2 * t + 1] = s.start + j;
@@ -665,13 +770,14 @@ export class GpuLlama {
     for (let rep = 0; rep < repeats + 2; rep++) {
       const { n, m } = this.writeStep(seqs);
       // passes: one per dispatch, then the whole step in one pass, as encode() runs it
-      const us = await timePasses(this.ctx, all.length + 1, (pass, i) => this.encodeDispatches(pass, i < all.length ? [all[i]] : all, n, m));
+      const us = await timePasses(this.ctx, all.length + 1, (pass, i) =>
+        this.encodeDispatches(pass, i < all.length ? [all[i]] : all, n, m),
+      );
       if (rep >= 2) runs.push(us); // two warm-ups
     }
     const median = (i: number) => runs.map((r) => r[i]).sort((a, b) => a - b)[runs.length >> 1];
     return { stepUs: median(all.length), dispatches: all.map((d, i) => ({ name: d.name, us: median(i) })) };
   }
-
 
   /**
    * Copy whole blocks of every layer's K and V pool, src -> dst (the block manager's copy-on-
@@ -682,7 +788,9 @@ export class GpuLlama {
     const bytes = 4 * this.blockSize * this.config.numKvHeads * this.config.headDim;
     const encoder = this.ctx.device.createCommandEncoder();
     for (const [src, dst] of copies) {
-      for (const id of [src, dst]) if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks) throw new Error(`copyBlocks: block id ${id} is not in [0, ${this.numBlocks})`);
+      for (const id of [src, dst])
+        if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks)
+          throw new Error(`copyBlocks: block id ${id} is not in [0, ${this.numBlocks})`);
       for (const pool of this.pools) {
         encoder.copyBufferToBuffer(pool, src * bytes, this.b.scratch, 0, bytes);
         encoder.copyBufferToBuffer(this.b.scratch, 0, pool, dst * bytes, bytes);
@@ -719,7 +827,8 @@ export function ropeHalfTables(maxPositions: number, invFreq: Float32Array): { c
 
 /** Block tables for plain generation: sequence b owns blocks b*maxBlocks .. (b+1)*maxBlocks - 1. */
 export function contiguousTables(model: Pick<GpuLlama, 'maxBlocks' | 'numBlocks'>, batch: number): number[][] {
-  if (batch * model.maxBlocks > model.numBlocks) throw new Error(`${batch} sequences of a full context need ${batch * model.maxBlocks} blocks; the pool has ${model.numBlocks}`);
+  if (batch * model.maxBlocks > model.numBlocks)
+    throw new Error(`${batch} sequences of a full context need ${batch * model.maxBlocks} blocks; the pool has ${model.numBlocks}`);
   return Array.from({ length: batch }, (_, b) => Array.from({ length: model.maxBlocks }, (_, j) => b * model.maxBlocks + j));
 }
 

@@ -40,15 +40,17 @@ async function main(): Promise<void> {
       5,
     );
     prompts.forEach((p, b) => greedy.push({ format: `${format} chained`, prompt: p.name, got: chain.ids[b], want: r.tokens[b].slice(0, 5) }));
-    // the engine's kind of step (ids read back each step), submitted in parts of 4 dispatches
+    // the engine's kind of step (ids read back each step), submitted in parts of 4 dispatches,
+    // every matmul on the wide tile
     m.submitEvery = 4;
+    m.wideFrom = 1;
     let step = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })));
     const parts: number[][] = prompts.map((_, b) => [step.ids[b]]);
     for (let k = 0; k < 4; k++) {
       step = await m.step(prompts.map((p, b) => ({ tokens: [step.ids[b]], start: p.ids.length + k, blockTable: tables[b], logits: 1 })));
       parts.forEach((t, b) => t.push(step.ids[b]));
     }
-    prompts.forEach((p, b) => greedy.push({ format: `${format} submitted in parts`, prompt: p.name, got: parts[b], want: r.tokens[b].slice(0, 5) }));
+    prompts.forEach((p, b) => greedy.push({ format: `${format} submitted in parts, wide tile`, prompt: p.name, got: parts[b], want: r.tokens[b].slice(0, 5) }));
     out.dispatchesPerStep = m.stats.dispatchesPerStep;
     m.dispose();
   }

@@ -19,7 +19,8 @@
  * batch 1 only) or --full (128 steps, every cell); --steps N; --prompt-tokens 32; --model DIR
  * (default data/models/target); --presets random-125m[,..] or none (CPU default random-125m, GPU
  * random-1b); --batches 1,8 (GPU: 1,8,32); --threads 1,all; --gguf F32,F16; --no-llamacpp;
- * --hf FILE; --out PATH. Paths resolve from the working directory, never the bundle.
+ * --hf FILE; --variants eager,eager-ops,.. (ours: only these; default all); --out PATH. Paths resolve
+ * from the working directory, never the bundle.
  * A cell that fails or is skipped stays in the JSON with status and reason; numbers are only measured.
  */
 import * as fs from 'node:fs';
@@ -35,6 +36,7 @@ import { configToHF, llamaSizes } from '../lib/model/config';
 import type { CpuWeightFormat, LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { loadPreset, randomWeights } from '../lib/model/presets';
 import type { HostTensor } from '../lib/formats/safetensors';
 import { llamaTensorSpecs } from '../lib/model/weights';
@@ -85,6 +87,8 @@ interface Options {
   ggufTypes: ('F32' | 'F16')[];
   llamacpp: boolean;
   hf: string | null;
+  /** our variants to run (by name); null = all */
+  variants: string[] | null;
 }
 
 function parseOptions(): Options {
@@ -116,6 +120,7 @@ function parseOptions(): Options {
     ggufTypes: ggufTypes as ('F32' | 'F16')[],
     llamacpp: !gpu && !flags.has('no-llamacpp'),
     hf: flags.value('hf') ?? null,
+    variants: flags.value('variants') === undefined ? null : list('variants', []),
   };
 }
 
@@ -275,20 +280,26 @@ function argmaxRows(logits: Float32Array, B: number, V: number): number[] {
 
 /**
  * The tfjs path: model.forward on a contiguous KV cache, logits read back each step. On wasm, a
- * decode step's matmuls go to the AssemblyScript GEMV unless `gemv` is false (XNNPACK's matMul).
+ * decode step runs each layer as one call into wasm (the fused decode step) unless `fused` is false
+ * (then ~50 tfjs ops per layer, dispatched one by one), and its matmuls go to the AssemblyScript
+ * GEMV unless `gemv` is false (XNNPACK's matMul, op by op).
  */
-function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, weights?: string): DecodeRunner {
+function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, fused = true, weights?: string): DecodeRunner {
   const matmul = gemv ? 'decode matmuls in the AssemblyScript GEMV on wasm' : "decode matmuls in XNNPACK's matMul";
+  const step =
+    gemv && fused ? 'on wasm a decode step is one call into wasm per layer (fused decode step)' : 'tfjs ops dispatched one by one';
   return {
     name,
     weights,
-    description: `tfjs ops dispatched one by one (LlamaModel.forward, contiguous KV cache; ${matmul}); logits read back, argmax in JS`,
+    description: `LlamaModel.forward, contiguous KV cache; ${step}; ${matmul}; logits read back, argmax in JS`,
     async decode(prompts, steps, onStep) {
       useWasmGemv(gemv);
+      useWasmDecodeStep(fused);
       try {
         return await eagerDecode(model, prompts, steps, onStep);
       } finally {
         useWasmGemv(true);
+        useWasmDecodeStep(true);
       }
     },
   };
@@ -299,20 +310,26 @@ function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, weights?: s
  * and packed two per int32, widened in the GEMV's registers: half the bytes) and/or the GEMV split
  * over `threads` worker threads (cpuThreads).
  */
-function eagerOwnRunner(source: string, weights: CpuWeightFormat, threads: number): DecodeRunner {
+function eagerOwnRunner(source: string, weights: CpuWeightFormat, threads: number, fused = true): DecodeRunner {
   let m: LlamaModel | null = null;
   const parts = [
     weights === 'bf16' ? 'weights rounded to bf16 and packed two per int32, widened inside the GEMV' : null,
-    threads > 1 ? `the GEMV split over ${threads} threads (worker_threads, shared memory)` : null,
+    threads > 1 ? `the GEMV split over ${threads} threads (worker_threads, shared memory; op by op)` : null,
+    threads === 1 && !fused ? 'tfjs ops dispatched one by one (fused decode step off)' : null,
   ];
   return {
-    name: ['eager', weights === 'bf16' ? 'bf16' : null, threads > 1 ? `${threads}t` : null].filter(Boolean).join('-'),
+    name: ['eager', weights === 'bf16' ? 'bf16' : null, threads > 1 ? `${threads}t` : null, fused ? null : 'ops'].filter(Boolean).join('-'),
     weights: weights === 'bf16' ? 'bf16' : 'fp32',
     threads,
     description: `as eager, ${parts.filter(Boolean).join('; ')}`,
     async decode(prompts, steps, onStep) {
       m ??= await loadModel(source, { cpuWeights: weights, cpuThreads: threads });
-      return eagerDecode(m, prompts, steps, onStep);
+      useWasmDecodeStep(fused);
+      try {
+        return await eagerDecode(m, prompts, steps, onStep);
+      } finally {
+        useWasmDecodeStep(true);
+      }
     },
     dispose() {
       m?.dispose();
@@ -356,7 +373,12 @@ async function eagerDecode(model: LlamaModel, prompts: number[][], steps: number
 export function oursVariants(backend: string, model: LlamaModel, source: string): DecodeRunner[] {
   const variants = [eagerRunner(model)];
   if (backend === 'wasm') {
-    variants.push(eagerRunner(model, 'eager-xnnpack', false), eagerOwnRunner(source, 'bf16', 1));
+    variants.push(
+      eagerRunner(model, 'eager-ops', true, false),
+      eagerRunner(model, 'eager-xnnpack', false, false),
+      eagerOwnRunner(source, 'bf16', 1),
+      eagerOwnRunner(source, 'bf16', 1, false),
+    );
     const cores = os.cpus().length;
     if (cores > 1) variants.push(eagerOwnRunner(source, 'f32', cores), eagerOwnRunner(source, 'bf16', cores));
   }
@@ -558,12 +580,12 @@ function printTable(r: PeersResult): void {
   );
   out.push('');
   out.push(
-    `${padR('peer', 11)}${padR('variant', 10)}${padR('model', 13)}${padR('weights', 8)}${padR('device', 15)}${pad('thr', 4)}${pad('batch', 6)}` +
+    `${padR('peer', 11)}${padR('variant', 16)}${padR('model', 13)}${padR('weights', 8)}${padR('device', 15)}${pad('thr', 4)}${pad('batch', 6)}` +
       `${pad('steps', 6)}${pad('prefill ms', 11)}${pad('step ms', 9)}${pad('p10', 8)}${pad('p90', 8)}${pad('tok/s', 9)}${pad('mean', 9)}  note`,
   );
   for (const x of r.rows) {
     out.push(
-      `${padR(x.peer, 11)}${padR(x.variant, 10)}${padR(x.model, 13)}${padR(x.weights, 8)}${padR(x.device, 15)}${pad(x.threads === null ? '-' : String(x.threads), 4)}` +
+      `${padR(x.peer, 11)}${padR(x.variant, 16)}${padR(x.model, 13)}${padR(x.weights, 8)}${padR(x.device, 15)}${pad(x.threads === null ? '-' : String(x.threads), 4)}` +
         `${pad(String(x.batch), 6)}${pad(String(x.steps), 6)}${pad(fmt(x.prefillMs), 11)}${pad(fmt(x.stepMsMedian, 2), 9)}${pad(fmt(x.stepMsP10, 2), 8)}` +
         `${pad(fmt(x.stepMsP90, 2), 8)}${pad(fmt(x.tokPerS), 9)}${pad(fmt(x.tokPerSMean), 9)}  ${x.status === 'ok' ? (x.note ?? '') : `${x.status}: ${x.note}`}`,
     );
@@ -708,7 +730,7 @@ async function main(): Promise<void> {
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
     try {
       // ---- ours
-      for (const runner of oursVariants(info.name, model, m.dir ?? m.name)) {
+      for (const runner of oursVariants(info.name, model, m.dir ?? m.name).filter((r) => !opt.variants || opt.variants.includes(r.name))) {
         // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
         for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
         for (const B of batches) {

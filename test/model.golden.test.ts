@@ -146,12 +146,15 @@ for (const [label, options] of [
   });
 }
 
-// a batch-8 decode step is 8 rows: the register-blocked GEMM split over 2 threads (f32 and bf16),
-// each row against the oracle: its logits after the prompt and each of the first greedy tokens, and
-// its greedy tokens, for 8 golden prompts decoded together (short ones: CI time)
+// a batch-8 decode step is 8 rows: the register-blocked GEMM split over 2 threads (f32 and bf16,
+// op by op), and on one thread inside the fused decode step (one wasm call per layer), each row
+// against the oracle: its logits after the prompt and each of the first greedy tokens, and its
+// greedy tokens, for 8 golden prompts decoded together (short ones: CI time)
 for (const [label, options] of [
   ['2 threads', { cpuThreads: 2 }],
   ['2 threads, bf16 weights', { cpuThreads: 2, cpuWeights: 'bf16' }],
+  ['1 thread, fused decode step', {}],
+  ['1 thread, fused decode step, bf16 weights', { cpuWeights: 'bf16' }],
 ] as const) {
   describe(`golden oracle: target, batch 8 decode, ${label}`, () => {
     it('every row: logits within 1e-3 and 16 greedy tokens equal the oracle', async () => {

@@ -46,6 +46,13 @@ export interface LayerKV {
   keyPositions?: Int32Array;
 }
 
+/** What `writableLayer()` returns: the layer's tensors, to be written in place at slots start..start+T-1. */
+export interface WritableLayerKV {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+  start: number;
+}
+
 /**
  * A per-layer store of keys and values (lesson: "the KV cache"). The model drives a forward
  * step in this order:
@@ -82,6 +89,16 @@ export interface KVCache {
    * `ForwardOptions.onAttention` (lib/eval does) to receive each layer's probabilities [B, H, T, S].
    */
   observe?(layer: number, probs: tf.Tensor4D, keyPositions: Int32Array): void;
+  /**
+   * Optional, for a cache whose tensors can be written in place (the contiguous cache on wasm and
+   * cpu): instead of `update(layer, k, v)`, the caller writes this step's keys and values itself
+   * (the fused wasm decode step, lib/model/kernels/wasmDecode.ts). Returns the layer's k and v
+   * [B, Hkv, S, D], grown to the step plan's S, and `start`, the first of the step's T slots, which
+   * the caller must fill for every (sequence, kv head) row before it reads them; null when this
+   * cache cannot hand them out now (the caller then uses update()). Called for every layer in order,
+   * as update() is.
+   */
+  writableLayer?(layer: number): WritableLayerKV | null;
   /** Optional, for a packed cache: the bytes its formula says it should hold (tables compare them with bytes()). */
   theoreticalBytes?(): number;
   /**

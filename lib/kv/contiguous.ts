@@ -6,10 +6,12 @@
 //   are copied into the tensor's own memory, O(new tokens) per step. Slots past the used ones
 //   are empty: masked, or not read at all by the wasm attention kernels.
 // - 'concat' (any backend): every step concatenates, C = slots used; O(S) copy per step.
+// In 'inplace' mode writableLayer() also hands a layer's tensors to a caller that writes the step's
+// keys and values itself (the fused wasm decode step, lib/model/kernels/wasmDecode.ts).
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkCounts, type KVCache, type KVShape, type LayerKV, type StepPlan } from './cache';
+import { checkCounts, type KVCache, type KVShape, type LayerKV, type StepPlan, type WritableLayerKV } from './cache';
 import { inPlaceSupported, memoryOf } from './memory';
 import { SlotTable } from './slots';
 
@@ -22,7 +24,6 @@ export interface ContiguousKVCacheOptions {
   /** in-place mode: capacity grows to a multiple of this many slots (default 64) */
   growBy?: number;
 }
-
 
 /**
  * KV cache with one contiguous [B, Hkv, C, D] tensor per layer for K and for V
@@ -91,6 +92,14 @@ export class ContiguousKVCache implements KVCache {
     return { k: this.k[layer]!, v: this.v[layer]! };
   }
 
+  writableLayer(layer: number): WritableLayerKV | null {
+    if (!this.step) throw new Error('KV cache writableLayer() before beginStep()');
+    if (this.mode !== 'inplace') return null;
+    this.k[layer] = this.grown(this.k[layer]);
+    this.v[layer] = this.grown(this.v[layer]);
+    return { k: this.k[layer]!, v: this.v[layer]!, start: this.step.start };
+  }
+
   truncate(lengths: readonly number[]): void {
     // trailing slots empty in every sequence are given back
     const used = this.slots.truncate(lengths);
@@ -136,17 +145,7 @@ export class ContiguousKVCache implements KVCache {
   private writeInPlace(old: tf.Tensor4D | null, x: tf.Tensor4D): tf.Tensor4D {
     const { start, T } = this.step!;
     const C = this.capacity;
-    let t = old;
-    if (!t || t.shape[2] < C) {
-      // grow: a new tensor with the old slots copied in, the rest zero
-      const [B, Hkv, , D] = x.shape;
-      const grown = tf.tidy(() => {
-        const pad = tf.zeros([B, Hkv, C - (t ? t.shape[2] : 0), D]);
-        return t ? tf.concat([t, pad], 2) : pad;
-      }) as tf.Tensor4D; // [B, Hkv, C, D]
-      t?.dispose();
-      t = tf.keep(grown);
-    }
+    const t = this.grown(old);
     // copy x [B, Hkv, T, D] into slots [start, start + T) of every (b, head) row
     const D = x.shape[3];
     const rows = x.shape[0] * x.shape[1];
@@ -156,5 +155,19 @@ export class ContiguousKVCache implements KVCache {
       dst.set(src.subarray(r * T * D, (r + 1) * T * D), (r * C + start) * D);
     }
     return t;
+  }
+
+  // the layer's tensor with room for this step's capacity C: a new one with the old slots copied
+  // in and the rest zero when it is smaller, else itself
+  private grown(old: tf.Tensor4D | null): tf.Tensor4D {
+    const C = this.capacity;
+    if (old && old.shape[2] >= C) return old;
+    const { numKvHeads: Hkv, headDim: D } = this.shape;
+    const grown = tf.tidy(() => {
+      const pad = tf.zeros([this.batchSize, Hkv, C - (old ? old.shape[2] : 0), D]);
+      return old ? tf.concat([old, pad], 2) : pad;
+    }) as tf.Tensor4D; // [B, Hkv, C, D]
+    old?.dispose();
+    return tf.keep(grown);
   }
 }

@@ -7,11 +7,12 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan } from '../kv/cache';
+import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan, type WritableLayerKV } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
 import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import { wasmDecodeLayer, wasmDecodeStepAvailable, type DecodeLayerWeights } from './kernels/wasmDecode';
 import type { CpuThreadPool } from './kernels/threads';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
@@ -315,6 +316,9 @@ export class LlamaModel {
       const T = plan.T;
       const ids = new Int32Array(B * T);
       tokens.forEach((seq, b) => ids.set(seq, b * T + (T - seq.length)));
+      // a decode step on wasm: one call into wasm per layer, the cache written in place
+      const first = this.decodeStepApplies(plan, options) ? (cache.writableLayer?.(0) ?? null) : null;
+      if (first) return this.decodeStep(plan, ids, cache, first);
       // the fused wasm kernels (wasmFused.ts) take one [D] row of tables per token; the plain
       // path one per head, cos 1 and sin 0 on the v heads
       const fused = wasmFusedAvailable(c.hiddenSize, c.headDim, c.intermediateSize);
@@ -373,6 +377,64 @@ export class LlamaModel {
       if (n < T) last = tf.reshape(tf.slice(tf.reshape(h, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
       const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked, this.pool); // [B*n, V]
       return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
+    });
+  }
+
+  // ---- the fused decode step (wasm): one call per layer (kernels/wasmDecode.ts)
+
+  // a step of one new token per sequence for a few sequences, on one thread, nobody observing
+  // attention, every kernel switched on and the shapes they take (the cache is asked next)
+  private decodeStepApplies(plan: StepPlan, options: ForwardOptions): boolean {
+    const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F } = this.config;
+    const B = plan.batchSize;
+    const bf16 = this.weights.layers[0].packed !== undefined;
+    return (
+      plan.T === 1 &&
+      !options.onAttention &&
+      this.pool === null &&
+      B <= (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) &&
+      wasmDecodeStepAvailable(Dm, D, F) &&
+      wasmGemvAvailable(Dm, (H + 2 * Hkv) * D) &&
+      wasmGemvAvailable(H * D, Dm) &&
+      wasmGemvAvailable(Dm, 2 * F) &&
+      wasmGemvAvailable(F, Dm) &&
+      wasmFusedAvailable(Dm, D, F) &&
+      wasmAttentionAvailable(D)
+    );
+  }
+
+  // the decode step: embeddings, then each layer in one call (the cache's tensors written in
+  // place at slot `start`), then the final norm and the LM head. Layer 0's tensors come in (`first`).
+  private decodeStep(plan: StepPlan, ids: Int32Array, cache: KVCache, first: WritableLayerKV): tf.Tensor3D {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D, vocabSize: V, rmsNormEps: eps } = this.config;
+    const B = plan.batchSize;
+    const { cos, sin } = ropeTables(plan.queryPositions, this.invFreq); // [B, D] each
+    // the slots up to the last one in use; masked only where a sequence's slot is empty
+    const span = usedSpan(plan);
+    const mask = attentionMask(plan, span); // [B, 1, span] or null
+    return tf.tidy(() => {
+      const cosT = tf.tensor2d(cos, [B, D]);
+      const sinT = tf.tensor2d(sin, [B, D]);
+      const maskT = mask ? tf.tensor2d(mask, [B, span]) : null;
+      let x = this.embed(tf.tensor1d(ids, 'int32')); // [B, Dm]
+      this.weights.layers.forEach((L, layer) => {
+        const kv = layer === 0 ? first : cache.writableLayer!(layer)!;
+        const m = L.packed ?? L; // the bf16 pairs when the model has them
+        const w: DecodeLayerWeights = {
+          attnNorm: L.attnNorm,
+          wqkv: m.wqkv,
+          wo: m.wo,
+          mlpNorm: L.mlpNorm,
+          wGateUp: m.wGateUp,
+          wDown: m.wDown,
+        };
+        const next = wasmDecodeLayer(x, w, kv.k, kv.v, cosT, sinT, maskT, { H, Hkv, eps, slot: kv.start, span }); // [B, Dm]
+        x.dispose();
+        x = next;
+      });
+      const [, h] = wasmAddRmsNorm(x, null, this.weights.finalNorm, eps); // [B, Dm]
+      const logits = project(h, this.weights.lmHead, this.weights.lmHeadPacked, null); // [B, V]
+      return tf.reshape(logits, [B, 1, V]) as tf.Tensor3D;
     });
   }
 

@@ -1,8 +1,8 @@
 // The CPU kernels' wasm module (AssemblyScript sources in ./assembly/, compiled by
 // scripts/kernels/build.ts into cpuKernels.generated.ts), instantiated over tfjs-wasm's own
 // memory so the kernels read and write tensors where they lie, with no copy. One instance per
-// memory (a re-created backend gets its own). wasmAttention.ts, wasmFused.ts and wasmGemv.ts
-// register the kernels with tfjs.
+// memory (a re-created backend gets its own). wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
+// wasmDecode.ts register the kernels with tfjs.
 
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -33,6 +33,37 @@ export interface CpuKernels {
   /** the same sums register-blocked over 4 rows x 8 columns (the skinny GEMM: several rows) */
   gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   gemmBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /** one decoder layer of a decode step in one call (assembly/decode.ts; wasmDecode.ts registers it) */
+  decodeLayer(
+    x: number,
+    out: number,
+    attnNorm: number,
+    wqkv: number,
+    wo: number,
+    mlpNorm: number,
+    wGateUp: number,
+    wDown: number,
+    kCache: number,
+    vCache: number,
+    cos: number,
+    sin: number,
+    mask: number,
+    scratch: number,
+    M: number,
+    Dm: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    F: number,
+    C: number,
+    slot: number,
+    S: number,
+    eps: number,
+    bf16: number,
+    tiled: number,
+  ): void;
+  /** the bytes of decodeLayer's scratch buffer for S key slots */
+  decodeScratchBytes(M: number, Dm: number, H: number, Hkv: number, D: number, F: number, S: number): number;
 }
 
 /** What the kernels use of tfjs-wasm's backend object. */

@@ -82,7 +82,7 @@ export function siluMul(gu: usize, out: usize, N: i32, F: i32): void {
 // exp of four lanes, x clamped to [-88, 88]: x = n ln2 + r with |r| <= ln2/2, exp(x) = 2^n p(r),
 // p the degree-6 Taylor polynomial (Horner; relative error ~2e-7), 2^n built in the exponent bits
 @inline
-function exp4(x: v128): v128 {
+export function exp4(x: v128): v128 {
   x = f32x4.max(f32x4.min(x, f32x4.splat(88)), f32x4.splat(-88));
   const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(<f32>Math.LOG2E)));
   // r = x - n*ln2_hi - n*ln2_lo

@@ -13,7 +13,7 @@
  *   5. where a step's GPU time goes (adapters with timestamp queries): each kernel timed alone,
  *      the whole step in one pass, and the floor of one dependent dispatch.
  *
- *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR]
+ *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR] [--sections 3,5]
  *
  * On a machine without a GPU it runs on SwiftShader (CPU Vulkan) when Chromium is installed:
  * correct, slow, for checking only (`--quick`). Writes data/bench/webgpu/captured-webgpu.json
@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, WIDE_FROM } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -44,6 +44,8 @@ const PRESETS = (flags.value('presets') ?? (QUICK ? '' : 'random-1b')).split(','
 const BATCHES = QUICK ? [1, 4] : [1, 2, 4, 8, 16, 32];
 const STEPS = QUICK ? 4 : 64;
 const PROMPT = 32;
+/** which numbered sections to run (default all; a partial record is for checking, not for committing) */
+const SECTIONS = new Set((flags.value('sections') ?? '1,2,3,4,5').split(',').map(Number));
 
 /** The captured model as a one-sequence decoder for the oracle check. */
 function capturedDecoder(m: GpuLlama): OracleDecoder {
@@ -70,11 +72,22 @@ interface SweepRow {
 
 // greedy decode at batch B on the captured model: prefill in one step, then STEPS chained steps
 async function sweepCaptured(m: GpuLlama, B: number, steps: number): Promise<SweepRow> {
-  const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize));
+  const prompts = Array.from({ length: B }, (_, b) =>
+    Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize),
+  );
   const r = await m.greedyGenerate(prompts, steps);
   const ms = r.stepMs.slice(1); // the first step waits for nothing before it: not a steady state
   const med = percentile(ms, 50);
-  return { model: m.name, weights: m.format, batch: B, stepMsMedian: med, stepMsP90: percentile(ms, 90), tokPerS: (1000 * B) / med, encodeMsMedian: percentile(r.encodeMs, 50), dispatchesPerStep: m.stats.dispatchesPerStep };
+  return {
+    model: m.name,
+    weights: m.format,
+    batch: B,
+    stepMsMedian: med,
+    stepMsP90: percentile(ms, 90),
+    tokPerS: (1000 * B) / med,
+    encodeMsMedian: percentile(r.encodeMs, 50),
+    dispatchesPerStep: m.stats.dispatchesPerStep,
+  };
 }
 
 /** The engine's kind of step: written, encoded, submitted, its ids read back before the next. */
@@ -88,7 +101,9 @@ interface RoundTripRow {
 
 async function roundTrip(m: GpuLlama, B: number, every: number, steps: number): Promise<RoundTripRow> {
   const tables = contiguousTables(m, B);
-  const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize));
+  const prompts = Array.from({ length: B }, (_, b) =>
+    Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize),
+  );
   const before = m.submitEvery;
   m.submitEvery = every;
   try {
@@ -127,7 +142,16 @@ async function sweepEager(dir: string, B: number, steps: number): Promise<SweepR
     }
     logits.dispose();
     const med = percentile(ms.slice(1), 50);
-    return { model: model.name, weights: 'eager-fp32', batch: B, stepMsMedian: med, stepMsP90: percentile(ms.slice(1), 90), tokPerS: (1000 * B) / med, encodeMsMedian: null, dispatchesPerStep: null };
+    return {
+      model: model.name,
+      weights: 'eager-fp32',
+      batch: B,
+      stepMsMedian: med,
+      stepMsP90: percentile(ms.slice(1), 90),
+      tokPerS: (1000 * B) / med,
+      encodeMsMedian: null,
+      dispatchesPerStep: null,
+    };
   } finally {
     cache.dispose();
     model.dispose();
@@ -164,7 +188,13 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
   const pipe = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
   const a = d.createBuffer({ size: n4 * 16, usage: 0x80 });
   const o = d.createBuffer({ size: 16, usage: 0x80 });
-  const bg = d.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: a } }, { binding: 1, resource: { buffer: o } }] });
+  const bg = d.createBindGroup({
+    layout: pipe.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: a } },
+      { binding: 1, resource: { buffer: o } },
+    ],
+  });
   const passes = 10;
   const times: number[] = [];
   for (let i = 0; i < 6; i++) {
@@ -179,11 +209,13 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
     await d.queue.onSubmittedWorkDone();
     times.push(performance.now() - t0);
   }
-  const gpuUs = !ctx.info.timestamps ? null : await timePasses(ctx, 3, (p) => {
-    p.setPipeline(pipe);
-    p.setBindGroup(0, bg);
-    for (let k = 0; k < passes; k++) p.dispatchWorkgroups(32768);
-  });
+  const gpuUs = !ctx.info.timestamps
+    ? null
+    : await timePasses(ctx, 3, (p) => {
+        p.setPipeline(pipe);
+        p.setBindGroup(0, bg);
+        for (let k = 0; k < passes; k++) p.dispatchWorkgroups(32768);
+      });
   a.destroy();
   o.destroy();
   const gbPerS = (passes * n4 * 16) / (percentile(times.slice(1), 50) * 1e6);
@@ -194,7 +226,8 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
 // one pass (as the captured step runs) and one pass each (as per-kernel timing runs)
 async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; passEachUs: number }> {
   const d = ctx.device;
-  const code = '@group(0) @binding(0) var<storage, read_write> B: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x == 0u) { B[0] = B[0] + 1.0; } }';
+  const code =
+    '@group(0) @binding(0) var<storage, read_write> B: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x == 0u) { B[0] = B[0] + 1.0; } }';
   const pipe = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code }), entryPoint: 'main' } });
   const buf = d.createBuffer({ size: 256, usage: 0x80 });
   const bg = d.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
@@ -221,14 +254,57 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
     await m.step(tables.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
-    const r = await m.timeStep(tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 })));
+    const r = await m.timeStep(
+      tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 })),
+    );
     const byKernel: Record<string, { count: number; usEach: number }> = {};
     for (const d of r.dispatches) {
       const k = (byKernel[d.name] ??= { count: 0, usEach: 0 });
       k.usEach = (k.usEach * k.count + d.us) / (k.count + 1);
       k.count++;
     }
-    return { model: m.name, batch, context, tokens: batch * tokens, wideFrom: Number.isFinite(m.wideFrom) ? m.wideFrom : 'never', dispatches: r.dispatches.length, stepUs: r.stepUs, sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0), byKernel };
+    return {
+      model: m.name,
+      batch,
+      context,
+      tokens: batch * tokens,
+      wideFrom: Number.isFinite(m.wideFrom) ? m.wideFrom : 'never',
+      dispatches: r.dispatches.length,
+      stepUs: r.stepUs,
+      sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
+      byKernel,
+    };
+  } finally {
+    m.dispose();
+  }
+}
+
+// one step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
+async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4) {
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context, batch * tokens), maxSeqs: batch });
+  try {
+    const tables = contiguousTables(m, batch);
+    const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
+    for (let b = 0; b < batch; b += Math.max(1, Math.floor(256 / context))) {
+      const seqs = tables.slice(b, b + Math.max(1, Math.floor(256 / context)));
+      await m.step(seqs.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
+    }
+    const seqs = tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 }));
+    const settings = [WIDE_FROM, 1, Infinity]; // the default first
+    const us: number[][] = settings.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < settings.length; i++) {
+        m.wideFrom = settings[i];
+        us[i].push((await m.timeStep(seqs, 3)).stepUs);
+      }
+    }
+    return {
+      model: m.name,
+      batch,
+      context,
+      tokens: batch * tokens,
+      settings: settings.map((w, i) => ({ wideFrom: Number.isFinite(w) ? w : 'never', stepUsMedian: percentile(us[i], 50) })),
+    };
   } finally {
     m.dispose();
   }
@@ -238,109 +314,179 @@ async function main(): Promise<void> {
   // tfjs for the reference op chains and the eager comparison: webgpu when present, else wasm
   const backend = await initBackend({ prefer: flags.value('backend') ?? 'auto' } as never);
   const ctx = await sharedGpu();
-  console.log(`captured path on: ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only)' : ''}; tfjs eager on ${backend.name}`);
-  const result: Record<string, unknown> = { adapter: ctx.info, tfjsBackend: backend.name, quick: QUICK, promptTokens: PROMPT, steps: STEPS };
+  console.log(
+    `captured path on: ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only)' : ''}; tfjs eager on ${backend.name}`,
+  );
+  const result: Record<string, unknown> = {
+    adapter: ctx.info,
+    tfjsBackend: backend.name,
+    quick: QUICK,
+    promptTokens: PROMPT,
+    steps: STEPS,
+  };
 
   // ---- 1. kernel checks
-  const checks: KernelCheck[] = await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 });
-  const bad = checks.filter((c) => !c.ok);
-  console.log(`kernel checks: ${checks.length - bad.length}/${checks.length} within tolerance${bad.length ? `; failing: ${bad.map((c) => c.kernel).join(', ')}` : ''}`);
-  result.kernelChecks = checks;
+  if (SECTIONS.has(1)) {
+    const checks: KernelCheck[] = await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 });
+    const bad = checks.filter((c) => !c.ok);
+    console.log(
+      `kernel checks: ${checks.length - bad.length}/${checks.length} within tolerance${bad.length ? `; failing: ${bad.map((c) => c.kernel).join(', ')}` : ''}`,
+    );
+    result.kernelChecks = checks;
+  }
 
   // ---- 2. oracle
-  const oracle: (OracleReport & { weights: WeightFormat })[] = [];
-  for (const which of ['target', 'draft'] as const) {
-    for (const format of ['f32', 'bf16'] as WeightFormat[]) {
-      const m = await loadGpuModel(ctx, `data/models/${which}`, { format, maxTokens: 1024, maxSeqs: 1 });
-      const bar = progressBar(23, `oracle ${which} ${format}`);
-      // every logit when the oracle's logits file is at hand, else its top 50 and logsumexp
-      const compare = fs.existsSync(`data/golden/${which}.logits.safetensors`) ? 'full' : 'top50';
-      const r = await checkAgainstOracle(capturedDecoder(m), which, { compare, prompts: QUICK ? [0, 1] : undefined, steps: QUICK ? 8 : 64, onPrompt: () => bar.tick() });
-      bar.done(`max |logit - oracle| ${r.maxAbsError.toExponential(2)}, greedy ${r.tokensAgreeing}/${r.tokens}, ties ${r.ties.length}, failures ${r.failures.length}`);
-      oracle.push({ ...r, weights: format });
-      m.dispose();
-    }
-  }
-  result.oracle = oracle;
-
-  // ---- 3. step cost vs batch
-  const sweep: SweepRow[] = [];
-  const show = (r: SweepRow) => console.log(`  ${r.model} ${r.weights} batch ${r.batch}: ${r.stepMsMedian.toFixed(3)} ms/step, ${r.tokPerS.toFixed(0)} tok/s${r.encodeMsMedian !== null ? `, encode ${r.encodeMsMedian.toFixed(3)} ms, ${r.dispatchesPerStep} dispatches` : ''}`);
-  for (const format of ['f32', 'bf16'] as WeightFormat[]) {
-    const m = await loadGpuModel(ctx, 'data/models/target', { format, maxTokens: PROMPT * Math.max(...BATCHES), maxSeqs: Math.max(...BATCHES) });
-    await sweepCaptured(m, 1, 4); // warm-up
-    for (const B of BATCHES) {
-      const r = await sweepCaptured(m, B, STEPS);
-      sweep.push(r);
-      show(r);
-    }
-    m.dispose();
-  }
-  {
-    const m = await loadGpuModel(ctx, 'data/models/target', { maxTokens: PROMPT * 32, maxSeqs: 32 });
-    const rows: RoundTripRow[] = [];
-    const everies = [0, 6, 11, 22];
-    await roundTrip(m, 1, 0, 16); // warm-up
-    // two rounds, each setting in turn, so a drift of the machine does not favour one
-    for (const B of QUICK ? [1] : [1, 8, 32]) {
-      for (let round = 0; round < 2; round++) {
-        for (const every of everies) {
-          const r = await roundTrip(m, B, every, QUICK ? 4 : 48);
-          rows.push(r);
-          console.log(`  engine-style step, batch ${B}, ${every === 0 ? 'one submit' : `a submit every ${every} dispatches`}: ${r.stepMsMedian.toFixed(3)} ms (encode ${r.encodeMsMedian.toFixed(3)} ms)`);
-        }
+  if (SECTIONS.has(2)) {
+    const oracle: (OracleReport & { weights: WeightFormat })[] = [];
+    for (const which of ['target', 'draft'] as const) {
+      for (const format of ['f32', 'bf16'] as WeightFormat[]) {
+        const m = await loadGpuModel(ctx, `data/models/${which}`, { format, maxTokens: 1024, maxSeqs: 1 });
+        const bar = progressBar(23, `oracle ${which} ${format}`);
+        // every logit when the oracle's logits file is at hand, else its top 50 and logsumexp
+        const compare = fs.existsSync(`data/golden/${which}.logits.safetensors`) ? 'full' : 'top50';
+        const r = await checkAgainstOracle(capturedDecoder(m), which, {
+          compare,
+          prompts: QUICK ? [0, 1] : undefined,
+          steps: QUICK ? 8 : 64,
+          onPrompt: () => bar.tick(),
+        });
+        bar.done(
+          `max |logit - oracle| ${r.maxAbsError.toExponential(2)}, greedy ${r.tokensAgreeing}/${r.tokens}, ties ${r.ties.length}, failures ${r.failures.length}`,
+        );
+        oracle.push({ ...r, weights: format });
+        m.dispose();
       }
     }
-    result.roundTrip = { meaning: "step() with its ids read back before the next step is written (the engine's step), batch 1/8/32 after a 32-token prompt; submitEvery = dispatches per submit, 0 = one submit", defaultSubmitEvery: m.submitEvery, rows };
-    m.dispose();
+    result.oracle = oracle;
   }
-  if (backend.name === 'webgpu' || !ctx.info.software) {
-    for (const B of QUICK ? [1] : [1, 8, 32]) {
-      const r = await sweepEager('data/models/target', B, QUICK ? 3 : 24);
-      sweep.push(r);
-      show(r);
-    }
-  }
-  result.sweep = sweep;
 
-  // ---- 4. bandwidth
-  const roof = await readRoof(ctx, ctx.info.software ? 2 ** 25 : 2 ** 30);
-  console.log(`read roof: ${roof.gbPerS.toFixed(0)} GB/s over ${(roof.bytes / 1e9).toFixed(2)} GB`);
-  const bandwidth = [];
-  for (const preset of PRESETS) {
+  // ---- 3. step cost vs batch
+  if (SECTIONS.has(3)) {
+    const sweep: SweepRow[] = [];
+    const show = (r: SweepRow) =>
+      console.log(
+        `  ${r.model} ${r.weights} batch ${r.batch}: ${r.stepMsMedian.toFixed(3)} ms/step, ${r.tokPerS.toFixed(0)} tok/s${r.encodeMsMedian !== null ? `, encode ${r.encodeMsMedian.toFixed(3)} ms, ${r.dispatchesPerStep} dispatches` : ''}`,
+      );
     for (const format of ['f32', 'bf16'] as WeightFormat[]) {
-      const m = await loadGpuModel(ctx, preset, { format, maxTokens: PROMPT, maxSeqs: 1 });
-      await sweepCaptured(m, 1, 4);
-      const r = await sweepCaptured(m, 1, STEPS);
-      const kvBytes = llamaSizes(m.config).kvBytesPerToken * (PROMPT + STEPS / 2);
-      const gbPerS = (m.stats.weightBytes + kvBytes) / (r.stepMsMedian * 1e6);
-      bandwidth.push({ ...r, weightBytes: m.stats.weightBytes, gbPerS, fractionOfRoof: gbPerS / roof.gbPerS });
-      show(r);
-      console.log(`    streams ${gbPerS.toFixed(0)} GB/s = ${((100 * gbPerS) / roof.gbPerS).toFixed(0)}% of the read roof`);
+      const m = await loadGpuModel(ctx, 'data/models/target', {
+        format,
+        maxTokens: PROMPT * Math.max(...BATCHES),
+        maxSeqs: Math.max(...BATCHES),
+      });
+      await sweepCaptured(m, 1, 4); // warm-up
+      for (const B of BATCHES) {
+        const r = await sweepCaptured(m, B, STEPS);
+        sweep.push(r);
+        show(r);
+      }
       m.dispose();
     }
+    {
+      const m = await loadGpuModel(ctx, QUICK ? 'data/models/draft' : 'data/models/target', { maxTokens: PROMPT * 32, maxSeqs: 32 });
+      const rows: RoundTripRow[] = [];
+      const everies = [0, 6, 11, 22];
+      await roundTrip(m, 1, 0, QUICK ? 2 : 16); // warm-up
+      // two rounds, each setting in turn, so a drift of the machine does not favour one
+      for (const B of QUICK ? [1] : [1, 8, 32]) {
+        for (let round = 0; round < 2; round++) {
+          for (const every of everies) {
+            const r = await roundTrip(m, B, every, QUICK ? 4 : 48);
+            rows.push(r);
+            console.log(
+              `  engine-style step, batch ${B}, ${every === 0 ? 'one submit' : `a submit every ${every} dispatches`}: ${r.stepMsMedian.toFixed(3)} ms (encode ${r.encodeMsMedian.toFixed(3)} ms)`,
+            );
+          }
+        }
+      }
+      result.roundTrip = {
+        meaning:
+          "step() with its ids read back before the next step is written (the engine's step), batch 1/8/32 after a 32-token prompt; submitEvery = dispatches per submit, 0 = one submit",
+        defaultSubmitEvery: m.submitEvery,
+        rows,
+      };
+      m.dispose();
+    }
+    if (backend.name === 'webgpu' || !ctx.info.software) {
+      for (const B of QUICK ? [1] : [1, 8, 32]) {
+        const r = await sweepEager('data/models/target', B, QUICK ? 3 : 24);
+        sweep.push(r);
+        show(r);
+      }
+    }
+    result.sweep = sweep;
   }
-  result.roof = roof;
-  result.bandwidth = bandwidth;
+
+  // ---- 4. bandwidth
+  if (SECTIONS.has(4)) {
+    const roof = await readRoof(ctx, ctx.info.software ? 2 ** 25 : 2 ** 30);
+    console.log(`read roof: ${roof.gbPerS.toFixed(0)} GB/s over ${(roof.bytes / 1e9).toFixed(2)} GB`);
+    const bandwidth = [];
+    for (const preset of PRESETS) {
+      for (const format of ['f32', 'bf16'] as WeightFormat[]) {
+        const m = await loadGpuModel(ctx, preset, { format, maxTokens: PROMPT, maxSeqs: 1 });
+        await sweepCaptured(m, 1, 4);
+        const r = await sweepCaptured(m, 1, STEPS);
+        const kvBytes = llamaSizes(m.config).kvBytesPerToken * (PROMPT + STEPS / 2);
+        const gbPerS = (m.stats.weightBytes + kvBytes) / (r.stepMsMedian * 1e6);
+        bandwidth.push({ ...r, weightBytes: m.stats.weightBytes, gbPerS, fractionOfRoof: gbPerS / roof.gbPerS });
+        show(r);
+        console.log(`    streams ${gbPerS.toFixed(0)} GB/s = ${((100 * gbPerS) / roof.gbPerS).toFixed(0)}% of the read roof`);
+        m.dispose();
+      }
+    }
+    result.roof = roof;
+    result.bandwidth = bandwidth;
+  }
 
   // ---- 5. where a step's GPU time goes: each kernel timed on the GPU (timestamp queries)
-  if (ctx.info.timestamps) {
-    const floor = await dispatchFloor(ctx);
-    console.log(`dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`);
-    // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
-    // (and the bigger steps with every matmul on each tile: wideFrom 1 = always wide, Infinity = never)
-    const T = 'data/models/target';
-    const cases: [string, number, number, number, number?][] = QUICK
-      ? [['data/models/draft', 1, 16, 1]]
-      : [[T, 1, 64, 1], [T, 1, 512, 1], [T, 32, 64, 1], [T, 32, 64, 1, 1], [T, 32, 64, 1, Infinity], [T, 4, 64, 64], [T, 4, 64, 64, 1], [T, 4, 64, 64, Infinity], [T, 1, 64, 16, 1], [T, 1, 64, 16, Infinity], ['data/models/draft', 1, 64, 1]];
-    const kernels = [];
-    for (const [dir, batch, context, tokens, wideFrom] of cases) {
-      const k = await kernelTimes(ctx, dir, batch, context, tokens, wideFrom);
-      kernels.push(k);
-      const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
-      console.log(`${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`);
+  if (SECTIONS.has(5)) {
+    if (ctx.info.timestamps) {
+      const floor = await dispatchFloor(ctx);
+      console.log(
+        `dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`,
+      );
+      // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
+      // (and the bigger steps with every matmul on each tile: wideFrom 1 = always wide, Infinity = never)
+      const T = 'data/models/target';
+      const cases: [string, number, number, number][] = QUICK
+        ? [['data/models/draft', 1, 16, 1]]
+        : [
+            [T, 1, 64, 1],
+            [T, 1, 512, 1],
+            [T, 32, 64, 1],
+            [T, 4, 64, 64],
+            ['data/models/draft', 1, 64, 1],
+          ];
+      const kernels = [];
+      for (const [dir, batch, context, tokens, wideFrom] of cases) {
+        const k = await kernelTimes(ctx, dir, batch, context, tokens, wideFrom);
+        kernels.push(k);
+        const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
+        console.log(
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+        );
+      }
+      // the matmul tile against the step's size: the whole step's GPU time with the wide tile
+      // from WIDE_FROM rows (the default), always, and never, the settings taking turns
+      const tiles = [];
+      for (const [batch, tokens] of QUICK
+        ? [[2, 8]]
+        : [
+            [8, 1],
+            [32, 1],
+            [64, 1],
+            [1, 16],
+            [1, 64],
+            [4, 64],
+          ]) {
+        const t = await tileCompare(ctx, QUICK ? 'data/models/draft' : T, batch, 64, tokens);
+        tiles.push(t);
+        console.log(
+          `${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `wide from ${x.wideFrom}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
+        );
+      }
+      result.kernelTimes = { floor, kernels, tiles };
     }
-    result.kernelTimes = { floor, kernels };
   }
 
   const file = writeBenchJson('captured-webgpu', result, { dir: OUT ?? 'data/bench/webgpu' });

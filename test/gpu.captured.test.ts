@@ -15,7 +15,7 @@ interface Result {
   software: boolean;
   kernels: { kernel: string; ok: boolean; maxAbsError: number; tolerance: number }[];
   greedy: { format: string; prompt: string; got: number[]; want: number[] }[];
-  engine: { eager: number[][]; captured: number[][]; capturedSpeculative: number[][] };
+  engine: { eager: number[][]; captured: number[][]; capturedSpeculative: number[][]; capturedSpeculativeOne: number[][] };
   dispatchesPerStep: number;
   errors: string[];
 }
@@ -69,6 +69,7 @@ describe('captured WebGPU path on SwiftShader', () => {
     expect(r.engine.captured.length).toBe(3);
     expect(r.engine.captured).toEqual(r.engine.eager);
     expect(r.engine.capturedSpeculative).toEqual(r.engine.eager);
+    expect(r.engine.capturedSpeculativeOne).toEqual(r.engine.eager.slice(0, 1));
     for (const ids of r.engine.captured) expect(ids.length).toBe(6);
   });
 });

@@ -555,10 +555,14 @@ export class GpuLlama {
     const chain = this.submitChain(seqs, steps);
     const B = seqs.length;
     const res = target.step(verify, 'ids', (encoder) => {
-      // each drafted token from the chain's ids into the verify step's token list
-      for (let b = 0; b < B; b++) {
-        for (let k = 0; k < steps; k++)
-          encoder.copyBufferToBuffer(chain.ids, 4 * (k * B + b), target.b.step, target.layout.offset.ids + 4 * (draftedAt[b] + k), 4);
+      // each drafted token from the chain's ids [steps][B] into the verify step's token list
+      // (one copy when there is one row: its drafts lie side by side)
+      if (B === 1) encoder.copyBufferToBuffer(chain.ids, 0, target.b.step, target.layout.offset.ids + 4 * draftedAt[0], 4 * steps);
+      else {
+        for (let b = 0; b < B; b++) {
+          for (let k = 0; k < steps; k++)
+            encoder.copyBufferToBuffer(chain.ids, 4 * (k * B + b), target.b.step, target.layout.offset.ids + 4 * (draftedAt[b] + k), 4);
+        }
       }
     });
     const [drafted, picks] = await Promise.all([chain.read(), res]);

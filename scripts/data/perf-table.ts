@@ -71,6 +71,7 @@ export function perfTable(dir = 'data/bench/webgpu'): string {
 }
 
 const x = (v: number) => `${v.toFixed(2)}×`;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const commitOf = (r: { git: { commit: string } }) => r.git.commit.slice(0, 7);
 
 // what the engine's techniques buy on the captured path, from bench:serve, bench:spec and
@@ -91,6 +92,22 @@ function engineTable(dir: string): string[] {
     const c = spec.result.captured as { best: { gamma: number; measuredSpeedup: number }; bestPromptLookupRepetitive: { gamma: number; measuredSpeedup: number } };
     rows.push(`| speculative decoding in the engine, draft model, best γ (${c.best.gamma}), batch 1 | ${x(c.best.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
     rows.push(`| speculative decoding in the engine, prompt lookup, repetitive text, best γ (${c.bestPromptLookupRepetitive.gamma}) | ${x(c.bestPromptLookupRepetitive.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
+  }
+  const rt = captured?.result.roundTrip as { defaultSubmitEvery: number; rows: { batch: number; submitEvery: number; stepMsMedian: number }[] } | undefined;
+  if (captured && rt && rt.defaultSubmitEvery > 0) {
+    // the engine's kind of step (ids read back each step): one submit vs two parts, medians over the rounds
+    const med = (B: number, every: number) => median(rt.rows.filter((r) => r.batch === B && r.submitEvery === every).map((r) => r.stepMsMedian));
+    const batches = [...new Set(rt.rows.map((r) => r.batch))].sort((a, b) => a - b);
+    const cells = batches.map((B) => `${(med(B, 0) / med(B, rt.defaultSubmitEvery)).toFixed(2)}× at batch ${B}`);
+    rows.push(`| a step submitted in parts of ${rt.defaultSubmitEvery} dispatches (the GPU starts while the CPU encodes): speed-up over one submit, the engine's kind of step | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
+  }
+  const tiles = (captured?.result.kernelTimes as { tiles?: { batch: number; tokens: number; settings: { wideFrom: number | string; stepUsMedian: number }[] }[] } | undefined)?.tiles;
+  if (captured && tiles?.length) {
+    const cells = tiles.map((t) => {
+      const us = (w: number | string) => t.settings.find((x) => x.wideFrom === w)!.stepUsMedian;
+      return `${(us('never') / t.settings[0].stepUsMedian).toFixed(2)}× at ${t.tokens} tokens`;
+    });
+    rows.push(`| matmul tile chosen by step size (wide from ${tiles[0].settings[0].wideFrom} rows): speed-up of the GPU step over always the decode tile | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
   }
   if (rows.length === 0) return [];
   const out = ['What the engine\'s techniques buy on the captured path (H200; each ratio from one run, tokens/s unless a step time):', '', '| technique | measured | record, commit |', '|---|---|---|', ...rows, ''];

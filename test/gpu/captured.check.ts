@@ -58,7 +58,7 @@ async function main(): Promise<void> {
 
   // the engine: captured vs eager, same greedy text (paged KV, continuous batching, prefix cache)
   const prompts = ['In the beginning', 'And God said', 'In the beginning God'];
-  const run = async (captured: boolean, speculative = false) => {
+  const run = async (captured: boolean, speculative = false, only?: string[]) => {
     const llm = await LLM.load({
       model: 'data/models/draft',
       captured,
@@ -69,13 +69,14 @@ async function main(): Promise<void> {
       speculative: speculative ? { draft: 'data/models/draft', gamma: 2 } : null,
     });
     try {
-      const outs = await llm.generate(prompts, { temperature: 0, maxTokens: 6, ignoreEos: true });
+      const outs = await llm.generate(only ?? prompts, { temperature: 0, maxTokens: 6, ignoreEos: true });
       return outs.map((o) => o.outputs[0].tokenIds);
     } finally {
       llm.dispose();
     }
   };
-  out.engine = { eager: await run(false), captured: await run(true), capturedSpeculative: await run(true, true) };
+  // (and one request alone: a speculative step of one row copies its drafts in one go)
+  out.engine = { eager: await run(false), captured: await run(true), capturedSpeculative: await run(true, true), capturedSpeculativeOne: await run(true, true, prompts.slice(0, 1)) };
   out.errors = ctx.errors;
   await releaseSharedGpu();
   console.log('RESULT ' + JSON.stringify(out));

@@ -58,18 +58,23 @@ export interface GpuLlamaOptions {
 /**
  * GpuLlama's default for wideFrom: from this many rows a matmul runs with the wide tile (16
  * tokens per weight load), below it with the decode tile (4), which keeps more workgroups busy.
+ * bench:captured's tileCompare on the H200 (7766a15, whole-step GPU time, the two tiles in
+ * turns): the wide tile lost at 8, 32 and 64 rows (64 x 1 tokens: 1321 vs 1064 us; 1 x 64:
+ * 755 vs 708 us) and won at 256 (4 x 64 tokens: 1614 vs 1715 us), hence 128.
  */
-export const WIDE_FROM = 64;
+export const WIDE_FROM = 128;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
  * time as the GPU takes to run it (each WebGPU call crosses into Dawn), so one submit at the end
- * leaves the GPU idle while the CPU encodes; submitting in parts overlaps the two. Measured on
- * the H200 (bench:captured's roundTrip, the engine's kind of step, target, at 39470a4): one
- * submit 1.38 / 0.57 / 0.65 ms at batch 1 / 8 / 32; a submit every 22 dispatches 0.96 / 0.46 /
- * 0.56 ms; every 6, 1.20 / 0.62 / 0.65 ms (each submit costs CPU time too).
+ * leaves the GPU idle while the CPU encodes; submitting in parts overlaps the two, and each
+ * submit costs CPU time too. bench:captured's roundTrip (the engine's kind of step, target,
+ * medians of two alternating rounds; three H200 machine starts, 39470a4 to 7766a15), ms per step
+ * at batch 1 / 8 / 32: one submit 1.38 / 0.57 / 0.65, 0.52 / 0.56 / 0.77, 0.73 / 0.76 / 0.86;
+ * every 11 dispatches 0.91 / 0.53 / 0.57, 0.39 / 0.51 / 0.70, 0.59 / 0.64 / 0.68; every 22
+ * 0.96 / 0.46 / 0.56, 0.42 / 0.43 / 0.74, 0.62 / 0.64 / 0.74; every 6 was slower than 11.
  */
-export const SUBMIT_EVERY = 22;
+export const SUBMIT_EVERY = 11;
 
 /** One sequence's part of a step. */
 export interface GpuStepSequence {

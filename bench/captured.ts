@@ -325,6 +325,11 @@ async function main(): Promise<void> {
     steps: STEPS,
   };
 
+  const show = (r: SweepRow) =>
+    console.log(
+      `  ${r.model} ${r.weights} batch ${r.batch}: ${r.stepMsMedian.toFixed(3)} ms/step, ${r.tokPerS.toFixed(0)} tok/s${r.encodeMsMedian !== null ? `, encode ${r.encodeMsMedian.toFixed(3)} ms, ${r.dispatchesPerStep} dispatches` : ''}`,
+    );
+
   // ---- 1. kernel checks
   if (SECTIONS.has(1)) {
     const checks: KernelCheck[] = await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 });
@@ -363,10 +368,6 @@ async function main(): Promise<void> {
   // ---- 3. step cost vs batch
   if (SECTIONS.has(3)) {
     const sweep: SweepRow[] = [];
-    const show = (r: SweepRow) =>
-      console.log(
-        `  ${r.model} ${r.weights} batch ${r.batch}: ${r.stepMsMedian.toFixed(3)} ms/step, ${r.tokPerS.toFixed(0)} tok/s${r.encodeMsMedian !== null ? `, encode ${r.encodeMsMedian.toFixed(3)} ms, ${r.dispatchesPerStep} dispatches` : ''}`,
-      );
     for (const format of ['f32', 'bf16'] as WeightFormat[]) {
       const m = await loadGpuModel(ctx, 'data/models/target', {
         format,

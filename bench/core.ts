@@ -18,7 +18,9 @@
  * --preset NAME|PATH (default random-125m); --lengths 64,256,1024; --prompt-tokens 16;
  * --preset-tokens N[,N] (preset decode lengths; default 128, --full 128,1024);
  * --breakdown-steps N (default 12); --cpu-weights f32|bf16 (wasm: how the models hold weights, default
- * f32); --gemv on|off (wasm: the AssemblyScript decode GEMV, default on; off = XNNPACK's matMul).
+ * f32); --gemv on|off (wasm: the AssemblyScript decode GEMV, default on; off = XNNPACK's matMul);
+ * --decode-step on|off (wasm: the fused decode step, one wasm call per decoder layer, default on;
+ * off = tfjs ops one by one, the baseline).
  * --gemm (wasm, alone): only the decode-matmul sweep: the model's matmuls of one step at M = 1..8
  * rows (--rows), XNNPACK vs our streaming GEMV and register-blocked GEMM, f32 and bf16, on one
  * thread and on the thread pool (--threads 2; medians of --repeats 15 interleaved rounds)
@@ -41,6 +43,7 @@ import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
 import { GEMV_MAX_ROWS, gemvKernelName, useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
 import {
@@ -83,6 +86,7 @@ interface Options {
   breakdownSteps: number;
   cpuWeights: CpuWeightFormat;
   gemv: boolean;
+  decodeStep: boolean;
 }
 
 function parseOptions(): Options {
@@ -100,6 +104,7 @@ function parseOptions(): Options {
     breakdownSteps: intList('breakdown-steps', [12])[0],
     cpuWeights: (flag('cpu-weights') ?? 'f32') as CpuWeightFormat,
     gemv: (flag('gemv') ?? 'on') !== 'off',
+    decodeStep: (flag('decode-step') ?? 'on') !== 'off',
   };
 }
 
@@ -418,6 +423,7 @@ function rooflineRow(name: string, config: LlamaConfig, roofs: Roofs, promptToke
 type Kind = 'qkv' | 'o' | 'gateUp' | 'down' | 'lmHead' | 'ropeMatmul' | 'normMatmul';
 
 const PART_LABELS: [string, string][] = [
+  ['layers', 'decoder layers, fused (one wasm call each)'],
   ['qkv', 'matmul q,k,v (fused)'],
   ['o', 'matmul o_proj'],
   ['gateUp', 'matmul gate + up'],
@@ -437,6 +443,8 @@ const MATMULS = new Set(['BatchMatMul', '_FusedMatMul', 'MatMul', 'InferenceLabG
 // bytes per weight the decode matmuls read (--cpu-weights bf16: 2)
 let bytesPerWeight = 4;
 const ATTENTION = new Set(['InferenceLabQKT', 'InferenceLabPV', 'Softmax']);
+// the fused decode step's kernel: a whole decoder layer (its matmuls, attention and norms)
+const DECODE_LAYER = 'InferenceLabDecodeLayer';
 const DATA_MOVEMENT = new Set([
   'Reshape',
   'SplitV',
@@ -499,6 +507,7 @@ function classify(k: ProfiledKernel, kinds: Map<string, Kind>): string {
     return kind ?? 'matmulOther';
   }
   if (ATTENTION.has(k.name)) return 'attention';
+  if (k.name === DECODE_LAYER) return 'layers';
   // the additive mask: an add on [B, Hkv, G, T, S] scores
   if (k.name === 'Add' && k.inputShapes.some((s) => s.length === 5)) return 'attention';
   if (DATA_MOVEMENT.has(k.name)) return 'dataMovement';
@@ -510,6 +519,7 @@ function weightBytesByPart(c: LlamaConfig): Record<string, number> {
   const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F, vocabSize: V, numLayers: L } = c;
   const w = bytesPerWeight;
   return {
+    layers: w * L * (Dm * (H + 2 * Hkv) * D + H * D * Dm + 3 * Dm * F),
     qkv: w * L * Dm * (H + 2 * Hkv) * D,
     o: w * L * H * D * Dm,
     gateUp: w * L * 2 * Dm * F,
@@ -864,6 +874,7 @@ async function main(): Promise<void> {
   if (opt.cpuWeights !== 'f32' && opt.cpuWeights !== 'bf16') throw new Error(`--cpu-weights must be f32 or bf16, got '${opt.cpuWeights}'`);
   bytesPerWeight = opt.cpuWeights === 'bf16' ? 2 : 4;
   useWasmGemv(opt.gemv);
+  useWasmDecodeStep(opt.decodeStep);
   const notes: string[] = [];
   const label = (p: string) => path.basename(p).replace(/\.json$/, '');
   const modelName = label(opt.model);
@@ -955,7 +966,8 @@ async function main(): Promise<void> {
   }
 
   notes.push(
-    `wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? `on (steps of up to ${GEMV_MAX_ROWS} rows)` : 'off (XNNPACK matMul)'}`,
+    `wasm decode: weights ${opt.cpuWeights}, AssemblyScript GEMV ${opt.gemv ? `on (steps of up to ${GEMV_MAX_ROWS} rows)` : 'off (XNNPACK matMul)'}, ` +
+      `fused decode step ${opt.decodeStep && opt.gemv ? 'on (a decoder layer = one wasm call)' : 'off (tfjs ops one by one)'}`,
   );
   notes.push(
     'measured decode tok/s = (generated - 1) / (e2e - TTFT) from generate(): every step includes forward, logits readback and sampling',

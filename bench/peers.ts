@@ -19,8 +19,8 @@
  * batch 1 only) or --full (128 steps, every cell); --steps N; --prompt-tokens 32; --model DIR
  * (default data/models/target); --presets random-125m[,..] or none (CPU default random-125m, GPU
  * random-1b); --batches 1,8 (GPU: 1,8,32); --threads 1,all; --gguf F32,F16; --no-llamacpp;
- * --hf FILE; --variants eager,eager-ops,.. (ours: only these; default all); --out PATH. Paths resolve
- * from the working directory, never the bundle.
+ * --hf FILE; --variants eager,eager-ops,.. (ours: only these, in this order; default all); --out PATH.
+ * Paths resolve from the working directory, never the bundle.
  * A cell that fails or is skipped stays in the JSON with status and reason; numbers are only measured.
  */
 import * as fs from 'node:fs';
@@ -281,7 +281,7 @@ function argmaxRows(logits: Float32Array, B: number, V: number): number[] {
 /**
  * The tfjs path: model.forward on a contiguous KV cache, logits read back each step. On wasm, a
  * decode step runs each layer as one call into wasm (the fused decode step) unless `fused` is false
- * (then ~50 tfjs ops per layer, dispatched one by one), and its matmuls go to the AssemblyScript
+ * (then ~15 tfjs kernels per layer, dispatched one by one), and its matmuls go to the AssemblyScript
  * GEMV unless `gemv` is false (XNNPACK's matMul, op by op).
  */
 function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, fused = true, weights?: string): DecodeRunner {
@@ -412,6 +412,10 @@ function capturedRunner(source: string, format: WeightFormat): DecodeRunner {
       m = null;
     },
   };
+}
+
+function unknownVariant(name: string, all: DecodeRunner[]): never {
+  throw new Error(`--variants: no variant '${name}' here (${all.map((r) => r.name).join(', ')})`);
 }
 
 // ---- llama.cpp (node-llama-cpp, CPU)
@@ -730,7 +734,9 @@ async function main(): Promise<void> {
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
     try {
       // ---- ours
-      for (const runner of oursVariants(info.name, model, m.dir ?? m.name).filter((r) => !opt.variants || opt.variants.includes(r.name))) {
+      const all = oursVariants(info.name, model, m.dir ?? m.name);
+      const runners = opt.variants ? opt.variants.map((v) => all.find((r) => r.name === v) ?? unknownVariant(v, all)) : all;
+      for (const runner of runners) {
         // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
         for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
         for (const B of batches) {

@@ -15,7 +15,7 @@ import { LlamaModel, type CpuWeightFormat } from '../lib/model/llama';
 import { makeWeights, maxAbsDiff, tinyConfig, weightSource } from './model.helpers';
 
 const DECODE_LAYER = 'InferenceLabDecodeLayer';
-/** the two paths differ only in the softmax's exp (a polynomial here, XNNPACK's there) */
+/** the two paths differ only in the softmax's exp (a polynomial here, tfjs-wasm's there) */
 const TOL = 1e-4;
 
 beforeAll(async () => {

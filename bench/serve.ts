@@ -190,9 +190,15 @@ async function capturedStepTime(m: GpuLlama, B: number, L: number, steps: number
   await run(contiguous); // warm-up
   const c: number[] = [];
   const p: number[] = [];
+  // the order flips every round (ABBA), so a drift of the machine falls on both alike
   for (let r = 0; r < rounds; r++) {
-    c.push(...(await run(contiguous)));
-    p.push(...(await run(shuffled)));
+    if (r % 2 === 0) {
+      c.push(...(await run(contiguous)));
+      p.push(...(await run(shuffled)));
+    } else {
+      p.push(...(await run(shuffled)));
+      c.push(...(await run(contiguous)));
+    }
   }
   const cm = percentile(c, 50);
   const pm = percentile(p, 50);

@@ -103,11 +103,15 @@ function engineTable(dir: string): string[] {
   }
   const tiles = (captured?.result.kernelTimes as { tiles?: { batch: number; tokens: number; settings: { wideFrom: number | string; stepUsMedian: number }[] }[] } | undefined)?.tiles;
   if (captured && tiles?.length) {
-    const cells = tiles.map((t) => {
-      const us = (w: number | string) => t.settings.find((x) => x.wideFrom === w)!.stepUsMedian;
-      return `${(us('never') / t.settings[0].stepUsMedian).toFixed(2)}× at ${t.tokens} tokens`;
-    });
-    rows.push(`| matmul tile chosen by step size (wide from ${tiles[0].settings[0].wideFrom} rows): speed-up of the GPU step over always the decode tile | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
+    // where the default picks the wide tile: its gain over the decode tile; below that: what forcing it would do
+    const from = Number(tiles[0].settings[0].wideFrom);
+    const us = (t: (typeof tiles)[number], w: number | string) => t.settings.find((x) => x.wideFrom === w)!.stepUsMedian;
+    const shape = (t: (typeof tiles)[number]) => (t.batch === t.tokens ? `batch ${t.batch}` : `${t.batch} × ${t.tokens / t.batch} tokens`);
+    const chosen = tiles.filter((t) => t.tokens >= from).map((t) => `${x(us(t, 'never') / us(t, from))} at ${shape(t)}`);
+    const forced = tiles.filter((t) => t.tokens < from).map((t) => `${x(us(t, 'never') / us(t, 1))} at ${shape(t)}`);
+    rows.push(
+      `| the wide matmul tile (16 tokens per weight load) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+    );
   }
   if (rows.length === 0) return [];
   const out = ['What the engine\'s techniques buy on the captured path (H200; each ratio from one run, tokens/s unless a step time):', '', '| technique | measured | record, commit |', '|---|---|---|', ...rows, ''];

@@ -14,6 +14,7 @@ export type { LoadModelOptions } from './model/load';
 export { listPresets, loadPreset, randomWeights } from './model/presets';
 export type { Preset, RandomInit } from './model/presets';
 export { LlamaModel, ropeInvFreq } from './model/llama';
+export { useWasmDecodeStep, wasmDecodeStepEnabled } from './model/kernels/wasmDecode';
 export type { ForwardOptions, LayerWeights, LlamaWeights, LogitsSelection } from './model/llama';
 export type { WeightSource } from './model/weights';
 export { SafetensorsCheckpoint, SafetensorsFile, encodeSafetensors, writeSafetensors } from './formats/safetensors';

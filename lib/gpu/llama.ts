@@ -817,7 +817,7 @@ export class GpuLlama {
 }
 
 /**
- * The RoPE kernel's tables, cos and sin of position p times each inverse frequency, in fp32 as
+ * The RoPE epilogue's tables, cos and sin of position p times each inverse frequency, in fp32 as
  * HF computes them (the angle rounded to fp32 first). [maxPositions, D/2] each
  */
 export function ropeHalfTables(maxPositions: number, invFreq: Float32Array): { cos: Float32Array; sin: Float32Array } {

@@ -187,7 +187,12 @@ async function capturedStepTime(m: GpuLlama, B: number, L: number, steps: number
   const first = Array.from({ length: B }, (_, b) => 1 + ((b * 131) % (m.config.vocabSize - 1)));
   // the KV pool holds whatever earlier runs left there: attention costs the same for any values
   const run = async (tables: number[][]) => (await m.greedyDecode(tables.map((t) => ({ start: L, blockTable: t })), first, steps)).stepMs.slice(1);
-  await run(contiguous); // warm-up
+  // warm-up: both tables twice (the first case of a run was slow by up to 40% with one pass: clocks
+  // and caches still settling after the Poisson runs)
+  for (let w = 0; w < 2; w++) {
+    await run(contiguous);
+    await run(shuffled);
+  }
   const c: number[] = [];
   const p: number[] = [];
   // the order flips every round (ABBA), so a drift of the machine falls on both alike

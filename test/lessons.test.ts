@@ -189,7 +189,7 @@ describe.skipIf(noJupyter !== null)('lesson notebooks', () => {
     const md = JSON.stringify(lessons.find((x) => x.slug.startsWith('02'))!.notebook.cells.filter((c) => c.cell_type === 'markdown').map((c) => c.source));
     expect(md).toContain('## Eager vs captured: one step as ~370 tfjs ops vs one command buffer');
     expect(t).toMatch(/launches \*\*[0-9]+ kernels\*\* on this backend/);
-    expect(t).toContain('6 x L + 3 = 6 x 8 + 3');
+    expect(t).toContain('5 x L + 3 = 5 x 8 + 3');
     expect(t).toContain('One decode step of target on an H200: eager vs captured');
     expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/captured-webgpu.json');
     expect(t).toContain('Source: measured on an NVIDIA H200 (committed record): data/bench/webgpu/peers-webgpu.json');

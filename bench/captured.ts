@@ -247,9 +247,8 @@ async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; pass
 
 // each kernel's GPU time in a step of `batch` sequences at `context` tokens (the pool filled first)
 // (`tokens` new tokens per sequence: 1 for decode, more for a chunk of prefill)
-// (wideFrom: GpuLlama's choice of matmul tile)
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1, wideFrom?: number) {
-  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch, wideFrom });
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch });
   try {
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
@@ -459,8 +458,8 @@ async function main(): Promise<void> {
             ['data/models/draft', 1, 64, 1],
           ];
       const kernels = [];
-      for (const [dir, batch, context, tokens, wideFrom] of cases) {
-        const k = await kernelTimes(ctx, dir, batch, context, tokens, wideFrom);
+      for (const [dir, batch, context, tokens] of cases) {
+        const k = await kernelTimes(ctx, dir, batch, context, tokens);
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(

@@ -21,7 +21,7 @@ import {
   type WeightFormat,
 } from './kernels';
 import { ropeInvFreq } from '../model/llama';
-import { packBf16, ropeHalfTables } from './llama';
+import { packBf16, ropeCosSin, ropeHalfTables } from './llama';
 
 /** One kernel's verdict. */
 export interface KernelCheck {
@@ -230,7 +230,8 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const gain = rand(K, 1);
     const meta = Uint32Array.from(tokens.flat());
     const half = D / 2;
-    const { cos, sin } = ropeHalfTables(maxPos, ropeInvFreq(D, 10000));
+    const invFreq = ropeInvFreq(D, 10000);
+    const { cos, sin } = ropeHalfTables(maxPos, invFreq);
     const spec = { H, Hkv, D, blockSize, maxBlocks };
     const poolSize = numBlocks * blockSize * Hkv * D;
     const mmSpec: MatmulSpec = {
@@ -244,14 +245,16 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
       subgroups32: sg,
     };
     const wRows = ropeRowPairs(Wqkv, spec, K);
+    const wStored = format === 'f32' ? wRows : packBf16(wRows);
+    const cosSin = ropeCosSin(maxPos, invFreq);
     const runTile = (tile: MatmulTile) =>
       runQkvAttention(ctx, matmulKernel({ ...mmSpec, tile }), pagedAttentionKernel(spec), {
-        W: format === 'f32' ? wRows : packBf16(wRows),
+        W: wStored,
         X,
         gain,
         meta,
         table,
-        cosSin: Float32Array.from([...cos, ...sin]),
+        cosSin,
         poolSize,
         N,
         H,
@@ -311,14 +314,11 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
       // q rotated in place, k and v at their slots
       const qGot = new Float32Array(N * H * D);
       const kGot = new Float32Array(N * Hkv * D);
+      const vGot = new Float32Array(N * Hkv * D);
       tokens.forEach(([b, p], n) => {
         qGot.set(rope.qkv.subarray(n * W, n * W + H * D), n * H * D);
         const slot = table[b * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
         kGot.set(rope.k.subarray(slot * Hkv * D, (slot + 1) * Hkv * D), n * Hkv * D);
-      });
-      const vGot = new Float32Array(N * Hkv * D);
-      tokens.forEach(([b, p], n) => {
-        const slot = table[b * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
         vGot.set(rope.v.subarray(slot * Hkv * D, (slot + 1) * Hkv * D), n * Hkv * D);
       });
       const shape = `B=2 lengths ${lens.join(',')} K=${K} H=${H} Hkv=${Hkv} D=${D} blockSize=${blockSize}`;

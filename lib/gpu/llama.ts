@@ -14,6 +14,7 @@
 //
 // Shape letters as in lib/model/config.ts; N = tokens in a step, M = rows that get logits.
 
+import { percentile } from '../eval/stats';
 import { f32ToBf16 } from '../formats/dtype';
 import type { LlamaConfig } from '../model/config';
 import { ropeInvFreq } from '../model/llama';
@@ -253,11 +254,7 @@ export class GpuLlama {
     const qkv = this.buffer(4 * N * QKVW, STORAGE);
     const att = this.buffer(4 * N * H * D, STORAGE);
     const act = this.buffer(4 * N * F, STORAGE);
-    const { cos, sin } = ropeHalfTables(c.maxPositions, ropeInvFreq(D, c.ropeTheta));
-    const cosSin = new Float32Array(cos.length + sin.length);
-    cosSin.set(cos);
-    cosSin.set(sin, cos.length);
-    const ropeTables = this.upload(cosSin);
+    const ropeTables = this.upload(ropeCosSin(c.maxPositions, ropeInvFreq(D, c.ropeTheta)));
     const slots = this.numBlocks * this.blockSize;
     const poolBytes = 4 * slots * Hkv * D;
     this.stats.kvPoolBytes = 2 * numLayers * poolBytes;
@@ -702,7 +699,8 @@ export class GpuLlama {
     to = dispatches.length,
   ): void {
     for (let i = from; i < to; i++) {
-      const d = dispatches[i].wide && dispatches[i].wide!.rows(n, m) >= this.wideFrom ? dispatches[i].wide! : dispatches[i];
+      const wide = dispatches[i].wide;
+      const d = wide && wide.rows(n, m) >= this.wideFrom ? wide : dispatches[i];
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;
@@ -784,7 +782,7 @@ export class GpuLlama {
       );
       if (rep >= 2) runs.push(us); // two warm-ups
     }
-    const median = (i: number) => runs.map((r) => r[i]).sort((a, b) => a - b)[runs.length >> 1];
+    const median = (i: number) => percentile(runs.map((r) => r[i]), 50);
     return { stepUs: median(all.length), dispatches: all.map((d, i) => ({ name: d.name, us: median(i) })) };
   }
 
@@ -832,6 +830,15 @@ export function ropeHalfTables(maxPositions: number, invFreq: Float32Array): { c
     }
   }
   return { cos, sin };
+}
+
+/** The RoPE epilogue's table: ropeHalfTables' cos [maxPositions, D/2], then its sin, in one array. */
+export function ropeCosSin(maxPositions: number, invFreq: Float32Array): Float32Array {
+  const { cos, sin } = ropeHalfTables(maxPositions, invFreq);
+  const both = new Float32Array(cos.length + sin.length);
+  both.set(cos);
+  both.set(sin, cos.length);
+  return both;
 }
 
 /** Block tables for plain generation: sequence b owns blocks b*maxBlocks .. (b+1)*maxBlocks - 1. */

@@ -43,7 +43,7 @@ import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
 import { GEMV_MAX_ROWS, gemvKernelName, useWasmGemv } from '../lib/model/kernels/wasmGemv';
-import { useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
+import { DECODE_LAYER, useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
 import {
@@ -443,8 +443,6 @@ const MATMULS = new Set(['BatchMatMul', '_FusedMatMul', 'MatMul', 'InferenceLabG
 // bytes per weight the decode matmuls read (--cpu-weights bf16: 2)
 let bytesPerWeight = 4;
 const ATTENTION = new Set(['InferenceLabQKT', 'InferenceLabPV', 'Softmax']);
-// the fused decode step's kernel: a whole decoder layer (its matmuls, attention and norms)
-const DECODE_LAYER = 'InferenceLabDecodeLayer';
 const DATA_MOVEMENT = new Set([
   'Reshape',
   'SplitV',

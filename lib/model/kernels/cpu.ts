@@ -4,7 +4,7 @@
 // memory (a re-created backend gets its own). wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
 // wasmDecode.ts register the kernels with tfjs.
 
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 
 import { CPU_KERNELS_WASM } from './cpuKernels.generated';
 
@@ -92,4 +92,26 @@ export function cpuKernelsFor(backend: WasmBackendLike): CpuKernels {
 /** A tensor's byte offset in the backend's memory. */
 export function offsetOf(backend: WasmBackendLike, t: tf.TensorInfo): number {
   return backend.dataIdMap.get(t.dataId).memoryOffset;
+}
+
+let unavailable = false;
+
+/**
+ * Register `kernels` (name -> kernel function) for tfjs-wasm when this module can run on the
+ * current backend: the wasm backend, SIMD WebAssembly and a reachable memory (once found missing,
+ * never asked again). Returns whether they can run. The callers (wasmAttention.ts, wasmFused.ts,
+ * wasmGemv.ts, wasmDecode.ts) keep their own on/off switch and shape rules.
+ */
+export function registerCpuKernels(kernels: Record<string, tf.KernelFunc>): boolean {
+  if (unavailable || tf.getBackend() !== 'wasm') return false;
+  try {
+    cpuKernelsFor(tf.backend() as unknown as WasmBackendLike);
+  } catch {
+    unavailable = true; // no SIMD, or a tfjs-wasm build without an exported memory
+    return false;
+  }
+  for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
+    if (!tf.getKernel(kernelName, 'wasm')) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
+  }
+  return true;
 }

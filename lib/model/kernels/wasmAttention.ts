@@ -11,13 +11,12 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
 
 // ---- tfjs kernels
 
 const QKT = 'InferenceLabQKT';
 const PV = 'InferenceLabPV';
-let unavailable = false;
 let enabled = true;
 
 /** Turn the SIMD kernels off (or back on) to compare with tf.matMul; on by default. */
@@ -43,18 +42,11 @@ function kernel(which: 'qkT' | 'pv'): tf.KernelFunc {
   };
 }
 
+const KERNELS = { [QKT]: kernel('qkT'), [PV]: kernel('pv') };
+
 /** Can the SIMD kernels run here (wasm backend, SIMD WebAssembly, head dim a multiple of 4)? */
 export function wasmAttentionAvailable(headDim: number): boolean {
-  if (!enabled || unavailable || headDim % 4 !== 0 || tf.getBackend() !== 'wasm') return false;
-  try {
-    cpuKernelsFor(tf.backend() as unknown as WasmBackendLike);
-  } catch {
-    unavailable = true; // no SIMD, or a tfjs-wasm build without an exported memory
-    return false;
-  }
-  if (!tf.getKernel(QKT, 'wasm')) tf.registerKernel({ kernelName: QKT, backendName: 'wasm', kernelFunc: kernel('qkT') });
-  if (!tf.getKernel(PV, 'wasm')) tf.registerKernel({ kernelName: PV, backendName: 'wasm', kernelFunc: kernel('pv') });
-  return true;
+  return enabled && headDim % 4 === 0 && registerCpuKernels(KERNELS);
 }
 
 /**

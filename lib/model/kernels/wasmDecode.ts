@@ -16,12 +16,12 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
 import { gemvKernelName } from './wasmGemv';
 
-const DECODE_LAYER = 'InferenceLabDecodeLayer';
+/** The fused decode step's tfjs kernel name (tf.profile lists a decoder layer under it). */
+export const DECODE_LAYER = 'InferenceLabDecodeLayer';
 let enabled = true;
-let unavailable = false;
 
 /** Turn the fused decode step off (or back on) to compare with the op-by-op path; on by default. */
 export function useWasmDecodeStep(on: boolean): void {
@@ -129,22 +129,15 @@ const decodeLayerKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   return out;
 };
 
+const KERNELS = { [DECODE_LAYER]: decodeLayerKernel };
+
 /**
  * Can the fused decode step run here: switched on, wasm backend with SIMD, and shapes the kernels
  * take (Dm, F multiples of 4 and of 8 as GEMV columns, D of 8)?
  */
 export function wasmDecodeStepAvailable(hiddenSize: number, headDim: number, intermediateSize: number): boolean {
   const shapesOk = hiddenSize % 8 === 0 && headDim % 8 === 0 && intermediateSize % 8 === 0;
-  if (!enabled || unavailable || !shapesOk || tf.getBackend() !== 'wasm') return false;
-  try {
-    cpuKernelsFor(tf.backend() as unknown as WasmBackendLike);
-  } catch {
-    unavailable = true;
-    return false;
-  }
-  if (!tf.getKernel(DECODE_LAYER, 'wasm'))
-    tf.registerKernel({ kernelName: DECODE_LAYER, backendName: 'wasm', kernelFunc: decodeLayerKernel });
-  return true;
+  return enabled && shapesOk && registerCpuKernels(KERNELS);
 }
 
 /**

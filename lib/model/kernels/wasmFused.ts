@@ -13,14 +13,13 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
 
 // ---- tfjs kernels
 
 const ADD_RMS_NORM = 'InferenceLabAddRmsNorm';
 const ROPE = 'InferenceLabRope';
 const SILU_MUL = 'InferenceLabSiluMul';
-let unavailable = false;
 let enabled = true;
 
 /** Turn the fused kernels off (or back on) to compare with the plain tfjs ops; on by default. */
@@ -80,21 +79,12 @@ const siluMulKernel: tf.KernelFunc = ({ inputs, backend }) => {
   return out;
 };
 
+const KERNELS = { [ADD_RMS_NORM]: addRmsNormKernel, [SILU_MUL]: siluMulKernel, [ROPE]: ropeKernel };
+
 /** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm and F multiples of 4, D of 8)? */
 export function wasmFusedAvailable(hiddenSize: number, headDim: number, intermediateSize: number): boolean {
   const shapesOk = hiddenSize % 4 === 0 && headDim % 8 === 0 && intermediateSize % 4 === 0;
-  if (!enabled || unavailable || !shapesOk || tf.getBackend() !== 'wasm') return false;
-  try {
-    cpuKernelsFor(tf.backend() as unknown as WasmBackendLike);
-  } catch {
-    unavailable = true;
-    return false;
-  }
-  if (!tf.getKernel(ADD_RMS_NORM, 'wasm'))
-    tf.registerKernel({ kernelName: ADD_RMS_NORM, backendName: 'wasm', kernelFunc: addRmsNormKernel });
-  if (!tf.getKernel(SILU_MUL, 'wasm')) tf.registerKernel({ kernelName: SILU_MUL, backendName: 'wasm', kernelFunc: siluMulKernel });
-  if (!tf.getKernel(ROPE, 'wasm')) tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel });
-  return true;
+  return enabled && shapesOk && registerCpuKernels(KERNELS);
 }
 
 /**

@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { f32ToBf16 } from '../../formats/dtype';
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
 
 /**
  * Rows up to which llama.ts sends a matmul to these kernels, f32 and bf16 weights alike (a batch-8
@@ -41,7 +41,6 @@ export function gemvKernelName(M: number, bf16: boolean): 'gemv' | 'gemvBf16' | 
 
 const GEMV = 'InferenceLabGemv';
 let enabled = true;
-let unavailable = false;
 
 /** Turn the GEMV off (or back on) to compare with tf.matMul (XNNPACK); on by default. */
 export function useWasmGemv(on: boolean): void {
@@ -78,17 +77,11 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   return out;
 };
 
+const KERNELS = { [GEMV]: gemvKernel };
+
 /** Can the GEMV run here (wasm backend, SIMD) for W with K rows and N columns? */
 export function wasmGemvAvailable(K: number, N: number): boolean {
-  if (!enabled || unavailable || K % 4 !== 0 || N % 8 !== 0 || tf.getBackend() !== 'wasm') return false;
-  try {
-    cpuKernelsFor(tf.backend() as unknown as WasmBackendLike);
-  } catch {
-    unavailable = true;
-    return false;
-  }
-  if (!tf.getKernel(GEMV, 'wasm')) tf.registerKernel({ kernelName: GEMV, backendName: 'wasm', kernelFunc: gemvKernel });
-  return true;
+  return enabled && K % 4 === 0 && N % 8 === 0 && registerCpuKernels(KERNELS);
 }
 
 /**

@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, WIDE_FROM } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, WIDE_FROM, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -70,11 +70,14 @@ interface SweepRow {
   dispatchesPerStep: number | null;
 }
 
+// B prompts of PROMPT token ids, the same in every section
+function benchPrompts(B: number, vocabSize: number): number[][] {
+  return Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % vocabSize));
+}
+
 // greedy decode at batch B on the captured model: prefill in one step, then STEPS chained steps
 async function sweepCaptured(m: GpuLlama, B: number, steps: number): Promise<SweepRow> {
-  const prompts = Array.from({ length: B }, (_, b) =>
-    Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize),
-  );
+  const prompts = benchPrompts(B, m.config.vocabSize);
   const r = await m.greedyGenerate(prompts, steps);
   const ms = r.stepMs.slice(1); // the first step waits for nothing before it: not a steady state
   const med = percentile(ms, 50);
@@ -101,9 +104,7 @@ interface RoundTripRow {
 
 async function roundTrip(m: GpuLlama, B: number, every: number, steps: number): Promise<RoundTripRow> {
   const tables = contiguousTables(m, B);
-  const prompts = Array.from({ length: B }, (_, b) =>
-    Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % m.config.vocabSize),
-  );
+  const prompts = benchPrompts(B, m.config.vocabSize);
   const before = m.submitEvery;
   m.submitEvery = every;
   try {
@@ -128,7 +129,7 @@ async function sweepEager(dir: string, B: number, steps: number): Promise<SweepR
   const cache = new ContiguousKVCache(model.kvShape, B);
   try {
     const V = model.config.vocabSize;
-    const prompts = Array.from({ length: B }, (_, b) => Array.from({ length: PROMPT }, (_, i) => (b * 131 + i * 17 + 1) % V));
+    const prompts = benchPrompts(B, V);
     let logits = model.forward(prompts, cache);
     const ms: number[] = [];
     for (let k = 0; k < steps; k++) {
@@ -245,17 +246,38 @@ async function dispatchFloor(ctx: GpuContext): Promise<{ onePassUs: number; pass
   return { onePassUs: percentile(one.slice(1), 50) / 200, passEachUs: percentile(each.slice(10), 50) };
 }
 
-// each kernel's GPU time in a step of `batch` sequences at `context` tokens (the pool filled first)
-// (`tokens` new tokens per sequence: 1 for decode, more for a chunk of prefill)
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
-  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context), maxSeqs: batch });
+// a step to time on the GPU: `batch` sequences whose first `context` positions are in the pool
+// (filled in prefill steps of at most 256 tokens), each with `tokens` new tokens (1: decode, more:
+// a chunk of prefill); `run` gets the model and the step, the model is disposed after
+async function withFilledPool<T>(
+  ctx: GpuContext,
+  dir: string,
+  batch: number,
+  context: number,
+  tokens: number,
+  run: (m: GpuLlama, seqs: GpuStepSequence[]) => Promise<T>,
+): Promise<T> {
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, context, batch * tokens), maxSeqs: batch });
   try {
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
-    await m.step(tables.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
-    const r = await m.timeStep(
+    const perStep = Math.max(1, Math.floor(256 / context));
+    for (let b = 0; b < batch; b += perStep) {
+      await m.step(tables.slice(b, b + perStep).map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
+    }
+    return await run(
+      m,
       tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 })),
     );
+  } finally {
+    m.dispose();
+  }
+}
+
+// each kernel's GPU time in that step, and the whole step's
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
+  return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
+    const r = await m.timeStep(seqs);
     const byKernel: Record<string, { count: number; usEach: number }> = {};
     for (const d of r.dispatches) {
       const k = (byKernel[d.name] ??= { count: 0, usEach: 0 });
@@ -273,22 +295,12 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
       byKernel,
     };
-  } finally {
-    m.dispose();
-  }
+  });
 }
 
-// one step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
+// that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
 async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4) {
-  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, batch * context, batch * tokens), maxSeqs: batch });
-  try {
-    const tables = contiguousTables(m, batch);
-    const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
-    for (let b = 0; b < batch; b += Math.max(1, Math.floor(256 / context))) {
-      const seqs = tables.slice(b, b + Math.max(1, Math.floor(256 / context)));
-      await m.step(seqs.map((t) => ({ tokens: prompt, start: 0, blockTable: t, logits: 1 })));
-    }
-    const seqs = tables.map((t) => ({ tokens: Array.from({ length: tokens }, (_, i) => 9 + i), start: context, blockTable: t, logits: 1 }));
+  return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
     const settings = [WIDE_FROM, 1, Infinity]; // the default first
     const us: number[][] = settings.map(() => []);
     for (let r = 0; r < rounds; r++) {
@@ -304,9 +316,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       tokens: batch * tokens,
       settings: settings.map((w, i) => ({ wideFrom: Number.isFinite(w) ? w : 'never', stepUsMedian: percentile(us[i], 50) })),
     };
-  } finally {
-    m.dispose();
-  }
+  });
 }
 
 async function main(): Promise<void> {

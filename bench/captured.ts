@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, WIDE_FROM, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, SHARED_FROM, WIDE_FROM, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -290,6 +290,7 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       wideFrom: Number.isFinite(m.wideFrom) ? m.wideFrom : 'never',
+      sharedFrom: Number.isFinite(m.sharedFrom) ? m.sharedFrom : 'never',
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
       sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
@@ -298,23 +299,32 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
   });
 }
 
+// the matmul tile choices tileCompare times: the default (by rows), and each tile for every matmul
+const TILE_SETTINGS = [
+  { tile: 'default', wideFrom: WIDE_FROM, sharedFrom: SHARED_FROM },
+  { tile: 'decode', wideFrom: Infinity, sharedFrom: Infinity },
+  { tile: 'wide', wideFrom: 1, sharedFrom: Infinity },
+  { tile: 'shared', wideFrom: Infinity, sharedFrom: 1 },
+] as const;
+
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
 async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4) {
   return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
-    const settings = [WIDE_FROM, 1, Infinity]; // the default first
-    const us: number[][] = settings.map(() => []);
+    const us: number[][] = TILE_SETTINGS.map(() => []);
     for (let r = 0; r < rounds; r++) {
-      for (let i = 0; i < settings.length; i++) {
-        m.wideFrom = settings[i];
+      for (let i = 0; i < TILE_SETTINGS.length; i++) {
+        m.wideFrom = TILE_SETTINGS[i].wideFrom;
+        m.sharedFrom = TILE_SETTINGS[i].sharedFrom;
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
     }
+    const never = (x: number) => (Number.isFinite(x) ? x : 'never');
     return {
       model: m.name,
       batch,
       context,
       tokens: batch * tokens,
-      settings: settings.map((w, i) => ({ wideFrom: Number.isFinite(w) ? w : 'never', stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, wideFrom: never(s.wideFrom), sharedFrom: never(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   });
 }
@@ -473,11 +483,11 @@ async function main(): Promise<void> {
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(
-          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows, shared from ${k.sharedFrom}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
         );
       }
-      // the matmul tile against the step's size: the whole step's GPU time with the wide tile
-      // from WIDE_FROM rows (the default), always, and never, the settings taking turns
+      // the matmul tile against the step's size: the whole step's GPU time with the default
+      // choice and with each tile for every matmul, the settings taking turns
       const tiles = [];
       for (const [batch, tokens] of QUICK
         ? [[2, 8]]
@@ -485,14 +495,15 @@ async function main(): Promise<void> {
             [8, 1],
             [32, 1],
             [64, 1],
-            [1, 16],
+            [1, 32],
             [1, 64],
+            [2, 64],
             [4, 64],
           ]) {
         const t = await tileCompare(ctx, QUICK ? 'data/models/draft' : T, batch, 64, tokens);
         tiles.push(t);
         console.log(
-          `${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `wide from ${x.wideFrom}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
+          `${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
         );
       }
       result.kernelTimes = { floor, kernels, tiles };

@@ -12,6 +12,7 @@ import {
   argmaxKernel,
   embedKernel,
   MATMUL_TILE,
+  MATMUL_TILE_SHARED,
   MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
@@ -105,6 +106,13 @@ function verdict(kernel: string, shape: string, err: number, tolerance: number):
 // bf16-rounded copy (what the packed weights hold)
 const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 
+// every matmul tile, named as the checks print them
+const MATMUL_TILES = [
+  ['', MATMUL_TILE],
+  [' wide', MATMUL_TILE_WIDE],
+  [' shared', MATMUL_TILE_SHARED],
+] as const;
+
 /** Options of checkKernels. */
 export interface CheckKernelsOptions {
   seed?: number;
@@ -134,15 +142,12 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
   for (let c = 0; c < (options.cases ?? 2); c++) {
     // ---- matmuls: every epilogue, both weight formats, with and without the norm prologue
     // (the decode tile and the wide one)
-    for (const [tileName, tile] of [
-      ['', MATMUL_TILE],
-      [' wide', MATMUL_TILE_WIDE],
-    ] as const) {
+    for (const [tileName, tile] of MATMUL_TILES) {
       for (const format of ['f32', 'bf16'] as WeightFormat[]) {
         for (const epilogue of ['store', 'residual', 'siluMul'] as MatmulSpec['epilogue'][]) {
-          const K = pick(small ? [32, 64, 96] : [256, 384, 1024]);
-          const R = (epilogue === 'siluMul' ? 8 : 4) * pick(small ? [3, 8, 13] : [64, 96, 300]); // (siluMul: whole (gate, up) pairs per workgroup)
-          const N = pick([1, 3, 5, 9, 20]);
+          const K = pick(small ? [32, 48, 64, 96] : [256, 384, 432, 1024]); // (432: a K of 16-wide chunks on the shared tile)
+          const R = (epilogue === 'siluMul' ? Math.max(8, tile.rows) : 4) * pick(small ? [3, 8, 13] : [64, 96, 300]); // (siluMul: whole (gate, up) pairs per workgroup)
+          const N = pick(tile.kind === 'shared' ? [1, 20, 37, 70] : [1, 3, 5, 9, 20]); // (the shared tile: several tiles of 32 tokens)
           const norm = epilogue !== 'residual';
           const spec: MatmulSpec = {
             K,
@@ -207,7 +212,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     // ---- paged: the qkv matmul with its RoPE + store epilogue, then attention, over a shuffled block table
     const Hkv = pick([1, 2]);
     const H = Hkv * pick([1, 3]);
-    const D = pick(small ? [16, 32] : [64, 128]);
+    const D = c === 0 ? 32 : pick(small ? [16, 32] : [64, 128]); // (the first case fits every tile)
     const blockSize = pick([2, 4]);
     const maxPos = 32;
     const maxBlocks = maxPos / blockSize;
@@ -306,10 +311,8 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const [refQ, refK, refV, refAtt] = await Promise.all(refT.map((t) => t.data()));
     tf.dispose(refT);
     const ref = { q: refQ, k: refK, v: refV, att: refAtt };
-    for (const [tileName, tile] of [
-      ['', MATMUL_TILE],
-      [' wide', MATMUL_TILE_WIDE],
-    ] as const) {
+    for (const [tileName, tile] of MATMUL_TILES) {
+      if (D % tile.rows !== 0) continue; // (a workgroup's rows must be whole heads' pairs: the shared tile needs D >= 32)
       const rope = await runTile(tile);
       // q rotated in place, k and v at their slots
       const qGot = new Float32Array(N * H * D);

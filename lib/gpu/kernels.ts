@@ -92,21 +92,40 @@ export interface MatmulSpec {
 const UNROLL = 4;
 
 /** A matmul workgroup's tile: weight rows, lanes per row, and tokens sharing each weight load. */
-export interface MatmulTile {
+export interface LaneTile {
+  kind: 'lanes';
   rows: number;
   lanes: number;
   tokens: number;
 }
 
+/** A shared-memory tile: weight rows x tokens, each thread computing 4 x 4 of them (sharedMatmulKernel). */
+export interface SharedTile {
+  kind: 'shared';
+  rows: number;
+  tokens: number;
+}
+
+/** How a matmul's workgroups split the work; the grid is (ceil(R / rows), ceil(M / tokens)) for both kinds. */
+export type MatmulTile = LaneTile | SharedTile;
+
 /** The decode tile: 4 rows x 4 tokens, many small workgroups (a step of a few tokens). */
-export const MATMUL_TILE: MatmulTile = { rows: 4, lanes: 32, tokens: 4 };
+export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 4 };
 
 /**
  * The wide tile, for steps of many tokens (prefill chunks, big batches): each weight load serves
  * 16 tokens and each token row 8 weight rows, so the weights and inputs are re-read from the
  * cache a quarter and a half as often as with the decode tile.
  */
-export const MATMUL_TILE_WIDE: MatmulTile = { rows: 8, lanes: 32, tokens: 16 };
+export const MATMUL_TILE_WIDE: LaneTile = { kind: 'lanes', rows: 8, lanes: 32, tokens: 16 };
+
+/**
+ * The shared-memory tile, for steps of many tokens: 32 weight rows x 32 tokens per workgroup of
+ * 64 threads. Each weight and input value is read from memory once per workgroup (staged in
+ * shared memory), and each thread's 4 x 4 results take 16 multiply-adds per two vec4 reads of
+ * shared memory, against one weight load per 16 (wide tile) or 4 (decode tile) in the lane tiles.
+ */
+export const MATMUL_TILE_SHARED: SharedTile = { kind: 'shared', rows: 32, tokens: 32 };
 
 /**
  * y = a @ W^T with W [R, K] (HF's [out, in]): `lanes` lanes per weight row stream the row in
@@ -120,6 +139,7 @@ export const MATMUL_TILE_WIDE: MatmulTile = { rows: 8, lanes: 32, tokens: 16 };
 export function matmulKernel(s: MatmulSpec): string {
   const { K, R, format, norm, epilogue, subgroups32 } = s;
   const tile = s.tile ?? MATMUL_TILE;
+  if (tile.kind === 'shared') return sharedMatmulKernel(s, tile);
   const TM = tile.tokens;
   const RPW = tile.rows;
   const L = tile.lanes;
@@ -162,28 +182,7 @@ ${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr
         )
         .join('\n    ');
   const scale = (j: number) => (norm ? ` * inverseSqrt(${ssj(j)} / ${f(K)} + ${f(norm.eps)})` : '');
-  let store: string;
-  if (epilogue === 'siluMul') {
-    store = `if (lid < ${(RPW / 2) * TM}u) {
-      let p = lid / ${TM}u;
-      let j = lid % ${TM}u;
-      let m = m0 + j;
-      if (m < M) {
-        let g = res[(2u * p) * ${TM}u + j];
-        let u = res[(2u * p + 1u) * ${TM}u + j];
-        Y[m * ${R / 2}u + wg.x * ${RPW / 2}u + p] = g / (1.0 + exp(-g)) * u;
-      }
-    }`;
-  } else if (epilogue === 'rope') {
-    store = ropeStore(s, R, tile);
-  } else {
-    const write = epilogue === 'residual' ? 'Y[m * R + r2] += res[lid];' : 'Y[m * R + r2] = res[lid];';
-    store = `if (lid < ${RPW * TM}u) {
-      let r2 = wg.x * ${RPW}u + lid / ${TM}u;
-      let m = m0 + lid % ${TM}u;
-      if (r2 < R && m < M) { ${write} }
-    }`;
-  }
+  const store = storeCode(s, tile);
   const wType = format === 'f32' ? 'vec4f' : 'vec4u';
   return /* wgsl */ `
 ${subgroups32 ? 'enable subgroups;' : ''}
@@ -231,6 +230,160 @@ ${js.map((j) => `      res[(lid / ${L}u) * ${TM}u + ${j}u] = ${acc(j)}${scale(j)
     ${store}
   }
 }`;
+}
+
+/**
+ * y = a @ W^T on the shared-memory tile (MATMUL_TILE_SHARED): a workgroup computes `rows` weight
+ * rows x `tokens` tokens. K is walked in chunks of BK: the workgroup copies the chunk of its token
+ * rows and of its weight rows into shared memory (k-major, so a thread's 4 tokens or 4 rows are
+ * one vec4), then each thread adds its 4 rows x 4 tokens from there. The next chunk's loads are
+ * issued before the current chunk's math, so their latency hides behind it. The norm prologue
+ * scales the inputs by the gain on the way into shared memory and sums x^2 from the same loads
+ * (one partial per loading thread, added at the end). The results go through shared memory to
+ * the same epilogues as the lane tiles (storeCode), each thread storing several elements.
+ * Dispatch (ceil(R / rows), ceil(M / tokens)); bindings as matmulKernel's.
+ */
+function sharedMatmulKernel(s: MatmulSpec, tile: SharedTile): string {
+  const { K, R, format, norm, epilogue } = s;
+  const TR = tile.rows;
+  const TT = tile.tokens;
+  const T = (TR / 4) * (TT / 4); // threads: 4 rows x 4 tokens each
+  const BK = K % 32 === 0 ? 32 : 16; // K per chunk
+  const VX = BK / 4; // vec4s of a token row in a chunk
+  const VW = format === 'f32' ? BK / 4 : BK / 8; // weight vectors (vec4f, or vec4u of 8 bf16) of a row in a chunk
+  const XQ = (TT * VX) / T; // input vec4s each thread loads per chunk
+  const WQ = (TR * VW) / T; // weight vectors each thread loads per chunk
+  if (K % 16 !== 0) throw new Error(`matmul (shared tile): K = ${K} must be a multiple of 16`);
+  if (TR % 4 !== 0 || TT % 4 !== 0 || !Number.isInteger(XQ) || !Number.isInteger(WQ) || XQ < 1 || WQ < 1 || T % VX !== 0 || T % VW !== 0)
+    throw new Error(`matmul: shared tile ${JSON.stringify(tile)} does not split into whole loads per thread`);
+  if (epilogue === 'siluMul' && R % TR !== 0) throw new Error(`matmul: 2F = ${R} must be a multiple of ${TR}`);
+  const XS = TT / 4 + 1; // vec4 stride of a k row of xs (one vec4 of padding against bank conflicts)
+  const WS = TR / 4 + 1;
+  const rowOf = s.rows === 'tokens' ? (m: string) => m : (m: string) => `rows[${m}]`;
+  const xq = [...Array(XQ).keys()];
+  const wq = [...Array(WQ).keys()];
+  const rr = [...Array(4).keys()];
+  // one chunk's loads into registers (chunk index `c`)
+  const loads = (c: string) =>
+    [...xq.map((q) => `xv${q} = X[xr${q} * K4 + ${c} * ${VX}u + xk];`), ...wq.map((q) => `wv${q} = W[wr${q} * KV + ${c} * ${VW}u + wk];`)].join(
+      '\n      ',
+    );
+  // registers into shared memory: xs[k][token], ws[k][row], as vec4 components
+  const put = (arr: string, stride: number, k: string, at: string, v: string) => `${arr}[(${k}) * ${stride}u + ${at} / 4u][${at} % 4u] = ${v};`;
+  const xStore = xq
+    .map((q) => {
+      const x = norm ? `(xv${q} * gain[c * ${VX}u + xk])` : `xv${q}`;
+      return [
+        `{\n        let v = ${x};`,
+        ...rr.map((i) => `        ${put('xs', XS, `4u * xk + ${i}u`, `xt${q}`, `v[${i}]`)}`),
+        ...(norm ? [`        ss${q} += dot(xv${q}, xv${q});`] : []),
+        '      }',
+      ].join('\n');
+    })
+    .join('\n      ');
+  const wStore = wq
+    .map((q) =>
+      format === 'f32'
+        ? rr.map((i) => put('ws', WS, `4u * wk + ${i}u`, `wt${q}`, `wv${q}[${i}]`)).join('\n      ')
+        : rr
+            .flatMap((i) => [
+              put('ws', WS, `8u * wk + ${2 * i}u`, `wt${q}`, `bf16lo(wv${q}[${i}])`),
+              put('ws', WS, `8u * wk + ${2 * i + 1}u`, `wt${q}`, `bf16hi(wv${q}[${i}])`),
+            ])
+            .join('\n      '),
+    )
+    .join('\n      ');
+  const scaleOf = (j: number) =>
+    norm
+      ? `inverseSqrt((${[...Array(VX).keys()].map((v) => `ssp[(4u * tt + ${j}u) * ${VX}u + ${v}u]`).join(' + ')}) / ${f(K)} + ${f(norm.eps)})`
+      : '1.0';
+  return /* wgsl */ `
+${STEP_PARAMS_WGSL}
+${BF16_HELPERS}
+const K: u32 = ${K}u;
+const K4: u32 = ${K / 4}u;
+const KV: u32 = ${format === 'f32' ? K / 4 : K / 8}u; // weight vectors per row
+const R: u32 = ${R}u;
+@group(0) @binding(0) var<uniform> P: StepParams;
+@group(0) @binding(1) var<storage, read> W: array<${format === 'f32' ? 'vec4f' : 'vec4u'}>;
+@group(0) @binding(2) var<storage, read> X: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
+${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
+${epilogue === 'rope' ? ropeBindings(s) : ''}
+var<workgroup> xs: array<vec4f, ${BK * XS}>; // [BK][tokens] (+ padding)
+var<workgroup> ws: array<vec4f, ${BK * WS}>; // [BK][rows] (+ padding)
+${norm ? `var<workgroup> ssp: array<f32, ${TT * VX}>; // partial sums of x^2 [tokens][loaders]` : ''}
+var<workgroup> res: array<f32, ${TR * TT}>; // [rows][tokens]
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let M = ${s.rows === 'tokens' ? 'P.n' : 'P.m'};
+  let m0 = wg.y * ${TT}u;
+  // what this thread loads: token rows xt_q and weight rows wt_q, at vector ${'`'}lid % V${'`'} of each chunk row
+  let xk = lid % ${VX}u;
+  let wk = lid % ${VW}u;
+${xq.map((q) => `  let xt${q} = lid / ${VX}u + ${(T / VX) * q}u;\n  let xr${q} = select(0u, ${rowOf(`(m0 + xt${q})`)}, m0 + xt${q} < M); // a token past M reads row 0, never stored`).join('\n')}
+${wq.map((q) => `  let wt${q} = lid / ${VW}u + ${(T / VW) * q}u;\n  let wr${q} = min(wg.x * ${TR}u + wt${q}, R - 1u);`).join('\n')}
+  // what this thread computes: rows 4 tr .. 4 tr + 3, tokens 4 tt .. 4 tt + 3
+  let tt = lid % ${TT / 4}u;
+  let tr = lid / ${TT / 4}u;
+${rr.map((i) => `  var a${i} = vec4f(0.0); // row 4 tr + ${i}, 4 tokens`).join('\n')}
+${norm ? xq.map((q) => `  var ss${q} = 0.0;`).join('\n') : ''}
+${xq.map((q) => `  var xv${q}: vec4f;`).join('\n')}
+${wq.map((q) => `  var wv${q}: ${format === 'f32' ? 'vec4f' : 'vec4u'};`).join('\n')}
+  var c = 0u;
+  ${loads('0u')}
+  for (; c < ${K / BK}u; c++) {
+    {
+      ${xStore}
+      ${wStore}
+    }
+    workgroupBarrier();
+    if (c + 1u < ${K / BK}u) {
+      ${loads('(c + 1u)')} // the next chunk's, in flight during this chunk's math
+    }
+    for (var k = 0u; k < ${BK}u; k++) {
+      let x = xs[k * ${XS}u + tt];
+      let w = ws[k * ${WS}u + tr];
+${rr.map((i) => `      a${i} += w[${i}] * x;`).join('\n')}
+    }
+    workgroupBarrier();
+  }
+${norm ? xq.map((q) => `  ssp[xt${q} * ${VX}u + xk] = ss${q};`).join('\n') + '\n  workgroupBarrier();' : ''}
+${[0, 1, 2, 3].map((j) => `  let s${j} = ${scaleOf(j)};`).join('\n')}
+${rr.map((i) => [0, 1, 2, 3].map((j) => `  res[(4u * tr + ${i}u) * ${TT}u + 4u * tt + ${j}u] = a${i}[${j}] * s${j};`).join('\n')).join('\n')}
+  workgroupBarrier();
+  for (var e = lid; e < ${TR * TT}u; e += ${T}u) {
+    ${storeCode(s, tile).replace(/\blid\b/g, 'e')}
+  }
+}`;
+}
+
+// The epilogue for the tile's result res [rows][tokens] in shared memory: thread `lid` stores
+// element lid (res's row lid / tokens, token lid % tokens), or a pair's result (siluMul, RoPE)
+function storeCode(s: MatmulSpec, tile: MatmulTile): string {
+  const { R, epilogue } = s;
+  const TM = tile.tokens;
+  const RPW = tile.rows;
+  if (epilogue === 'siluMul') {
+    return `if (lid < ${(RPW / 2) * TM}u) {
+      let p = lid / ${TM}u;
+      let j = lid % ${TM}u;
+      let m = m0 + j;
+      if (m < M) {
+        let g = res[(2u * p) * ${TM}u + j];
+        let u = res[(2u * p + 1u) * ${TM}u + j];
+        Y[m * ${R / 2}u + wg.x * ${RPW / 2}u + p] = g / (1.0 + exp(-g)) * u;
+      }
+    }`;
+  }
+  if (epilogue === 'rope') return ropeStore(s, R, tile);
+  const write = epilogue === 'residual' ? 'Y[m * R + r2] += res[lid];' : 'Y[m * R + r2] = res[lid];';
+  return `if (lid < ${RPW * TM}u) {
+      let r2 = wg.x * ${RPW}u + lid / ${TM}u;
+      let m = m0 + lid % ${TM}u;
+      if (r2 < R && m < M) { ${write} }
+    }`;
 }
 
 // acc[j] += w . x (and ss[j] += x . x for the norm), for one or two weight vectors

@@ -25,12 +25,14 @@ import {
   capturedDispatches,
   embedKernel,
   MATMUL_TILE,
+  MATMUL_TILE_SHARED,
   MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
   type AttentionSpec,
   type MatmulSpec,
+  type MatmulTile,
   type WeightFormat,
 } from './kernels';
 
@@ -54,6 +56,8 @@ export interface GpuLlamaOptions {
   submitEvery?: number;
   /** matmuls of at least this many input rows use the wide tile (MATMUL_TILE_WIDE); default WIDE_FROM */
   wideFrom?: number;
+  /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED; before the wide one); default SHARED_FROM */
+  sharedFrom?: number;
 }
 
 /**
@@ -64,6 +68,9 @@ export interface GpuLlamaOptions {
  * 755 vs 708 us) and won at 256 (4 x 64 tokens: 1614 vs 1715 us), hence 128.
  */
 export const WIDE_FROM = 128;
+
+/** GpuLlama's default for sharedFrom: from this many rows a matmul runs on the shared-memory tile. */
+export const SHARED_FROM = 64;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
@@ -124,13 +131,22 @@ interface Dispatch {
   bindGroup: GPUBindGroup;
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
   count: (n: number, m: number) => number | [number, number];
-  /** a matmul's wide-tile variant, run when the matmul has at least `wideFrom` input rows */
-  wide?: {
-    pipeline: GPUComputePipeline;
-    bindGroup: GPUBindGroup;
-    count: (n: number, m: number) => [number, number];
+  /**
+   * a matmul's other tiles: the shared-memory one, run when the matmul has at least `sharedFrom`
+   * input rows, else the wide one from `wideFrom` rows
+   */
+  tiles?: {
     rows: (n: number, m: number) => number;
+    wide: TileVariant;
+    shared: TileVariant;
   };
+}
+
+/** A matmul dispatch on another tile. */
+interface TileVariant {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  count: (n: number, m: number) => [number, number];
 }
 
 /**
@@ -154,6 +170,8 @@ export class GpuLlama {
   submitEvery: number;
   /** input rows from which a matmul uses the wide tile (GpuLlamaOptions.wideFrom); may be changed between steps */
   wideFrom: number;
+  /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
+  sharedFrom: number;
 
   private readonly ctx: GpuContext;
   private readonly buffers: GPUBuffer[] = [];
@@ -183,7 +201,10 @@ export class GpuLlama {
     if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0)
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     this.wideFrom = options.wideFrom ?? WIDE_FROM;
-    if (!(this.wideFrom >= 1)) throw new Error(`GpuLlama: wideFrom must be at least 1 (Infinity: never), got ${this.wideFrom}`);
+    this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
+    for (const [k, v] of Object.entries({ wideFrom: this.wideFrom, sharedFrom: this.sharedFrom })) {
+      if (!(v >= 1)) throw new Error(`GpuLlama: ${k} must be at least 1 (Infinity: never), got ${v}`);
+    }
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -194,7 +215,7 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_WIDE.tokens); // the matmul reads whole tiles of rows indices
+    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_WIDE.tokens, MATMUL_TILE_SHARED.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -275,7 +296,6 @@ export class GpuLlama {
     const sg = this.ctx.info.subgroups32;
     const fmt = this.format;
     const mm = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => pipeline(matmulKernel({ ...spec, format: fmt, subgroups32: sg }));
-    const wide = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => mm({ ...spec, tile: MATMUL_TILE_WIDE });
     const attSpec: AttentionSpec = { H, Hkv, D, blockSize: this.blockSize, maxBlocks: this.maxBlocks };
     const eps = { eps: c.rmsNormEps };
     const specs = {
@@ -299,10 +319,14 @@ export class GpuLlama {
       ...Object.fromEntries(
         Object.entries(specs).flatMap(([k, spec]) => [
           [k, mm(spec)],
-          [`${k}Wide`, wide(spec)],
+          [`${k}Wide`, mm({ ...spec, tile: MATMUL_TILE_WIDE })],
+          [`${k}Shared`, mm({ ...spec, tile: MATMUL_TILE_SHARED })],
         ]),
       ),
-    } as Record<'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Wide`, Promise<GPUComputePipeline>>;
+    } as Record<
+      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}${'Wide' | 'Shared'}`,
+      Promise<GPUComputePipeline>
+    >;
 
     // ---- weights (uploaded while the shaders compile)
     const embedData = read(EMBED_NAME, [V, Dm]);
@@ -357,20 +381,22 @@ export class GpuLlama {
     const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
       this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
     };
-    // a matmul, with its wide-tile variant; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    // a matmul, with its other tiles; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
     const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
       const { R, rows } = specs[name];
       const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
       const grid =
-        (tile: typeof MATMUL_TILE) =>
+        (tile: MatmulTile) =>
         (n: number, m: number): [number, number] => [Math.ceil(R / tile.rows), Math.ceil(inputRows(n, m) / tile.tokens)];
-      const w = resolved[`${name}Wide`];
+      const variant = (pipeline: GPUComputePipeline, tile: MatmulTile): TileVariant => ({ pipeline, bindGroup: bindGroup(pipeline, entries), count: grid(tile) });
       this.dispatches.push({
         name,
-        pipeline: resolved[name],
-        bindGroup: bindGroup(resolved[name], entries),
-        count: grid(MATMUL_TILE),
-        wide: { pipeline: w, bindGroup: bindGroup(w, entries), count: grid(MATMUL_TILE_WIDE), rows: inputRows },
+        ...variant(resolved[name], MATMUL_TILE),
+        tiles: {
+          rows: inputRows,
+          wide: variant(resolved[`${name}Wide`], MATMUL_TILE_WIDE),
+          shared: variant(resolved[`${name}Shared`], MATMUL_TILE_SHARED),
+        },
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
@@ -699,8 +725,7 @@ export class GpuLlama {
     to = dispatches.length,
   ): void {
     for (let i = from; i < to; i++) {
-      const wide = dispatches[i].wide;
-      const d = wide && wide.rows(n, m) >= this.wideFrom ? wide : dispatches[i];
+      const d = this.tileOf(dispatches[i], n, m);
       const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;
@@ -708,6 +733,13 @@ export class GpuLlama {
       pass.setBindGroup(0, d.bindGroup);
       pass.dispatchWorkgroups(x, y);
     }
+  }
+
+  // the dispatch, or its matmul's tile for this many input rows
+  private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
+    if (!d.tiles) return d;
+    const rows = d.tiles.rows(n, m);
+    return rows >= this.sharedFrom ? d.tiles.shared : rows >= this.wideFrom ? d.tiles.wide : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

@@ -41,16 +41,22 @@ async function main(): Promise<void> {
     );
     prompts.forEach((p, b) => greedy.push({ format: `${format} chained`, prompt: p.name, got: chain.ids[b], want: r.tokens[b].slice(0, 5) }));
     // the engine's kind of step (ids read back each step), submitted in parts of 4 dispatches,
-    // every matmul on the wide tile
+    // every matmul on the wide tile, then on the shared-memory tile
     m.submitEvery = 4;
-    m.wideFrom = 1;
-    let step = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })));
-    const parts: number[][] = prompts.map((_, b) => [step.ids[b]]);
-    for (let k = 0; k < 4; k++) {
-      step = await m.step(prompts.map((p, b) => ({ tokens: [step.ids[b]], start: p.ids.length + k, blockTable: tables[b], logits: 1 })));
-      parts.forEach((t, b) => t.push(step.ids[b]));
+    for (const [tile, wideFrom, sharedFrom] of [
+      ['wide', 1, Infinity],
+      ['shared', Infinity, 1],
+    ] as const) {
+      m.wideFrom = wideFrom;
+      m.sharedFrom = sharedFrom;
+      let step = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })));
+      const parts: number[][] = prompts.map((_, b) => [step.ids[b]]);
+      for (let k = 0; k < 4; k++) {
+        step = await m.step(prompts.map((p, b) => ({ tokens: [step.ids[b]], start: p.ids.length + k, blockTable: tables[b], logits: 1 })));
+        parts.forEach((t, b) => t.push(step.ids[b]));
+      }
+      prompts.forEach((p, b) => greedy.push({ format: `${format} submitted in parts, ${tile} tile`, prompt: p.name, got: parts[b], want: r.tokens[b].slice(0, 5) }));
     }
-    prompts.forEach((p, b) => greedy.push({ format: `${format} submitted in parts, wide tile`, prompt: p.name, got: parts[b], want: r.tokens[b].slice(0, 5) }));
     out.dispatchesPerStep = m.stats.dispatchesPerStep;
     m.dispose();
   }

@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, SHARED_FROM, WIDE_FROM, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, SHARED_FROM, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -289,7 +289,6 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
-      wideFrom: Number.isFinite(m.wideFrom) ? m.wideFrom : 'never',
       sharedFrom: Number.isFinite(m.sharedFrom) ? m.sharedFrom : 'never',
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
@@ -301,10 +300,9 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
 
 // the matmul tile choices tileCompare times: the default (by rows), and each tile for every matmul
 const TILE_SETTINGS = [
-  { tile: 'default', wideFrom: WIDE_FROM, sharedFrom: SHARED_FROM },
-  { tile: 'decode', wideFrom: Infinity, sharedFrom: Infinity },
-  { tile: 'wide', wideFrom: 1, sharedFrom: Infinity },
-  { tile: 'shared', wideFrom: Infinity, sharedFrom: 1 },
+  { tile: 'default', sharedFrom: SHARED_FROM },
+  { tile: 'decode', sharedFrom: Infinity },
+  { tile: 'shared', sharedFrom: 1 },
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
@@ -313,7 +311,6 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
     const us: number[][] = TILE_SETTINGS.map(() => []);
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < TILE_SETTINGS.length; i++) {
-        m.wideFrom = TILE_SETTINGS[i].wideFrom;
         m.sharedFrom = TILE_SETTINGS[i].sharedFrom;
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
@@ -324,7 +321,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, wideFrom: never(s.wideFrom), sharedFrom: never(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: never(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   });
 }
@@ -466,7 +463,6 @@ async function main(): Promise<void> {
         `dispatch floor: ${floor.onePassUs.toFixed(2)} us per trivial dependent dispatch in one pass, ${floor.passEachUs.toFixed(2)} us with a pass each`,
       );
       // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
-      // (and the bigger steps with every matmul on each tile: wideFrom 1 = always wide, Infinity = never)
       const T = 'data/models/target';
       const cases: [string, number, number, number][] = QUICK
         ? [['data/models/draft', 1, 16, 1]]
@@ -483,7 +479,7 @@ async function main(): Promise<void> {
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(
-          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, wide tile from ${k.wideFrom} rows, shared from ${k.sharedFrom}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${k.sharedFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
         );
       }
       // the matmul tile against the step's size: the whole step's GPU time with the default

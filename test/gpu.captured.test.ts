@@ -60,7 +60,7 @@ describe('captured WebGPU path on SwiftShader', () => {
 
   it('greedy tokens equal the HF oracle (fp32 and bf16 weights, batch of 2, ids chained on the GPU, steps submitted in parts)', () => {
     const r = get();
-    expect(r.greedy.length).toBe(16); // fp32, bf16; stepped, chained, and submitted in parts on the wide and the shared tile
+    expect(r.greedy.length).toBe(16); // fp32, bf16; stepped, chained, and submitted in parts on the decode and the shared tile
     for (const g of r.greedy) expect(g.got, `${g.format} ${g.prompt}`).toEqual(g.want);
   });
 

@@ -73,6 +73,8 @@ export class BlockManager {
   /** copy-on-write work for the model runner: [source block, destination block] */
   pendingCopies: [number, number][] = [];
   readonly stats: PrefixCacheStats = { queriedTokens: 0, hitTokens: 0 };
+  // liveTokens' per-block fill, all zero between calls
+  private filledScratch: Int32Array | null = null;
 
   constructor(options: BlockManagerOptions) {
     const { numBlocks, blockSize } = options;
@@ -302,18 +304,30 @@ export class BlockManager {
    * is the live-token share of lesson 3.
    */
   liveTokens(seqs: readonly Sequence[]): { liveTokens: number; seqTokens: number } {
+    // (the engine records this every step: typed scratch per block, not a Map, and only the
+    // blocks touched are cleared again)
     const bs = this.blockSize;
-    const filled = new Map<number, number>();
+    const filled = (this.filledScratch ??= new Int32Array(this.numBlocks));
+    const touched: number[] = [];
     let seqTokens = 0;
     for (const s of seqs) {
-      seqTokens += s.numComputedTokens;
-      s.blockTable.forEach((id, i) => {
-        const n = Math.max(0, Math.min(bs, s.numComputedTokens - i * bs));
-        filled.set(id, Math.max(filled.get(id) ?? 0, n));
-      });
+      const computed = s.numComputedTokens;
+      seqTokens += computed;
+      const table = s.blockTable;
+      for (let i = 0; i < table.length; i++) {
+        const n = Math.max(0, Math.min(bs, computed - i * bs));
+        const id = table[i];
+        if (n > filled[id]) {
+          if (filled[id] === 0) touched.push(id);
+          filled[id] = n;
+        }
+      }
     }
     let liveTokens = 0;
-    for (const n of filled.values()) liveTokens += n;
+    for (const id of touched) {
+      liveTokens += filled[id];
+      filled[id] = 0;
+    }
     return { liveTokens, seqTokens };
   }
 

@@ -13,7 +13,6 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
-  MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -109,7 +108,6 @@ const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 // every matmul tile, named as the checks print them
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
-  [' wide', MATMUL_TILE_WIDE],
   [' shared', MATMUL_TILE_SHARED],
 ] as const;
 
@@ -141,7 +139,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
   const sg = ctx.info.subgroups32;
   for (let c = 0; c < (options.cases ?? 2); c++) {
     // ---- matmuls: every epilogue, both weight formats, with and without the norm prologue
-    // (the decode tile and the wide one)
+    // (the decode tile and the shared-memory one)
     for (const [tileName, tile] of MATMUL_TILES) {
       for (const format of ['f32', 'bf16'] as WeightFormat[]) {
         for (const epilogue of ['store', 'residual', 'siluMul'] as MatmulSpec['epilogue'][]) {

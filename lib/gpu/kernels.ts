@@ -113,17 +113,10 @@ export type MatmulTile = LaneTile | SharedTile;
 export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 4 };
 
 /**
- * The wide tile, for steps of many tokens (prefill chunks, big batches): each weight load serves
- * 16 tokens and each token row 8 weight rows, so the weights and inputs are re-read from the
- * cache a quarter and a half as often as with the decode tile.
- */
-export const MATMUL_TILE_WIDE: LaneTile = { kind: 'lanes', rows: 8, lanes: 32, tokens: 16 };
-
-/**
- * The shared-memory tile, for steps of many tokens: 32 weight rows x 32 tokens per workgroup of
- * 64 threads. Each weight and input value is read from memory once per workgroup (staged in
- * shared memory), and each thread's 4 x 4 results take 16 multiply-adds per two vec4 reads of
- * shared memory, against one weight load per 16 (wide tile) or 4 (decode tile) in the lane tiles.
+ * The shared-memory tile, for steps of many tokens (prefill chunks, big batches): 32 weight rows x
+ * 32 tokens per workgroup of 64 threads. Each weight and input value is read from memory once per
+ * workgroup (staged in shared memory), and each thread's 4 x 4 results take 16 multiply-adds per
+ * two vec4 reads of shared memory, where the decode tile loads a weight vector per 4 tokens.
  */
 export const MATMUL_TILE_SHARED: SharedTile = { kind: 'shared', rows: 32, tokens: 32 };
 

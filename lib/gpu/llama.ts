@@ -26,7 +26,6 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
-  MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -54,23 +53,19 @@ export interface GpuLlamaOptions {
    * first layers while the CPU still encodes the rest; default SUBMIT_EVERY
    */
   submitEvery?: number;
-  /** matmuls of at least this many input rows use the wide tile (MATMUL_TILE_WIDE); default WIDE_FROM */
-  wideFrom?: number;
-  /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED; before the wide one); default SHARED_FROM */
+  /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
   sharedFrom?: number;
 }
 
 /**
- * GpuLlama's default for wideFrom: from this many rows a matmul runs with the wide tile (16
- * tokens per weight load), below it with the decode tile (4), which keeps more workgroups busy.
- * bench:captured's tileCompare on the H200 (7766a15, whole-step GPU time, the two tiles in
- * turns): the wide tile lost at 8, 32 and 64 rows (64 x 1 tokens: 1321 vs 1064 us; 1 x 64:
- * 755 vs 708 us) and won at 256 (4 x 64 tokens: 1614 vs 1715 us), hence 128.
+ * GpuLlama's default for sharedFrom: from this many rows a matmul runs on the shared-memory tile,
+ * below it on the decode tile, whose many small workgroups keep the GPU busier. bench:captured's
+ * tileCompare on the H200 (0d9bee9, whole-step GPU time, each tile forced in turns; a slow machine
+ * start, 6.1 us a dispatch): decode / shared tile 872 / 2615 us at batch 8, 818 / 921 at batch
+ * 64, 532 / 819 at 1 x 64 tokens, 854 / 864 at 2 x 64, 1405 / 1034 at 4 x 64; an 8 x 16 lane
+ * tile (since removed) took 824 and 1299 on the last two. Hence 128.
  */
-export const WIDE_FROM = 128;
-
-/** GpuLlama's default for sharedFrom: from this many rows a matmul runs on the shared-memory tile. */
-export const SHARED_FROM = 64;
+export const SHARED_FROM = 128;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
@@ -132,14 +127,9 @@ interface Dispatch {
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
   count: (n: number, m: number) => number | [number, number];
   /**
-   * a matmul's other tiles: the shared-memory one, run when the matmul has at least `sharedFrom`
-   * input rows, else the wide one from `wideFrom` rows
+   * a matmul's shared-memory tile, run when the matmul has at least `sharedFrom` input rows
    */
-  tiles?: {
-    rows: (n: number, m: number) => number;
-    wide: TileVariant;
-    shared: TileVariant;
-  };
+  shared?: TileVariant & { rows: (n: number, m: number) => number };
 }
 
 /** A matmul dispatch on another tile. */
@@ -168,8 +158,6 @@ export class GpuLlama {
   readonly stats: GpuStepStats;
   /** dispatches per submit in `step` (GpuLlamaOptions.submitEvery); may be changed between steps */
   submitEvery: number;
-  /** input rows from which a matmul uses the wide tile (GpuLlamaOptions.wideFrom); may be changed between steps */
-  wideFrom: number;
   /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
   sharedFrom: number;
 
@@ -200,11 +188,8 @@ export class GpuLlama {
     this.submitEvery = options.submitEvery ?? SUBMIT_EVERY;
     if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0)
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
-    this.wideFrom = options.wideFrom ?? WIDE_FROM;
     this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
-    for (const [k, v] of Object.entries({ wideFrom: this.wideFrom, sharedFrom: this.sharedFrom })) {
-      if (!(v >= 1)) throw new Error(`GpuLlama: ${k} must be at least 1 (Infinity: never), got ${v}`);
-    }
+    if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -215,7 +200,7 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_WIDE.tokens, MATMUL_TILE_SHARED.tokens); // the matmul reads whole tiles of rows indices
+    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_SHARED.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -319,12 +304,11 @@ export class GpuLlama {
       ...Object.fromEntries(
         Object.entries(specs).flatMap(([k, spec]) => [
           [k, mm(spec)],
-          [`${k}Wide`, mm({ ...spec, tile: MATMUL_TILE_WIDE })],
           [`${k}Shared`, mm({ ...spec, tile: MATMUL_TILE_SHARED })],
         ]),
       ),
     } as Record<
-      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}${'Wide' | 'Shared'}`,
+      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared`,
       Promise<GPUComputePipeline>
     >;
 
@@ -381,7 +365,7 @@ export class GpuLlama {
     const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
       this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
     };
-    // a matmul, with its other tiles; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    // a matmul, with its shared-memory tile; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
     const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
       const { R, rows } = specs[name];
       const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
@@ -392,11 +376,7 @@ export class GpuLlama {
       this.dispatches.push({
         name,
         ...variant(resolved[name], MATMUL_TILE),
-        tiles: {
-          rows: inputRows,
-          wide: variant(resolved[`${name}Wide`], MATMUL_TILE_WIDE),
-          shared: variant(resolved[`${name}Shared`], MATMUL_TILE_SHARED),
-        },
+        shared: { ...variant(resolved[`${name}Shared`], MATMUL_TILE_SHARED), rows: inputRows },
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
@@ -735,11 +715,9 @@ export class GpuLlama {
     }
   }
 
-  // the dispatch, or its matmul's tile for this many input rows
+  // the dispatch, or its matmul's shared-memory tile for this many input rows
   private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    if (!d.tiles) return d;
-    const rows = d.tiles.rows(n, m);
-    return rows >= this.sharedFrom ? d.tiles.shared : rows >= this.wideFrom ? d.tiles.wide : d;
+    return d.shared && d.shared.rows(n, m) >= this.sharedFrom ? d.shared : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

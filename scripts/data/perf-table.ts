@@ -102,16 +102,17 @@ function engineTable(dir: string): string[] {
     const cells = batches.map((B) => `${(med(B, 0) / med(B, rt.defaultSubmitEvery)).toFixed(2)}× at batch ${B}`);
     rows.push(`| a step submitted in parts of ${rt.defaultSubmitEvery} dispatches (the GPU starts while the CPU encodes): speed-up over one submit, the engine's kind of step | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
   }
-  const tiles = (captured?.result.kernelTimes as { tiles?: { batch: number; tokens: number; settings: { wideFrom: number | string; stepUsMedian: number }[] }[] } | undefined)?.tiles;
-  if (captured && tiles?.length) {
-    // where the default picks the wide tile: its gain over the decode tile; below that: what forcing it would do
-    const from = Number(tiles[0].settings[0].wideFrom);
-    const us = (t: (typeof tiles)[number], w: number | string) => t.settings.find((x) => x.wideFrom === w)!.stepUsMedian;
-    const shape = (t: (typeof tiles)[number]) => (t.batch === t.tokens ? `batch ${t.batch}` : `${t.batch} × ${t.tokens / t.batch} tokens`);
-    const chosen = tiles.filter((t) => t.tokens >= from).map((t) => `${x(us(t, 'never') / us(t, from))} at ${shape(t)}`);
-    const forced = tiles.filter((t) => t.tokens < from).map((t) => `${x(us(t, 'never') / us(t, 1))} at ${shape(t)}`);
+  type TileRow = { batch: number; tokens: number; settings: { tile?: string; sharedFrom?: number | string; stepUsMedian: number }[] };
+  const tiles = (captured?.result.kernelTimes as { tiles?: TileRow[] } | undefined)?.tiles;
+  if (captured && tiles?.length && tiles[0].settings[0].tile === 'default') {
+    // where the default picks the shared-memory tile: its gain over the decode tile; below that: what forcing it would do
+    const from = Number(tiles[0].settings[0].sharedFrom);
+    const us = (t: TileRow, tile: string) => t.settings.find((x) => x.tile === tile)!.stepUsMedian;
+    const shape = (t: TileRow) => (t.batch === t.tokens ? `batch ${t.batch}` : `${t.batch} × ${t.tokens / t.batch} tokens`);
+    const chosen = tiles.filter((t) => t.tokens >= from).map((t) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`);
+    const forced = tiles.filter((t) => t.tokens < from).map((t) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`);
     rows.push(
-      `| the wide matmul tile (16 tokens per weight load) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+      `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
     );
   }
   if (rows.length === 0) return [];

@@ -41,13 +41,12 @@ async function main(): Promise<void> {
     );
     prompts.forEach((p, b) => greedy.push({ format: `${format} chained`, prompt: p.name, got: chain.ids[b], want: r.tokens[b].slice(0, 5) }));
     // the engine's kind of step (ids read back each step), submitted in parts of 4 dispatches,
-    // every matmul on the wide tile, then on the shared-memory tile
+    // every matmul on the decode tile, then on the shared-memory tile
     m.submitEvery = 4;
-    for (const [tile, wideFrom, sharedFrom] of [
-      ['wide', 1, Infinity],
-      ['shared', Infinity, 1],
+    for (const [tile, sharedFrom] of [
+      ['decode', Infinity],
+      ['shared', 1],
     ] as const) {
-      m.wideFrom = wideFrom;
       m.sharedFrom = sharedFrom;
       let step = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })));
       const parts: number[][] = prompts.map((_, b) => [step.ids[b]]);

@@ -13,7 +13,7 @@
  *   5. where a step's GPU time goes (adapters with timestamp queries): each kernel timed alone,
  *      the whole step in one pass, and the floor of one dependent dispatch.
  *
- *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR] [--sections 3,5]
+ *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR] [--sections 3,5] [--shared-tiles 32x32,32x16]
  *
  * On a machine without a GPU it runs on SwiftShader (CPU Vulkan) when Chromium is installed:
  * correct, slow, for checking only (`--quick`). Writes data/bench/webgpu/captured-webgpu.json
@@ -30,9 +30,9 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, SHARED_FROM, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
-import type { WeightFormat } from '../lib/gpu/kernels';
+import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
 import { loadModel } from '../lib/model/load';
 import { checkAgainstOracle, type OracleDecoder, type OracleReport } from '../lib/oracle/hf';
@@ -46,6 +46,14 @@ const STEPS = QUICK ? 4 : 64;
 const PROMPT = 32;
 /** which numbered sections to run (default all; a partial record is for checking, not for committing) */
 const SECTIONS = new Set((flags.value('sections') ?? '1,2,3,4,5').split(',').map(Number));
+// section 5 with --shared-tiles 32x32,32x16,...: the shared-memory tile's shapes against each other
+const SHARED_TILES: SharedTile[] = (flags.value('shared-tiles') ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((s) => {
+    const [rows, tokens] = s.split('x').map(Number);
+    return { kind: 'shared', rows, tokens };
+  });
 
 /** The captured model as a one-sequence decoder for the oracle check. */
 function capturedDecoder(m: GpuLlama): OracleDecoder {
@@ -256,8 +264,9 @@ async function withFilledPool<T>(
   context: number,
   tokens: number,
   run: (m: GpuLlama, seqs: GpuStepSequence[]) => Promise<T>,
+  options: GpuLlamaOptions = {},
 ): Promise<T> {
-  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, context, batch * tokens), maxSeqs: batch });
+  const m = await loadGpuModel(ctx, dir, { maxTokens: Math.max(256, context, batch * tokens), maxSeqs: batch, ...options });
   try {
     const tables = contiguousTables(m, batch);
     const prompt = Array.from({ length: context }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
@@ -306,7 +315,7 @@ const TILE_SETTINGS = [
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
-async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4) {
+async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4, sharedTile?: SharedTile) {
   return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
     const us: number[][] = TILE_SETTINGS.map(() => []);
     for (let r = 0; r < rounds; r++) {
@@ -321,9 +330,10 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
+      ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
       settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: never(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
-  });
+  }, sharedTile ? { sharedTile } : {});
 }
 
 async function main(): Promise<void> {
@@ -502,7 +512,24 @@ async function main(): Promise<void> {
           `${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
         );
       }
-      result.kernelTimes = { floor, kernels, tiles };
+      // the shared tile's shape: each candidate against the decode tile on the steps it would take
+      const shapes = [];
+      for (const tile of SHARED_TILES) {
+        for (const [batch, tokens] of [
+          [64, 1],
+          [1, 64],
+          [2, 64],
+          [1, 128],
+          [4, 64],
+        ]) {
+          const t = await tileCompare(ctx, T, batch, 64, tokens, 4, tile);
+          shapes.push(t);
+          console.log(
+            `shared tile ${tile.rows}x${tile.tokens}, ${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
+          );
+        }
+      }
+      result.kernelTimes = { floor, kernels, tiles, ...(shapes.length > 0 ? { sharedTiles: shapes } : {}) };
     }
   }
 

@@ -32,6 +32,7 @@ import {
   type AttentionSpec,
   type MatmulSpec,
   type MatmulTile,
+  type SharedTile,
   type WeightFormat,
 } from './kernels';
 
@@ -55,6 +56,8 @@ export interface GpuLlamaOptions {
   submitEvery?: number;
   /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
   sharedFrom?: number;
+  /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
+  sharedTile?: SharedTile;
 }
 
 /**
@@ -162,6 +165,7 @@ export class GpuLlama {
   sharedFrom: number;
 
   private readonly ctx: GpuContext;
+  private readonly sharedTile: SharedTile;
   private readonly buffers: GPUBuffer[] = [];
   private readonly dispatches: Dispatch[] = [];
   /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
@@ -200,7 +204,8 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_SHARED.tokens); // the matmul reads whole tiles of rows indices
+    this.sharedTile = options.sharedTile ?? MATMUL_TILE_SHARED;
+    const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -304,7 +309,7 @@ export class GpuLlama {
       ...Object.fromEntries(
         Object.entries(specs).flatMap(([k, spec]) => [
           [k, mm(spec)],
-          [`${k}Shared`, mm({ ...spec, tile: MATMUL_TILE_SHARED })],
+          [`${k}Shared`, mm({ ...spec, tile: this.sharedTile })],
         ]),
       ),
     } as Record<
@@ -376,7 +381,7 @@ export class GpuLlama {
       this.dispatches.push({
         name,
         ...variant(resolved[name], MATMUL_TILE),
-        shared: { ...variant(resolved[`${name}Shared`], MATMUL_TILE_SHARED), rows: inputRows },
+        shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows },
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);

@@ -141,6 +141,7 @@ describe('LLM', () => {
     expect(llm.engine.numUnfinished()).toBe(0);
     expect(() => new LLMEngine(lm.model, null, { blockSize: 0 })).toThrow(/blockSize must be a positive integer/);
     expect(() => new LLMEngine(lm.model, null, { maxModelLen: 5000 })).toThrow(/exceeds the model's context/);
+    expect(() => new LLMEngine(lm.model, null, { watermark: 1 })).toThrow(/watermark must be a number in \[0, 1\), got 1/);
     expect(() => new LLMEngine(lm.model, null, { maxNumSeq: 3 } as never)).toThrow(/unknown engine option 'maxNumSeq'/);
   });
 

@@ -87,6 +87,15 @@ describe('engine greedy outputs equal generate()', () => {
     expect(steps.reduce((a, s) => a + s.preempted.length, 0)).toBeGreaterThan(0);
   });
 
+  it('a watermark of free blocks on admission: fewer preemptions, the same outputs', async () => {
+    const config = { blockSize: 4, numBlocks: 40, maxNumSeqs: 8, maxNumBatchedTokens: 64 };
+    const preemptions = (steps: { preempted: number[] }[]) => steps.reduce((a, s) => a + s.preempted.length, 0);
+    const none = await runEngine({ ...config, watermark: 0 });
+    const kept = await runEngine({ ...config, watermark: 0.25 });
+    expectSame(kept.got);
+    expect(preemptions(kept.steps)).toBeLessThan(preemptions(none.steps));
+  });
+
   it('prefix caching: requests sharing a system prompt hit the cache and still match', async () => {
     // the shared-prefix prompts arrive after the first of them has finished its prefill
     const { got, steps } = await runEngine({ blockSize: 8, maxNumSeqs: 4 }, [9, 0, 1, 2, 10, 11, 3, 4, 5, 6, 7, 8]);

@@ -28,6 +28,12 @@ export interface EngineConfig {
   enablePrefixCaching: boolean;
   /** 'continuous' (default) or 'static' (fixed batches, each waits for its longest member) */
   policy: SchedulerPolicy;
+  /**
+   * share of the pool's blocks a continuous admission leaves free for the running sequences to
+   * grow into (vLLM's watermark, default 0.01): admitting into the last free blocks means
+   * preempting someone a few steps later, and recomputing them
+   */
+  watermark: number;
   /** how the paged cache writes (default 'auto': in place on wasm/cpu) */
   cacheMode: PagedWriteMode;
   /** keep a snapshot of every block table in each step's metrics (for the block-table view; default false) */
@@ -74,6 +80,7 @@ const KNOWN: readonly (keyof EngineConfig)[] = [
   'enableChunkedPrefill',
   'enablePrefixCaching',
   'policy',
+  'watermark',
   'cacheMode',
   'recordBlockTables',
   'speculative',
@@ -100,6 +107,7 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
     enableChunkedPrefill: given.enableChunkedPrefill ?? true,
     enablePrefixCaching: given.enablePrefixCaching ?? true,
     policy: given.policy ?? 'continuous',
+    watermark: given.watermark ?? 0.01,
     cacheMode: given.cacheMode ?? 'auto',
     recordBlockTables: given.recordBlockTables ?? false,
     speculative: resolveSpeculative(given.speculative ?? null),
@@ -111,6 +119,7 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
   (['blockSize', 'numBlocks', 'maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen'] as const).forEach(posInt);
   if (c.maxModelLen > modelContext) throw new Error(`maxModelLen ${c.maxModelLen} exceeds the model's context (${modelContext})`);
   if (c.policy !== 'continuous' && c.policy !== 'static') throw new Error(`policy must be 'continuous' or 'static', got '${String(c.policy)}'`);
+  if (typeof c.watermark !== 'number' || !(c.watermark >= 0 && c.watermark < 1)) throw new Error(`watermark must be a number in [0, 1), got ${String(c.watermark)}`);
   if (!['auto', 'inplace', 'scatter'].includes(c.cacheMode)) throw new Error(`cacheMode must be 'auto', 'inplace' or 'scatter', got '${String(c.cacheMode)}'`);
   for (const k of ['enableChunkedPrefill', 'enablePrefixCaching', 'recordBlockTables'] as const) {
     if (typeof c[k] !== 'boolean') throw new Error(`${k} must be a boolean, got ${String(c[k])}`);

@@ -7,7 +7,8 @@
 //      block pool cannot give a sequence its slots, the most recently admitted running
 //      sequence is preempted (its blocks freed; it recomputes later from its tokens).
 //   2. then waiting sequences, oldest first, while the budget, maxNumSeqs and free blocks
-//      allow (none after a preemption in the same step).
+//      allow (none after a preemption in the same step), leaving `watermark` of the pool free
+//      for the running sequences' next blocks (vLLM's watermark; a lone request always starts).
 // speculative decoding (lesson 4, batched): a decode also reserves one slot per drafted token
 //   (vLLM's lookahead slots; the sequence's gammaPolicy says how many it wants): the target
 //   verifies 1 + gamma tokens, and each counts against the token budget and needs a KV slot.
@@ -62,6 +63,8 @@ export class Scheduler {
   private readonly hasDraftCache: boolean;
   /** longest a sequence may get: min(maxModelLen, tokens the pool holds) */
   readonly maxSeqLen: number;
+  /** blocks a continuous admission leaves free (EngineConfig.watermark) */
+  private readonly watermarkBlocks: number;
 
   constructor(
     config: EngineConfig,
@@ -73,6 +76,7 @@ export class Scheduler {
     this.maxNumBatchedTokens = config.maxNumBatchedTokens;
     this.chunkedPrefill = config.policy === 'continuous' && config.enableChunkedPrefill;
     this.maxSeqLen = Math.min(config.maxModelLen, config.numBlocks * config.blockSize);
+    this.watermarkBlocks = config.policy === 'continuous' ? Math.floor(config.watermark * config.numBlocks) : 0;
   }
 
   /** Queue a new sequence (FCFS: at the back). */
@@ -132,6 +136,7 @@ export class Scheduler {
       }
       // blocks for what this step computes (later chunks get theirs as they run), or the static reservation
       const reserve = this.policy === 'continuous' ? cached + n : this.reserveTokens(seq);
+      if (this.running.length > 0 && this.blockManager.numFreeBlocks - this.blockManager.blocksFor(reserve) < this.watermarkBlocks) break;
       if (!this.admit(seq, reserve, out)) break;
       out.scheduled.push({ seq, numNewTokens: n });
       budget -= n;

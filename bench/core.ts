@@ -22,7 +22,7 @@
  * --decode-step on|off (wasm: the fused decode step, one wasm call per decoder layer, default on;
  * off = tfjs ops one by one, the baseline).
  * --gemm (wasm, alone): only the decode-matmul sweep: the model's matmuls of one step at M = 1..8
- * rows (--rows), XNNPACK vs our streaming GEMV and register-blocked GEMM, f32 and bf16, on one
+ * rows (--rows), XNNPACK vs our register-blocked GEMM over the tiled weights, f32 and bf16, on one
  * thread and on the thread pool (--threads 2; medians of --repeats 15 interleaved rounds)
  * -> data/bench/core-gemm.json.
  * Paths resolve from the working directory, never the bundle.
@@ -42,7 +42,7 @@ import { llamaSizes, type LlamaConfig } from '../lib/model/config';
 import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
-import { GEMV_MAX_ROWS, gemvKernelName, useWasmGemv } from '../lib/model/kernels/wasmGemv';
+import { GEMV_MAX_ROWS, gemvKernelName, gemvWeights, useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import { DECODE_LAYER, useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
@@ -750,25 +750,31 @@ interface GemmSweepRow {
 }
 
 /**
- * One decode step's matmuls at M rows, every way we have: XNNPACK (tf.matMul), our two kernels
- * called directly (gemv streams W, gemm register-blocks; f32 and bf16 weights), and the thread
- * pool (the kernel gemvKernelName picks, columns split over T threads; x and out copied in and
- * out, as llama.ts pays). Rounds interleave the variants, so a busy moment hits them all.
+ * One decode step's matmuls at M rows, every way we have: XNNPACK (tf.matMul), our kernel called
+ * directly over the tiled weights (gemm f32, gemmBf16 bf16), and the thread pool (columns split
+ * over T threads; x and out copied in and out, as llama.ts pays). Rounds interleave the variants,
+ * so a busy moment hits them all.
  */
 async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], repeats: number): Promise<GemmSweepRow[]> {
   const be = tf.backend() as unknown as WasmBackendLike;
   const k = cpuKernelsFor(be);
   const w = model.weights;
+  // each matrix [K, N] three ways: [K, N] f32 for XNNPACK, the GEMV's f32 tiles (made here: the
+  // model holds bf16 ones) and its bf16 tiles
+  const mat = (f32: tf.Tensor2D, bf16: tf.Tensor2D | undefined) => {
+    const [K, N] = f32.shape;
+    if (!bf16) throw new Error('--gemm needs the bf16 packed weights (wasm backend)');
+    return { f32, tiles: gemvWeights(f32.dataSync() as Float32Array, K, N, 'f32'), bf16, K, N };
+  };
   const mats = [
     ...w.layers.flatMap((L) => [
-      { f32: L.wqkv, bf16: L.packed?.wqkv },
-      { f32: L.wo, bf16: L.packed?.wo },
-      { f32: L.wGateUp, bf16: L.packed?.wGateUp },
-      { f32: L.wDown, bf16: L.packed?.wDown },
+      mat(L.wqkv, L.packed?.wqkv),
+      mat(L.wo, L.packed?.wo),
+      mat(L.wGateUp, L.packed?.wGateUp),
+      mat(L.wDown, L.packed?.wDown),
     ]),
-    { f32: w.lmHead, bf16: w.lmHeadPacked },
+    mat(w.lmHead, w.lmHeadPacked),
   ];
-  if (mats.some((m) => !m.bf16)) throw new Error('--gemm needs the bf16 packed weights (wasm backend)');
   const pools = threads.map((t) => new CpuThreadPool(t));
   const out: GemmSweepRow[] = [];
   try {
@@ -779,10 +785,10 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
         if (!t) xs.set(K, (t = tf.randomUniform([M, K], -1, 1, 'float32', K) as tf.Tensor2D)); // [M, K]
         return t;
       };
-      const direct = (name: 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16') => () => {
+      const direct = (name: 'gemm' | 'gemmBf16') => () => {
         for (const m of mats) {
-          const W = (name.endsWith('Bf16') ? m.bf16 : m.f32) as tf.Tensor2D;
-          const [K, N] = m.f32.shape;
+          const W = name.endsWith('Bf16') ? m.bf16 : m.tiles;
+          const { K, N } = m;
           const o = be.makeOutput([M, N], 'float32');
           k[name](offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N, 0, N);
           tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
@@ -790,8 +796,8 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
       };
       const pooled = (pool: CpuThreadPool, bf16: boolean) => () => {
         for (const m of mats) {
-          const W = (bf16 ? m.bf16 : m.f32) as tf.Tensor2D;
-          const [K, N] = m.f32.shape;
+          const W = bf16 ? m.bf16 : m.tiles;
+          const { K, N } = m;
           pool.gemv(
             x(K).dataSync() as Float32Array,
             M,
@@ -801,14 +807,12 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
       };
       const variants: Record<string, () => void> = {
         xnnpack: () => mats.forEach((m) => tf.matMul(x(m.f32.shape[0]), m.f32).dispose()),
-        gemv: direct('gemv'),
         gemm: direct('gemm'),
-        gemvBf16: direct('gemvBf16'),
         gemmBf16: direct('gemmBf16'),
       };
       pools.forEach((p) => {
-        variants[`${p.threads}t ${gemvKernelName(M, false)}`] = pooled(p, false);
-        variants[`${p.threads}t ${gemvKernelName(M, true)}`] = pooled(p, true);
+        variants[`${p.threads}t ${gemvKernelName(false)}`] = pooled(p, false);
+        variants[`${p.threads}t ${gemvKernelName(true)}`] = pooled(p, true);
       });
       const times: Record<string, number[]> = {};
       for (const [name, run] of Object.entries(variants)) {
@@ -834,6 +838,7 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
     }
   } finally {
     pools.forEach((p) => p.dispose());
+    mats.forEach((m) => m.tiles.dispose());
   }
   return out;
 }
@@ -855,7 +860,7 @@ async function gemmMain(opt: Options): Promise<void> {
     repeats,
     sweep,
     notes: [
-      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul; gemv/gemm = our kernels called directly on one thread; Nt = the thread pool (x and out copied in and out), with the kernel gemvKernelName picks",
+      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul; gemm, gemmBf16 = our kernels called directly on one thread; Nt = the thread pool (x and out copied in and out)",
     ],
   };
   const file = writeBenchJson('core-gemm', result, { dir: path.dirname(opt.out) });

@@ -10,8 +10,9 @@ import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../li
 import {
   GEMV_MAX_ROWS,
   gemvKernelName,
-  packBf16Columns,
-  TILED_FROM_ROWS,
+  gemvWeights,
+  packTilesBf16,
+  packTilesF32,
   wasmGemv,
   wasmGemvAvailable,
 } from '../lib/model/kernels/wasmGemv';
@@ -148,18 +149,19 @@ describe('fused kernels = their tfjs op chains', () => {
 });
 
 describe('decode GEMV = tf.matMul', () => {
-  // both loops (the streaming GEMV and the register-blocked GEMM) at every M of a decode step,
-  // whichever wasmGemv would pick: they must equal tf.matMul and give each other's bits
-  it('f32 weights, and bf16 pairs = tf.matMul over the bf16-rounded weights, every M in 1..8, both kernels', () => {
+  const be = () => tf.backend() as unknown as WasmBackendLike;
+  // out[:, n0:n1] of x @ W by one kernel, W its tiles (gemvWeights); out's other columns stay 0
+  const run = (name: 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number, n0 = 0, n1 = N): tf.Tensor2D => {
+    const [M, K] = x.shape;
+    const out = be().makeOutput([M, N], 'float32');
+    new Float32Array(be().wasm.asm!.memory!.buffer, offsetOf(be(), out), M * N).fill(0);
+    cpuKernelsFor(be())[name](offsetOf(be(), x), offsetOf(be(), w), offsetOf(be(), out), M, K, N, n0, n1);
+    return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  };
+
+  // both formats at every M of a decode step, through wasmGemv and the kernels called directly
+  it('f32 tiles, and bf16 tiles = tf.matMul over the bf16-rounded weights, every M in 1..8', () => {
     const start = tf.memory().numTensors;
-    const be = tf.backend() as unknown as WasmBackendLike;
-    const k = cpuKernelsFor(be);
-    const run = (name: 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number): tf.Tensor2D => {
-      const [M, K] = x.shape;
-      const out = be.makeOutput([M, N], 'float32');
-      k[name](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
-      return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
-    };
     for (let M = 1; M <= 8; M++) {
       const [K, N] = [size(4, 300, 4), size(8, 2100, 8)];
       tf.tidy(() => {
@@ -167,39 +169,86 @@ describe('decode GEMV = tf.matMul', () => {
         const w = rand([K, N]) as tf.Tensor2D;
         const values = w.dataSync() as Float32Array;
         const rounded = tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]); // [K, N]
-        const packed = tf.tensor2d(packBf16Columns(values, K, N), [K, N / 2], 'int32'); // [K, N/2]
+        const tiles = gemvWeights(values, K, N, 'f32'); // [K/4, 4N]
+        const packed = gemvWeights(values, K, N, 'bf16'); // [K/4, 2N] int32
         const shape = `M=${M} K=${K} N=${N}`;
         const tol = 1e-6 * K;
         const f32 = tf.matMul(x, w);
         const bf16 = tf.matMul(x, rounded);
-        expect(maxDiff(wasmGemv(x, w), f32), `f32 ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(wasmGemv(x, tiles), f32), `f32 ${shape}`).toBeLessThan(tol);
         expect(maxDiff(wasmGemv(x, packed), bf16), `bf16 ${shape}`).toBeLessThan(tol);
-        expect(maxDiff(run('gemm', x, w, N), f32), `f32 gemm ${shape}`).toBeLessThan(tol);
+        expect(maxDiff(run('gemm', x, tiles, N), f32), `f32 gemm ${shape}`).toBeLessThan(tol);
         expect(maxDiff(run('gemmBf16', x, packed, N), bf16), `bf16 gemm ${shape}`).toBeLessThan(tol);
-        expect(maxDiff(run('gemm', x, w, N), run('gemv', x, w, N)), `f32 gemm = gemv ${shape}`).toBe(0);
-        expect(maxDiff(run('gemmBf16', x, packed, N), run('gemvBf16', x, packed, N)), `bf16 gemm = gemv ${shape}`).toBe(0);
       });
     }
     expect(tf.memory().numTensors).toBe(start);
   });
 
-  it('gemvKernelName streams W for a row or two and register-blocks from TILED_FROM_ROWS', () => {
-    expect(gemvKernelName(1, false)).toBe('gemv');
-    expect(gemvKernelName(1, true)).toBe('gemvBf16');
-    expect(gemvKernelName(8, false)).toBe('gemm');
-    expect(gemvKernelName(8, true)).toBe('gemmBf16');
-    expect(gemvKernelName(TILED_FROM_ROWS.f32 - 1, false)).toBe('gemv');
-    expect(gemvKernelName(TILED_FROM_ROWS.bf16, true)).toBe('gemmBf16');
+  // the summation order the kernels keep (out[m, n] sums k in order from 0, one rounding per
+  // product and per add; no FMA in wasm SIMD), written out in JS: the kernels' bits exactly, so
+  // the tiled layout changed no sum (the [K, N] kernels before it gave these bits too)
+  const orderedSum = (x: Float32Array, w: Float32Array, M: number, K: number, N: number): Float32Array => {
+    const out = new Float32Array(M * N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc = Math.fround(acc + Math.fround(x[m * K + k] * w[k * N + n]));
+        out[m * N + n] = acc;
+      }
+    }
+    return out;
+  };
+
+  it("every kernel gives the bits of the k-ordered sum, every M in 1..8, the models' shapes and column splits", () => {
+    const start = tf.memory().numTensors;
+    // [K, N]: the target's qkv, o, gate-up and down; random-125m's qkv and down; the test models' odd sizes
+    const shapes = [[384, 640], [384, 384], [384, 2048], [1024, 384], [576, 960], [1536, 576], [48, 160], [72, 48], [40, 136]];
+    for (let M = 1; M <= 8; M++) {
+      const [K, N] = shapes[M % shapes.length];
+      tf.tidy(() => {
+        const x = rand([M, K]) as tf.Tensor2D;
+        const w = rand([K, N]) as tf.Tensor2D;
+        const values = w.dataSync() as Float32Array;
+        const xs = x.dataSync() as Float32Array;
+        const tiles = gemvWeights(values, K, N, 'f32');
+        const packed = gemvWeights(values, K, N, 'bf16');
+        const want = { f32: orderedSum(xs, values, M, K, N), bf16: orderedSum(xs, bf16ToF32(f32ToBf16(values)), M, K, N) };
+        const shape = `M=${M} K=${K} N=${N}`;
+        // the thread pool's split: [0, N) in 3 shares of whole 8-column groups
+        const cuts = [0, 1, 2, 3].map((i) => 8 * Math.floor((N / 8) * (i / 3)));
+        for (const name of ['gemm', 'gemmBf16'] as const) {
+          const w = name.endsWith('Bf16') ? packed : tiles;
+          const expected = name.endsWith('Bf16') ? want.bf16 : want.f32;
+          expect(Array.from(run(name, x, w, N).dataSync()), `${name} ${shape}`).toEqual(Array.from(expected));
+          const parts = cuts.slice(1).map((n1, i) => run(name, x, w, N, cuts[i], n1)); // [M, N] each, its columns only
+          expect(Array.from(tf.addN(parts).dataSync()), `${name} ${shape}, split at ${cuts}`).toEqual(Array.from(expected));
+        }
+      });
+    }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('gemvKernelName picks the kernel by format; steps of up to 8 rows take it', () => {
+    expect(gemvKernelName(false)).toBe('gemm');
+    expect(gemvKernelName(true)).toBe('gemmBf16');
     expect(GEMV_MAX_ROWS).toBeLessThanOrEqual(8);
   });
 
-  it('packBf16Columns puts column j in the low half and 4 + j in the high half of each group of 8', () => {
-    const w = Float32Array.from({ length: 16 }, (_, i) => i + 1); // [1, 16]: exact in bf16
-    const packed = packBf16Columns(w, 1, 16);
+  it('the tiles: blocks of 4 rows, each tile 4 rows x one vector (4 f32 columns, 8 bf16), tiles in column order', () => {
+    const w = Float32Array.from({ length: 8 * 16 }, (_, i) => i + 1); // W [8, 16], W[k, n] = 16k + n + 1: exact in bf16
+    const tiles = packTilesF32(w, 8, 16);
+    // block 0, tile 0: rows 0..3 of columns 0..3; tile 1: columns 4..7
+    expect(Array.from(tiles.slice(0, 20))).toEqual([1, 2, 3, 4, 17, 18, 19, 20, 33, 34, 35, 36, 49, 50, 51, 52, 5, 6, 7, 8]);
+    expect(tiles[64]).toBe(65); // block 1 starts at W[4, 0]
+    const packed = packTilesBf16(w, 8, 16);
     const lo = Array.from(packed, (u) => bf16ToF32(Uint16Array.of(u & 0xffff))[0]);
     const hi = Array.from(packed, (u) => bf16ToF32(Uint16Array.of(u >>> 16))[0]);
-    expect(lo).toEqual([1, 2, 3, 4, 9, 10, 11, 12]);
-    expect(hi).toEqual([5, 6, 7, 8, 13, 14, 15, 16]);
+    // block 0, tile 0 row 0: columns 0..3 low, 4..7 high; row 1 next; tile 1 (columns 8..15) after 4 rows
+    expect(lo.slice(0, 8)).toEqual([1, 2, 3, 4, 17, 18, 19, 20]);
+    expect(hi.slice(0, 8)).toEqual([5, 6, 7, 8, 21, 22, 23, 24]);
+    expect(lo.slice(16, 20)).toEqual([9, 10, 11, 12]);
+    expect(lo[32]).toBe(65); // block 1
+    expect(() => packTilesF32(w, 8, 12)).toThrow(/multiple/);
   });
 });
 
@@ -243,8 +292,10 @@ describe('the GEMV over worker threads (shared memory)', () => {
           const x = rand([M, K]) as tf.Tensor2D;
           const w = rand([K, N]) as tf.Tensor2D;
           const values = w.dataSync() as Float32Array;
-          const packedValues = packBf16Columns(values, K, N);
-          const packed = tf.tensor2d(packedValues, [K, N / 2], 'int32');
+          const tiles = gemvWeights(values, K, N, 'f32');
+          const tileValues = tiles.dataSync() as Float32Array;
+          const packed = gemvWeights(values, K, N, 'bf16');
+          const packedValues = packed.dataSync() as Int32Array;
           const rounded = tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]); // [K, N]
           const xs = x.dataSync() as Float32Array;
           const shape = `M=${M} K=${K} N=${N}`;
@@ -252,7 +303,7 @@ describe('the GEMV over worker threads (shared memory)', () => {
             pool.gemv(
               xs,
               M,
-              pool.matrix(w, () => values, K, N, false),
+              pool.matrix(tiles, () => tileValues, K, N, false),
             ),
             [M, N],
           );
@@ -264,7 +315,7 @@ describe('the GEMV over worker threads (shared memory)', () => {
             ),
             [M, N],
           );
-          expect(maxDiff(f32, wasmGemv(x, w)), `f32 ${shape}`).toBe(0);
+          expect(maxDiff(f32, wasmGemv(x, tiles)), `f32 ${shape}`).toBe(0);
           expect(maxDiff(bf16, wasmGemv(x, packed)), `bf16 ${shape}`).toBe(0);
           expect(maxDiff(f32, tf.matMul(x, w)), `f32 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);
           expect(maxDiff(bf16, tf.matMul(x, rounded)), `bf16 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);

@@ -1,8 +1,8 @@
 // The fused wasm decode step (lib/model/kernels/wasmDecode.ts: one call into wasm per layer) gives
 // the logits of the op-by-op path (its baseline and oracle), on random models, f32 and bf16
-// weights, batch 1 and small batches of different lengths (masked slots; the streaming GEMV and
-// the register-blocked GEMM), over steps that grow the cache; it runs only where it applies, writes
-// the cache the op path then reads, and frees all.
+// weights (the GEMV's tiled copies), batch 1 and small batches of different lengths (masked
+// slots), over steps that grow the cache; it runs only where it applies, writes the cache the op
+// path then reads, and frees all.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 

@@ -11,7 +11,7 @@ import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan, typ
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
-import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, packBf16Columns, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, gemvWeights, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
 import { wasmDecodeLayer, wasmDecodeStepAvailable, type DecodeLayerWeights } from './kernels/wasmDecode';
 import type { CpuThreadPool } from './kernels/threads';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
@@ -32,11 +32,15 @@ export interface LayerWeights {
   wGateUp: tf.Tensor2D;
   /** down_proj [F, Dm] */
   wDown: tf.Tensor2D;
-  /** with cpuWeights 'bf16' on wasm: the four matrices as bf16 pairs for the GEMV (packBf16Columns) */
+  /** on wasm: the four matrices in the decode GEMV's tiles (gemvWeights), f32 or bf16 pairs */
   packed?: PackedMatrices;
 }
 
-/** A layer's matrices as int32 [in, out/2] of bf16 pairs, what the wasm GEMV reads. */
+/**
+ * A layer's matrices as the wasm GEMV reads them (gemvWeights): f32 tiles [in/4, 4 out], or with
+ * cpuWeights 'bf16' int32 tiles of bf16 pairs [in/4, 2 out]. A second copy of each matrix beside
+ * the [in, out] one that prefill's tf.matMul (XNNPACK) reads.
+ */
 export interface PackedMatrices {
   wqkv: tf.Tensor2D;
   wo: tf.Tensor2D;
@@ -46,8 +50,8 @@ export interface PackedMatrices {
 
 /**
  * How the weights are held on CPU: 'f32' (default, what the golden checks use), or 'bf16': every
- * matrix rounded to bf16, and on wasm also packed two per int32 so a decode step's GEMV reads half
- * the bytes (prefill still multiplies the rounded f32 copies through XNNPACK).
+ * matrix rounded to bf16, and on wasm the GEMV's copy packed two per int32 so a decode step reads
+ * half the bytes (prefill still multiplies the rounded f32 copies through XNNPACK).
  */
 export type CpuWeightFormat = 'f32' | 'bf16';
 
@@ -69,7 +73,7 @@ export interface LlamaWeights {
   finalNorm: tf.Tensor1D;
   /** lm_head, or the tied embedding, transposed [Dm, V] */
   lmHead: tf.Tensor2D;
-  /** with cpuWeights 'bf16' on wasm: lmHead as bf16 pairs [Dm, V/2] */
+  /** on wasm: lmHead in the GEMV's tiles (as LayerWeights.packed) */
   lmHeadPacked?: tf.Tensor2D;
 }
 
@@ -88,8 +92,8 @@ export interface ForwardOptions {
   onAttention?: (layer: number, probs: tf.Tensor4D, keyPositions: Int32Array) => void;
 }
 
-// bytes of weights (tensors plus XNNPACK's packed copies) the wasm backend can hold, with room
-// for activations and the KV cache
+// bytes of weights (tensors, the GEMV's tiled copies and XNNPACK's packed ones) the wasm backend
+// can hold, with room for activations and the KV cache
 const WASM_MEMORY_LIMIT = 3.6e9;
 
 /** RoPE inverse frequencies in fp32, as HF computes them: 1 / theta^(2i/D). [D/2] */
@@ -181,11 +185,13 @@ export class LlamaModel {
   static fromWeights(config: LlamaConfig, source: WeightSource, name = 'llama', options: ModelOptions = {}): LlamaModel {
     const format = options.cpuWeights ?? 'f32';
     if (format !== 'f32' && format !== 'bf16') throw new Error(`cpuWeights must be 'f32' or 'bf16', got '${String(format)}'`);
-    // tfjs-wasm is wasm32 (4 GB), and XNNPACK keeps a packed copy of every weight matrix
+    // tfjs-wasm is wasm32 (4 GB); XNNPACK keeps a packed copy of every weight matrix, and the
+    // decode GEMV its tiled one (half size for bf16)
     const bytes = llamaSizes(config).weightBytes;
-    if (tf.getBackend() === 'wasm' && 2 * bytes > WASM_MEMORY_LIMIT) {
+    const copies = format === 'f32' ? 3 : 2.5;
+    if (tf.getBackend() === 'wasm' && copies * bytes > WASM_MEMORY_LIMIT) {
       throw new Error(
-        `${name}: ${(bytes / 1e9).toFixed(1)} GB of fp32 weights (twice that with XNNPACK's packed copies) ` +
+        `${name}: ${(bytes / 1e9).toFixed(1)} GB of fp32 weights (${copies}x that with the GEMV's and XNNPACK's copies) ` +
           `do not fit the 4 GB the wasm backend can address; use the webgpu or tensorflow backend`,
       );
     }
@@ -199,14 +205,16 @@ export class LlamaModel {
       created.push(t);
       return t;
     };
-    // bf16: round a matrix [in, out] (disposing the f32 one) and pack it for the GEMV on wasm
+    // a matrix [in, out] -> itself (bf16: rounded, the f32 one disposed) and, on wasm, the GEMV's
+    // tiled copy (bf16: packed pairs), made once here
     const pack = tf.getBackend() === 'wasm' && wasmGemvAvailable(4, 8);
-    const bf16 = (t: tf.Tensor2D): { w: tf.Tensor2D; packed?: tf.Tensor2D } => {
-      if (format === 'f32') return { w: t };
+    const prepare = (t: tf.Tensor2D): { w: tf.Tensor2D; packed?: tf.Tensor2D } => {
       const [K, N] = t.shape;
+      const tileable = pack && K % 4 === 0 && N % 8 === 0;
+      if (format === 'f32') return { w: t, packed: tileable ? keep(gemvWeights(t.dataSync() as Float32Array, K, N, 'f32')) : undefined };
       const values = t.dataSync() as Float32Array;
       const w = keep(tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]));
-      const packed = pack && N % 8 === 0 && K % 4 === 0 ? keep(tf.tensor2d(packBf16Columns(values, K, N), [K, N / 2], 'int32')) : undefined;
+      const packed = tileable ? keep(gemvWeights(values, K, N, 'bf16')) : undefined;
       created.splice(created.indexOf(t), 1);
       t.dispose();
       return { w, packed };
@@ -223,10 +231,10 @@ export class LlamaModel {
             return tf.transpose(tf.concat([q, k, v], 0)) as tf.Tensor2D; // [Dm, (H+2Hkv)*D]
           }),
         );
-        const qkv = bf16(wqkv);
-        const o = bf16(keep(transposed(n.o, Dm, H * D)));
-        const gateUp = bf16(keep(tf.tidy(() => tf.transpose(tf.concat([mat(n.gate, F, Dm), mat(n.up, F, Dm)], 0)) as tf.Tensor2D))); // [Dm, 2F]
-        const down = bf16(keep(transposed(n.down, Dm, F)));
+        const qkv = prepare(wqkv);
+        const o = prepare(keep(transposed(n.o, Dm, H * D)));
+        const gateUp = prepare(keep(tf.tidy(() => tf.transpose(tf.concat([mat(n.gate, F, Dm), mat(n.up, F, Dm)], 0)) as tf.Tensor2D))); // [Dm, 2F]
+        const down = prepare(keep(transposed(n.down, Dm, F)));
         const packed =
           qkv.packed && o.packed && gateUp.packed && down.packed
             ? { wqkv: qkv.packed, wo: o.packed, wGateUp: gateUp.packed, wDown: down.packed }
@@ -244,13 +252,13 @@ export class LlamaModel {
       let embed: tf.Tensor2D | null = null;
       let head: { w: tf.Tensor2D; packed?: tf.Tensor2D };
       if (config.tieWordEmbeddings) {
-        head = bf16(keep(transposed(EMBED_NAME, V, Dm)));
+        head = prepare(keep(transposed(EMBED_NAME, V, Dm)));
       } else {
         if (resolveWeight(source, LM_HEAD_NAME) === null) {
           throw new Error(`${source.description}: config has tie_word_embeddings = false but there is no '${LM_HEAD_NAME}'`);
         }
         embed = keep(format === 'bf16' ? tf.tensor2d(bf16ToF32(f32ToBf16(read(EMBED_NAME, [V, Dm]))), [V, Dm]) : mat(EMBED_NAME, V, Dm));
-        head = bf16(keep(transposed(LM_HEAD_NAME, V, Dm)));
+        head = prepare(keep(transposed(LM_HEAD_NAME, V, Dm)));
       }
       const finalNorm = keep(tf.tensor1d(read(FINAL_NORM_NAME, [Dm])));
       return new LlamaModel(
@@ -270,7 +278,7 @@ export class LlamaModel {
     return { numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim };
   }
 
-  /** Bytes of weight tensors held (fp32, plus the packed bf16 copies with cpuWeights 'bf16'). */
+  /** Bytes of weight tensors held: the [in, out] matrices, plus on wasm the GEMV's tiled copies. */
   weightBytes(): number {
     let n = 0;
     for (const t of this.weightTensors()) n += t.size * 4;
@@ -387,11 +395,13 @@ export class LlamaModel {
   private decodeStepApplies(plan: StepPlan, options: ForwardOptions): boolean {
     const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F } = this.config;
     const B = plan.batchSize;
-    const bf16 = this.weights.layers[0].packed !== undefined;
+    const packed = this.weights.layers[0].packed;
+    const bf16 = packed?.wqkv.dtype === 'int32';
     return (
       plan.T === 1 &&
       !options.onAttention &&
       this.pool === null &&
+      packed !== undefined &&
       B <= (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) &&
       wasmDecodeStepAvailable(Dm, D, F) &&
       wasmGemvAvailable(Dm, (H + 2 * Hkv) * D) &&
@@ -419,7 +429,7 @@ export class LlamaModel {
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [B, Dm]
       this.weights.layers.forEach((L, layer) => {
         const kv = layer === 0 ? first : cache.writableLayer!(layer)!;
-        const m = L.packed ?? L; // the bf16 pairs when the model has them
+        const m = L.packed!; // the GEMV's tiles (decodeStepApplies)
         const w: DecodeLayerWeights = {
           attnNorm: L.attnNorm,
           wqkv: m.wqkv,
@@ -512,16 +522,16 @@ export class LlamaModel {
   }
 }
 
-// x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading the
-// bf16 pairs when the model has them), larger steps (batches, prefill) to tf.matMul (XNNPACK);
-// with a thread pool, the GEMV runs split across its threads
+// x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading W's
+// tiled copy, f32 or bf16 pairs, when the model has one), larger steps (batches, prefill) to
+// tf.matMul (XNNPACK) over W; with a thread pool, the GEMV runs split across its threads
 function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined, pool: CpuThreadPool | null): tf.Tensor2D {
   const [K, N] = W.shape;
   const rows = x.shape[0];
-  if (rows > GEMV_MAX_ROWS || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
-  const w = packed && rows <= GEMV_BF16_MAX_ROWS ? packed : W;
-  if (!pool) return wasmGemv(x, w);
-  const shared = pool.matrix(w, () => w.dataSync() as Float32Array | Int32Array, K, N, w === packed);
+  const bf16 = packed?.dtype === 'int32';
+  if (!packed || rows > (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
+  if (!pool) return wasmGemv(x, packed);
+  const shared = pool.matrix(packed, () => packed.dataSync() as Float32Array | Int32Array, K, N, bf16);
   return tf.tensor2d(pool.gemv(x.dataSync() as Float32Array, rows, shared), [rows, N]);
 }
 

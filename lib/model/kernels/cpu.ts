@@ -27,11 +27,9 @@ export interface CpuKernels {
     D: number,
   ): void;
   siluMul(gu: number, out: number, N: number, F: number): void;
-  /** out[:, n0:n1] of x [M, K] @ w [K, N] (n0, n1 multiples of 8) */
-  gemv(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  gemvBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  /** the same sums register-blocked over 4 rows x 8 columns (the skinny GEMM: several rows) */
+  /** out[:, n0:n1] of x [M, K] @ W [K, N] (n0, n1 multiples of 8), w W's f32 tiles (wasmGemv.ts) */
   gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /** the same with w W's bf16 tiles */
   gemmBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   /** one decoder layer of a decode step in one call (assembly/decode.ts; wasmDecode.ts registers it) */
   decodeLayer(
@@ -60,7 +58,6 @@ export interface CpuKernels {
     S: number,
     eps: number,
     bf16: number,
-    tiled: number,
   ): void;
   /** the bytes of decodeLayer's scratch buffer for S key slots */
   decodeScratchBytes(M: number, Dm: number, H: number, Hkv: number, D: number, F: number, S: number): number;

@@ -2,7 +2,8 @@
 // Node, and its memory is not shared, so this pool keeps its own shared WebAssembly.Memory: each
 // weight matrix is copied into it once (on first use), every thread instantiates the kernels
 // module over it (cpuKernels.generated.ts, the shared-memory build), and a GEMV is split by output
-// columns, the calling thread taking the first share. Per call: x is copied in, the workers are
+// columns, the calling thread taking the first share. A thread's columns are whole tiles of the
+// GEMV's weight layout (assembly/gemv.ts), so each reads its own contiguous runs of each block. Per call: x is copied in, the workers are
 // woken through Atomics (no messages), out is copied back.
 //
 // Control words (Int32Array at byte 0 of the shared memory):
@@ -15,8 +16,8 @@ import type { CpuKernels } from './cpu';
 import { CPU_KERNELS_SHARED_WASM } from './cpuKernels.generated';
 import { gemvKernelName } from './wasmGemv';
 
-// the kernels a job may name, by index (control word 2); gemvKernelName picks one by rows and format
-const KERNELS = ['gemv', 'gemvBf16', 'gemm', 'gemmBf16'] as const;
+// the kernels a job may name, by index (control word 2); gemvKernelName picks one by format
+const KERNELS = ['gemm', 'gemmBf16'] as const;
 
 const CONTROL_BYTES = 1024;
 const PAGE = 65536;
@@ -40,7 +41,7 @@ for (;;) {
 }
 `;
 
-/** A weight matrix [K, N] held in the pool's memory: f32, or bf16 pairs [K, N/2] (packBf16Columns). */
+/** A weight matrix [K, N] held in the pool's memory in the GEMV's tiles (gemvWeights): f32, or bf16 pairs. */
 export interface SharedMatrix {
   offset: number;
   K: number;
@@ -101,14 +102,15 @@ export class CpuThreadPool {
     const xAt = this.scratch.offset;
     const outAt = xAt + xBytes;
     new Float32Array(this.memory.buffer, xAt, M * K).set(x);
-    // columns in groups of 8, as even as they go
+    // columns in groups of 8, as even as they go: whole tiles of W (4 columns f32, 8 bf16) and of
+    // the kernel's 4 x 8 register block
     const groups = N / 8;
     const c = this.control;
     for (let i = 0; i < this.threads; i++) {
       c[16 + 2 * i] = 8 * Math.floor((groups * i) / this.threads);
       c[17 + 2 * i] = 8 * Math.floor((groups * (i + 1)) / this.threads);
     }
-    const kernel = gemvKernelName(M, w.bf16);
+    const kernel = gemvKernelName(w.bf16);
     c.set([KERNELS.indexOf(kernel), xAt, w.offset, outAt, M, K, N], 2);
     Atomics.store(c, 1, 0);
     Atomics.add(c, 0, 1);

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
-import { gemvKernelName } from './wasmGemv';
+import { gemvWeightShape } from './wasmGemv';
 
 /** The fused decode step's tfjs kernel name (tf.profile lists a decoder layer under it). */
 export const DECODE_LAYER = 'InferenceLabDecodeLayer';
@@ -33,7 +33,11 @@ export function wasmDecodeStepEnabled(): boolean {
   return enabled;
 }
 
-/** One layer's weights as decodeLayer reads them: [in, out] f32, or bf16 pairs [in, out/2] int32. */
+/**
+ * One layer's weights as decodeLayer reads them: the norms' gains, and each matrix [in, out] as the
+ * GEMV's tiled copy (gemvWeights in wasmGemv.ts: f32 tiles [in/4, 4 out], or bf16 pair tiles int32
+ * [in/4, 2 out]), the four in one format.
+ */
 export interface DecodeLayerWeights {
   attnNorm: tf.Tensor1D;
   wqkv: tf.Tensor2D;
@@ -70,21 +74,21 @@ const decodeLayerKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const [M, Dm] = t.x.shape;
   const [, , C, D] = t.k.shape;
   const bf16 = t.wqkv.dtype === 'int32';
-  const cols = (w: tf.TensorInfo) => (bf16 ? 2 * w.shape[1] : w.shape[1]);
-  const F = t.wDown.shape[0];
+  const [qkv, o, gateUp, down] = [t.wqkv, t.wo, t.wGateUp, t.wDown].map(gemvWeightShape); // [K, N] of each
+  const F = down.K;
   const ok =
     t.k.shape.join() === `${M},${Hkv},${C},${D}` &&
     t.v.shape.join() === t.k.shape.join() &&
     t.cos.shape.join() === `${M},${D}` &&
     t.sin.shape.join() === `${M},${D}` &&
     (!t.mask || t.mask.shape.join() === `${M},${span}`) &&
-    t.wqkv.shape[0] === Dm &&
-    cols(t.wqkv) === (H + 2 * Hkv) * D &&
-    t.wo.shape[0] === H * D &&
-    cols(t.wo) === Dm &&
-    t.wGateUp.shape[0] === Dm &&
-    cols(t.wGateUp) === 2 * F &&
-    cols(t.wDown) === Dm &&
+    qkv.K === Dm &&
+    qkv.N === (H + 2 * Hkv) * D &&
+    o.K === H * D &&
+    o.N === Dm &&
+    gateUp.K === Dm &&
+    gateUp.N === 2 * F &&
+    down.N === Dm &&
     [t.wo, t.wGateUp, t.wDown].every((w) => w.dtype === t.wqkv.dtype) &&
     slot < span &&
     span <= C;
@@ -96,7 +100,6 @@ const decodeLayerKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const out = be.makeOutput([M, Dm], 'float32');
   const scratch = be.makeOutput([k.decodeScratchBytes(M, Dm, H, Hkv, D, F, span) / 4], 'float32');
   const at = (x: tf.TensorInfo) => offsetOf(be, x);
-  const tiled = gemvKernelName(M, bf16).startsWith('gemm') ? 1 : 0;
   k.decodeLayer(
     at(t.x),
     at(out),
@@ -123,7 +126,6 @@ const decodeLayerKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
     span,
     eps,
     bf16 ? 1 : 0,
-    tiled,
   );
   be.disposeData(scratch.dataId);
   return out;

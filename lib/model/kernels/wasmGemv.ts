@@ -1,12 +1,14 @@
 // The decode matmul on tfjs-wasm: x [M, K] @ W [K, N] for a few rows M (batch-1 decode is M = 1),
 // wasm SIMD written in AssemblyScript (assembly/gemv.ts), run in tfjs-wasm's memory (cpu.ts).
-// Two weight formats:
-//   f32   W is the model's own [in, out] weight tensor, read where it lies
-//   bf16  W packed two bf16 per int32 [K, N/2] (packBf16Columns), widened to f32 inside the GEMV:
-//         half the weight bytes a decode step reads (the model's `cpuWeights: 'bf16'` option)
-// Two loops over the same sums (same bits): the streaming GEMV for 1-2 rows, the register-blocked
-// skinny GEMM from TILED_FROM_ROWS rows (gemvKernelName). llama.ts uses them for steps of at most
-// GEMV_MAX_ROWS rows on wasm; XNNPACK's matMul stays for larger steps (prefill).
+// The kernels read W in tiles (assembly/gemv.ts says why): a copy of the model's [in, out] weight
+// made once when the weights load (gemvWeights), in one of two formats:
+//   f32   [K/4, 4N] float32: [K/4, N/4, 4, 4], each tile 4 rows x 4 columns (packTilesF32)
+//   bf16  [K/4, 2N] int32: [K/4, N/8, 4, 4], each tile 4 rows x 8 columns of bf16 pairs
+//         (packTilesBf16), widened to f32 inside the GEMV: half the weight bytes a decode step
+//         reads (the model's `cpuWeights: 'bf16'` option)
+// One register-blocked loop serves every M (gemm, gemmBf16; gemvKernelName picks by format).
+// llama.ts uses it for steps of at most GEMV_MAX_ROWS rows on wasm; XNNPACK's matMul over the
+// [in, out] tensor stays for larger steps (prefill).
 
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -20,23 +22,17 @@ import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } fro
  * XNNPACK / ours f32 / ours bf16:
  *   M = 1: 7.3 / 5.8 / 4.6   M = 4: 9.6 / 10.5 / 9.4   M = 8: 16.7 / 16.2 / 16.8
  * ours is ahead or level at every M on one thread and splits over the thread pool's threads
- * (XNNPACK runs on one in Node), so every decode step up to 8 rows takes it.
+ * (XNNPACK runs on one in Node), so every decode step up to 8 rows takes it. (Measured with W in
+ * [K, N]; over the tiles ours is further ahead: M = 1 7.5-9.2 / 5.5-5.8 / 4.1-4.4, M = 8
+ * 17.7-22.2 / 14.2-14.4 / 14.6-14.7.)
  */
 export const GEMV_MAX_ROWS = 8;
 /** Rows up to which the bf16 GEMV runs (the same measurement). */
 export const GEMV_BF16_MAX_ROWS = 8;
 
-/**
- * Rows from which the register-blocked GEMM (gemm, gemmBf16) beats the streaming GEMV: the same
- * measurement, M = 3..8 f32 GEMV / GEMM 8.8/10.1 12.7/14.1 14.5/14.2 16.5/15.3 18.1/16.2, bf16
- * 9.0/8.1 10.6/9.4 13.6/13.8 15.5/14.3 18.2/15.4 20.1/16.8 ms.
- */
-export const TILED_FROM_ROWS = { f32: 6, bf16: 3 } as const;
-
-/** The kernel of the CPU module that computes a matmul of M rows (threads.ts hands the name to its workers). */
-export function gemvKernelName(M: number, bf16: boolean): 'gemv' | 'gemvBf16' | 'gemm' | 'gemmBf16' {
-  const tiled = M >= (bf16 ? TILED_FROM_ROWS.bf16 : TILED_FROM_ROWS.f32);
-  return bf16 ? (tiled ? 'gemmBf16' : 'gemvBf16') : tiled ? 'gemm' : 'gemv';
+/** The kernel of the CPU module for W's tiles in this format (threads.ts hands the name to its workers). */
+export function gemvKernelName(bf16: boolean): 'gemm' | 'gemmBf16' {
+  return bf16 ? 'gemmBf16' : 'gemm';
 }
 
 const GEMV = 'InferenceLabGemv';
@@ -48,32 +44,75 @@ export function useWasmGemv(on: boolean): void {
 }
 
 /**
- * W [K, N] f32 (row-major, [in, out]) -> [K, N/2] int32 of bf16 pairs (round to nearest even),
- * in the GEMV's order: in each group of 8 columns, int32 j holds column j (low half) and 4 + j
- * (high half). N % 8 == 0.
+ * W [K, N] f32 (row-major, [in, out]) -> the f32 GEMV's tiles [K/4, N/4, 4, 4]: tile (b, t) holds
+ * W[4b..4b+3, 4t..4t+3] row by row, 64 contiguous bytes. K % 4 == 0, N % 8 == 0.
  */
-export function packBf16Columns(w: Float32Array, K: number, N: number): Int32Array {
-  if (N % 8 !== 0 || w.length !== K * N)
-    throw new Error(`packBf16Columns: [${K}, ${N}] with ${w.length} values (N must be a multiple of 8)`);
-  const bits = f32ToBf16(w);
-  const out = new Int32Array((K * N) / 2);
-  for (let i = 0; i < (K * N) / 8; i++) {
-    for (let j = 0; j < 4; j++) out[4 * i + j] = bits[8 * i + j] | (bits[8 * i + 4 + j] << 16);
+export function packTilesF32(w: Float32Array, K: number, N: number): Float32Array {
+  checkTileable('packTilesF32', w, K, N);
+  const out = new Float32Array(K * N);
+  let i = 0;
+  for (let b = 0; b < K; b += 4) {
+    for (let t = 0; t < N; t += 4) {
+      for (let r = 0; r < 4; r++) {
+        for (let j = 0; j < 4; j++) out[i++] = w[(b + r) * N + t + j];
+      }
+    }
   }
   return out;
+}
+
+/**
+ * W [K, N] f32 -> the bf16 GEMV's tiles, int32 [K/4, N/8, 4, 4] of bf16 pairs (round to nearest
+ * even): tile (b, t) row r, lane j holds W[4b + r, 8t + j] in its low half and W[4b + r, 8t + 4 + j]
+ * in its high half, so one load widens to two f32x4 of adjacent columns. K % 4 == 0, N % 8 == 0.
+ */
+export function packTilesBf16(w: Float32Array, K: number, N: number): Int32Array {
+  checkTileable('packTilesBf16', w, K, N);
+  const bits = f32ToBf16(w);
+  const out = new Int32Array((K * N) / 2);
+  let i = 0;
+  for (let b = 0; b < K; b += 4) {
+    for (let t = 0; t < N; t += 8) {
+      for (let r = 0; r < 4; r++) {
+        const row = (b + r) * N + t; // W[4b + r, 8t]
+        for (let j = 0; j < 4; j++) out[i++] = bits[row + j] | (bits[row + 4 + j] << 16);
+      }
+    }
+  }
+  return out;
+}
+
+function checkTileable(name: string, w: Float32Array, K: number, N: number): void {
+  if (K % 4 !== 0 || N % 8 !== 0 || w.length !== K * N)
+    throw new Error(`${name}: [${K}, ${N}] with ${w.length} values (K must be a multiple of 4, N of 8)`);
+}
+
+/**
+ * W [K, N] f32 -> the GEMV's copy: f32 tiles [K/4, 4N], or bf16 pair tiles int32 [K/4, 2N]. The
+ * caller disposes it.
+ */
+export function gemvWeights(w: Float32Array, K: number, N: number, format: 'f32' | 'bf16'): tf.Tensor2D {
+  return format === 'bf16'
+    ? tf.tensor2d(packTilesBf16(w, K, N), [K / 4, 2 * N], 'int32')
+    : tf.tensor2d(packTilesF32(w, K, N), [K / 4, 4 * N]);
+}
+
+/** The sizes of W [K, N] that a GEMV copy (gemvWeights) holds, and its format. */
+export function gemvWeightShape(w: tf.TensorInfo): { K: number; N: number; bf16: boolean } {
+  const bf16 = w.dtype === 'int32';
+  return { K: 4 * w.shape[0], N: w.shape[1] / (bf16 ? 2 : 4), bf16 };
 }
 
 const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   const be = backend as unknown as WasmBackendLike;
   const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
   const [M, K] = x.shape;
-  const bf16 = w.dtype === 'int32';
-  const N = bf16 ? 2 * w.shape[1] : w.shape[1];
-  const ok = x.shape.length === 2 && w.shape.length === 2 && w.shape[0] === K && K % 4 === 0 && N % 8 === 0 && x.dtype === 'float32';
+  const { K: wK, N, bf16 } = gemvWeightShape(w);
+  const ok = x.shape.length === 2 && w.shape.length === 2 && wK === K && N % 8 === 0 && x.dtype === 'float32';
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
   const k = cpuKernelsFor(be);
-  k[gemvKernelName(M, bf16)](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
+  k[gemvKernelName(bf16)](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
   return out;
 };
 
@@ -85,8 +124,8 @@ export function wasmGemvAvailable(K: number, N: number): boolean {
 }
 
 /**
- * x [M, K] @ w -> [M, N]: w f32 [K, N], or int32 [K, N/2] from packBf16Columns (bf16 weights).
- * Wasm only; K % 4 == 0, N % 8 == 0.
+ * x [M, K] @ W -> [M, N], w W's GEMV copy (gemvWeights): f32 tiles [K/4, 4N], or bf16 pair tiles
+ * int32 [K/4, 2N]. Wasm only; K % 4 == 0, N % 8 == 0.
  */
 export function wasmGemv(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   return tf.engine().runKernel(GEMV, { x, w }, {}) as tf.Tensor2D;

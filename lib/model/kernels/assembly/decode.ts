@@ -9,7 +9,7 @@
 
 import { pv, qkT } from './attention';
 import { addRmsNorm, exp4, rope, siluMul } from './fused';
-import { gemm, gemmBf16, gemv, gemvBf16 } from './gemv';
+import { gemm, gemmBf16 } from './gemv';
 
 // ---- scratch: the layer's intermediates, one buffer (no allocation: the module has no heap of
 // its own in tfjs-wasm's memory), laid out as
@@ -30,9 +30,9 @@ export function decodeScratchBytes(M: i32, Dm: i32, H: i32, Hkv: i32, D: i32, F:
 //   att = softmax(q k^T + mask) v over the cache's first S slots       (GQA: head h reads h / G)
 //   x1 = x + att @ Wo; h2 = rmsnorm(x1) * mlpNorm
 //   out = x1 + (silu(h2 @ Wgate) * (h2 @ Wup)) @ Wdown
-// Weights are [in, out] f32, or with bf16 = 1 [in, out/2] bf16 pairs (packBf16Columns); tiled = 1
-// takes the register-blocked GEMM (gemvKernelName's choice: the same bits). cos, sin [M, D] are the
-// RoPE tables of each sequence's position; mask [M, S] is additive (0 or MASKED), or 0 for none.
+// Weights [in, out] are in gemv.ts's tiles: f32 [in/4, out/4, 4, 4], or with bf16 = 1 u32 bf16
+// pairs [in/4, out/8, 4, 4] (gemvWeights in wasmGemv.ts). cos, sin [M, D] are the RoPE tables of
+// each sequence's position; mask [M, S] is additive (0 or MASKED), or 0 for none.
 // The scratch buffer holds decodeScratchBytes(M, ..., S) bytes. out may not be x.
 export function decodeLayer(
   x: usize,
@@ -60,7 +60,6 @@ export function decodeLayer(
   S: i32,
   eps: f32,
   bf16: i32,
-  tiled: i32,
 ): void {
   const h = scratch;
   const qkv = h + (<usize>(M * Dm) << 2);
@@ -77,31 +76,28 @@ export function decodeLayer(
 
   // ---- attention
   addRmsNorm(x, 0, attnNorm, out, h, M, Dm, 0, eps); // out = x, h = rmsnorm(x) * attnNorm [M, Dm]
-  matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, tiled); // [M, QKV]
+  matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16); // [M, QKV]
   rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
   appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
   qkT(q, kCache, scores, P, G, S, D, C); // [P, G, S] = [M, H, S]
   if (mask) addMask(scores, mask, M, H, S);
   softmaxRows(scores, M * H, S);
   pv(scores, vCache, att, P, G, S, D, C); // [P, G, D] = [M, H*D]
-  matmul(att, wo, delta, M, H * D, Dm, bf16, tiled); // [M, Dm]
+  matmul(att, wo, delta, M, H * D, Dm, bf16); // [M, Dm]
   addRmsNorm(out, delta, mlpNorm, out, h, M, Dm, 1, eps); // out = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
 
   // ---- MLP
-  matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, tiled); // [M, 2F] = [gate | up]
+  matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16); // [M, 2F] = [gate | up]
   siluMul(gu, act, M, F); // [M, F]
-  matmul(act, wDown, delta, M, F, Dm, bf16, tiled); // [M, Dm]
+  matmul(act, wDown, delta, M, F, Dm, bf16); // [M, Dm]
   addInPlace(out, delta, M * Dm); // out = x1 + delta
 }
 
-// x [M, K] @ W [K, N] -> out [M, N] by the kernel the flags name (all columns, one thread)
+// x [M, K] @ W [K, N] -> out [M, N], W's f32 or bf16 tiles (all columns, one thread)
 @inline
-function matmul(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32, tiled: i32): void {
-  if (bf16) {
-    if (tiled) gemmBf16(x, w, out, M, K, N, 0, N);
-    else gemvBf16(x, w, out, M, K, N, 0, N);
-  } else if (tiled) gemm(x, w, out, M, K, N, 0, N);
-  else gemv(x, w, out, M, K, N, 0, N);
+function matmul(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32): void {
+  if (bf16) gemmBf16(x, w, out, M, K, N, 0, N);
+  else gemm(x, w, out, M, K, N, 0, N);
 }
 
 // appendKV: kNew, vNew [P, D] -> kCache, vCache [P, C, D] at slot `slot` of every pair

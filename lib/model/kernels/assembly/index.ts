@@ -3,5 +3,5 @@
 
 export { qkT, pv } from './attention';
 export { addRmsNorm, rope, siluMul } from './fused';
-export { gemv, gemvBf16, gemm, gemmBf16 } from './gemv';
+export { gemm, gemmBf16 } from './gemv';
 export { decodeLayer, decodeScratchBytes } from './decode';

@@ -194,7 +194,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
           const rowsOut = spec.rows === 'logitRows' ? M : N;
           const width = epilogue === 'siluMul' ? R / 2 : R;
           // fp32 rounding grows with K and with the outputs' size (siluMul multiplies two dot products)
-          const size = w.reduce((a, v) => Math.max(a, Math.abs(v)), 1); // (a loop: the shared tile's cases hold ~300k outputs, too many to spread)
+          const size = Array.from(w, Math.abs).reduce((a, v) => Math.max(a, v), 1); // (not a spread: the shared tile's cases hold ~300k outputs)
           push(
             verdict(
               `matmul${tileName} ${epilogue}${norm ? ' + rmsnorm' : ''}${spec.rows === 'logitRows' ? ' (row gather)' : ''}, ${format}`,

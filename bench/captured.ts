@@ -52,8 +52,11 @@ const SHARED_TILES: SharedTile[] = (flags.value('shared-tiles') ?? '')
   .filter(Boolean)
   .map((s) => {
     const [rows, tokens] = s.split('x').map(Number);
+    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(tokens) && tokens > 0)) throw new Error(`--shared-tiles: '${s}' is not ROWSxTOKENS (e.g. 32x32)`);
     return { kind: 'shared', rows, tokens };
   });
+// a row threshold as the records write it (Infinity: 'never')
+const rowsOrNever = (x: number) => (Number.isFinite(x) ? x : 'never');
 
 /** The captured model as a one-sequence decoder for the oracle check. */
 function capturedDecoder(m: GpuLlama): OracleDecoder {
@@ -298,7 +301,7 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
-      sharedFrom: Number.isFinite(m.sharedFrom) ? m.sharedFrom : 'never',
+      sharedFrom: rowsOrNever(m.sharedFrom),
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
       sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
@@ -315,7 +318,7 @@ const TILE_SETTINGS = [
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
-async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, rounds = 4, sharedTile?: SharedTile) {
+async function tileCompare(ctx: GpuContext, dir: string, batch: number, context: number, tokens: number, sharedTile?: SharedTile, rounds = 4) {
   return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
     const us: number[][] = TILE_SETTINGS.map(() => []);
     for (let r = 0; r < rounds; r++) {
@@ -324,14 +327,13 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
     }
-    const never = (x: number) => (Number.isFinite(x) ? x : 'never');
     return {
       model: m.name,
       batch,
       context,
       tokens: batch * tokens,
       ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: never(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
 }
@@ -494,6 +496,7 @@ async function main(): Promise<void> {
       }
       // the matmul tile against the step's size: the whole step's GPU time with the default
       // choice and with each tile for every matmul, the settings taking turns
+      const perTile = (t: Awaited<ReturnType<typeof tileCompare>>) => t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ');
       const tiles = [];
       for (const [batch, tokens] of QUICK
         ? [[2, 8]]
@@ -509,7 +512,7 @@ async function main(): Promise<void> {
         const t = await tileCompare(ctx, QUICK ? 'data/models/draft' : T, batch, 64, tokens);
         tiles.push(t);
         console.log(
-          `${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
+          `${batch} x ${tokens} tokens: GPU us per step, ${perTile(t)}`,
         );
       }
       // the shared tile's shape: each candidate against the decode tile on the steps it would take
@@ -522,10 +525,10 @@ async function main(): Promise<void> {
           [1, 128],
           [4, 64],
         ]) {
-          const t = await tileCompare(ctx, T, batch, 64, tokens, 4, tile);
+          const t = await tileCompare(ctx, T, batch, 64, tokens, tile);
           shapes.push(t);
           console.log(
-            `shared tile ${tile.rows}x${tile.tokens}, ${batch} x ${tokens} tokens: GPU us per step, ${t.settings.map((x) => `${x.tile}: ${x.stepUsMedian.toFixed(0)}`).join(', ')}`,
+            `shared tile ${tile.rows}x${tile.tokens}, ${batch} x ${tokens} tokens: GPU us per step, ${perTile(t)}`,
           );
         }
       }

@@ -155,11 +155,11 @@ export class BlockManager {
     return this.cachedPrefix(seq).ids.length * this.blockSize;
   }
 
-  /** Whether `seq` can be admitted now, reserving room for `reserveTokens` tokens. */
-  canAllocate(seq: Sequence, reserveTokens = seq.numTokens): boolean {
+  /** Whether `seq` can be admitted now, reserving room for `reserveTokens` tokens and leaving `keepFree` blocks free. */
+  canAllocate(seq: Sequence, reserveTokens = seq.numTokens, keepFree = 0): boolean {
     const { ids } = this.cachedPrefix(seq);
     const inUseHits = ids.filter((id) => this.blocks[id].refCount > 0).length;
-    return this.blocksFor(reserveTokens) - inUseHits <= this.numFreeBlocks;
+    return this.blocksFor(reserveTokens) - inUseHits + keepFree <= this.numFreeBlocks;
   }
 
   /**

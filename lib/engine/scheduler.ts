@@ -136,7 +136,6 @@ export class Scheduler {
       }
       // blocks for what this step computes (later chunks get theirs as they run), or the static reservation
       const reserve = this.policy === 'continuous' ? cached + n : this.reserveTokens(seq);
-      if (this.running.length > 0 && this.blockManager.numFreeBlocks - this.blockManager.blocksFor(reserve) < this.watermarkBlocks) break;
       if (!this.admit(seq, reserve, out)) break;
       out.scheduled.push({ seq, numNewTokens: n });
       budget -= n;
@@ -212,7 +211,8 @@ export class Scheduler {
   // tokens to reserve blocks for on admission: what it has (continuous), or its longest (static)
   // the head of the waiting queue starts running with blocks for `reserve` tokens, if they fit
   private admit(seq: Sequence, reserve: number, out: SchedulerOutput): boolean {
-    if (!this.blockManager.canAllocate(seq, reserve)) return false;
+    // (into a running batch, leave the watermark free: a lone request always starts)
+    if (!this.blockManager.canAllocate(seq, reserve, this.running.length > 0 ? this.watermarkBlocks : 0)) return false;
     this.waiting.shift();
     this.blockManager.allocate(seq, reserve);
     seq.status = 'running';

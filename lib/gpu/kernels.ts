@@ -176,22 +176,9 @@ ${js.map((j) => dotLines(j, norm ? ['w0 * g0', 'w1 * g1'] : ['w0', 'w1'], [`X[xr
         .join('\n    ');
   const scale = (j: number) => (norm ? ` * inverseSqrt(${ssj(j)} / ${f(K)} + ${f(norm.eps)})` : '');
   const store = storeCode(s, tile);
-  const wType = format === 'f32' ? 'vec4f' : 'vec4u';
   return /* wgsl */ `
 ${subgroups32 ? 'enable subgroups;' : ''}
-${STEP_PARAMS_WGSL}
-${BF16_HELPERS}
-const K: u32 = ${K}u;
-const K4: u32 = ${K / 4}u;
-const KV: u32 = ${format === 'f32' ? K / 4 : K / 8}u; // weight vectors per row
-const R: u32 = ${R}u;
-@group(0) @binding(0) var<uniform> P: StepParams;
-@group(0) @binding(1) var<storage, read> W: array<${wType}>;
-@group(0) @binding(2) var<storage, read> X: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
-${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
-${epilogue === 'rope' ? ropeBindings(s) : ''}
+${matmulBindings(s)}
 ${subgroups32 ? '' : `var<workgroup> part: array<vec4f, ${RPW * L}>;`}
 var<workgroup> res: array<f32, ${RPW * TM}>;
 @compute @workgroup_size(${RPW * L})
@@ -291,19 +278,7 @@ function sharedMatmulKernel(s: MatmulSpec, tile: SharedTile): string {
       ? `inverseSqrt((${[...Array(VX).keys()].map((v) => `ssp[(4u * tt + ${j}u) * ${VX}u + ${v}u]`).join(' + ')}) / ${f(K)} + ${f(norm.eps)})`
       : '1.0';
   return /* wgsl */ `
-${STEP_PARAMS_WGSL}
-${BF16_HELPERS}
-const K: u32 = ${K}u;
-const K4: u32 = ${K / 4}u;
-const KV: u32 = ${format === 'f32' ? K / 4 : K / 8}u; // weight vectors per row
-const R: u32 = ${R}u;
-@group(0) @binding(0) var<uniform> P: StepParams;
-@group(0) @binding(1) var<storage, read> W: array<${format === 'f32' ? 'vec4f' : 'vec4u'}>;
-@group(0) @binding(2) var<storage, read> X: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
-${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
-${epilogue === 'rope' ? ropeBindings(s) : ''}
+${matmulBindings(s)}
 var<workgroup> xs: array<vec4f, ${BK * XS}>; // [BK][tokens] (+ padding)
 var<workgroup> ws: array<vec4f, ${BK * WS}>; // [BK][rows] (+ padding)
 ${norm ? `var<workgroup> ssp: array<f32, ${TT * VX}>; // partial sums of x^2 [tokens][loaders]` : ''}
@@ -350,6 +325,25 @@ ${rr.map((i) => [0, 1, 2, 3].map((j) => `  res[(4u * tr + ${i}u) * ${TT}u + 4u *
     ${storeCode(s, tile).replace(/\blid\b/g, 'e')}
   }
 }`;
+}
+
+// Both matmul kernels' sizes and bindings: params, W (vec4 of f32, or of 8 bf16), X rows,
+// Y, and what the prologue and epilogue read (gain, the logits rows, RoPE's tables and pools)
+function matmulBindings(s: MatmulSpec): string {
+  const { K, R, format } = s;
+  return /* wgsl */ `${STEP_PARAMS_WGSL}
+${BF16_HELPERS}
+const K: u32 = ${K}u;
+const K4: u32 = ${K / 4}u;
+const KV: u32 = ${format === 'f32' ? K / 4 : K / 8}u; // weight vectors per row
+const R: u32 = ${R}u;
+@group(0) @binding(0) var<uniform> P: StepParams;
+@group(0) @binding(1) var<storage, read> W: array<${format === 'f32' ? 'vec4f' : 'vec4u'}>;
+@group(0) @binding(2) var<storage, read> X: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${s.norm ? '@group(0) @binding(4) var<storage, read> gain: array<vec4f>;' : ''}
+${s.rows === 'logitRows' ? '@group(0) @binding(5) var<storage, read> rows: array<u32>;' : ''}
+${s.epilogue === 'rope' ? ropeBindings(s) : ''}`;
 }
 
 // The epilogue for the tile's result res [rows][tokens] in shared memory: thread `lid` stores

@@ -11,7 +11,7 @@ import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan, typ
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
-import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, gemvWeights, wasmGemv, wasmGemvAvailable } from './kernels/wasmGemv';
+import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, gemvWeights, wasmGemv, wasmGemvAvailable, type PackedMatrices } from './kernels/wasmGemv';
 import { wasmDecodeLayer, wasmDecodeStepAvailable, type DecodeLayerWeights } from './kernels/wasmDecode';
 import type { CpuThreadPool } from './kernels/threads';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
@@ -34,18 +34,6 @@ export interface LayerWeights {
   wDown: tf.Tensor2D;
   /** on wasm: the four matrices in the decode GEMV's tiles (gemvWeights), f32 or bf16 pairs */
   packed?: PackedMatrices;
-}
-
-/**
- * A layer's matrices as the wasm GEMV reads them (gemvWeights): f32 tiles [in/4, 4 out], or with
- * cpuWeights 'bf16' int32 tiles of bf16 pairs [in/4, 2 out]. A second copy of each matrix beside
- * the [in, out] one that prefill's tf.matMul (XNNPACK) reads.
- */
-export interface PackedMatrices {
-  wqkv: tf.Tensor2D;
-  wo: tf.Tensor2D;
-  wGateUp: tf.Tensor2D;
-  wDown: tf.Tensor2D;
 }
 
 /**
@@ -429,15 +417,7 @@ export class LlamaModel {
       let x = this.embed(tf.tensor1d(ids, 'int32')); // [B, Dm]
       this.weights.layers.forEach((L, layer) => {
         const kv = layer === 0 ? first : cache.writableLayer!(layer)!;
-        const m = L.packed!; // the GEMV's tiles (decodeStepApplies)
-        const w: DecodeLayerWeights = {
-          attnNorm: L.attnNorm,
-          wqkv: m.wqkv,
-          wo: m.wo,
-          mlpNorm: L.mlpNorm,
-          wGateUp: m.wGateUp,
-          wDown: m.wDown,
-        };
+        const w: DecodeLayerWeights = { ...L.packed!, attnNorm: L.attnNorm, mlpNorm: L.mlpNorm }; // the GEMV's tiles (decodeStepApplies)
         const next = wasmDecodeLayer(x, w, kv.k, kv.v, cosT, sinT, maskT, { H, Hkv, eps, slot: kv.start, span }); // [B, Dm]
         x.dispose();
         x = next;

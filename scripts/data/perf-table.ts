@@ -109,8 +109,9 @@ function engineTable(dir: string): string[] {
     const from = Number(tiles[0].settings[0].sharedFrom);
     const us = (t: TileRow, tile: string) => t.settings.find((x) => x.tile === tile)!.stepUsMedian;
     const shape = (t: TileRow) => (t.batch === t.tokens ? `batch ${t.batch}` : `${t.batch} × ${t.tokens / t.batch} tokens`);
-    const chosen = tiles.filter((t) => t.tokens >= from).map((t) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`);
-    const forced = tiles.filter((t) => t.tokens < from).map((t) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`);
+    const cell = (t: TileRow) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`;
+    const chosen = tiles.filter((t) => t.tokens >= from).map(cell);
+    const forced = tiles.filter((t) => t.tokens < from).map(cell);
     rows.push(
       `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
     );

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
-import { gemvWeightShape } from './wasmGemv';
+import { gemvWeightShape, type PackedMatrices } from './wasmGemv';
 
 /** The fused decode step's tfjs kernel name (tf.profile lists a decoder layer under it). */
 export const DECODE_LAYER = 'InferenceLabDecodeLayer';
@@ -33,18 +33,10 @@ export function wasmDecodeStepEnabled(): boolean {
   return enabled;
 }
 
-/**
- * One layer's weights as decodeLayer reads them: the norms' gains, and each matrix [in, out] as the
- * GEMV's tiled copy (gemvWeights in wasmGemv.ts: f32 tiles [in/4, 4 out], or bf16 pair tiles int32
- * [in/4, 2 out]), the four in one format.
- */
-export interface DecodeLayerWeights {
+/** One layer's weights as decodeLayer reads them: the norms' gains, and the four matrices as the GEMV's tiles, in one format. */
+export interface DecodeLayerWeights extends PackedMatrices {
   attnNorm: tf.Tensor1D;
-  wqkv: tf.Tensor2D;
-  wo: tf.Tensor2D;
   mlpNorm: tf.Tensor1D;
-  wGateUp: tf.Tensor2D;
-  wDown: tf.Tensor2D;
 }
 
 /** The sizes and the step's place in the cache. */

@@ -88,6 +88,18 @@ function checkTileable(name: string, w: Float32Array, K: number, N: number): voi
 }
 
 /**
+ * A layer's matrices as the wasm GEMV reads them (gemvWeights below): f32 tiles [in/4, 4 out], or with
+ * cpuWeights 'bf16' int32 tiles of bf16 pairs [in/4, 2 out]. A second copy of each matrix beside
+ * the [in, out] one that prefill's tf.matMul (XNNPACK) reads.
+ */
+export interface PackedMatrices {
+  wqkv: tf.Tensor2D;
+  wo: tf.Tensor2D;
+  wGateUp: tf.Tensor2D;
+  wDown: tf.Tensor2D;
+}
+
+/**
  * W [K, N] f32 -> the GEMV's copy: f32 tiles [K/4, 4N], or bf16 pair tiles int32 [K/4, 2N]. The
  * caller disposes it.
  */

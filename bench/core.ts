@@ -19,7 +19,7 @@
  * --preset-tokens N[,N] (preset decode lengths; default 128, --full 128,1024);
  * --breakdown-steps N (default 12); --cpu-weights f32|bf16 (wasm: how the models hold weights, default
  * f32); --gemv on|off (wasm: the AssemblyScript decode GEMV, default on; off = XNNPACK's matMul);
- * --decode-step on|off (wasm: the fused decode step, one wasm call per decoder layer, default on;
+ * --decode-step on|off (wasm: the fused decode step, one wasm call for all decoder layers, default on;
  * off = tfjs ops one by one, the baseline).
  * --gemm (wasm, alone): only the decode-matmul sweep: the model's matmuls of one step at M = 1..8
  * rows (--rows), XNNPACK vs our register-blocked GEMM over the tiled weights, f32 and bf16, on one
@@ -43,7 +43,7 @@ import type { LlamaModel } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
 import { GEMV_MAX_ROWS, gemvKernelName, gemvWeights, useWasmGemv } from '../lib/model/kernels/wasmGemv';
-import { DECODE_LAYER, useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
+import { DECODE_LAYERS, useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
 import {
@@ -505,7 +505,7 @@ function classify(k: ProfiledKernel, kinds: Map<string, Kind>): string {
     return kind ?? 'matmulOther';
   }
   if (ATTENTION.has(k.name)) return 'attention';
-  if (k.name === DECODE_LAYER) return 'layers';
+  if (k.name === DECODE_LAYERS) return 'layers';
   // the additive mask: an add on [B, Hkv, G, T, S] scores
   if (k.name === 'Add' && k.inputShapes.some((s) => s.length === 5)) return 'attention';
   if (DATA_MOVEMENT.has(k.name)) return 'dataMovement';
@@ -752,10 +752,9 @@ interface GemmSweepRow {
 /**
  * One decode step's matmuls at M rows, every way we have: XNNPACK (tf.matMul), our kernel called
  * directly over the tiled weights (gemm f32, gemmBf16 bf16), and the thread pool (columns split
- * over T threads; x and out copied in and out, as llama.ts pays). Rounds interleave the variants,
- * so a busy moment hits them all.
+ * over the backend's threads, in place). Rounds interleave the variants, so a busy moment hits them all.
  */
-async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], repeats: number): Promise<GemmSweepRow[]> {
+async function gemmSweep(model: LlamaModel, rows: number[], repeats: number): Promise<GemmSweepRow[]> {
   const be = tf.backend() as unknown as WasmBackendLike;
   const k = cpuKernelsFor(be);
   const w = model.weights;
@@ -775,7 +774,7 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
     ]),
     mat(w.lmHead, w.lmHeadPacked),
   ];
-  const pools = threads.map((t) => new CpuThreadPool(t));
+  const pool = CpuThreadPool.of(be); // null on one thread
   const out: GemmSweepRow[] = [];
   try {
     for (const M of rows) {
@@ -794,15 +793,13 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
           tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
         }
       };
-      const pooled = (pool: CpuThreadPool, bf16: boolean) => () => {
+      const pooled = (p: CpuThreadPool, name: 'gemm' | 'gemmBf16') => () => {
         for (const m of mats) {
-          const W = bf16 ? m.bf16 : m.tiles;
+          const W = name.endsWith('Bf16') ? m.bf16 : m.tiles;
           const { K, N } = m;
-          pool.gemv(
-            x(K).dataSync() as Float32Array,
-            M,
-            pool.matrix(W, () => W.dataSync() as Float32Array | Int32Array, K, N, bf16),
-          );
+          const o = be.makeOutput([M, N], 'float32');
+          p.gemm(name, offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N);
+          tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
         }
       };
       const variants: Record<string, () => void> = {
@@ -810,13 +807,13 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
         gemm: direct('gemm'),
         gemmBf16: direct('gemmBf16'),
       };
-      pools.forEach((p) => {
-        variants[`${p.threads}t ${gemvKernelName(false)}`] = pooled(p, false);
-        variants[`${p.threads}t ${gemvKernelName(true)}`] = pooled(p, true);
-      });
+      if (pool) {
+        variants[`${pool.threads}t ${gemvKernelName(false)}`] = pooled(pool, gemvKernelName(false));
+        variants[`${pool.threads}t ${gemvKernelName(true)}`] = pooled(pool, gemvKernelName(true));
+      }
       const times: Record<string, number[]> = {};
       for (const [name, run] of Object.entries(variants)) {
-        run(); // warm-up: XNNPACK packs, V8 tiers the kernels up, the pool copies the weights in
+        run(); // warm-up: XNNPACK packs, V8 tiers the kernels up
         times[name] = [];
       }
       for (let r = 0; r < repeats; r++) {
@@ -837,7 +834,6 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
       out.push(row);
     }
   } finally {
-    pools.forEach((p) => p.dispose());
     mats.forEach((m) => m.tiles.dispose());
   }
   return out;
@@ -845,13 +841,13 @@ async function gemmSweep(model: LlamaModel, rows: number[], threads: number[], r
 
 async function gemmMain(opt: Options): Promise<void> {
   const loadStart = os.loadavg();
-  const info = await initBackend({ prefer: 'wasm', log: true });
+  const threads = intList('threads', [2])[0];
+  const info = await initBackend({ prefer: 'wasm', log: true, wasmThreads: threads });
   const model = await loadModel(opt.model, { cpuWeights: 'bf16' });
   const rows = intList('rows', [1, 2, 3, 4, 5, 6, 7, 8]);
-  const threads = intList('threads', [2]);
   const repeats = intList('repeats', [15])[0];
   console.log(`decode-matmul sweep, ${path.basename(opt.model)}: ms per step's matmuls, median of ${repeats} interleaved rounds`);
-  const sweep = await gemmSweep(model, rows, threads, repeats);
+  const sweep = await gemmSweep(model, rows, repeats);
   model.dispose();
   const result = {
     backend: { name: info.name, reason: info.reason },
@@ -860,7 +856,7 @@ async function gemmMain(opt: Options): Promise<void> {
     repeats,
     sweep,
     notes: [
-      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul; gemm, gemmBf16 = our kernels called directly on one thread; Nt = the thread pool (x and out copied in and out)",
+      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul (on the backend's threads); gemm, gemmBf16 = our kernels called directly on one thread; Nt = the same split by columns over the backend's N threads (in place)",
     ],
   };
   const file = writeBenchJson('core-gemm', result, { dir: path.dirname(opt.out) });

@@ -28,6 +28,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { initBackend, type BackendInfo, type BackendPreference } from '../lib/backend';
+import { wasmThreadsRegistered } from '../lib/wasmThreads';
 import { benchFlags, progressBar, writeBenchJson, runBench } from '../lib/bench/harness';
 import { measureBandwidth } from '../lib/bench/roofline';
 import { exportGGUF, llamaToGGUF, writeGGUF } from '../lib/formats/gguf';
@@ -136,7 +137,7 @@ interface PeerRow {
   weights: string;
   /** where it ran: wasm / webgpu / 'llama.cpp CPU' / 'cuda' */
   device: string;
-  /** CPU threads (llama.cpp; ours with the threaded GEMV); null where not applicable (tfjs-wasm in Node is single-threaded) */
+  /** CPU threads (llama.cpp; ours: the wasm backend's, null for its single-threaded build or a GPU) */
   threads: number | null;
   batch: number;
   promptTokens: number;
@@ -307,14 +308,14 @@ function eagerRunner(model: LlamaModel, name = 'eager', gemv = true, fused = tru
 
 /**
  * eagerRunner over a model of its own, loaded on first use: bf16 weights (cpuWeights 'bf16', rounded
- * and packed two per int32, widened in the GEMV's registers: half the bytes) and/or the GEMV split
- * over `threads` worker threads (cpuThreads).
+ * and packed two per int32, widened in the GEMV's registers: half the bytes) and/or on a wasm
+ * backend of `threads` threads (main() switches the backend to them before it runs).
  */
 function eagerOwnRunner(source: string, weights: CpuWeightFormat, threads: number, fused = true): DecodeRunner {
   let m: LlamaModel | null = null;
   const parts = [
     weights === 'bf16' ? 'weights rounded to bf16 and packed two per int32, widened inside the GEMV' : null,
-    threads > 1 ? `the GEMV split over ${threads} threads (worker_threads, shared memory; op by op)` : null,
+    threads > 1 ? `tfjs-wasm's threaded build on ${threads} threads: the fused decode step and XNNPACK split over them` : null,
     threads === 1 && !fused ? 'tfjs ops dispatched one by one (fused decode step off)' : null,
   ];
   return {
@@ -323,7 +324,7 @@ function eagerOwnRunner(source: string, weights: CpuWeightFormat, threads: numbe
     threads,
     description: `as eager, ${parts.filter(Boolean).join('; ')}`,
     async decode(prompts, steps, onStep) {
-      m ??= await loadModel(source, { cpuWeights: weights, cpuThreads: threads });
+      m ??= await loadModel(source, { cpuWeights: weights });
       useWasmDecodeStep(fused);
       try {
         return await eagerDecode(m, prompts, steps, onStep);
@@ -732,11 +733,20 @@ async function main(): Promise<void> {
     models.push({ name: m.name, source: m.source, params: sizes.params, weightBytes: sizes.weightBytes });
     weightBytesPerToken.set(m.name, sizes.weightBytesPerToken);
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
+    let shared: LlamaModel | null = model; // the 1-thread variants' model
     try {
       // ---- ours
       const all = oursVariants(info.name, model, m.dir ?? m.name);
-      const runners = opt.variants ? opt.variants.map((v) => all.find((r) => r.name === v) ?? unknownVariant(v, all)) : all;
+      const chosen = opt.variants ? opt.variants.map((v) => all.find((r) => r.name === v) ?? unknownVariant(v, all)) : all;
+      const runners = [...chosen].sort((a, b) => (a.threads ?? 1) - (b.threads ?? 1)); // one thread first
       for (const runner of runners) {
+        const threads = runner.threads ?? 1;
+        if (info.name === 'wasm' && threads !== wasmThreadsRegistered()) {
+          // the threads are the backend's: restarting it needs no tensor alive on it
+          shared?.dispose();
+          shared = null;
+          await initBackend({ prefer: 'wasm', wasmThreads: threads });
+        }
         // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
         for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
         for (const B of batches) {
@@ -763,7 +773,8 @@ async function main(): Promise<void> {
         runner.dispose?.();
       }
     } finally {
-      model.dispose();
+      shared?.dispose();
+      if (info.name === 'wasm' && wasmThreadsRegistered() !== 1) await initBackend({ prefer: 'wasm', wasmThreads: 1 });
     }
 
     // ---- llama.cpp, batch 1, same weights as GGUF
@@ -816,7 +827,7 @@ async function main(): Promise<void> {
   }
 
   notes.push(
-    'ours: per-step wall time of LlamaModel.forward + logits readback + argmax, after a warm-up at each batch; tfjs-wasm in Node is single-threaded (the -Nt variants split only the decode GEMV over N worker threads)',
+    'ours: per-step wall time of LlamaModel.forward + logits readback + argmax, after a warm-up at each batch; the -Nt variants run on tfjs-wasm\'s threaded build with N threads (the fused decode step and XNNPACK split over them), the others on its single-threaded build',
   );
   if (opt.llamacpp) {
     notes.push(

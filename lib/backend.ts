@@ -6,8 +6,8 @@
  *
  * Auto order, first that works: `tensorflow` (only when the user installed @tensorflow/tfjs-node
  * or -node-gpu themselves) > `webgpu` (a GPU adapter exists: Dawn's `webgpu` package in Node,
- * `navigator.gpu` in a browser) > `wasm` (XNNPACK, SIMD; single-threaded in Node) > `cpu` (pure JS,
- * last resort).
+ * `navigator.gpu` in a browser) > `wasm` (XNNPACK, SIMD; in Node on `wasmThreads` threads, through
+ * tfjs-wasm's threaded build: wasmThreads.ts) > `cpu` (pure JS, last resort).
  *
  * An explicit `prefer` that cannot be used is an error (`BackendUnavailableError`) naming the
  * backend and why; it never falls back silently, so a benchmark labelled "webgpu" ran on webgpu.
@@ -17,6 +17,8 @@ import { releaseSharedGpu } from './gpu/device';
 import * as tf from '@tensorflow/tfjs-core';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { disposeCpuThreadPools } from './model/kernels/threads';
+import { useThreadedWasm, wasmThreadsRegistered } from './wasmThreads';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendPreference = 'auto' | BackendName;
@@ -29,7 +31,16 @@ export interface BackendOptions {
   prefer?: BackendPreference;
   /** true: progress lines to stderr; a function: receives them. */
   log?: boolean | ((line: string) => void);
+  /**
+   * wasm in Node: threads for XNNPACK and our CPU kernels (tfjs-wasm's threaded build, see
+   * wasmThreads.ts); 'all' = os.availableParallelism(). Default: DEFAULT_WASM_THREADS. Read when
+   * the wasm backend starts: changing it restarts the backend, which needs no live tensors.
+   */
+  wasmThreads?: number | 'all';
 }
+
+/** wasm threads in Node when initBackend is not told (see BackendOptions.wasmThreads). */
+export const DEFAULT_WASM_THREADS = 1;
 
 export interface AdapterFacts {
   vendor: string;
@@ -122,10 +133,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   // serialise concurrent callers
   while (pending) await pending.catch(() => undefined);
-  if (current && (prefer === 'auto' || prefer === current.name) && tf.getBackend() === current.name) {
+  const threads = wasmThreadsWanted(options.wasmThreads);
+  const sameThreads = current?.name !== 'wasm' || options.wasmThreads === undefined || threads === wasmThreadsRegistered();
+  if (current && (prefer === 'auto' || prefer === current.name) && tf.getBackend() === current.name && sameThreads) {
     return current;
   }
-  pending = choose(prefer, logger(options.log));
+  pending = choose(prefer, logger(options.log), threads);
   try {
     current = await pending;
     return current;
@@ -134,7 +147,16 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
 }
 
-async function choose(prefer: BackendPreference, log: (line: string) => void): Promise<BackendInfo> {
+// the wasm threads asked for, as a number (1 outside Node, where tfjs-wasm decides itself)
+function wasmThreadsWanted(asked: BackendOptions['wasmThreads']): number {
+  if (!isNode()) return 1;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const n = asked === 'all' ? (require('node:os') as typeof import('node:os')).availableParallelism() : (asked ?? DEFAULT_WASM_THREADS);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`initBackend: wasmThreads must be an integer in [1, 64] or 'all'; got ${String(asked)}`);
+  return n;
+}
+
+async function choose(prefer: BackendPreference, log: (line: string) => void, wasmThreads: number): Promise<BackendInfo> {
   const skipped: SkippedBackend[] = [];
   const candidates = prefer === 'auto' ? AUTO_ORDER : [prefer];
   for (const name of candidates) {
@@ -144,6 +166,7 @@ async function choose(prefer: BackendPreference, log: (line: string) => void): P
       skipped.push({ name, reason: probe.reason });
       continue;
     }
+    if (name === 'wasm' && isNode()) await useThreadedWasm(wasmThreads);
     const ok = await tf.setBackend(name);
     if (!ok) {
       const reason = `tf.setBackend('${name}') failed to initialise it`;
@@ -154,12 +177,16 @@ async function choose(prefer: BackendPreference, log: (line: string) => void): P
     await tf.ready();
     if (name === 'cpu') muteCpuBanner();
     const facts: BackendFacts = { ...(await hostFacts()), ...probe.facts, backend: name };
-    if (name === 'wasm') facts.wasm = await wasmFacts();
+    let note = probe.note;
+    if (name === 'wasm') {
+      facts.wasm = await wasmFacts();
+      note += ` on ${facts.wasm.threads} thread${facts.wasm.threads === 1 ? '' : 's'}`;
+    }
     const reason =
       prefer === 'auto'
-        ? `auto: first available of ${AUTO_ORDER.join(' > ')}; ${probe.note}` +
+        ? `auto: first available of ${AUTO_ORDER.join(' > ')}; ${note}` +
           (skipped.length ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(', ')}` : '')
-        : `requested explicitly; ${probe.note}`;
+        : `requested explicitly; ${note}`;
     log(`backend ${name}: ${reason}`);
     return { name, reason, skipped, facts };
   }
@@ -332,12 +359,13 @@ async function probeWasm(): Promise<Probe> {
     const path = await import('node:path');
     (globalThis as { __dirname?: string }).__dirname = path.dirname(path.resolve(process.argv[1]));
   }
-  return { ok: true, facts: {}, note: 'WebAssembly + XNNPACK (single-threaded in Node)' };
+  return { ok: true, facts: {}, note: 'WebAssembly + XNNPACK' };
 }
 
 async function wasmFacts(): Promise<NonNullable<BackendFacts['wasm']>> {
   const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
-  const multithreadSupported = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+  // tfjs's own test says no for Node; our threaded registration says yes
+  const multithreadSupported = wasmThreadsRegistered() > 1 || Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
   let threads = 1;
   try {
     threads = getThreadsCount();
@@ -375,6 +403,7 @@ async function hostFacts(): Promise<Omit<BackendFacts, 'backend'>> {
 export async function shutdownBackend(): Promise<void> {
   while (pending) await pending.catch(() => undefined);
   await releaseSharedGpu(); // the captured path's device (lib/gpu), if one was made
+  disposeCpuThreadPools(); // our kernels' worker threads over tfjs-wasm's memory, if any
   if (current?.name === 'webgpu') {
     const backend = tf.findBackend('webgpu') as (tf.KernelBackend & { device?: GPUDevice }) | null;
     if (backend?.device && installedGpu) installedGpu.device = backend.device;

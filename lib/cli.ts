@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { initBackend, shutdownBackend, type BackendPreference } from './backend';
+import { DEFAULT_WASM_THREADS, initBackend, shutdownBackend, type BackendPreference } from './backend';
 import { generateStream, type GenerateMode, type GenerationOutput } from './generate/generate';
 import { loadModel } from './model/load';
 import { listPresets } from './model/presets';
@@ -22,6 +22,7 @@ const GENERATE_USAGE = `usage: inference-lab generate --model DIR|PRESET (--prom
   --prompt TEXT          the prompt (with a preset, give token ids: --prompt-ids 1,2,3)
   --prompt-ids IDS       comma-separated token ids instead of text
   --backend NAME         auto (default) | wasm | webgpu | tensorflow | cpu
+  --threads N|all        wasm: CPU threads (default ${DEFAULT_WASM_THREADS}; all = every core)
   --mode MODE            cached (default) | naive (recompute the prefix every step)
   --max-tokens N         tokens to generate (default 128)
   --temperature T        0 = greedy (default 0.8)
@@ -49,6 +50,7 @@ const GENERATE_OPTIONS = {
   prompt: { type: 'string' },
   'prompt-ids': { type: 'string' },
   backend: { type: 'string', default: 'auto' },
+  threads: { type: 'string' },
   mode: { type: 'string', default: 'cached' },
   'max-tokens': { type: 'string', default: '128' },
   temperature: { type: 'string', default: '0.8' },
@@ -89,6 +91,8 @@ export interface GenerateArgs {
   model: string;
   prompt: string | number[];
   backend: BackendPreference;
+  /** wasm threads (initBackend's wasmThreads); undefined = its default */
+  threads?: number | 'all';
   mode: GenerateMode;
   params: SamplingParams;
   json: boolean;
@@ -123,6 +127,12 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (!BACKENDS.includes(backend)) {
     throw new Error(`unknown backend '${values.backend}': choose ${BACKENDS.slice(0, -1).join(', ')} or ${BACKENDS[BACKENDS.length - 1]}`);
   }
+  let threads: number | 'all' | undefined;
+  if (values.threads !== undefined) {
+    threads = values.threads === 'all' ? 'all' : (num('threads', values.threads) as number);
+    if (threads !== 'all' && !(Number.isInteger(threads) && threads >= 1 && threads <= 64))
+      throw new Error(`--threads must be an integer in [1, 64] or 'all', got '${values.threads}'`);
+  }
   const mode = values.mode as GenerateMode;
   if (mode !== 'cached' && mode !== 'naive') throw new Error(`--mode must be cached or naive, got '${values.mode}'`);
 
@@ -140,7 +150,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   }
   if (values.stop) input.stopStrings = values.stop;
   if (values['stop-token-id']) input.stopTokenIds = values['stop-token-id'].map((s) => num('stop-token-id', s) as number);
-  return { model: values.model, prompt: values.prompt ?? promptIds!, backend, mode, params: checkSampling(input), json: values.json };
+  return { model: values.model, prompt: values.prompt ?? promptIds!, backend, threads, mode, params: checkSampling(input), json: values.json };
 }
 
 /** resolveSamplingParams with its messages reworded from field names to flags. */
@@ -185,7 +195,7 @@ async function runGenerate(argv: string[]): Promise<void> {
       throw new Error(`--prompt needs a tokenizer and '${args.model}' is a random-weight preset without one: give token ids with --prompt-ids`);
     }
   }
-  const backend = await initBackend({ prefer: args.backend });
+  const backend = await initBackend({ prefer: args.backend, wasmThreads: args.threads });
   process.stderr.write(`backend: ${backend.name} (${backend.reason})\n`);
   const model = await loadModel(args.model);
   try {

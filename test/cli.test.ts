@@ -107,6 +107,9 @@ describe('parseGenerateArgs', () => {
     const a = parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--top-k', '5', '--stop', 'a', '--stop', 'b', '--seed', '9', '--ignore-eos']);
     expect(a.params).toMatchObject({ topK: 5, stopStrings: ['a', 'b'], seed: 9, ignoreEos: true, maxTokens: 128, temperature: 0.8 });
     expect(parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,2,3']).prompt).toEqual([1, 2, 3]);
+    expect(parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--threads', '2']).threads).toBe(2);
+    expect(parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--threads', 'all']).threads).toBe('all');
+    expect(parseGenerateArgs(['--model', 'm', '--prompt', 'p']).threads).toBeUndefined();
   });
 
   it('checks sampling values and the backend, naming flags', () => {
@@ -115,6 +118,8 @@ describe('parseGenerateArgs', () => {
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--backend', 'cuda'])).toThrow("unknown backend 'cuda'");
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,2.5'])).toThrow(/--prompt-ids must be comma-separated token ids/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt', ''])).toThrow(/--prompt is empty/);
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--threads', '0'])).toThrow(/^--threads must be an integer in \[1, 64\] or 'all', got '0'$/);
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt', 'p', '--threads', 'many'])).toThrow(/--threads/);
   });
 
   it('describes why an output ended in words', () => {

@@ -1,6 +1,7 @@
 // The HF-transformers oracle files in data/golden (written by scripts/train/train.py).
 import * as fs from 'fs';
 
+import { initBackend } from '../lib/backend';
 import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle/hf';
 
 export type { GoldenEntry } from '../lib/oracle/hf';
@@ -34,4 +35,17 @@ export function agreement(got: number[], entry: GoldenEntry): { prefix: number; 
  */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Run `body` on the wasm backend with `threads` threads (tfjs-wasm's threaded build for more than
+ * one), then put it back on one. A switch restarts the backend, so no tensor may live across it.
+ */
+export async function onWasmThreads<T>(threads: number, body: () => Promise<T>): Promise<T> {
+  await initBackend({ prefer: 'wasm', wasmThreads: threads });
+  try {
+    return await body();
+  } finally {
+    await initBackend({ prefer: 'wasm', wasmThreads: 1 });
+  }
 }

@@ -20,9 +20,7 @@ import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kern
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
-import { CpuThreadPool } from '../lib/model/kernels/threads';
-import { useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
-import { ropeInvFreq, ropeTables, type LlamaModel } from '../lib/model/llama';
+import { ropeInvFreq, ropeTables } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
 import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
 
@@ -282,74 +280,3 @@ describe("cpuWeights 'bf16'", () => {
   }, 60_000);
 });
 
-describe('the GEMV over worker threads (shared memory)', () => {
-  it('splits by columns and equals the one-thread GEMV and tf.matMul, f32 and bf16, every M in 1..8', () => {
-    const pool = new CpuThreadPool(3);
-    try {
-      for (let M = 1; M <= 8; M++) {
-        const [K, N] = [size(4, 200, 4), size(8, 1000, 8)];
-        tf.tidy(() => {
-          const x = rand([M, K]) as tf.Tensor2D;
-          const w = rand([K, N]) as tf.Tensor2D;
-          const values = w.dataSync() as Float32Array;
-          const tiles = gemvWeights(values, K, N, 'f32');
-          const tileValues = tiles.dataSync() as Float32Array;
-          const packed = gemvWeights(values, K, N, 'bf16');
-          const packedValues = packed.dataSync() as Int32Array;
-          const rounded = tf.tensor2d(bf16ToF32(f32ToBf16(values)), [K, N]); // [K, N]
-          const xs = x.dataSync() as Float32Array;
-          const shape = `M=${M} K=${K} N=${N}`;
-          const f32 = tf.tensor2d(
-            pool.gemv(
-              xs,
-              M,
-              pool.matrix(tiles, () => tileValues, K, N, false),
-            ),
-            [M, N],
-          );
-          const bf16 = tf.tensor2d(
-            pool.gemv(
-              xs,
-              M,
-              pool.matrix(packed, () => packedValues, K, N, true),
-            ),
-            [M, N],
-          );
-          expect(maxDiff(f32, wasmGemv(x, tiles)), `f32 ${shape}`).toBe(0);
-          expect(maxDiff(bf16, wasmGemv(x, packed)), `bf16 ${shape}`).toBe(0);
-          expect(maxDiff(f32, tf.matMul(x, w)), `f32 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);
-          expect(maxDiff(bf16, tf.matMul(x, rounded)), `bf16 vs tf.matMul ${shape}`).toBeLessThan(1e-6 * K);
-        });
-      }
-    } finally {
-      pool.dispose();
-    }
-  });
-
-  it('a model with cpuThreads 2 decodes the same logits as with one (both op by op)', async () => {
-    // the fused decode step (one thread only) sums its softmax differently: compare the op paths
-    useWasmDecodeStep(false);
-    const one = await loadModel('data/models/draft');
-    const two = await loadModel('data/models/draft', { cpuThreads: 2 });
-    const run = async (m: LlamaModel) => {
-      const cache = new ContiguousKVCache(m.kvShape, 2);
-      m.forward(
-        [
-          [5, 17, 99],
-          [3, 250],
-        ],
-        cache,
-      ).dispose();
-      const out = m.forward([[11], [12]], cache);
-      const data = await out.data();
-      out.dispose();
-      cache.dispose();
-      return data;
-    };
-    const [a, b] = [await run(one), await run(two)];
-    useWasmDecodeStep(true);
-    expect(Array.from(b)).toEqual(Array.from(a));
-    one.dispose();
-    two.dispose();
-  }, 60_000);
-});

@@ -14,7 +14,7 @@ import { useWasmDecodeStep, wasmDecodeStepAvailable } from '../lib/model/kernels
 import { LlamaModel, type CpuWeightFormat } from '../lib/model/llama';
 import { makeWeights, maxAbsDiff, tinyConfig, weightSource } from './model.helpers';
 
-const DECODE_LAYER = 'InferenceLabDecodeLayer';
+const DECODE_LAYER = 'InferenceLabDecodeLayers'; // wasmDecode.ts's DECODE_LAYERS, spelled out: a rename must fail here
 /** the two paths differ only in the softmax's exp (a polynomial here, tfjs-wasm's there) */
 const TOL = 1e-4;
 

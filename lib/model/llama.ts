@@ -12,8 +12,7 @@ import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
 import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
 import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, gemvWeights, wasmGemv, wasmGemvAvailable, type PackedMatrices } from './kernels/wasmGemv';
-import { wasmDecodeLayer, wasmDecodeStepAvailable, type DecodeLayerWeights } from './kernels/wasmDecode';
-import type { CpuThreadPool } from './kernels/threads';
+import { wasmDecodeLayers, wasmDecodeStepAvailable, type DecodeLayerKV } from './kernels/wasmDecode';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerTensorNames, readWeight, resolveWeight, type WeightSource } from './weights';
 
@@ -47,9 +46,6 @@ export type CpuWeightFormat = 'f32' | 'bf16';
 export interface ModelOptions {
   /** default 'f32' */
   cpuWeights?: CpuWeightFormat;
-  /** wasm: run the decode GEMVs on this pool's threads (loadModel's `cpuThreads` makes one); the
-   * model disposes it with itself */
-  threadPool?: CpuThreadPool;
 }
 
 /** All weights of a model. */
@@ -156,11 +152,8 @@ export class LlamaModel {
   /** rotate_half as a matrix [D, D] */
   private readonly rotate: tf.Tensor2D;
 
-  private readonly pool: CpuThreadPool | null;
-
-  constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama', pool: CpuThreadPool | null = null) {
+  constructor(config: LlamaConfig, weights: LlamaWeights, name = 'llama') {
     this.config = config;
-    this.pool = pool;
     this.weights = weights;
     this.name = name;
     this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
@@ -253,7 +246,6 @@ export class LlamaModel {
         config,
         { embed, layers, finalNorm, lmHead: head.w, lmHeadPacked: head.packed },
         name,
-        options.threadPool ?? null,
       );
     } catch (e) {
       for (const t of created) t.dispose();
@@ -371,7 +363,7 @@ export class LlamaModel {
       // ---- logits only where asked (h is the final norm's output)
       let last = h;
       if (n < T) last = tf.reshape(tf.slice(tf.reshape(h, [B, T, Dm]), [0, T - n, 0], [B, n, Dm]), [B * n, Dm]);
-      const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked, this.pool); // [B*n, V]
+      const logits = project(last, this.weights.lmHead, this.weights.lmHeadPacked); // [B*n, V]
       return tf.reshape(logits, [B, n, V]) as tf.Tensor3D;
     });
   }
@@ -388,7 +380,6 @@ export class LlamaModel {
     return (
       plan.T === 1 &&
       !options.onAttention &&
-      this.pool === null &&
       packed !== undefined &&
       B <= (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) &&
       wasmDecodeStepAvailable(Dm, D, F) &&
@@ -414,16 +405,16 @@ export class LlamaModel {
       const cosT = tf.tensor2d(cos, [B, D]);
       const sinT = tf.tensor2d(sin, [B, D]);
       const maskT = mask ? tf.tensor2d(mask, [B, span]) : null;
-      let x = this.embed(tf.tensor1d(ids, 'int32')); // [B, Dm]
-      this.weights.layers.forEach((L, layer) => {
+      const x = this.embed(tf.tensor1d(ids, 'int32')); // [B, Dm]
+      const layers = this.weights.layers.map((L) => ({ ...L.packed!, attnNorm: L.attnNorm, mlpNorm: L.mlpNorm })); // the GEMV's tiles (decodeStepApplies)
+      const kvs: DecodeLayerKV[] = layers.map((_, layer) => {
         const kv = layer === 0 ? first : cache.writableLayer!(layer)!;
-        const w: DecodeLayerWeights = { ...L.packed!, attnNorm: L.attnNorm, mlpNorm: L.mlpNorm }; // the GEMV's tiles (decodeStepApplies)
-        const next = wasmDecodeLayer(x, w, kv.k, kv.v, cosT, sinT, maskT, { H, Hkv, eps, slot: kv.start, span }); // [B, Dm]
-        x.dispose();
-        x = next;
+        if (kv.start !== first.start) throw new Error(`decode step: layer ${layer} writes at slot ${kv.start}, layer 0 at ${first.start}`);
+        return kv;
       });
-      const [, h] = wasmAddRmsNorm(x, null, this.weights.finalNorm, eps); // [B, Dm]
-      const logits = project(h, this.weights.lmHead, this.weights.lmHeadPacked, null); // [B, V]
+      const y = wasmDecodeLayers(x, layers, kvs, cosT, sinT, maskT, { H, Hkv, eps, slot: first.start, span }); // [B, Dm]
+      const [, h] = wasmAddRmsNorm(y, null, this.weights.finalNorm, eps); // [B, Dm]
+      const logits = project(h, this.weights.lmHead, this.weights.lmHeadPacked); // [B, V]
       return tf.reshape(logits, [B, 1, V]) as tf.Tensor3D;
     });
   }
@@ -442,7 +433,7 @@ export class LlamaModel {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const { B, T } = s;
     // ---- attention
-    const qkv = project(h, L.wqkv, L.packed?.wqkv, this.pool); // [N, (H+2Hkv)*D]
+    const qkv = project(h, L.wqkv, L.packed?.wqkv); // [N, (H+2Hkv)*D]
     const [q, kNew, vNew] = s.fused
       ? wasmRope(qkv, s.cos as tf.Tensor2D, s.sin as tf.Tensor2D, B, T, H, Hkv) // [N, H, D], [B, Hkv, T, D] x 2
       : ropeSplit(tf.reshape(qkv, [B * T, H + 2 * Hkv, D]), s.cos as tf.Tensor3D, s.sin as tf.Tensor3D, this.rotate, B, T, H, Hkv);
@@ -451,11 +442,11 @@ export class LlamaModel {
     const ls = keyPositions ? layerStep(s, keyPositions, k.shape[2]) : s;
     const att = attention(q, k, v, ls, B, T); // [N, H*D]
     if (s.onAttention) s.onAttention(layer, attentionProbs(q, k, ls, B, T), ls.plan.keyPositions);
-    const [x1, h2] = this.addNorm(x, project(att, L.wo, L.packed?.wo, this.pool), L.mlpNorm, s.fused);
+    const [x1, h2] = this.addNorm(x, project(att, L.wo, L.packed?.wo), L.mlpNorm, s.fused);
     // ---- MLP: down(silu(gate(h)) * up(h))
-    const gateUp = project(h2, L.wGateUp, L.packed?.wGateUp, this.pool); // [N, 2F]
+    const gateUp = project(h2, L.wGateUp, L.packed?.wGateUp); // [N, 2F]
     const act = s.fused ? wasmSiluMul(gateUp) : siluMul(gateUp); // [N, F]
-    return this.addNorm(x1, project(act, L.wDown, L.packed?.wDown, this.pool), nextNorm, s.fused); // [N, Dm] each
+    return this.addNorm(x1, project(act, L.wDown, L.packed?.wDown), nextNorm, s.fused); // [N, Dm] each
   }
 
   /** Free every weight tensor. */
@@ -464,7 +455,6 @@ export class LlamaModel {
     this.eps.dispose();
     this.meanVec.dispose();
     this.rotate.dispose();
-    this.pool?.dispose();
   }
 
   private weightTensors(): tf.Tensor[] {
@@ -504,15 +494,13 @@ export class LlamaModel {
 
 // x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading W's
 // tiled copy, f32 or bf16 pairs, when the model has one), larger steps (batches, prefill) to
-// tf.matMul (XNNPACK) over W; with a thread pool, the GEMV runs split across its threads
-function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined, pool: CpuThreadPool | null): tf.Tensor2D {
+// tf.matMul (XNNPACK) over W; on tfjs-wasm's threaded build both split over its threads
+function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined): tf.Tensor2D {
   const [K, N] = W.shape;
   const rows = x.shape[0];
   const bf16 = packed?.dtype === 'int32';
   if (!packed || rows > (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
-  if (!pool) return wasmGemv(x, packed);
-  const shared = pool.matrix(packed, () => packed.dataSync() as Float32Array | Int32Array, K, N, bf16);
-  return tf.tensor2d(pool.gemv(x.dataSync() as Float32Array, rows, shared), [rows, N]);
+  return wasmGemv(x, packed);
 }
 
 // silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]

@@ -6,7 +6,6 @@ import * as path from 'path';
 
 import { configFromHF, type LlamaConfig } from './config';
 import { LlamaModel, type CpuWeightFormat, type ModelOptions } from './llama';
-import { CpuThreadPool } from './kernels/threads';
 import { isPresetJson, listPresets, loadPreset, presetFromJson, randomWeights, type Preset } from './presets';
 import { SafetensorsCheckpoint } from '../formats/safetensors';
 import type { WeightSource } from './weights';
@@ -19,23 +18,11 @@ export interface LoadModelOptions {
   std?: number;
   /** how the weights are held on CPU (LlamaModel's ModelOptions): default 'f32' */
   cpuWeights?: CpuWeightFormat;
-  /** wasm in Node: threads for the decode GEMV (worker_threads over shared memory); default 1 (see below) */
-  cpuThreads?: number;
 }
 
-// cpuThreads stays 1 unless asked (issue 15): on this project's 2-core machine, shared with
-// another process, 2 threads did not win reliably. bench:peers on the target, median step ms, 1
-// thread vs 2 (2026-11-30, two runs minutes apart): f32 batch 1 8.2 vs 7.5 then 8.0 vs 9.8; f32
-// batch 8 20.6 vs 15.7 then 21.6 vs 26.1; bf16 batch 1 6.7 vs 11.0 then 6.2 vs 9.3; bf16 batch 8
-// 20.7 vs 22.0 then 19.7 vs 25.7. The split GEMV
-// meets at a barrier after every matmul (33 a step), so a descheduled worker stalls the step, as
-// llama.cpp's threads do here (data/bench/peers.json). The kernels alone do win with 2 threads
-// (bench:core --gemm, interleaved: 6.0 vs 5.1 ms at 1 row, 16.5 vs 10.4 at 8): on an idle machine
-// with more cores, pass cpuThreads: os.availableParallelism().
-// the model's options from loadModel's
+// the model's options from loadModel's (threads are the backend's: initBackend's wasmThreads)
 function modelOptions(options: LoadModelOptions): ModelOptions {
-  const threads = options.cpuThreads ?? 1;
-  return { cpuWeights: options.cpuWeights, threadPool: threads > 1 ? new CpuThreadPool(threads) : undefined };
+  return { cpuWeights: options.cpuWeights };
 }
 
 /** Read an HF directory's config.json. */

@@ -12,10 +12,12 @@ import path from 'node:path';
 export const KERNELS_ENTRY = 'lib/model/kernels/assembly/index.ts';
 export const GENERATED_FILE = 'lib/model/kernels/cpuKernels.generated.ts';
 
-// stub runtime and no abort import: the module only computes over memory it is handed (tfjs-wasm's)
-const ASC_FLAGS = ['-O3', '--runtime', 'stub', '--importMemory', '--noExportMemory', '--use', 'abort=', '--enable', 'simd'];
-// the same kernels over a shared memory (threads.ts: worker threads), up to 4 GB
-const SHARED_FLAGS = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
+// stub runtime and no abort import: the module only computes over memory it is handed (tfjs-wasm's).
+// Threads for the atomics of decode.ts's barrier, which a one-thread call never reaches (atomic
+// loads and adds are valid on a plain memory too).
+const ASC_FLAGS = ['-O3', '--runtime', 'stub', '--importMemory', '--noExportMemory', '--use', 'abort=', '--enable', 'simd', '--enable', 'threads'];
+// the same kernels over a shared memory (tfjs-wasm's threaded build; threads.ts), up to 4 GB
+const SHARED_FLAGS = ['--sharedMemory', '--maximumMemory', '65536'];
 
 /** asc's version from its package.json (pinned in ours). */
 export function ascVersion(root = process.cwd()): string {

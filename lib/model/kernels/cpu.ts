@@ -1,12 +1,13 @@
 // The CPU kernels' wasm module (AssemblyScript sources in ./assembly/, compiled by
 // scripts/kernels/build.ts into cpuKernels.generated.ts), instantiated over tfjs-wasm's own
 // memory so the kernels read and write tensors where they lie, with no copy. One instance per
-// memory (a re-created backend gets its own). wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
+// memory (a re-created backend gets its own). tfjs-wasm's threaded build (wasmThreads.ts) has a
+// shared memory: over it the kernels' shared-memory build is used. wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
 // wasmDecode.ts register the kernels with tfjs.
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { CPU_KERNELS_WASM } from './cpuKernels.generated';
+import { CPU_KERNELS_SHARED_WASM, CPU_KERNELS_WASM } from './cpuKernels.generated';
 
 /** The exports of the module: pointers are byte offsets into the memory it was given. */
 export interface CpuKernels {
@@ -31,18 +32,13 @@ export interface CpuKernels {
   gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   /** the same with w W's bf16 tiles */
   gemmBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  /** one decoder layer of a decode step in one call (assembly/decode.ts; wasmDecode.ts registers it) */
-  decodeLayer(
+  /** a decode step's decoder layers in one call (assembly/decode.ts; wasmDecode.ts registers it) */
+  decodeLayers(
+    table: number,
+    L: number,
     x: number,
     out: number,
-    attnNorm: number,
-    wqkv: number,
-    wo: number,
-    mlpNorm: number,
-    wGateUp: number,
-    wDown: number,
-    kCache: number,
-    vCache: number,
+    spare: number,
     cos: number,
     sin: number,
     mask: number,
@@ -58,6 +54,9 @@ export interface CpuKernels {
     S: number,
     eps: number,
     bf16: number,
+    thread: number,
+    threads: number,
+    sync: number,
   ): void;
   /** the bytes of decodeLayer's scratch buffer for S key slots */
   decodeScratchBytes(M: number, Dm: number, H: number, Hkv: number, D: number, F: number, S: number): number;
@@ -65,22 +64,40 @@ export interface CpuKernels {
 
 /** What the kernels use of tfjs-wasm's backend object. */
 export interface WasmBackendLike {
-  wasm: { asm?: { memory?: WebAssembly.Memory } };
+  /** the memory: exported by the single-threaded builds (asm.memory), imported by the threaded one (wasmMemory) */
+  wasm: { asm?: { memory?: WebAssembly.Memory }; wasmMemory?: WebAssembly.Memory };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
 }
 
-let wasmModule: WebAssembly.Module | null = null;
+const modules = new Map<boolean, WebAssembly.Module>();
 const instances = new WeakMap<WebAssembly.Memory, CpuKernels>();
+
+/** The kernels' compiled module: for a plain memory, or (shared) for a shared one. */
+export function cpuKernelsModule(shared: boolean): WebAssembly.Module {
+  let m = modules.get(shared);
+  if (!m) {
+    const base64 = shared ? CPU_KERNELS_SHARED_WASM : CPU_KERNELS_WASM;
+    m = new WebAssembly.Module(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+    modules.set(shared, m);
+  }
+  return m;
+}
+
+/** tfjs-wasm's memory (throws when this build keeps it out of reach). */
+export function wasmMemoryOf(backend: WasmBackendLike): WebAssembly.Memory {
+  const memory = backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
+  if (!memory) throw new Error('tfjs-wasm memory is not reachable');
+  return memory;
+}
 
 /** The kernels over this backend's memory (throws without SIMD or a reachable memory). */
 export function cpuKernelsFor(backend: WasmBackendLike): CpuKernels {
-  const memory = backend.wasm.asm?.memory;
-  if (!memory) throw new Error('tfjs-wasm memory is not reachable');
+  const memory = wasmMemoryOf(backend);
   let k = instances.get(memory);
   if (!k) {
-    wasmModule ??= new WebAssembly.Module(Uint8Array.from(atob(CPU_KERNELS_WASM), (c) => c.charCodeAt(0)));
-    k = new WebAssembly.Instance(wasmModule, { env: { memory } }).exports as unknown as CpuKernels;
+    const module = cpuKernelsModule(memory.buffer instanceof SharedArrayBuffer);
+    k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as CpuKernels;
     instances.set(memory, k);
   }
   return k;

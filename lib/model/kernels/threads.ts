@@ -1,140 +1,165 @@
-// The decode GEMV over several cores (Node's worker_threads). tfjs-wasm runs on one thread in
-// Node, and its memory is not shared, so this pool keeps its own shared WebAssembly.Memory: each
-// weight matrix is copied into it once (on first use), every thread instantiates the kernels
-// module over it (cpuKernels.generated.ts, the shared-memory build), and a GEMV is split by output
-// columns, the calling thread taking the first share. A thread's columns are whole tiles of the
-// GEMV's weight layout (assembly/gemv.ts), so each reads its own contiguous runs of each block. Per call: x is copied in, the workers are
-// woken through Atomics (no messages), out is copied back.
+// Our CPU kernels on every thread: worker threads (Node's worker_threads) that run the kernels
+// module over tfjs-wasm's own memory, when that memory is shared: tfjs-wasm's threaded build
+// (lib/wasmThreads.ts; initBackend's wasmThreads). Tensors, weights and the KV cache are where
+// tfjs put them; a job hands the workers byte offsets, nothing is copied.
 //
-// Control words (Int32Array at byte 0 of the shared memory):
-//   [0] generation (bumped per job; -1 = exit)   [1] workers done   [2] kernel (index in KERNELS)
-//   [3..8] x, w, out (byte offsets), M, K, N      [16 + 2i], [17 + 2i] columns [n0, n1) of thread i
+// Two kinds of job, one at a time (the calling thread is thread 0 and takes its share too):
+//   - a matmul (gemm, gemmBf16): split by output columns, whole groups of 8 (the kernels'
+//     register block and whole tiles of W); the caller waits for the workers' done count;
+//   - a decode step's layers (assembly/decode.ts): every thread runs decodeLayers with its own
+//     index and each layer splits its steps itself, meeting at barriers (two words in the control
+//     block).
+// A worker waiting for the next job spins on the job counter for a while (a decode step's jobs
+// come a few microseconds apart), then sleeps on it (Atomics.wait).
+//
+// The control block (malloc'd in the memory, CONTROL_WORDS i32 words at `control`):
+//   [0] job counter   [1] workers done   [2] job kind (index in JOBS; -1 = exit)   [3..30] the
+//   job's arguments (an f32 argument is stored as its bits)   [32, 33] decodeLayers' barrier
 
 import { Worker } from 'node:worker_threads';
 
-import type { CpuKernels } from './cpu';
-import { CPU_KERNELS_SHARED_WASM } from './cpuKernels.generated';
-import { gemvKernelName } from './wasmGemv';
+import { cpuKernelsFor, cpuKernelsModule, wasmMemoryOf, type CpuKernels, type WasmBackendLike } from './cpu';
 
-// the kernels a job may name, by index (control word 2); gemvKernelName picks one by format
-const KERNELS = ['gemm', 'gemmBf16'] as const;
+const JOBS = ['gemm', 'gemmBf16', 'decodeLayers'] as const;
+const CONTROL_WORDS = 64;
+const ARGS = 3;
+const SYNC = 32;
+/** decodeLayers' f32 argument, eps (the one after it, bf16, is its last before the thread ones) */
+const EPS = 18;
+/** JS-side spins before a waiting thread sleeps */
+const SPINS = 1 << 16;
 
-const CONTROL_BYTES = 1024;
-const PAGE = 65536;
-
-// each worker: instantiate over the shared memory, then wait for a generation bump, run its share
+// each worker: instantiate over the memory, then run each job it is handed
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { memory, module, index } = workerData;
+const { workerData, parentPort } = require('node:worker_threads');
+const { memory, module, index, threads, control } = workerData;
 const k = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const c = new Int32Array(memory.buffer, 0, ${CONTROL_BYTES / 4});
-const kernels = ${JSON.stringify(KERNELS)}.map((name) => k[name]);
-let seen = 0;
+parentPort.postMessage('ready');
+const c = new Int32Array(memory.buffer, control, ${CONTROL_WORDS});
+const f = new Float32Array(memory.buffer, control, ${CONTROL_WORDS});
+const a = ${ARGS};
+const jobs = ${JSON.stringify(JOBS)};
+const share = (n, t) => Math.floor((n * t) / threads);
+let seen = Atomics.load(c, 0);
 for (;;) {
-  Atomics.wait(c, 0, seen);
+  for (let spins = 0; Atomics.load(c, 0) === seen; spins++) if (spins >= ${SPINS}) Atomics.wait(c, 0, seen);
   seen = Atomics.load(c, 0);
-  if (seen === -1) break;
-  const n0 = c[16 + 2 * index], n1 = c[17 + 2 * index];
-  if (n1 > n0) kernels[c[2]](c[3], c[4], c[5], c[6], c[7], c[8], n0, n1);
-  Atomics.add(c, 1, 1);
-  Atomics.notify(c, 1);
+  const job = jobs[c[2]];
+  if (job === undefined) break;
+  if (job === 'decodeLayers') {
+    k.decodeLayers(${Array.from({ length: EPS }, (_, i) => `c[a + ${i}]`).join(', ')}, f[a + ${EPS}], c[a + ${EPS + 1}], index, threads, control + ${SYNC * 4});
+  } else {
+    const groups = c[a + 5] / 8;
+    const n0 = 8 * share(groups, index), n1 = 8 * share(groups, index + 1);
+    if (n1 > n0) k[job](c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], n0, n1);
+    Atomics.add(c, 1, 1);
+    Atomics.notify(c, 1);
+  }
 }
 `;
 
-/** A weight matrix [K, N] held in the pool's memory in the GEMV's tiles (gemvWeights): f32, or bf16 pairs. */
-export interface SharedMatrix {
-  offset: number;
-  K: number;
-  N: number;
-  bf16: boolean;
-}
+/** The arguments of decodeLayers before its thread ones (CpuKernels.decodeLayers' first 20). */
+export type DecodeLayersArgs = Parameters<CpuKernels['decodeLayers']> extends [...infer A, number, number, number] ? A : never;
 
-/** The decode GEMV split across `threads` threads (this one included). dispose() ends the workers. */
+/**
+ * Our kernels split over the threads of tfjs-wasm's threaded build (this thread included). One
+ * per memory: CpuThreadPool.start(backend, threads) starts it when the backend starts
+ * (wasmThreads.ts), the kernels find it with CpuThreadPool.of(backend).
+ */
 export class CpuThreadPool {
   readonly threads: number;
-  private readonly memory: WebAssembly.Memory;
   private readonly kernels: CpuKernels;
   private readonly workers: Worker[];
-  private readonly control: Int32Array;
-  private readonly matrices = new WeakMap<object, SharedMatrix>();
-  /** bump allocator: the next free byte */
-  private top = CONTROL_BYTES;
-  /** staging for x and out, grown as needed */
-  private scratch = { offset: 0, bytes: 0 };
+  private readonly c: Int32Array;
+  private readonly f: Float32Array;
+  private readonly control: number;
 
-  constructor(threads: number) {
-    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new Error(`threads must be an integer in [1, 64], got ${threads}`);
+  private constructor(backend: WasmBackendLike & { wasm: { _malloc(bytes: number): number } }, threads: number) {
+    const memory = wasmMemoryOf(backend);
     this.threads = threads;
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
-    const module = new WebAssembly.Module(Uint8Array.from(atob(CPU_KERNELS_SHARED_WASM), (ch) => ch.charCodeAt(0)));
-    this.kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as CpuKernels;
-    this.control = new Int32Array(this.memory.buffer, 0, CONTROL_BYTES / 4);
+    this.kernels = cpuKernelsFor(backend);
+    this.control = backend.wasm._malloc(CONTROL_WORDS * 4);
+    this.c = new Int32Array(memory.buffer, this.control, CONTROL_WORDS).fill(0);
+    this.f = new Float32Array(memory.buffer, this.control, CONTROL_WORDS);
+    const module = cpuKernelsModule(true);
     this.workers = Array.from({ length: threads - 1 }, (_, i) => {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory: this.memory, module, index: i + 1 } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory, module, index: i + 1, threads, control: this.control } });
       w.unref();
       return w;
     });
   }
 
-  /** Copy a weight matrix in once (keyed by `key`, e.g. its tensor); later calls return the same. */
-  matrix(key: object, data: () => Float32Array | Int32Array, K: number, N: number, bf16: boolean): SharedMatrix {
-    let m = this.matrices.get(key);
-    if (!m) {
-      const values = data();
-      const offset = this.alloc(values.byteLength);
-      new Uint8Array(this.memory.buffer, offset, values.byteLength).set(
-        new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-      );
-      m = { offset, K, N, bf16 };
-      this.matrices.set(key, m);
-    }
-    return m;
+  /**
+   * Start the pool over this backend's memory with `threads` threads; resolves once every worker
+   * is waiting for jobs (a worker starts only while this thread's event loop runs, so a pool made
+   * inside a kernel call would wait on workers that never come). Nothing for one thread or a
+   * memory that is not shared (tfjs-wasm's single-threaded builds).
+   */
+  static async start(backend: WasmBackendLike, threads: number): Promise<CpuThreadPool | null> {
+    const memory = wasmMemoryOf(backend);
+    pools.get(memory)?.dispose();
+    pools.delete(memory);
+    if (threads <= 1 || !(memory.buffer instanceof SharedArrayBuffer)) return null;
+    const pool = new CpuThreadPool(backend as WasmBackendLike & { wasm: { _malloc(bytes: number): number } }, threads);
+    await Promise.all(
+      pool.workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            w.once('message', () => resolve());
+            w.once('error', reject);
+          }),
+      ),
+    );
+    pools.set(memory, pool);
+    return pool;
   }
 
-  /** x [M, K] @ w -> [M, N], split by columns across the threads. */
-  gemv(x: Float32Array, M: number, w: SharedMatrix): Float32Array {
-    const { K, N } = w;
-    if (x.length !== M * K) throw new Error(`gemv: x has ${x.length} values, expected ${M} x ${K}`);
-    const xBytes = M * K * 4;
-    const outBytes = M * N * 4;
-    if (this.scratch.bytes < xBytes + outBytes)
-      this.scratch = { offset: this.alloc(2 * (xBytes + outBytes)), bytes: 2 * (xBytes + outBytes) };
-    const xAt = this.scratch.offset;
-    const outAt = xAt + xBytes;
-    new Float32Array(this.memory.buffer, xAt, M * K).set(x);
-    // columns in groups of 8, as even as they go: whole tiles of W (4 columns f32, 8 bf16) and of
-    // the kernel's 4 x 8 register block
-    const groups = N / 8;
-    const c = this.control;
-    for (let i = 0; i < this.threads; i++) {
-      c[16 + 2 * i] = 8 * Math.floor((groups * i) / this.threads);
-      c[17 + 2 * i] = 8 * Math.floor((groups * (i + 1)) / this.threads);
-    }
-    const kernel = gemvKernelName(w.bf16);
-    c.set([KERNELS.indexOf(kernel), xAt, w.offset, outAt, M, K, N], 2);
-    Atomics.store(c, 1, 0);
-    Atomics.add(c, 0, 1);
-    Atomics.notify(c, 0);
-    this.kernels[kernel](xAt, w.offset, outAt, M, K, N, c[16], c[17]);
-    // wait for the workers
-    for (let done = Atomics.load(c, 1); done < this.workers.length; done = Atomics.load(c, 1)) Atomics.wait(c, 1, done);
-    return new Float32Array(this.memory.buffer, outAt, M * N).slice();
+  /** The started pool over this backend's memory, or null (one thread). */
+  static of(backend: WasmBackendLike): CpuThreadPool | null {
+    return pools.get(wasmMemoryOf(backend)) ?? null;
   }
 
-  /** End the workers (the memory goes with the pool). */
+  /** x [M, K] @ W [K, N] -> out [M, N] (byte offsets; W in the GEMV's tiles), split by columns. */
+  gemm(kernel: 'gemm' | 'gemmBf16', x: number, w: number, out: number, M: number, K: number, N: number): void {
+    const { c } = this;
+    c.set([x, w, out, M, K, N], ARGS);
+    c[1] = 0;
+    this.start(JOBS.indexOf(kernel));
+    this.kernels[kernel](x, w, out, M, K, N, 0, 8 * Math.floor(N / 8 / this.threads)); // thread 0's share, as the workers' share()
+    // the workers' done count
+    for (let spins = 0, done = Atomics.load(c, 1); done < this.workers.length; spins++, done = Atomics.load(c, 1)) {
+      if (spins >= SPINS) Atomics.wait(c, 1, done);
+    }
+  }
+
+  /** A decode step's layers on every thread (assembly/decode.ts splits them); returns when all are done. */
+  decodeLayers(...args: DecodeLayersArgs): void {
+    const { c, f } = this;
+    for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
+    f[ARGS + EPS] = args[EPS]; // an f32
+    this.start(JOBS.indexOf('decodeLayers'));
+    this.kernels.decodeLayers(...args, 0, this.threads, this.control + SYNC * 4);
+  }
+
+  /** End the workers (the control block's bytes stay in the memory, which goes with its backend). */
   dispose(): void {
-    Atomics.store(this.control, 0, -1);
-    Atomics.notify(this.control, 0);
+    this.start(-1);
     for (const w of this.workers) void w.terminate();
     this.workers.length = 0;
   }
 
-  // bytes at a 64-byte boundary, growing the memory
-  private alloc(bytes: number): number {
-    const offset = Math.ceil(this.top / 64) * 64;
-    this.top = offset + bytes;
-    const need = Math.ceil(this.top / PAGE) - this.memory.buffer.byteLength / PAGE;
-    if (need > 0) this.memory.grow(need);
-    return offset;
+  // hand the workers job `kind`: bump the job counter and wake any asleep
+  private start(kind: number): void {
+    this.c[2] = kind;
+    Atomics.add(this.c, 0, 1);
+    Atomics.notify(this.c, 0);
   }
+}
+
+const pools = new Map<WebAssembly.Memory, CpuThreadPool>();
+
+/** End every pool's workers: before the backend they run over goes (wasmThreads.ts, shutdownBackend). */
+export function disposeCpuThreadPools(): void {
+  for (const pool of pools.values()) pool.dispose();
+  pools.clear();
 }

@@ -1,12 +1,17 @@
-// The fused CPU decode step on tfjs-wasm: each decoder layer of a decode step (one new token per
-// sequence, a few sequences) is one call into wasm, decodeLayer in assembly/decode.ts, instead of
+// The fused CPU decode step on tfjs-wasm: all decoder layers of a decode step (one new token per
+// sequence, a few sequences) in one call into wasm, decodeLayers in assembly/decode.ts, instead of
 // the 15 tfjs kernels per layer of LlamaModel's op-by-op path (each ~6-10 us of dispatch, whatever
-// it computes; a target decode step: 13 kernels instead of 125, counted with tf.profile):
+// it computes; a target decode step: 6 kernels instead of 125, counted with tf.profile). Each layer:
 //   decodeLayer(x [M, Dm], the layer's weights, the layer's KV cache [M, Hkv, C, D], cos, sin [M, D],
 //               mask [M, S] | none) -> [M, Dm]
 //   rmsnorm -> qkv GEMV -> RoPE -> k, v written into the cache at slot `slot` -> attention over the
 //   cache's first S slots -> o GEMV + residual -> rmsnorm -> gate/up GEMV -> silu * up -> down GEMV
 //   + residual
+// The layers' tensors reach the kernel as a table of their places in memory (decodeLayerTable),
+// not as tfjs inputs: they are the model's weights and the cache's tensors, alive for the step.
+// Going back to JavaScript between layers cost ~0.15 ms a layer (tfjs's kernel call, checks,
+// allocations), a fifth of a target step. On tfjs-wasm's threaded build the step runs on every
+// thread (threads.ts): the threads stay in wasm for the whole step, meeting at barriers.
 // The same kernels as the op path's (wasmGemv.ts, wasmFused.ts, wasmAttention.ts), so the same
 // sums but for the softmax (exp4's polynomial here, tfjs-wasm's own exp in tf.softmax). The cache
 // is written in place: a cache hands its layer tensors through KVCache.writableLayer (the
@@ -16,11 +21,12 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, offsetOf, registerCpuKernels, wasmMemoryOf, type WasmBackendLike } from './cpu';
+import { CpuThreadPool } from './threads';
 import { gemvWeightShape, type PackedMatrices } from './wasmGemv';
 
-/** The fused decode step's tfjs kernel name (tf.profile lists a decoder layer under it). */
-export const DECODE_LAYER = 'InferenceLabDecodeLayer';
+/** The fused decode step's tfjs kernel name (tf.profile lists a step's decoder layers under it). */
+export const DECODE_LAYERS = 'InferenceLabDecodeLayers';
 let enabled = true;
 
 /** Turn the fused decode step off (or back on) to compare with the op-by-op path; on by default. */
@@ -39,8 +45,14 @@ export interface DecodeLayerWeights extends PackedMatrices {
   mlpNorm: tf.Tensor1D;
 }
 
+/** One layer's KV cache tensors [M, Hkv, C, D], written at the step's slot (KVCache.writableLayer). */
+export interface DecodeLayerKV {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
 /** The sizes and the step's place in the cache. */
-export interface DecodeLayerAttrs {
+export interface DecodeLayersAttrs {
   H: number;
   Hkv: number;
   eps: number;
@@ -48,82 +60,94 @@ export interface DecodeLayerAttrs {
   slot: number;
   /** key slots attended over: the cache's first `span` */
   span: number;
+  /** [L, 8]: each layer's attnNorm, wqkv, wo, mlpNorm, wGateUp, wDown, k, v as byte offsets (decodeLayerTable) */
+  table: number[];
+  /** the matrices are bf16 pair tiles */
+  bf16: boolean;
+  /** the layers' sizes, as decodeLayerTable checked them */
+  F: number;
+  C: number;
 }
 
-type Attrs = DecodeLayerAttrs & tf.NamedAttrMap;
+type Attrs = DecodeLayersAttrs & tf.NamedAttrMap;
 
-const decodeLayerKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+/**
+ * The table of a decode step's layers for wasmDecodeLayers: checks every layer's shapes against x
+ * [M, Dm] and returns [L, 8] byte offsets with the sizes it found. Throws naming the bad operand.
+ */
+export function decodeLayerTable(
+  x: tf.Tensor2D,
+  layers: DecodeLayerWeights[],
+  kvs: DecodeLayerKV[],
+  H: number,
+  Hkv: number,
+): Pick<DecodeLayersAttrs, 'table' | 'bf16' | 'F' | 'C'> {
+  const be = tf.backend() as unknown as WasmBackendLike;
+  const [M, Dm] = x.shape;
+  const [, , C, D] = kvs[0].k.shape;
+  const bf16 = layers[0].wqkv.dtype === 'int32';
+  const F = gemvWeightShape(layers[0].wDown).K;
+  const table: number[] = [];
+  layers.forEach((w, l) => {
+    const { k, v } = kvs[l];
+    const [qkv, o, gateUp, down] = [w.wqkv, w.wo, w.wGateUp, w.wDown].map(gemvWeightShape); // [K, N] of each
+    const same = (t: tf.Tensor, ...dims: number[]) => t.shape.length === dims.length && t.shape.every((n, i) => n === dims[i]);
+    const ok =
+      same(k, M, Hkv, C, D) &&
+      same(v, M, Hkv, C, D) &&
+      same(w.attnNorm, Dm) &&
+      same(w.mlpNorm, Dm) &&
+      qkv.K === Dm &&
+      qkv.N === (H + 2 * Hkv) * D &&
+      o.K === H * D &&
+      o.N === Dm &&
+      gateUp.K === Dm &&
+      gateUp.N === 2 * F &&
+      down.K === F &&
+      down.N === Dm &&
+      [w.wqkv, w.wo, w.wGateUp, w.wDown].every((t) => (t.dtype === 'int32') === bf16);
+    if (!ok)
+      throw new Error(`decodeLayers: layer ${l} does not fit x [${x.shape}]: k [${k.shape}], wqkv [${w.wqkv.shape}] ${w.wqkv.dtype} for H ${H}, Hkv ${Hkv}`);
+    for (const t of [w.attnNorm, w.wqkv, w.wo, w.mlpNorm, w.wGateUp, w.wDown, k, v]) table.push(offsetOf(be, t));
+  });
+  return { table, bf16, F, C };
+}
+
+const decodeLayersKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as WasmBackendLike & { disposeData(dataId: tf.DataId): boolean };
-  const t = inputs as unknown as DecodeLayerWeights & {
-    x: tf.TensorInfo;
-    k: tf.TensorInfo;
-    v: tf.TensorInfo;
-    cos: tf.TensorInfo;
-    sin: tf.TensorInfo;
-    mask?: tf.TensorInfo;
-  };
-  const { H, Hkv, eps, slot, span } = attrs as unknown as Attrs;
+  const t = inputs as unknown as { x: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo; mask?: tf.TensorInfo };
+  const { H, Hkv, eps, slot, span, table, bf16, F, C } = attrs as unknown as Attrs;
   const [M, Dm] = t.x.shape;
-  const [, , C, D] = t.k.shape;
-  const bf16 = t.wqkv.dtype === 'int32';
-  const [qkv, o, gateUp, down] = [t.wqkv, t.wo, t.wGateUp, t.wDown].map(gemvWeightShape); // [K, N] of each
-  const F = down.K;
+  const D = t.cos.shape[1];
+  const L = table.length / 8;
   const ok =
-    t.k.shape.join() === `${M},${Hkv},${C},${D}` &&
-    t.v.shape.join() === t.k.shape.join() &&
-    t.cos.shape.join() === `${M},${D}` &&
-    t.sin.shape.join() === `${M},${D}` &&
+    Number.isInteger(L) &&
+    t.cos.shape[0] === M &&
+    t.sin.shape.join() === t.cos.shape.join() &&
     (!t.mask || t.mask.shape.join() === `${M},${span}`) &&
-    qkv.K === Dm &&
-    qkv.N === (H + 2 * Hkv) * D &&
-    o.K === H * D &&
-    o.N === Dm &&
-    gateUp.K === Dm &&
-    gateUp.N === 2 * F &&
-    down.N === Dm &&
-    [t.wo, t.wGateUp, t.wDown].every((w) => w.dtype === t.wqkv.dtype) &&
     slot < span &&
     span <= C;
-  if (!ok)
-    throw new Error(
-      `decodeLayer: bad operands x [${t.x.shape}], k [${t.k.shape}], wqkv [${t.wqkv.shape}] for H ${H}, Hkv ${Hkv}, slot ${slot}, span ${span}`,
-    );
+  if (!ok) throw new Error(`decodeLayers: bad operands x [${t.x.shape}], cos [${t.cos.shape}], ${table.length / 8} layers, slot ${slot}, span ${span}`);
   const k = cpuKernelsFor(be);
   const out = be.makeOutput([M, Dm], 'float32');
-  const scratch = be.makeOutput([k.decodeScratchBytes(M, Dm, H, Hkv, D, F, span) / 4], 'float32');
+  // one buffer: the layers' scratch, then spare [M, Dm], then the table
+  const scratchBytes = k.decodeScratchBytes(M, Dm, H, Hkv, D, F, span);
+  const buffer = be.makeOutput([(scratchBytes + M * Dm * 4) / 4 + table.length], 'float32');
   const at = (x: tf.TensorInfo) => offsetOf(be, x);
-  k.decodeLayer(
-    at(t.x),
-    at(out),
-    at(t.attnNorm),
-    at(t.wqkv),
-    at(t.wo),
-    at(t.mlpNorm),
-    at(t.wGateUp),
-    at(t.wDown),
-    at(t.k),
-    at(t.v),
-    at(t.cos),
-    at(t.sin),
-    t.mask ? at(t.mask) : 0,
-    at(scratch),
-    M,
-    Dm,
-    H,
-    Hkv,
-    D,
-    F,
-    C,
-    slot,
-    span,
-    eps,
-    bf16 ? 1 : 0,
-  );
-  be.disposeData(scratch.dataId);
+  const scratch = at(buffer);
+  const spare = scratch + scratchBytes;
+  const tableAt = spare + M * Dm * 4;
+  new Int32Array(wasmMemoryOf(be).buffer, tableAt, table.length).set(table);
+  const args = [tableAt, L, at(t.x), at(out), spare, at(t.cos), at(t.sin), t.mask ? at(t.mask) : 0, scratch] as const;
+  const sizes = [M, Dm, H, Hkv, D, F, C, slot, span, eps, bf16 ? 1 : 0] as const;
+  const pool = CpuThreadPool.of(be); // null on one thread
+  if (pool) pool.decodeLayers(...args, ...sizes);
+  else k.decodeLayers(...args, ...sizes, 0, 1, 0);
+  be.disposeData(buffer.dataId);
   return out;
 };
 
-const KERNELS = { [DECODE_LAYER]: decodeLayerKernel };
+const KERNELS = { [DECODE_LAYERS]: decodeLayersKernel };
 
 /**
  * Can the fused decode step run here: switched on, wasm backend with SIMD, and shapes the kernels
@@ -135,22 +159,23 @@ export function wasmDecodeStepAvailable(hiddenSize: number, headDim: number, int
 }
 
 /**
- * One decoder layer for M sequences of one new token each: x [M, Dm] -> [M, Dm]. Writes the
- * token's key and value into k, v [M, Hkv, C, D] (the cache's own tensors) at `attrs.slot`, then
- * attends over their first `attrs.span` slots, masked by `mask` [M, span] (additive) when given.
- * cos, sin [M, D]: the RoPE tables at each sequence's position (ropeTables). Wasm only.
+ * All decoder layers for M sequences of one new token each: x [M, Dm] -> [M, Dm]. Each layer
+ * writes the token's key and value into its cache tensors k, v [M, Hkv, C, D] at `attrs.slot`,
+ * then attends over their first `attrs.span` slots, masked by `mask` [M, span] (additive) when
+ * given. cos, sin [M, D]: the RoPE tables at each sequence's position (ropeTables). `layers` and
+ * `kvs` go in as decodeLayerTable's offsets, so they must stay alive through the call. Wasm only.
  */
-export function wasmDecodeLayer(
+export function wasmDecodeLayers(
   x: tf.Tensor2D,
-  w: DecodeLayerWeights,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
+  layers: DecodeLayerWeights[],
+  kvs: DecodeLayerKV[],
   cos: tf.Tensor2D,
   sin: tf.Tensor2D,
   mask: tf.Tensor2D | null,
-  attrs: DecodeLayerAttrs,
+  attrs: Pick<DecodeLayersAttrs, 'H' | 'Hkv' | 'eps' | 'slot' | 'span'>,
 ): tf.Tensor2D {
-  const inputs: tf.NamedTensorMap = { x, ...w, k, v, cos, sin };
+  const inputs: tf.NamedTensorMap = { x, cos, sin };
   if (mask) inputs.mask = mask;
-  return tf.engine().runKernel(DECODE_LAYER, inputs, attrs as Attrs) as tf.Tensor2D;
+  const full: DecodeLayersAttrs = { ...attrs, ...decodeLayerTable(x, layers, kvs, attrs.H, attrs.Hkv) };
+  return tf.engine().runKernel(DECODE_LAYERS, inputs, full as Attrs) as tf.Tensor2D;
 }

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { f32ToBf16 } from '../../formats/dtype';
 import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
+import { CpuThreadPool } from './threads';
 
 /**
  * Rows up to which llama.ts sends a matmul to these kernels, f32 and bf16 weights alike (a batch-8
@@ -123,8 +124,10 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   const ok = x.shape.length === 2 && w.shape.length === 2 && wK === K && N % 8 === 0 && x.dtype === 'float32';
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
-  const k = cpuKernelsFor(be);
-  k[gemvKernelName(bf16)](offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
+  const args = [offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N] as const;
+  const pool = CpuThreadPool.of(be); // null on one thread
+  if (pool) pool.gemm(gemvKernelName(bf16), ...args);
+  else cpuKernelsFor(be)[gemvKernelName(bf16)](...args, 0, N);
   return out;
 };
 

@@ -34,6 +34,13 @@ export function decodeScratchBytes(M: i32, Dm: i32, H: i32, Hkv: i32, D: i32, F:
 // pairs [in/4, out/8, 4, 4] (gemvWeights in wasmGemv.ts). cos, sin [M, D] are the RoPE tables of
 // each sequence's position; mask [M, S] is additive (0 or MASKED), or 0 for none.
 // The scratch buffer holds decodeScratchBytes(M, ..., S) bytes. out may not be x.
+//
+// Threads (threads.ts): `threads` threads call it at once with the same arguments, each with its
+// own `thread` in [0, threads), over one shared memory. Each matmul is split by output columns
+// and attention by (sequence, kv head) pairs; the small row-wise steps (norms, RoPE, SiLU) run on
+// thread 0; the threads meet at a barrier (two i32 words at `sync`) after each step. Every output
+// is summed in the same order whatever the split, so any thread count gives the same bits.
+// threads = 1 is the one-thread call (no barrier).
 export function decodeLayer(
   x: usize,
   out: usize,
@@ -60,6 +67,9 @@ export function decodeLayer(
   S: i32,
   eps: f32,
   bf16: i32,
+  thread: i32,
+  threads: i32,
+  sync: usize,
 ): void {
   const h = scratch;
   const qkv = h + (<usize>(M * Dm) << 2);
@@ -73,31 +83,148 @@ export function decodeLayer(
   const scores = act + (<usize>(M * F) << 2);
   const G = H / Hkv;
   const P = M * Hkv; // (sequence, kv head) pairs
+  const first = thread == 0;
 
   // ---- attention
-  addRmsNorm(x, 0, attnNorm, out, h, M, Dm, 0, eps); // out = x, h = rmsnorm(x) * attnNorm [M, Dm]
-  matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16); // [M, QKV]
-  rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
-  appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
-  qkT(q, kCache, scores, P, G, S, D, C); // [P, G, S] = [M, H, S]
-  if (mask) addMask(scores, mask, M, H, S);
-  softmaxRows(scores, M * H, S);
-  pv(scores, vCache, att, P, G, S, D, C); // [P, G, D] = [M, H*D]
-  matmul(att, wo, delta, M, H * D, Dm, bf16); // [M, Dm]
-  addRmsNorm(out, delta, mlpNorm, out, h, M, Dm, 1, eps); // out = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
+  if (first) addRmsNorm(x, 0, attnNorm, out, h, M, Dm, 0, eps); // out = x, h = rmsnorm(x) * attnNorm [M, Dm]
+  barrier(sync, threads);
+  matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, thread, threads); // [M, QKV]
+  barrier(sync, threads);
+  if (first) {
+    rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
+    appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
+  }
+  barrier(sync, threads);
+  attendPairs(q, kCache, vCache, mask, scores, att, share(P, thread, threads), share(P, thread + 1, threads), Hkv, G, S, D, C);
+  barrier(sync, threads);
+  matmul(att, wo, delta, M, H * D, Dm, bf16, thread, threads); // [M, Dm]
+  barrier(sync, threads);
+  if (first) addRmsNorm(out, delta, mlpNorm, out, h, M, Dm, 1, eps); // out = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
+  barrier(sync, threads);
 
   // ---- MLP
-  matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16); // [M, 2F] = [gate | up]
-  siluMul(gu, act, M, F); // [M, F]
-  matmul(act, wDown, delta, M, F, Dm, bf16); // [M, Dm]
-  addInPlace(out, delta, M * Dm); // out = x1 + delta
+  matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, thread, threads); // [M, 2F] = [gate | up]
+  barrier(sync, threads);
+  if (first) siluMul(gu, act, M, F); // [M, F]
+  barrier(sync, threads);
+  matmul(act, wDown, delta, M, F, Dm, bf16, thread, threads); // [M, Dm]
+  barrier(sync, threads);
+  if (first) addInPlace(out, delta, M * Dm); // out = x1 + delta
 }
 
-// x [M, K] @ W [K, N] -> out [M, N], W's f32 or bf16 tiles (all columns, one thread)
+// decodeLayers: all L decoder layers of a decode step in one call, each as decodeLayer above,
+// x [M, Dm] -> out [M, Dm] through `spare` [M, Dm] (the layers alternate between out and spare so
+// the last writes out; x is only read). table [L, 8] i32 holds each layer's tensors:
+//   attnNorm, wqkv, wo, mlpNorm, wGateUp, wDown, kCache, vCache
+// Every layer writes its keys and values at `slot` and attends over its cache's first S slots
+// (the contiguous cache: one slot for all layers). With threads, all threads call it and meet only
+// at decodeLayer's barriers: no return to JavaScript between layers.
+export function decodeLayers(
+  table: usize,
+  L: i32,
+  x: usize,
+  out: usize,
+  spare: usize,
+  cos: usize,
+  sin: usize,
+  mask: usize,
+  scratch: usize,
+  M: i32,
+  Dm: i32,
+  H: i32,
+  Hkv: i32,
+  D: i32,
+  F: i32,
+  C: i32,
+  slot: i32,
+  S: i32,
+  eps: f32,
+  bf16: i32,
+  thread: i32,
+  threads: i32,
+  sync: usize,
+): void {
+  let src = x;
+  for (let l = 0; l < L; l++) {
+    const dst = (L - l) & 1 ? out : spare;
+    const w = table + (<usize>(l * 8) << 2); // table[l, :]
+    decodeLayer(
+      src, dst,
+      load<i32>(w), load<i32>(w, 4), load<i32>(w, 8), load<i32>(w, 12), load<i32>(w, 16), load<i32>(w, 20),
+      load<i32>(w, 24), load<i32>(w, 28),
+      cos, sin, mask, scratch, M, Dm, H, Hkv, D, F, C, slot, S, eps, bf16, thread, threads, sync,
+    );
+    src = dst;
+  }
+}
+
+// attendPairs: attention for the pairs [p0, p1) of P = M * Hkv (sequence m, kv head j) = m * Hkv + j,
+// whose G query heads are rows p * G .. p * G + G - 1 of q [M * H, D] and of scores [M * H, S]:
+// scores = q k^T (+ mask[m]), softmax over each row, att = scores v
+function attendPairs(
+  q: usize, kCache: usize, vCache: usize, mask: usize, scores: usize, att: usize,
+  p0: i32, p1: i32, Hkv: i32, G: i32, S: i32, D: i32, C: i32,
+): void {
+  if (p1 <= p0) return;
+  const n = p1 - p0;
+  const rows = <usize>(p0 * G); // the first query row
+  const cacheAt = <usize>(p0 * C * D) << 2; // cache[p0, 0, 0]
+  const s0 = scores + ((rows * <usize>S) << 2);
+  qkT(q + ((rows * <usize>D) << 2), kCache + cacheAt, s0, n, G, S, D, C); // [n, G, S]
+  if (mask) {
+    for (let p = p0; p < p1; p++) {
+      const row = mask + (<usize>((p / Hkv) * S) << 2); // mask[m, :]
+      for (let g = 0; g < G; g++) addRow(scores + (<usize>((p * G + g) * S) << 2), row, S);
+    }
+  }
+  softmaxRows(s0, n * G, S);
+  pv(s0, vCache + cacheAt, att + ((rows * <usize>D) << 2), n, G, S, D, C); // [n, G, D]
+}
+
+// x [M, K] @ W [K, N] -> out [M, N], W's f32 or bf16 tiles: this thread's share of the columns,
+// in groups of 8 (the kernels' register block and whole tiles of W)
 @inline
-function matmul(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32): void {
-  if (bf16) gemmBf16(x, w, out, M, K, N, 0, N);
-  else gemm(x, w, out, M, K, N, 0, N);
+function matmul(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32, thread: i32, threads: i32): void {
+  const groups = N >> 3;
+  const n0 = share(groups, thread, threads) << 3;
+  const n1 = share(groups, thread + 1, threads) << 3;
+  if (n1 <= n0) return;
+  if (bf16) gemmBf16(x, w, out, M, K, N, n0, n1);
+  else gemm(x, w, out, M, K, N, n0, n1);
+}
+
+// where thread t's share of n items starts (thread `threads` gives n): as even as they go
+export function share(n: i32, t: i32, threads: i32): i32 {
+  return <i32>((<i64>n * t) / threads);
+}
+
+// barrier: wait until all `threads` threads have arrived. sync: [0] threads arrived, [1] the
+// barrier's generation. The last to arrive resets the count and bumps the generation; the others
+// spin on it for a while (the other threads are a few microseconds away), then sleep on it.
+export function barrier(sync: usize, threads: i32): void {
+  if (threads == 1) return;
+  const generation = atomic.load<i32>(sync, 4);
+  if (atomic.add<i32>(sync, 1) == threads - 1) {
+    atomic.store<i32>(sync, 0);
+    atomic.add<i32>(sync, 1, 4);
+    atomic.notify(sync + 4, threads);
+    return;
+  }
+  for (let spins = 0; atomic.load<i32>(sync, 4) == generation; spins++) {
+    if (spins >= SPINS) atomic.wait<i32>(sync + 4, generation, -1);
+  }
+}
+
+// spins before a thread sleeps at a barrier (~tens of microseconds)
+const SPINS = 1 << 18;
+
+// x [n] += row [n]
+@inline
+function addRow(x: usize, row: usize, n: i32): void {
+  for (let s = 0; s < n; s++) {
+    const at = <usize>s << 2;
+    store<f32>(x + at, load<f32>(x + at) + load<f32>(row + at));
+  }
 }
 
 // appendKV: kNew, vNew [P, D] -> kCache, vCache [P, C, D] at slot `slot` of every pair
@@ -107,20 +234,6 @@ export function appendKV(kNew: usize, vNew: usize, kCache: usize, vCache: usize,
     const at = <usize>(p * C + slot) * rowBytes; // cache[p, slot, :]
     memory.copy(kCache + at, kNew + <usize>p * rowBytes, rowBytes);
     memory.copy(vCache + at, vNew + <usize>p * rowBytes, rowBytes);
-  }
-}
-
-// addMask: scores [M, H, S] += mask [M, 1, S] (one row of the mask per sequence, for all its heads)
-export function addMask(scores: usize, mask: usize, M: i32, H: i32, S: i32): void {
-  for (let m = 0; m < M; m++) {
-    const row = mask + (<usize>(m * S) << 2); // mask[m, :]
-    for (let h = 0; h < H; h++) {
-      const s0 = scores + (<usize>((m * H + h) * S) << 2); // scores[m, h, :]
-      for (let s = 0; s < S; s++) {
-        const at = <usize>s << 2;
-        store<f32>(s0 + at, load<f32>(s0 + at) + load<f32>(row + at));
-      }
-    }
   }
 }
 

@@ -4,4 +4,4 @@
 export { qkT, pv } from './attention';
 export { addRmsNorm, rope, siluMul } from './fused';
 export { gemm, gemmBf16 } from './gemv';
-export { decodeLayer, decodeScratchBytes } from './decode';
+export { decodeLayers, decodeScratchBytes } from './decode';

@@ -137,7 +137,7 @@ interface PeerRow {
   weights: string;
   /** where it ran: wasm / webgpu / 'llama.cpp CPU' / 'cuda' */
   device: string;
-  /** CPU threads (llama.cpp; ours: the wasm backend's, null for its single-threaded build or a GPU) */
+  /** CPU threads (llama.cpp; ours on wasm: the backend's); null on a GPU */
   threads: number | null;
   batch: number;
   promptTokens: number;
@@ -686,7 +686,8 @@ function promptRows(ids: number[], n: number, B: number): number[][] {
 async function main(): Promise<void> {
   const opt = parseOptions();
   const loadStart = os.loadavg();
-  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true });
+  // CPU: ours on one thread first (the read roof, the shared model), the -Nt variants later
+  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: 1 });
   const notes: string[] = [];
   const rows: PeerRow[] = [];
   const models: ModelFacts[] = [];
@@ -756,7 +757,7 @@ async function main(): Promise<void> {
             variant: runner.name,
             weights: runner.weights ?? 'fp32',
             device: info.name,
-            threads: runner.threads ?? null,
+            threads: runner.threads ?? (info.name === 'wasm' ? 1 : null),
             batch: B,
           };
           const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}`);

@@ -71,9 +71,9 @@ type Factory = (config: object) => Promise<WasmModule & { cwrap: (...args: unkno
 // the threaded build's Emscripten module, with the `tfjs` entry points BackendWasm calls
 async function threadedModule(threads: number): Promise<WasmModule> {
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const fs = require('node:fs') as typeof import('node:fs');
-  const os = require('node:os') as typeof import('node:os');
-  const path = require('node:path') as typeof import('node:path');
+  const fs = require('fs') as typeof import('fs');
+  const os = require('os') as typeof import('os');
+  const path = require('path') as typeof import('path');
   const factoryFile = require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js');
   const factory = require(factoryFile) as Factory;
   const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {

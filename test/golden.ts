@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 
 import { initBackend } from '../lib/backend';
+import { wasmThreadsRegistered } from '../lib/wasmThreads';
 import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle/hf';
 
 export type { GoldenEntry } from '../lib/oracle/hf';
@@ -39,13 +40,15 @@ export function yieldToEventLoop(): Promise<void> {
 
 /**
  * Run `body` on the wasm backend with `threads` threads (tfjs-wasm's threaded build for more than
- * one), then put it back on one. A switch restarts the backend, so no tensor may live across it.
+ * one), then put back the threads it had. A switch restarts the backend, so no tensor may live
+ * across it.
  */
 export async function onWasmThreads<T>(threads: number, body: () => Promise<T>): Promise<T> {
+  const before = wasmThreadsRegistered();
   await initBackend({ prefer: 'wasm', wasmThreads: threads });
   try {
     return await body();
   } finally {
-    await initBackend({ prefer: 'wasm', wasmThreads: 1 });
+    await initBackend({ prefer: 'wasm', wasmThreads: before });
   }
 }

@@ -24,7 +24,7 @@ describe('captured WebGPU path in Chromium', () => {
     if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (bash scripts/setup.sh does)`);
     fs.mkdirSync(OUT, { recursive: true });
     // the page's bundle; Node-only imports (fs, path, the Dawn package) are never reached in a page
-    await build({ entryPoints: ['test/gpu/browser-entry.ts'], bundle: true, format: 'iife', platform: 'browser', outfile: path.join(OUT, 'bundle.js'), external: ['fs', 'path', 'webgpu', 'os', 'child_process'], logLevel: 'warning' });
+    await build({ entryPoints: ['test/gpu/browser-entry.ts'], bundle: true, format: 'iife', platform: 'browser', outfile: path.join(OUT, 'bundle.js'), external: ['fs', 'path', 'webgpu', 'os', 'child_process', 'worker_threads'], logLevel: 'warning' });
     fs.writeFileSync(path.join(OUT, 'index.html'), '<!doctype html><meta charset="utf-8"><script>window.require = () => ({});</script><script src="bundle.js"></script>');
     // a static server over the repository (the page fetches data/models and data/golden)
     server = http.createServer((req, res) => {

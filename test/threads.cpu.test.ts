@@ -58,10 +58,11 @@ describe('tfjs-wasm on several threads in Node', () => {
   it('refuses a bad thread count, and a switch while tensors live, naming the problem', async () => {
     await expect(initBackend({ prefer: 'wasm', wasmThreads: 0 })).rejects.toThrow(/wasmThreads must be an integer in \[1, 64\]/);
     await expect(initBackend({ prefer: 'wasm', wasmThreads: 2.5 })).rejects.toThrow(/wasmThreads/);
+    await initBackend({ prefer: 'wasm', wasmThreads: 1 });
     const alive = tf.zeros([2]);
     await expect(initBackend({ prefer: 'wasm', wasmThreads: 2 })).rejects.toThrow(/while 1 tensors live on it/);
     alive.dispose();
-    expect((await initBackend({ prefer: 'wasm' })).facts.wasm?.threads).toBe(1); // still usable
+    expect((await initBackend({ prefer: 'wasm', wasmThreads: 1 })).facts.wasm?.threads).toBe(1); // still usable
   });
 
   it('the GEMM split over 3 threads has the bits of one thread, f32 and bf16, every M in 1..8', () =>
@@ -87,6 +88,21 @@ describe('tfjs-wasm on several threads in Node', () => {
           });
         }
       }
+    }));
+
+  it("a worker's kernel that fails makes the call throw, and every later job, instead of hanging", () =>
+    onWasmThreads(2, async () => {
+      expect(wasmGemvAvailable(4, 8)).toBe(true);
+      const be = tf.backend() as unknown as WasmBackendLike;
+      const pool = CpuThreadPool.of(be)!;
+      const end = wasmMemoryOf(be).buffer.byteLength;
+      const [x, out] = [tf.zeros([1, 4]), tf.zeros([1, 16])];
+      // K = 4, N = 16: one block of W, 256 bytes; thread 0 reads its first 128, the worker the
+      // last 128, which lie past the end of the memory: only the worker traps
+      expect(() => pool.gemm('gemm', offsetOf(be, x), end - 128, offsetOf(be, out), 1, 4, 16)).toThrow(/a CPU kernel thread failed/);
+      const tiles = gemvWeights(new Float32Array(64), 4, 16, 'f32');
+      expect(() => wasmGemv(x as tf.Tensor2D, tiles)).toThrow(/restart the backend/);
+      tf.dispose([x, out, tiles]);
     }));
 
   it('a decode step on 3 threads gives the bits of one thread (fused step), and the op path agrees', async () => {

@@ -15,8 +15,9 @@
 // The control block (malloc'd in the memory, CONTROL_WORDS i32 words at `control`):
 //   [0] job counter   [1] workers done   [2] job kind (index in JOBS; -1 = exit)   [3..30] the
 //   job's arguments (an f32 argument is stored as its bits)   [32, 33] decodeLayers' barrier
+//   [34] a worker's kernel threw (the others stop waiting; the caller throws)
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'worker_threads';
 
 import { cpuKernelsFor, cpuKernelsModule, wasmMemoryOf, type CpuKernels, type WasmBackendLike } from './cpu';
 
@@ -24,6 +25,8 @@ const JOBS = ['gemm', 'gemmBf16', 'decodeLayers'] as const;
 const CONTROL_WORDS = 64;
 const ARGS = 3;
 const SYNC = 32;
+/** set by a worker whose kernel threw: the barrier's third word */
+const FAILED = SYNC + 2;
 /** decodeLayers' f32 argument, eps (the one after it, bf16, is its last before the thread ones) */
 const EPS = 18;
 /** JS-side spins before a waiting thread sleeps */
@@ -46,14 +49,23 @@ for (;;) {
   seen = Atomics.load(c, 0);
   const job = jobs[c[2]];
   if (job === undefined) break;
-  if (job === 'decodeLayers') {
-    k.decodeLayers(${Array.from({ length: EPS }, (_, i) => `c[a + ${i}]`).join(', ')}, f[a + ${EPS}], c[a + ${EPS + 1}], index, threads, control + ${SYNC * 4});
-  } else {
-    const groups = c[a + 5] / 8;
-    const n0 = 8 * share(groups, index), n1 = 8 * share(groups, index + 1);
-    if (n1 > n0) k[job](c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], n0, n1);
-    Atomics.add(c, 1, 1);
-    Atomics.notify(c, 1);
+  try {
+    if (job === 'decodeLayers') {
+      k.decodeLayers(${Array.from({ length: EPS }, (_, i) => `c[a + ${i}]`).join(', ')}, f[a + ${EPS}], c[a + ${EPS + 1}], index, threads, control + ${SYNC * 4});
+    } else {
+      const groups = c[a + 5] / 8;
+      const n0 = 8 * share(groups, index), n1 = 8 * share(groups, index + 1);
+      if (n1 > n0) k[job](c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], n0, n1);
+    }
+  } catch (e) {
+    // the others must not wait for ever: flag it (decodeLayers' barriers and gemm's caller look)
+    Atomics.store(c, ${FAILED}, 1);
+    console.error('inference-lab: a CPU kernel thread failed:', e);
+  } finally {
+    if (job !== 'decodeLayers') {
+      Atomics.add(c, 1, 1);
+      Atomics.notify(c, 1);
+    }
   }
 }
 `;
@@ -73,6 +85,8 @@ export class CpuThreadPool {
   private readonly c: Int32Array;
   private readonly f: Float32Array;
   private readonly control: number;
+  /** why the pool stopped taking jobs, after a kernel thread failed */
+  private broken: string | null = null;
 
   private constructor(backend: WasmBackendLike & { wasm: { _malloc(bytes: number): number } }, threads: number) {
     const memory = wasmMemoryOf(backend);
@@ -82,6 +96,9 @@ export class CpuThreadPool {
     this.c = new Int32Array(memory.buffer, this.control, CONTROL_WORDS).fill(0);
     this.f = new Float32Array(memory.buffer, this.control, CONTROL_WORDS);
     const module = cpuKernelsModule(true);
+    // Node only (a browser's tfjs-wasm threads itself): required here, so bundles for a page need not resolve it
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Worker } = require('worker_threads') as typeof import('worker_threads');
     this.workers = Array.from({ length: threads - 1 }, (_, i) => {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory, module, index: i + 1, threads, control: this.control } });
       w.unref();
@@ -125,11 +142,17 @@ export class CpuThreadPool {
     c.set([x, w, out, M, K, N], ARGS);
     c[1] = 0;
     this.start(JOBS.indexOf(kernel));
-    this.kernels[kernel](x, w, out, M, K, N, 0, 8 * Math.floor(N / 8 / this.threads)); // thread 0's share, as the workers' share()
+    let failed = false;
+    try {
+      this.kernels[kernel](x, w, out, M, K, N, 0, 8 * Math.floor(N / 8 / this.threads)); // thread 0's share, as the workers' share()
+    } catch {
+      failed = true; // the workers still finish theirs: wait for them first
+    }
     // the workers' done count
     for (let spins = 0, done = Atomics.load(c, 1); done < this.workers.length; spins++, done = Atomics.load(c, 1)) {
       if (spins >= SPINS) Atomics.wait(c, 1, done);
     }
+    if (failed || Atomics.load(c, FAILED) !== 0) this.fail(kernel);
   }
 
   /** A decode step's layers on every thread (assembly/decode.ts splits them); returns when all are done. */
@@ -138,7 +161,11 @@ export class CpuThreadPool {
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
     f[ARGS + EPS] = args[EPS]; // an f32
     this.start(JOBS.indexOf('decodeLayers'));
-    this.kernels.decodeLayers(...args, 0, this.threads, this.control + SYNC * 4);
+    try {
+      this.kernels.decodeLayers(...args, 0, this.threads, this.control + SYNC * 4);
+    } catch {
+      this.fail('decodeLayers'); // a worker failed (this thread trapped at a barrier), or this thread did
+    }
   }
 
   /** End the workers (the control block's bytes stay in the memory, which goes with its backend). */
@@ -148,8 +175,17 @@ export class CpuThreadPool {
     this.workers.length = 0;
   }
 
+  // a kernel thread failed: flag it, so threads still waiting at a barrier leave, and refuse every
+  // later job (the threads' state is unknown)
+  private fail(job: string): never {
+    Atomics.store(this.c, FAILED, 1);
+    this.broken = `${job}: a CPU kernel thread failed (a worker's error is on stderr); its outputs are not valid`;
+    throw new Error(this.broken);
+  }
+
   // hand the workers job `kind`: bump the job counter and wake any asleep
   private start(kind: number): void {
+    if (this.broken && kind >= 0) throw new Error(`${this.broken}; restart the backend (shutdownBackend, then initBackend) to use the CPU threads again`);
     this.c[2] = kind;
     Atomics.add(this.c, 0, 1);
     Atomics.notify(this.c, 0);

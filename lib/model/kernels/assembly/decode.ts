@@ -199,8 +199,10 @@ export function share(n: i32, t: i32, threads: i32): i32 {
 }
 
 // barrier: wait until all `threads` threads have arrived. sync: [0] threads arrived, [1] the
-// barrier's generation. The last to arrive resets the count and bumps the generation; the others
-// spin on it for a while (the other threads are a few microseconds away), then sleep on it.
+// barrier's generation, [2] set by a thread that failed (threads.ts). The last to arrive resets
+// the count and bumps the generation; the others spin on it for a while (the other threads are a
+// few microseconds away), then sleep on it, waking every 50 ms to look at [2]: a failed thread
+// never arrives, so the others trap (unreachable) rather than wait for ever.
 export function barrier(sync: usize, threads: i32): void {
   if (threads == 1) return;
   const generation = atomic.load<i32>(sync, 4);
@@ -211,11 +213,12 @@ export function barrier(sync: usize, threads: i32): void {
     return;
   }
   for (let spins = 0; atomic.load<i32>(sync, 4) == generation; spins++) {
-    if (spins >= SPINS) atomic.wait<i32>(sync + 4, generation, -1);
+    if ((spins & 1023) == 0 && atomic.load<i32>(sync, 8) != 0) unreachable();
+    if (spins >= SPINS) atomic.wait<i32>(sync + 4, generation, 50_000_000);
   }
 }
 
-// spins before a thread sleeps at a barrier (~tens of microseconds)
+// spins before a thread sleeps at a barrier (~0.1-0.5 ms)
 const SPINS = 1 << 18;
 
 // x [n] += row [n]

@@ -41,8 +41,9 @@ export interface BackendOptions {
 
 /**
  * wasm threads in Node when initBackend is not told (see BackendOptions.wasmThreads): every core.
- * On this project's 2-core machine two threads decode the target 1.45x faster than one and
- * prefill it 1.1x faster (bench:peers, data/bench/peers.json).
+ * On this project's 2-core machine two threads decoded the target 1.4-1.7x faster than one
+ * (median step) and prefilled it 1.0-1.2x faster, over four bench:peers runs
+ * (data/bench/peers.json holds the last).
  */
 export const DEFAULT_WASM_THREADS: number | 'all' = 'all';
 

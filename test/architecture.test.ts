@@ -15,6 +15,7 @@ const LAYERS = [
   'eval', // perplexity, KL, attention entropy, percentile
   'spec', // speculative decoding
   'gpu', // the captured WebGPU decode step
+  'wasmThreads', // tfjs-wasm's threaded build in Node, with our kernels' thread pool over its memory
   'backend', // where tfjs runs; shutdownBackend() also frees the captured path's GPU device
   'engine', // vLLM-style serving
   'bench', // benchmark plumbing, roofline and cost models

@@ -16,7 +16,7 @@ import {
   wasmGemv,
   wasmGemvAvailable,
 } from '../lib/model/kernels/wasmGemv';
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { cpuKernelsFor, offsetOf, wasmMemoryOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
@@ -152,7 +152,7 @@ describe('decode GEMV = tf.matMul', () => {
   const run = (name: 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number, n0 = 0, n1 = N): tf.Tensor2D => {
     const [M, K] = x.shape;
     const out = be().makeOutput([M, N], 'float32');
-    new Float32Array(be().wasm.asm!.memory!.buffer, offsetOf(be(), out), M * N).fill(0);
+    new Float32Array(wasmMemoryOf(be()).buffer, offsetOf(be(), out), M * N).fill(0);
     cpuKernelsFor(be())[name](offsetOf(be(), x), offsetOf(be(), w), offsetOf(be(), out), M, K, N, n0, n1);
     return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
   };

@@ -19,7 +19,8 @@
  * batch 1 only) or --full (128 steps, every cell); --steps N; --prompt-tokens 32; --model DIR
  * (default data/models/target); --presets random-125m[,..] or none (CPU default random-125m, GPU
  * random-1b); --batches 1,8 (GPU: 1,8,32); --threads 1,all; --gguf F32,F16; --no-llamacpp;
- * --hf FILE; --variants eager,eager-ops,.. (ours: only these, in this order; default all); --out PATH.
+ * --hf FILE; --variants eager,eager-ops,.. (ours: only these, in this order; default all); --rounds N
+ * (every cell measured N times in turn, its row over all rounds' steps; CPU default 3, GPU 1); --out PATH.
  * Paths resolve from the working directory, never the bundle.
  * A cell that fails or is skipped stays in the JSON with status and reason; numbers are only measured.
  */
@@ -90,6 +91,8 @@ interface Options {
   hf: string | null;
   /** our variants to run (by name); null = all */
   variants: string[] | null;
+  /** every cell measured this many times, rounds in turn (a busy moment hits one round of each) */
+  rounds: number;
 }
 
 function parseOptions(): Options {
@@ -122,6 +125,7 @@ function parseOptions(): Options {
     llamacpp: !gpu && !flags.has('no-llamacpp'),
     hf: flags.value('hf') ?? null,
     variants: flags.value('variants') === undefined ? null : list('variants', []),
+    rounds: intList('rounds', [gpu ? 1 : 3])[0],
   };
 }
 
@@ -168,7 +172,7 @@ interface PeersResult {
   mode: 'quick' | 'full';
   backend: { name: string; reason: string };
   load: { cores: number; start: number[]; end: number[] };
-  settings: { promptTokens: number; steps: number; batches: number[]; presetBatches: number[]; greedy: true; kvCache: string };
+  settings: { promptTokens: number; steps: number; batches: number[]; presetBatches: number[]; greedy: true; kvCache: string; rounds?: number };
   models: ModelFacts[];
   rows: PeerRow[];
   /** llama.cpp facts (version, CPU math cores); null when it did not run */
@@ -237,6 +241,11 @@ function okRow(key: RowKey, t: DecodeTiming, note: string | null = null): PeerRo
     tokPerS: (key.batch * 1000) / med,
     tokPerSMean: (key.batch * 1000) / mean,
   };
+}
+
+/** The rounds of one cell as one timing: every round's steps, the median round's prefill. */
+function mergeRuns(runs: DecodeTiming[]): DecodeTiming {
+  return { prefillMs: median(runs.map((r) => r.prefillMs)), stepMs: runs.flatMap((r) => r.stepMs) };
 }
 
 function failedRow(key: RowKey, status: 'error' | 'skipped', note: string): PeerRow {
@@ -581,7 +590,8 @@ function printTable(r: PeersResult): void {
       (busy ? ': other processes shared the CPU, so CPU figures are low and noisy' : ''),
   );
   out.push(
-    `decode: ${r.settings.promptTokens}-token prompt, greedy, KV cache; step = median wall time of one decode step; tok/s = batch x 1000 / step`,
+    `decode: ${r.settings.promptTokens}-token prompt, greedy, KV cache; step = median wall time of one decode step` +
+      `${(r.settings.rounds ?? 1) > 1 ? ` over ${r.settings.rounds} rounds` : ''}; tok/s = batch x 1000 / step`,
   );
   out.push('');
   out.push(
@@ -723,94 +733,111 @@ async function main(): Promise<void> {
     const isPreset = m.dir === null;
     const batches = isPreset ? opt.presetBatches : opt.batches;
     console.error(`loading ${m.name}...`);
-    let model: LlamaModel;
+    let loaded: LlamaModel | null;
     try {
-      model = await loadModel(m.dir ?? m.name);
+      loaded = await loadModel(m.dir ?? m.name);
     } catch (e) {
       notes.push(`${m.name}: not loaded (${(e as Error).message})`);
       continue;
     }
-    const sizes = llamaSizes(model.config);
+    const sizes = llamaSizes(loaded.config);
     models.push({ name: m.name, source: m.source, params: sizes.params, weightBytes: sizes.weightBytes });
     weightBytesPerToken.set(m.name, sizes.weightBytesPerToken);
     const base = { model: m.name, promptTokens: opt.promptTokens, steps: opt.steps };
-    let shared: LlamaModel | null = model; // the 1-thread variants' model
-    try {
-      // ---- ours
-      const all = oursVariants(info.name, model, m.dir ?? m.name);
-      const chosen = opt.variants ? opt.variants.map((v) => all.find((r) => r.name === v) ?? unknownVariant(v, all)) : all;
-      const runners = [...chosen].sort((a, b) => (a.threads ?? 1) - (b.threads ?? 1)); // one thread first
-      for (const runner of runners) {
-        const threads = runner.threads ?? 1;
-        if (info.name === 'wasm' && threads !== wasmThreadsRegistered()) {
-          // the threads are the backend's: restarting it needs no tensor alive on it
-          shared?.dispose();
-          shared = null;
-          await initBackend({ prefer: 'wasm', wasmThreads: threads });
+    // every cell's timings over the rounds, in the first round's order
+    const cells = new Map<string, { key: RowKey; note: string | null; runs: DecodeTiming[]; failed: PeerRow | null }>();
+    const cell = (key: RowKey, note: string | null) => {
+      const id = JSON.stringify(key);
+      let c = cells.get(id);
+      if (!c) cells.set(id, (c = { key, note, runs: [], failed: null }));
+      return c;
+    };
+    for (let round = 0; round < opt.rounds; round++) {
+      const of = opt.rounds > 1 ? ` (round ${round + 1}/${opt.rounds})` : '';
+      let shared: LlamaModel | null = loaded ?? (await loadModel(m.dir ?? m.name)); // the 1-thread variants' model
+      loaded = null;
+      try {
+        // ---- ours
+        const all = oursVariants(info.name, shared, m.dir ?? m.name);
+        const chosen = opt.variants ? opt.variants.map((v) => all.find((r) => r.name === v) ?? unknownVariant(v, all)) : all;
+        const runners = [...chosen].sort((a, b) => (a.threads ?? 1) - (b.threads ?? 1)); // one thread first
+        for (const runner of runners) {
+          const threads = runner.threads ?? 1;
+          if (info.name === 'wasm' && threads !== wasmThreadsRegistered()) {
+            // the threads are the backend's: restarting it needs no tensor alive on it
+            shared?.dispose();
+            shared = null;
+            await initBackend({ prefer: 'wasm', wasmThreads: threads });
+          }
+          // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
+          for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
+          for (const B of batches) {
+            const key: RowKey = {
+              ...base,
+              peer: 'ours',
+              variant: runner.name,
+              weights: runner.weights ?? 'fp32',
+              device: info.name,
+              threads: runner.threads ?? (info.name === 'wasm' ? 1 : null),
+              batch: B,
+            };
+            const c = cell(key, runner.description);
+            if (c.failed) continue;
+            const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}${of}`);
+            try {
+              const t = await runner.decode(promptRows(corpusIds, opt.promptTokens, B), opt.steps, () => bar.tick());
+              c.runs.push(t);
+              bar.done(`${fmt(okRow(key, t).tokPerS)} tok/s`);
+            } catch (e) {
+              bar.done('failed');
+              c.failed = failedRow(key, 'error', (e as Error).message);
+            }
+          }
+          runner.dispose?.();
         }
-        // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
-        for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
-        for (const B of batches) {
-          const key: RowKey = {
-            ...base,
-            peer: 'ours',
-            variant: runner.name,
-            weights: runner.weights ?? 'fp32',
-            device: info.name,
-            threads: runner.threads ?? (info.name === 'wasm' ? 1 : null),
-            batch: B,
-          };
-          const bar = progressBar(opt.steps, `ours ${runner.name} ${m.name} batch ${B}`);
+      } finally {
+        shared?.dispose();
+        if (info.name === 'wasm' && wasmThreadsRegistered() !== 1) await initBackend({ prefer: 'wasm', wasmThreads: 1 });
+      }
+
+      // ---- llama.cpp, batch 1, same weights as GGUF
+      if (!opt.llamacpp) continue;
+      for (const type of opt.ggufTypes) {
+        let file: string | null = null;
+        let why = 'llama.cpp unavailable';
+        if (llama) {
           try {
-            const t = await runner.decode(promptRows(corpusIds, opt.promptTokens, B), opt.steps, () => bar.tick());
-            const row = okRow(key, t, runner.description);
-            bar.done(`${fmt(row.tokPerS)} tok/s`);
-            rows.push(row);
+            file = isPreset ? ggufOfPreset(m.name, opt.model, type) : ggufOfDir(m.dir as string, m.name, type);
           } catch (e) {
-            bar.done('failed');
-            rows.push(failedRow(key, 'error', (e as Error).message));
+            why = `GGUF export failed: ${(e as Error).message}`;
           }
         }
-        runner.dispose?.();
-      }
-    } finally {
-      shared?.dispose();
-      if (info.name === 'wasm' && wasmThreadsRegistered() !== 1) await initBackend({ prefer: 'wasm', wasmThreads: 1 });
-    }
-
-    // ---- llama.cpp, batch 1, same weights as GGUF
-    if (!opt.llamacpp) continue;
-    for (const type of opt.ggufTypes) {
-      let file: string | null = null;
-      let why = 'llama.cpp unavailable';
-      if (llama) {
-        try {
-          file = isPreset ? ggufOfPreset(m.name, opt.model, type) : ggufOfDir(m.dir as string, m.name, type);
-        } catch (e) {
-          why = `GGUF export failed: ${(e as Error).message}`;
-        }
-      }
-      for (const threads of threadCounts) {
-        const key: RowKey = { ...base, peer: 'llama.cpp', variant: 'cpu', weights: type, device: 'llama.cpp CPU', threads, batch: 1 };
-        if (!file || !llama) {
-          rows.push(failedRow(key, 'skipped', why));
-          continue;
-        }
-        try {
-          const t = await llamaCppDecode(
-            llama,
-            file,
-            threads,
-            corpusIds.slice(0, opt.promptTokens),
-            opt.steps,
-            `llama.cpp ${type} ${m.name} ${threads} thread(s)`,
-          );
-          rows.push(okRow(key, t, `${path.relative(process.cwd(), file)}; F32 KV cache, flash attention off`));
-        } catch (e) {
-          rows.push(failedRow(key, 'error', (e as Error).message));
+        for (const threads of threadCounts) {
+          const key: RowKey = { ...base, peer: 'llama.cpp', variant: 'cpu', weights: type, device: 'llama.cpp CPU', threads, batch: 1 };
+          const c = cell(key, file ? `${path.relative(process.cwd(), file)}; F32 KV cache, flash attention off` : null);
+          if (c.failed) continue;
+          if (!file || !llama) {
+            c.failed = failedRow(key, 'skipped', why);
+            continue;
+          }
+          try {
+            const t = await llamaCppDecode(
+              llama,
+              file,
+              threads,
+              corpusIds.slice(0, opt.promptTokens),
+              opt.steps,
+              `llama.cpp ${type} ${m.name} ${threads} thread(s)${of}`,
+            );
+            c.runs.push(t);
+          } catch (e) {
+            c.failed = failedRow(key, 'error', (e as Error).message);
+          }
         }
       }
     }
+    // one row per cell: every round's steps together (the median and tails over all of them)
+    for (const c of cells.values()) rows.push(c.failed ?? okRow(c.key, mergeRuns(c.runs), c.note));
   }
 
   // ---- HF transformers from the same machine (GPU)
@@ -863,6 +890,7 @@ async function main(): Promise<void> {
       presetBatches: opt.presetBatches,
       greedy: true,
       kvCache: 'contiguous fp32 (ours)',
+      rounds: opt.rounds,
     },
     models,
     rows,

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { initBackend } from '../lib/backend';
 import { wasmPV, wasmQKT, wasmAttentionAvailable } from '../lib/model/kernels/wasmAttention';
-import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
+import { wasmAddRmsNorm, wasmEmbedColumns, wasmFusedAvailable, wasmRope, wasmSiluMul } from '../lib/model/kernels/wasmFused';
 import {
   GEMV_MAX_ROWS,
   gemvKernelName,
@@ -121,6 +121,28 @@ describe('fused kernels = their tfjs op chains', () => {
         expect(maxDiff(gv, headMajor(v)), `v ${shape}`).toBe(0);
       });
     }
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it("embedColumns = a column gather of the tied LM head, transposed; an id outside the vocabulary is refused by name", () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 4; i++) {
+      const [Dm, V, N] = [size(4, 64, 4), size(8, 300), size(1, 40)];
+      tf.tidy(() => {
+        const w = rand([Dm, V]) as tf.Tensor2D;
+        const ids = tf.tensor1d(Array.from({ length: N }, (_, n) => (n * 37 + i) % V).concat(V - 1).slice(0, N), 'int32');
+        const got = wasmEmbedColumns(w, ids);
+        expect(got.shape).toEqual([N, Dm]);
+        expect(maxDiff(got, tf.transpose(tf.gather(w, ids, 1))), `Dm=${Dm} V=${V} N=${N}`).toBe(0); // a copy: the same bits
+      });
+    }
+    const w = rand([8, 10]) as tf.Tensor2D;
+    for (const bad of [10, -1]) {
+      const ids = tf.tensor1d([1, bad], 'int32');
+      expect(() => wasmEmbedColumns(w, ids)).toThrow(`embedColumns: token id ${bad} is not in [0, 10)`);
+      ids.dispose();
+    }
+    w.dispose();
     expect(tf.memory().numTensors).toBe(start);
   });
 

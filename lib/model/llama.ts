@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attentionMask, usedSpan, type KVCache, type KVShape, type StepPlan, type WritableLayerKV } from '../kv/cache';
 import { llamaSizes, type LlamaConfig } from './config';
 import { wasmAttentionAvailable, wasmPV, wasmQKT } from './kernels/wasmAttention';
-import { wasmAddRmsNorm, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
+import { wasmAddRmsNorm, wasmEmbedColumns, wasmFusedAvailable, wasmRope, wasmSiluMul } from './kernels/wasmFused';
 import { GEMV_BF16_MAX_ROWS, GEMV_MAX_ROWS, gemvWeights, wasmGemv, wasmGemvAvailable, type PackedMatrices } from './kernels/wasmGemv';
 import { wasmDecodeLayers, wasmDecodeStepAvailable, type DecodeLayerKV } from './kernels/wasmDecode';
 import { bf16ToF32, f32ToBf16 } from '../formats/dtype';
@@ -473,6 +473,8 @@ export class LlamaModel {
   private embed(ids: tf.Tensor1D): tf.Tensor2D {
     const w = this.weights;
     if (w.embed) return tf.gather(w.embed, ids) as tf.Tensor2D;
+    const { hiddenSize: Dm, headDim: D, intermediateSize: F } = this.config;
+    if (wasmFusedAvailable(Dm, D, F)) return wasmEmbedColumns(w.lmHead, ids); // one kernel, no transpose
     return tf.transpose(tf.gather(w.lmHead, ids, 1)) as tf.Tensor2D; // [Dm, N] -> [N, Dm]
   }
 

@@ -28,6 +28,8 @@ export interface CpuKernels {
     D: number,
   ): void;
   siluMul(gu: number, out: number, N: number, F: number): void;
+  /** out [N, Dm] = the columns ids [N] of W [Dm, V] (a tied model's embeddings from its LM head) */
+  embedColumns(w: number, ids: number, out: number, N: number, Dm: number, V: number): void;
   /** out[:, n0:n1] of x [M, K] @ W [K, N] (n0, n1 multiples of 8), w W's f32 tiles (wasmGemv.ts) */
   gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   /** the same with w W's bf16 tiles */

@@ -1,7 +1,7 @@
 // The fused CPU decode step on tfjs-wasm: all decoder layers of a decode step (one new token per
 // sequence, a few sequences) in one call into wasm, decodeLayers in assembly/decode.ts, instead of
 // the 15 tfjs kernels per layer of LlamaModel's op-by-op path (each ~6-10 us of dispatch, whatever
-// it computes; a target decode step: 6 kernels instead of 125, counted with tf.profile). Each layer:
+// it computes; a target decode step: 5 kernels instead of 125, counted with tf.profile). Each layer:
 //   decodeLayer(x [M, Dm], the layer's weights, the layer's KV cache [M, Hkv, C, D], cos, sin [M, D],
 //               mask [M, S] | none) -> [M, Dm]
 //   rmsnorm -> qkv GEMV -> RoPE -> k, v written into the cache at slot `slot` -> attention over the

@@ -9,6 +9,8 @@
 //     product; k and v come out head-major, as the KV cache takes them)
 //   siluMul(gu [N, 2F]) -> [N, F] = silu(gate) * up, gu = [gate | up] (the fused gate and up
 //     projection); silu(g) = g / (1 + exp(-g)), exp a degree-6 polynomial (rel. error ~2e-7)
+//   embedColumns(W [Dm, V], ids [N]) -> [N, Dm]: a tied model's embeddings, columns of its LM
+//     head (tf.gather along axis 1 and a transpose were two kernels and ~0.2 ms of a target step)
 // Registered for the wasm backend only; llama.ts keeps the plain tfjs path for the others.
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -20,6 +22,7 @@ import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } fro
 const ADD_RMS_NORM = 'InferenceLabAddRmsNorm';
 const ROPE = 'InferenceLabRope';
 const SILU_MUL = 'InferenceLabSiluMul';
+const EMBED_COLUMNS = 'InferenceLabEmbedColumns';
 let enabled = true;
 
 /** Turn the fused kernels off (or back on) to compare with the plain tfjs ops; on by default. */
@@ -79,7 +82,22 @@ const siluMulKernel: tf.KernelFunc = ({ inputs, backend }) => {
   return out;
 };
 
-const KERNELS = { [ADD_RMS_NORM]: addRmsNormKernel, [SILU_MUL]: siluMulKernel, [ROPE]: ropeKernel };
+const embedColumnsKernel: tf.KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as WasmBackendLike & { readSync(dataId: tf.DataId): Int32Array };
+  const { w, ids } = inputs as { w: tf.TensorInfo; ids: tf.TensorInfo };
+  const [Dm, V] = w.shape;
+  const N = ids.shape[0];
+  if (w.shape.length !== 2 || w.dtype !== 'float32' || ids.shape.length !== 1 || ids.dtype !== 'int32') {
+    throw new Error(`embedColumns: bad operands [${w.shape}] ${w.dtype}, [${ids.shape}] ${ids.dtype}`);
+  }
+  const bad = be.readSync(ids.dataId).find((t) => !(t >= 0 && t < V));
+  if (bad !== undefined) throw new Error(`embedColumns: token id ${bad} is not in [0, ${V})`);
+  const out = be.makeOutput([N, Dm], 'float32');
+  cpuKernelsFor(be).embedColumns(offsetOf(be, w), offsetOf(be, ids), offsetOf(be, out), N, Dm, V);
+  return out;
+};
+
+const KERNELS = { [ADD_RMS_NORM]: addRmsNormKernel, [SILU_MUL]: siluMulKernel, [ROPE]: ropeKernel, [EMBED_COLUMNS]: embedColumnsKernel };
 
 /** Can the fused kernels run here (wasm backend, SIMD WebAssembly, Dm and F multiples of 4, D of 8)? */
 export function wasmFusedAvailable(hiddenSize: number, headDim: number, intermediateSize: number): boolean {
@@ -115,4 +133,9 @@ export function wasmRope(
 /** silu(gate) * up for gu = [gate | up] [N, 2F] (F a multiple of 4) -> [N, F]. Wasm only. */
 export function wasmSiluMul(gu: tf.Tensor2D): tf.Tensor2D {
   return tf.engine().runKernel(SILU_MUL, { gu }, {}) as tf.Tensor2D;
+}
+
+/** A tied model's embeddings: the columns `ids` [N] of its LM head W [Dm, V] -> [N, Dm] (wasmFusedAvailable first). */
+export function wasmEmbedColumns(w: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  return tf.engine().runKernel(EMBED_COLUMNS, { w, ids }, {}) as tf.Tensor2D;
 }

@@ -79,6 +79,20 @@ export function siluMul(gu: usize, out: usize, N: i32, F: i32): void {
   }
 }
 
+// embedColumns: the embeddings of a tied model, whose table is the LM head W [Dm, V] (token t's
+// embedding is column t): out [N, Dm], out[n, :] = W[:, ids[n]]. ids [N] i32, each in [0, V).
+export function embedColumns(w: usize, ids: usize, out: usize, N: i32, Dm: i32, V: i32): void {
+  const stride = <usize>V << 2; // one row of W
+  for (let n = 0; n < N; n++) {
+    let src = w + (<usize>load<i32>(ids + (<usize>n << 2)) << 2); // W[0, ids[n]]
+    const o = out + (<usize>(n * Dm) << 2); // out[n, :]
+    for (let d = 0; d < Dm; d++) {
+      store<f32>(o + (<usize>d << 2), load<f32>(src));
+      src += stride;
+    }
+  }
+}
+
 // exp of four lanes, x clamped to [-88, 88]: x = n ln2 + r with |r| <= ln2/2, exp(x) = 2^n p(r),
 // p the degree-6 Taylor polynomial (Horner; relative error ~2e-7), 2^n built in the exponent bits
 @inline

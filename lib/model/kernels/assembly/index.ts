@@ -2,6 +2,6 @@
 // with asc into lib/model/kernels/cpuKernels.generated.ts; lib/model/kernels/cpu.ts loads it.
 
 export { qkT, pv } from './attention';
-export { addRmsNorm, rope, siluMul } from './fused';
+export { addRmsNorm, embedColumns, rope, siluMul } from './fused';
 export { gemm, gemmBf16 } from './gemv';
 export { decodeLayers, decodeScratchBytes } from './decode';

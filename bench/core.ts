@@ -12,7 +12,8 @@
  *   GPU machine:   bash ../shared/gpu/pack.sh bench/core.ts   (from the project root), then
  *                  bash .gpu/run.sh node .gpu/bundle/core.mjs --backend webgpu --out $OUT/core-webgpu.json
  *
- * Flags: --backend auto|webgpu|wasm|tensorflow|cpu (default auto); --quick (default: naive at
+ * Flags: --backend auto|webgpu|wasm|tensorflow|cpu (default auto); --threads N|all (wasm: CPU threads,
+ * default every core); --quick (default: naive at
  * 64/256 only) or --full (every cell, naive at 1024 included: many minutes on 2 cores);
  * --out PATH (default data/bench/core.json); --model DIR (default data/models/target);
  * --preset NAME|PATH (default random-125m); --lengths 64,256,1024; --prompt-tokens 16;
@@ -869,7 +870,7 @@ async function main(): Promise<void> {
   const opt = parseOptions();
   if (flags.has('gemm')) return gemmMain(opt);
   const loadStart = os.loadavg();
-  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true });
+  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: flags.threads() });
   if (opt.cpuWeights !== 'f32' && opt.cpuWeights !== 'bf16') throw new Error(`--cpu-weights must be f32 or bf16, got '${opt.cpuWeights}'`);
   bytesPerWeight = opt.cpuWeights === 'bf16' ? 2 : 4;
   useWasmGemv(opt.gemv);

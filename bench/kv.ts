@@ -10,7 +10,7 @@
  *   2. per-layer budgets: attention entropy per layer on the validation split; perplexity vs
  *      memory for uniform vs entropy-proportional budgets, H2O and streaming eviction
  *
- *   npm run bench:kv [-- --full] [-- --windows N] [-- --prompts N] [-- --out PATH]
+ *   npm run bench:kv [-- --full] [-- --windows N] [-- --prompts N] [-- --out PATH] [-- --threads N|all]
  *
  * QUICK (default): 2 windows of the test split for perplexity, 4 prompts of 256 test-split tokens
  * for greedy and speed, 1 window for budgets. FULL: the whole test split (slow: ~2 s per cache per
@@ -44,7 +44,7 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
 
 async function main() {
-  const backend = await initBackend({ prefer: 'wasm' });
+  const backend = await initBackend({ prefer: 'wasm', wasmThreads: flags.threads() });
   const model = await loadModel(MODEL);
   const tokenizer = await loadTokenizer(MODEL);
   const test = tokenizer.encode(fs.readFileSync('data/corpus/test.txt', 'utf8'));

@@ -17,7 +17,7 @@
  *      request: the drain tail after it is excluded) and over the whole run
  *
  *   npm run bench:serve [-- --full] [-- --smoke] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
- *     [-- --eager] [-- --format f32|bf16]
+ *     [-- --eager] [-- --format f32|bf16] [-- --threads N|all] (wasm: CPU threads, default every core)
  *
  * With the webgpu backend the engine runs on the captured path (lib/gpu, one GpuLlama sized for
  * the largest engine config here); --eager keeps the tfjs path. --smoke: a few requests of a few
@@ -250,7 +250,7 @@ async function stepTime(model: LlamaModel, B: number, L: number, repeats: number
 // ---- main
 
 async function main() {
-  const backend = await initBackend({ prefer: backendFlag });
+  const backend = await initBackend({ prefer: backendFlag, wasmThreads: flags.threads() });
   const captured = backend.name === 'webgpu' && !eagerFlag;
   const common: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: NUM_BLOCKS, maxNumSeqs: MAX_NUM_SEQS, enablePrefixCaching: false };
   const poissonCommon: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: POISSON_BLOCKS, maxNumSeqs: POISSON_SEATS, enablePrefixCaching: false };

@@ -18,7 +18,7 @@
  *     plain step ms and v = verify ms / plain step ms, both measured at this B: v is what grows
  *
  *   npm run bench:spec-engine [-- --full] [-- --smoke] [-- --tokens 32] [-- --repeats 3] [-- --backend wasm] [-- --out PATH]
- *     [-- --eager] [-- --format f32|bf16] [-- --model DIR] [-- --draft DIR]
+ *     [-- --eager] [-- --format f32|bf16] [-- --model DIR] [-- --draft DIR] [-- --threads N|all] (wasm: CPU threads)
  *
  * With the webgpu backend target and draft both run on the captured path (lib/gpu: one GpuLlama
  * each, sized for the largest engine config here); --eager keeps the tfjs path. On the captured
@@ -121,7 +121,7 @@ async function runOnce(model: EngineModel, prompts: number[][], config: EngineCo
 // ---- main
 
 async function main(): Promise<void> {
-  const backend = await initBackend({ prefer: BACKEND });
+  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads() });
   const captured = backend.name === 'webgpu' && !EAGER;
   TOKENS = Number(flag('tokens') ?? (smoke ? 3 : full || captured ? 64 : 32));
   REPEATS = Number(flag('repeats') ?? (smoke ? 1 : 3));

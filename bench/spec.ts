@@ -18,7 +18,7 @@
  *
  *   npm run bench:spec [-- --quick] [-- --smoke] [-- --tokens 64] [-- --repeats 2] [-- --backend wasm] [-- --out PATH]
  *     [-- --eager] (webgpu: skip section 5) [-- --captured-only] (webgpu: skip sections 1-4) [-- --format f32|bf16]
- *     [-- --model DIR] [-- --draft DIR]
+ *     [-- --model DIR] [-- --draft DIR] [-- --threads N|all] (wasm: CPU threads, default every core)
  * --smoke: a few tokens, gamma 2 only, one prompt (to check the code paths; SwiftShader).
  *
  * Timings are the minimum over repeats (interleaved: every configuration once per repeat), the
@@ -361,7 +361,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
 // ---- main
 
 async function main(): Promise<void> {
-  const backend = await initBackend({ prefer: BACKEND });
+  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads() });
   console.log(`backend: ${backend.name} (${backend.reason})`);
   const runCaptured = backend.name === 'webgpu' && !EAGER_ONLY;
   const runEager = !(runCaptured && CAPTURED_ONLY);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { machineInfo, progressBar, summarize, timeIt, writeBenchJson } from '../lib/bench/harness';
+import { benchFlags, machineInfo, progressBar, summarize, timeIt, writeBenchJson } from '../lib/bench/harness';
 import { percentile } from '../lib/eval/stats';
 
 describe('timing', () => {
@@ -94,5 +94,19 @@ describe('progressBar', () => {
     bar.done();
     expect(out).toHaveLength(1);
     expect(out[0]).toMatch(/^gen \[##\] 2\/2 [\d.]+s ok\n$/);
+  });
+});
+
+describe('benchFlags', () => {
+  it('reads values and switches; --threads is a thread count or all, anything else an error naming it', () => {
+    const f = benchFlags(['--out', 'x.json', '--quick', '--threads', '2']);
+    expect(f.value('out')).toBe('x.json');
+    expect(f.has('quick')).toBe(true);
+    expect(f.has('full')).toBe(false);
+    expect(f.threads()).toBe(2);
+    expect(benchFlags(['--threads', 'all']).threads()).toBe('all');
+    expect(benchFlags([]).threads()).toBeUndefined();
+    expect(() => benchFlags(['--threads', '0']).threads()).toThrow("--threads must be an integer in [1, 64] or 'all', got '0'");
+    expect(() => benchFlags(['--threads', '--quick']).threads()).toThrow('--threads needs a value');
   });
 });

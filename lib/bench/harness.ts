@@ -182,18 +182,27 @@ export function progressBar(
 
 /** `--name value` and `--switch` flags of a benchmark's command line (process.argv by default). */
 export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
+  /** the value after --name, or undefined when absent; an error when the value is missing */
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+    return v;
+  };
   return {
-    /** the value after --name, or undefined when absent; an error when the value is missing */
-    value(name: string): string | undefined {
-      const i = argv.indexOf(`--${name}`);
-      if (i < 0) return undefined;
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-      return v;
-    },
+    value,
     /** whether --name is present */
     has(name: string): boolean {
       return argv.includes(`--${name}`);
+    },
+    /** --threads N|all: the wasm backend's threads (initBackend's wasmThreads); undefined = its default, every core */
+    threads(): number | 'all' | undefined {
+      const v = value('threads');
+      if (v === undefined || v === 'all') return v;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--threads must be an integer in [1, 64] or 'all', got '${v}'`);
+      return n;
     },
   };
 }

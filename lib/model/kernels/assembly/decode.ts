@@ -218,7 +218,10 @@ export function barrier(sync: usize, threads: i32): void {
   }
 }
 
-// spins before a thread sleeps at a barrier (~0.1-0.5 ms)
+// spins before a thread sleeps at a barrier. Measured on the 2-core machine, target, 2 threads
+// (with threads.ts's spins scaled alike): 2^12 made a batch-8 step 16 ms instead of ~10 (every
+// wait became a wake-up); 2^22 gave the same steps as 2^18, and neither removed the slow outliers
+// (a thread descheduled on the shared machine stalls every barrier after it)
 const SPINS = 1 << 18;
 
 // x [n] += row [n]

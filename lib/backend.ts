@@ -33,7 +33,7 @@ export interface BackendOptions {
   log?: boolean | ((line: string) => void);
   /**
    * wasm in Node: threads for XNNPACK and our CPU kernels (tfjs-wasm's threaded build, see
-   * wasmThreads.ts); 'all' = os.availableParallelism(). Default: DEFAULT_WASM_THREADS. Read when
+   * wasmThreads.ts); 'all' = os.availableParallelism(), at most 8. Default: DEFAULT_WASM_THREADS. Read when
    * the wasm backend starts: changing it restarts the backend, which needs no live tensors.
    */
   wasmThreads?: number | 'all';
@@ -46,6 +46,9 @@ export interface BackendOptions {
  * (data/bench/peers.json holds the last).
  */
 export const DEFAULT_WASM_THREADS: number | 'all' = 'all';
+
+/** 'all' threads means every core up to this many: tfjs caps XNNPACK's pool at 8 (a larger count still splits our kernels). */
+const ALL_THREADS_MAX = 8;
 
 export interface AdapterFacts {
   vendor: string;
@@ -157,7 +160,7 @@ function wasmThreadsWanted(asked: BackendOptions['wasmThreads']): number {
   if (!isNode()) return 1;
   const want = asked ?? DEFAULT_WASM_THREADS;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const n = want === 'all' ? (require('os') as typeof import('os')).availableParallelism() : want;
+  const n = want === 'all' ? Math.min(ALL_THREADS_MAX, (require('os') as typeof import('os')).availableParallelism()) : want;
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`initBackend: wasmThreads must be an integer in [1, 64] or 'all'; got ${String(asked)}`);
   return n;
 }
@@ -388,10 +391,11 @@ async function wasmFacts(): Promise<NonNullable<BackendFacts['wasm']>> {
   const multithreadSupported = wasmThreadsRegistered() > 1 || Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
   let threads = 1;
   try {
-    threads = getThreadsCount();
+    threads = getThreadsCount(); // XNNPACK's, at most 8
   } catch {
     // not reported before init; single-threaded
   }
+  threads = Math.max(threads, wasmThreadsRegistered()); // our kernels' pool may have more
   return { simd, multithreadSupported, threads };
 }
 

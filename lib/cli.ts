@@ -22,7 +22,7 @@ const GENERATE_USAGE = `usage: inference-lab generate --model DIR|PRESET (--prom
   --prompt TEXT          the prompt (with a preset, give token ids: --prompt-ids 1,2,3)
   --prompt-ids IDS       comma-separated token ids instead of text
   --backend NAME         auto (default) | wasm | webgpu | tensorflow | cpu
-  --threads N|all        wasm: CPU threads (default ${DEFAULT_WASM_THREADS}; all = every core)
+  --threads N|all        wasm: CPU threads (default ${DEFAULT_WASM_THREADS}: every core, at most 8)
   --mode MODE            cached (default) | naive (recompute the prefix every step)
   --max-tokens N         tokens to generate (default 128)
   --temperature T        0 = greedy (default 0.8)

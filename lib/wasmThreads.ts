@@ -11,7 +11,8 @@
 //   - tfjs's C side sizes its threadpool as min(asked, logical cores / 2, 8): it assumes two
 //     hyperthreads per core, so a 2-core machine without SMT got one thread. Emscripten asks Node
 //     for the logical cores through os.cpus().length, so for the backend's start we answer twice
-//     the threads asked for, and the pool gets exactly `threads`.
+//     the threads asked for, and the pool gets exactly `threads` (up to tfjs's 8; our kernels'
+//     pool takes all of them).
 //   - the memory is then shared (a SharedArrayBuffer), so our own kernels (model/kernels/cpu.ts)
 //     instantiate their shared-memory build over it, and worker threads can run them on tensors
 //     where they lie (model/kernels/threads.ts).

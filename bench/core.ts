@@ -785,32 +785,26 @@ async function gemmSweep(model: LlamaModel, rows: number[], repeats: number): Pr
         if (!t) xs.set(K, (t = tf.randomUniform([M, K], -1, 1, 'float32', K) as tf.Tensor2D)); // [M, K]
         return t;
       };
-      const direct = (name: 'gemm' | 'gemmBf16') => () => {
+      // every matrix through `name`'s kernel: on this thread alone, or split over the pool's threads
+      const step = (name: 'gemm' | 'gemmBf16', p: CpuThreadPool | null) => () => {
         for (const m of mats) {
           const W = name.endsWith('Bf16') ? m.bf16 : m.tiles;
           const { K, N } = m;
           const o = be.makeOutput([M, N], 'float32');
-          k[name](offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N, 0, N);
-          tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
-        }
-      };
-      const pooled = (p: CpuThreadPool, name: 'gemm' | 'gemmBf16') => () => {
-        for (const m of mats) {
-          const W = name.endsWith('Bf16') ? m.bf16 : m.tiles;
-          const { K, N } = m;
-          const o = be.makeOutput([M, N], 'float32');
-          p.gemm(name, offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N);
+          const args = [offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N] as const;
+          if (p) p.gemm(name, ...args);
+          else k[name](...args, 0, N);
           tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
         }
       };
       const variants: Record<string, () => void> = {
         xnnpack: () => mats.forEach((m) => tf.matMul(x(m.f32.shape[0]), m.f32).dispose()),
-        gemm: direct('gemm'),
-        gemmBf16: direct('gemmBf16'),
+        gemm: step('gemm', null),
+        gemmBf16: step('gemmBf16', null),
       };
       if (pool) {
-        variants[`${pool.threads}t ${gemvKernelName(false)}`] = pooled(pool, gemvKernelName(false));
-        variants[`${pool.threads}t ${gemvKernelName(true)}`] = pooled(pool, gemvKernelName(true));
+        variants[`${pool.threads}t ${gemvKernelName(false)}`] = step(gemvKernelName(false), pool);
+        variants[`${pool.threads}t ${gemvKernelName(true)}`] = step(gemvKernelName(true), pool);
       }
       const times: Record<string, number[]> = {};
       for (const [name, run] of Object.entries(variants)) {

@@ -34,6 +34,8 @@ export interface CpuKernels {
   gemm(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
   /** the same with w W's bf16 tiles */
   gemmBf16(x: number, w: number, out: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /** thread `thread`'s share of out's columns (gemm, or gemmBf16 with bf16 = 1), split as threads.ts splits a matmul */
+  gemmThreads(x: number, w: number, out: number, M: number, K: number, N: number, bf16: number, thread: number, threads: number): void;
   /** a decode step's decoder layers in one call (assembly/decode.ts; wasmDecode.ts registers it) */
   decodeLayers(
     table: number,
@@ -60,7 +62,7 @@ export interface CpuKernels {
     threads: number,
     sync: number,
   ): void;
-  /** the bytes of decodeLayer's scratch buffer for S key slots */
+  /** the bytes of decodeLayers' scratch buffer for S key slots */
   decodeScratchBytes(M: number, Dm: number, H: number, Hkv: number, D: number, F: number, S: number): number;
 }
 

@@ -4,8 +4,8 @@
 // tfjs put them; a job hands the workers byte offsets, nothing is copied.
 //
 // Two kinds of job, one at a time (the calling thread is thread 0 and takes its share too):
-//   - a matmul (gemm, gemmBf16): split by output columns, whole groups of 8 (the kernels'
-//     register block and whole tiles of W); the caller waits for the workers' done count;
+//   - a matmul (gemm, gemmBf16): each thread takes its share of the output columns
+//     (assembly/gemv.ts's gemmThreads); the caller waits for the workers' done count;
 //   - a decode step's layers (assembly/decode.ts): every thread runs decodeLayers with its own
 //     index and each layer splits its steps itself, meeting at barriers (two words in the control
 //     block).
@@ -21,7 +21,7 @@ import type { Worker } from 'worker_threads';
 
 import { cpuKernelsFor, cpuKernelsModule, wasmMemoryOf, type CpuKernels, type WasmBackendLike } from './cpu';
 
-const JOBS = ['gemm', 'gemmBf16', 'decodeLayers'] as const;
+const JOBS = ['gemmThreads', 'decodeLayers'] as const;
 const CONTROL_WORDS = 64;
 const ARGS = 3;
 const SYNC = 32;
@@ -42,7 +42,6 @@ const c = new Int32Array(memory.buffer, control, ${CONTROL_WORDS});
 const f = new Float32Array(memory.buffer, control, ${CONTROL_WORDS});
 const a = ${ARGS};
 const jobs = ${JSON.stringify(JOBS)};
-const share = (n, t) => Math.floor((n * t) / threads);
 let seen = Atomics.load(c, 0);
 for (;;) {
   for (let spins = 0; Atomics.load(c, 0) === seen; spins++) if (spins >= ${SPINS}) Atomics.wait(c, 0, seen);
@@ -53,9 +52,7 @@ for (;;) {
     if (job === 'decodeLayers') {
       k.decodeLayers(${Array.from({ length: EPS }, (_, i) => `c[a + ${i}]`).join(', ')}, f[a + ${EPS}], c[a + ${EPS + 1}], index, threads, control + ${SYNC * 4});
     } else {
-      const groups = c[a + 5] / 8;
-      const n0 = 8 * share(groups, index), n1 = 8 * share(groups, index + 1);
-      if (n1 > n0) k[job](c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], n0, n1);
+      k.gemmThreads(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], c[a + 6], index, threads);
     }
   } catch (e) {
     // the others must not wait for ever: flag it (decodeLayers' barriers and gemm's caller look)
@@ -139,12 +136,13 @@ export class CpuThreadPool {
   /** x [M, K] @ W [K, N] -> out [M, N] (byte offsets; W in the GEMV's tiles), split by columns. */
   gemm(kernel: 'gemm' | 'gemmBf16', x: number, w: number, out: number, M: number, K: number, N: number): void {
     const { c } = this;
-    c.set([x, w, out, M, K, N], ARGS);
+    const bf16 = kernel === 'gemmBf16' ? 1 : 0;
+    c.set([x, w, out, M, K, N, bf16], ARGS);
     c[1] = 0;
-    this.start(JOBS.indexOf(kernel));
+    this.start(JOBS.indexOf('gemmThreads'));
     let failed = false;
     try {
-      this.kernels[kernel](x, w, out, M, K, N, 0, 8 * Math.floor(N / 8 / this.threads)); // thread 0's share, as the workers' share()
+      this.kernels.gemmThreads(x, w, out, M, K, N, bf16, 0, this.threads); // thread 0's share
     } catch {
       failed = true; // the workers still finish theirs: wait for them first
     }

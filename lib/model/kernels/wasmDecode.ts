@@ -2,8 +2,8 @@
 // sequence, a few sequences) in one call into wasm, decodeLayers in assembly/decode.ts, instead of
 // the 15 tfjs kernels per layer of LlamaModel's op-by-op path (each ~6-10 us of dispatch, whatever
 // it computes; a target decode step: 5 kernels instead of 125, counted with tf.profile). Each layer:
-//   decodeLayer(x [M, Dm], the layer's weights, the layer's KV cache [M, Hkv, C, D], cos, sin [M, D],
-//               mask [M, S] | none) -> [M, Dm]
+//   (x [M, Dm], the layer's weights, the layer's KV cache [M, Hkv, C, D], cos, sin [M, D],
+//    mask [M, S] | none) -> [M, Dm]
 //   rmsnorm -> qkv GEMV -> RoPE -> k, v written into the cache at slot `slot` -> attention over the
 //   cache's first S slots -> o GEMV + residual -> rmsnorm -> gate/up GEMV -> silu * up -> down GEMV
 //   + residual
@@ -39,7 +39,7 @@ export function wasmDecodeStepEnabled(): boolean {
   return enabled;
 }
 
-/** One layer's weights as decodeLayer reads them: the norms' gains, and the four matrices as the GEMV's tiles, in one format. */
+/** One layer's weights as decodeLayers reads them: the norms' gains, and the four matrices as the GEMV's tiles, in one format. */
 export interface DecodeLayerWeights extends PackedMatrices {
   attnNorm: tf.Tensor1D;
   mlpNorm: tf.Tensor1D;
@@ -87,11 +87,11 @@ export function decodeLayerTable(
   const [, , C, D] = kvs[0].k.shape;
   const bf16 = layers[0].wqkv.dtype === 'int32';
   const F = gemvWeightShape(layers[0].wDown).K;
+  const same = (t: tf.Tensor, ...dims: number[]) => t.shape.length === dims.length && t.shape.every((n, i) => n === dims[i]);
   const table: number[] = [];
   layers.forEach((w, l) => {
     const { k, v } = kvs[l];
     const [qkv, o, gateUp, down] = [w.wqkv, w.wo, w.wGateUp, w.wDown].map(gemvWeightShape); // [K, N] of each
-    const same = (t: tf.Tensor, ...dims: number[]) => t.shape.length === dims.length && t.shape.every((n, i) => n === dims[i]);
     const ok =
       same(k, M, Hkv, C, D) &&
       same(v, M, Hkv, C, D) &&

@@ -1,4 +1,4 @@
-// The fused decode layer (AssemblyScript, wasm SIMD): one decoder layer of a decode step (one new
+// The fused decode step (AssemblyScript, wasm SIMD): every decoder layer of a decode step (one new
 // token for each of M sequences) in one call, made of the kernels of gemv.ts, fused.ts and
 // attention.ts. The op-by-op path dispatches 15 tfjs kernels per layer (already fused ones) at
 // ~6-10 us each; this is one call. The keys and values go straight into the contiguous KV cache's tensors (slot `slot` of
@@ -9,49 +9,49 @@
 
 import { pv, qkT } from './attention';
 import { addRmsNorm, exp4, rope, siluMul } from './fused';
-import { gemm, gemmBf16 } from './gemv';
+import { gemmThreads as matmul, share } from './gemv';
 
-// ---- scratch: the layer's intermediates, one buffer (no allocation: the module has no heap of
+// ---- scratch: a layer's intermediates, one buffer (no allocation: the module has no heap of
 // its own in tfjs-wasm's memory), laid out as
 //   h [M, Dm] | qkv [M, QKV] | q [M, H, D] | kNew, vNew [M, Hkv, D] | att [M, H*D] | delta [M, Dm]
 //   | gu [M, 2F] | act [M, F] | scores [M, H, S]
+// Every layer reuses it.
 
-// decodeScratchBytes: the bytes of the scratch buffer decodeLayer needs for S key slots
+// decodeScratchBytes: the bytes of the scratch buffer decodeLayers needs for S key slots
 export function decodeScratchBytes(M: i32, Dm: i32, H: i32, Hkv: i32, D: i32, F: i32, S: i32): i32 {
   const f32s = M * (2 * Dm + (H + 2 * Hkv) * D + 2 * H * D + 2 * Hkv * D + 3 * F + H * S);
   return f32s << 2;
 }
 
-// ---- the layer
+// ---- the layers
 
-// decodeLayer: x [M, Dm] -> out [M, Dm], one pre-norm decoder layer (HF Llama):
+// decodeLayers: all L decoder layers of a decode step in one call, x [M, Dm] -> out [M, Dm]. Each
+// is one pre-norm decoder layer (HF Llama), x -> y:
 //   h = rmsnorm(x) * attnNorm; qkv = h @ Wqkv; q, k = RoPE(q, k)        (q pre-scaled by 1/sqrt(D))
 //   kCache[:, :, slot] = k; vCache[:, :, slot] = v                     (the cache [M, Hkv, C, D])
 //   att = softmax(q k^T + mask) v over the cache's first S slots       (GQA: head h reads h / G)
 //   x1 = x + att @ Wo; h2 = rmsnorm(x1) * mlpNorm
-//   out = x1 + (silu(h2 @ Wgate) * (h2 @ Wup)) @ Wdown
-// Weights [in, out] are in gemv.ts's tiles: f32 [in/4, out/4, 4, 4], or with bf16 = 1 u32 bf16
-// pairs [in/4, out/8, 4, 4] (gemvWeights in wasmGemv.ts). cos, sin [M, D] are the RoPE tables of
-// each sequence's position; mask [M, S] is additive (0 or MASKED), or 0 for none.
-// The scratch buffer holds decodeScratchBytes(M, ..., S) bytes. out may not be x.
+//   y = x1 + (silu(h2 @ Wgate) * (h2 @ Wup)) @ Wdown
+// The layers alternate between out and `spare` [M, Dm] so the last writes out; x is only read.
+// table [L, 8] i32 holds each layer's tensors: attnNorm, wqkv, wo, mlpNorm, wGateUp, wDown, kCache,
+// vCache. Weights [in, out] are in gemv.ts's tiles: f32 [in/4, out/4, 4, 4], or with bf16 = 1 u32
+// bf16 pairs [in/4, out/8, 4, 4] (gemvWeights in wasmGemv.ts). Every layer writes its keys and
+// values at `slot` (the contiguous cache: one slot for all layers). cos, sin [M, D] are the RoPE
+// tables of each sequence's position; mask [M, S] is additive (0 or MASKED), or 0 for none. The
+// scratch buffer holds decodeScratchBytes(M, ..., S) bytes.
 //
 // Threads (threads.ts): `threads` threads call it at once with the same arguments, each with its
-// own `thread` in [0, threads), over one shared memory. Each matmul is split by output columns
-// and attention by (sequence, kv head) pairs; the small row-wise steps (norms, RoPE, SiLU) run on
-// thread 0; the threads meet at a barrier (two i32 words at `sync`) after each step. Every output
-// is summed in the same order whatever the split, so any thread count gives the same bits.
-// threads = 1 is the one-thread call (no barrier).
-export function decodeLayer(
+// own `thread` in [0, threads), over one shared memory, and stay in it for the whole step. Each
+// matmul is split by output columns and attention by (sequence, kv head) pairs; the small
+// row-wise steps (norms, RoPE, SiLU) run on thread 0; the threads meet at a barrier (words at
+// `sync`) after each step. Every output is summed in the same order whatever the split, so any
+// thread count gives the same bits. threads = 1 is the one-thread call (no barrier).
+export function decodeLayers(
+  table: usize,
+  L: i32,
   x: usize,
   out: usize,
-  attnNorm: usize,
-  wqkv: usize,
-  wo: usize,
-  mlpNorm: usize,
-  wGateUp: usize,
-  wDown: usize,
-  kCache: usize,
-  vCache: usize,
+  spare: usize,
   cos: usize,
   sin: usize,
   mask: usize,
@@ -84,76 +84,39 @@ export function decodeLayer(
   const G = H / Hkv;
   const P = M * Hkv; // (sequence, kv head) pairs
   const first = thread == 0;
-
-  // ---- attention
-  if (first) addRmsNorm(x, 0, attnNorm, out, h, M, Dm, 0, eps); // out = x, h = rmsnorm(x) * attnNorm [M, Dm]
-  barrier(sync, threads);
-  matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, thread, threads); // [M, QKV]
-  barrier(sync, threads);
-  if (first) {
-    rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
-    appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
-  }
-  barrier(sync, threads);
-  attendPairs(q, kCache, vCache, mask, scores, att, share(P, thread, threads), share(P, thread + 1, threads), Hkv, G, S, D, C);
-  barrier(sync, threads);
-  matmul(att, wo, delta, M, H * D, Dm, bf16, thread, threads); // [M, Dm]
-  barrier(sync, threads);
-  if (first) addRmsNorm(out, delta, mlpNorm, out, h, M, Dm, 1, eps); // out = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
-  barrier(sync, threads);
-
-  // ---- MLP
-  matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, thread, threads); // [M, 2F] = [gate | up]
-  barrier(sync, threads);
-  if (first) siluMul(gu, act, M, F); // [M, F]
-  barrier(sync, threads);
-  matmul(act, wDown, delta, M, F, Dm, bf16, thread, threads); // [M, Dm]
-  barrier(sync, threads);
-  if (first) addInPlace(out, delta, M * Dm); // out = x1 + delta
-}
-
-// decodeLayers: all L decoder layers of a decode step in one call, each as decodeLayer above,
-// x [M, Dm] -> out [M, Dm] through `spare` [M, Dm] (the layers alternate between out and spare so
-// the last writes out; x is only read). table [L, 8] i32 holds each layer's tensors:
-//   attnNorm, wqkv, wo, mlpNorm, wGateUp, wDown, kCache, vCache
-// Every layer writes its keys and values at `slot` and attends over its cache's first S slots
-// (the contiguous cache: one slot for all layers). With threads, all threads call it and meet only
-// at decodeLayer's barriers: no return to JavaScript between layers.
-export function decodeLayers(
-  table: usize,
-  L: i32,
-  x: usize,
-  out: usize,
-  spare: usize,
-  cos: usize,
-  sin: usize,
-  mask: usize,
-  scratch: usize,
-  M: i32,
-  Dm: i32,
-  H: i32,
-  Hkv: i32,
-  D: i32,
-  F: i32,
-  C: i32,
-  slot: i32,
-  S: i32,
-  eps: f32,
-  bf16: i32,
-  thread: i32,
-  threads: i32,
-  sync: usize,
-): void {
   let src = x;
   for (let l = 0; l < L; l++) {
-    const dst = (L - l) & 1 ? out : spare;
+    const dst = (L - l) & 1 ? out : spare; // never src
     const w = table + (<usize>(l * 8) << 2); // table[l, :]
-    decodeLayer(
-      src, dst,
-      load<i32>(w), load<i32>(w, 4), load<i32>(w, 8), load<i32>(w, 12), load<i32>(w, 16), load<i32>(w, 20),
-      load<i32>(w, 24), load<i32>(w, 28),
-      cos, sin, mask, scratch, M, Dm, H, Hkv, D, F, C, slot, S, eps, bf16, thread, threads, sync,
-    );
+    const attnNorm = <usize>load<i32>(w), wqkv = <usize>load<i32>(w, 4), wo = <usize>load<i32>(w, 8);
+    const mlpNorm = <usize>load<i32>(w, 12), wGateUp = <usize>load<i32>(w, 16), wDown = <usize>load<i32>(w, 20);
+    const kCache = <usize>load<i32>(w, 24), vCache = <usize>load<i32>(w, 28);
+
+    // ---- attention
+    if (first) addRmsNorm(src, 0, attnNorm, dst, h, M, Dm, 0, eps); // dst = x, h = rmsnorm(x) * attnNorm [M, Dm]
+    barrier(sync, threads);
+    matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, thread, threads); // [M, QKV]
+    barrier(sync, threads);
+    if (first) {
+      rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
+      appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
+    }
+    barrier(sync, threads);
+    attendPairs(q, kCache, vCache, mask, scores, att, share(P, thread, threads), share(P, thread + 1, threads), Hkv, G, S, D, C);
+    barrier(sync, threads);
+    matmul(att, wo, delta, M, H * D, Dm, bf16, thread, threads); // [M, Dm]
+    barrier(sync, threads);
+    if (first) addRmsNorm(dst, delta, mlpNorm, dst, h, M, Dm, 1, eps); // dst = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
+    barrier(sync, threads);
+
+    // ---- MLP
+    matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, thread, threads); // [M, 2F] = [gate | up]
+    barrier(sync, threads);
+    if (first) siluMul(gu, act, M, F); // [M, F]
+    barrier(sync, threads);
+    matmul(act, wDown, delta, M, F, Dm, bf16, thread, threads); // [M, Dm]
+    barrier(sync, threads);
+    if (first) addInPlace(dst, delta, M * Dm); // dst = x1 + delta
     src = dst;
   }
 }
@@ -179,23 +142,6 @@ function attendPairs(
   }
   softmaxRows(s0, n * G, S);
   pv(s0, vCache + cacheAt, att + ((rows * <usize>D) << 2), n, G, S, D, C); // [n, G, D]
-}
-
-// x [M, K] @ W [K, N] -> out [M, N], W's f32 or bf16 tiles: this thread's share of the columns,
-// in groups of 8 (the kernels' register block and whole tiles of W)
-@inline
-function matmul(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32, thread: i32, threads: i32): void {
-  const groups = N >> 3;
-  const n0 = share(groups, thread, threads) << 3;
-  const n1 = share(groups, thread + 1, threads) << 3;
-  if (n1 <= n0) return;
-  if (bf16) gemmBf16(x, w, out, M, K, N, n0, n1);
-  else gemm(x, w, out, M, K, N, n0, n1);
-}
-
-// where thread t's share of n items starts (thread `threads` gives n): as even as they go
-export function share(n: i32, t: i32, threads: i32): i32 {
-  return <i32>((<i64>n * t) / threads);
 }
 
 // barrier: wait until all `threads` threads have arrived. sync: [0] threads arrived, [1] the

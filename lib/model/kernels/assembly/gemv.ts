@@ -59,6 +59,23 @@ export function gemmBf16(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32,
   tiled(x, w, out, M, K, N, n0, n1, true);
 }
 
+// gemmThreads: thread `thread` of `threads` takes its share of out's columns of x @ W (gemm, or
+// gemmBf16 with bf16 = 1): whole groups of 8 (the register block and whole tiles of W), as even
+// as they go. threads.ts and decode.ts split every matmul this way.
+export function gemmThreads(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, bf16: i32, thread: i32, threads: i32): void {
+  const groups = N >> 3;
+  const n0 = share(groups, thread, threads) << 3;
+  const n1 = share(groups, thread + 1, threads) << 3;
+  if (n1 <= n0) return;
+  if (bf16) gemmBf16(x, w, out, M, K, N, n0, n1);
+  else gemm(x, w, out, M, K, N, n0, n1);
+}
+
+// where thread t's share of n items starts (thread `threads` gives n): as even as they go
+export function share(n: i32, t: i32, threads: i32): i32 {
+  return <i32>((<i64>n * t) / threads);
+}
+
 @inline
 function tiled(x: usize, w: usize, out: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, bf16: bool): void {
   const rowBytes = <usize>N << 2; // of out

@@ -45,7 +45,7 @@ import { loadModel } from '../lib/model/load';
 import type { CpuWeightFormat } from '../lib/model/llama';
 import { GEMV_MAX_ROWS, gemvKernelName, gemvWeights, useWasmGemv } from '../lib/model/kernels/wasmGemv';
 import { DECODE_LAYERS, useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
-import { cpuKernelsFor, offsetOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { cpuKernelsFor, offsetOf, plainCpuKernelsFor, wasmFmaOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
 import {
   bytesPerDecodedToken,
@@ -758,6 +758,8 @@ interface GemmSweepRow {
 async function gemmSweep(model: LlamaModel, rows: number[], repeats: number): Promise<GemmSweepRow[]> {
   const be = tf.backend() as unknown as WasmBackendLike;
   const k = cpuKernelsFor(be);
+  // with fused multiply-adds (the relaxed build), the plain build too: what the FMA buys
+  const plain = wasmFmaOf(be) === 'off' ? null : plainCpuKernelsFor(be);
   const w = model.weights;
   // each matrix [K, N] three ways: [K, N] f32 for XNNPACK, the GEMV's f32 tiles (made here: the
   // model holds bf16 ones) and its bf16 tiles
@@ -786,14 +788,14 @@ async function gemmSweep(model: LlamaModel, rows: number[], repeats: number): Pr
         return t;
       };
       // every matrix through `name`'s kernel: on this thread alone, or split over the pool's threads
-      const step = (name: 'gemm' | 'gemmBf16', p: CpuThreadPool | null) => () => {
+      const step = (name: 'gemm' | 'gemmBf16', p: CpuThreadPool | null, kernels = k) => () => {
         for (const m of mats) {
           const W = name.endsWith('Bf16') ? m.bf16 : m.tiles;
           const { K, N } = m;
           const o = be.makeOutput([M, N], 'float32');
           const args = [offsetOf(be, x(K)), offsetOf(be, W), offsetOf(be, o), M, K, N] as const;
           if (p) p.gemm(name, ...args);
-          else k[name](...args, 0, N);
+          else kernels[name](...args, 0, N);
           tf.engine().disposeTensor(tf.engine().makeTensorFromTensorInfo(o));
         }
       };
@@ -802,6 +804,10 @@ async function gemmSweep(model: LlamaModel, rows: number[], repeats: number): Pr
         gemm: step('gemm', null),
         gemmBf16: step('gemmBf16', null),
       };
+      if (plain) {
+        variants['gemm nofma'] = step('gemm', null, plain);
+        variants['gemmBf16 nofma'] = step('gemmBf16', null, plain);
+      }
       if (pool) {
         variants[`${pool.threads}t ${gemvKernelName(false)}`] = step(gemvKernelName(false), pool);
         variants[`${pool.threads}t ${gemvKernelName(true)}`] = step(gemvKernelName(true), pool);
@@ -851,7 +857,7 @@ async function gemmMain(opt: Options): Promise<void> {
     repeats,
     sweep,
     notes: [
-      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul (on the backend's threads); gemm, gemmBf16 = our kernels called directly on one thread; Nt = the same split by columns over the backend's N threads (in place)",
+      "ms = one decode step's matmuls (each layer's qkv, o, gate-up, down and the LM head) at M rows; xnnpack = tf.matMul (on the backend's threads); gemm, gemmBf16 = our kernels called directly on one thread (with fused multiply-adds where the engine has relaxed SIMD; 'nofma' = the plain build, every product rounded before the add); Nt = the same split by columns over the backend's N threads (in place)",
     ],
   };
   const file = writeBenchJson('core-gemm', result, { dir: path.dirname(opt.out) });
@@ -864,7 +870,7 @@ async function main(): Promise<void> {
   const opt = parseOptions();
   if (flags.has('gemm')) return gemmMain(opt);
   const loadStart = os.loadavg();
-  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: flags.threads() });
+  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: flags.threads(), wasmFma: flags.fma() });
   if (opt.cpuWeights !== 'f32' && opt.cpuWeights !== 'bf16') throw new Error(`--cpu-weights must be f32 or bf16, got '${opt.cpuWeights}'`);
   bytesPerWeight = opt.cpuWeights === 'bf16' ? 2 : 4;
   useWasmGemv(opt.gemv);

@@ -44,7 +44,7 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
 
 async function main() {
-  const backend = await initBackend({ prefer: 'wasm', wasmThreads: flags.threads() });
+  const backend = await initBackend({ prefer: 'wasm', wasmThreads: flags.threads(), wasmFma: flags.fma() });
   const model = await loadModel(MODEL);
   const tokenizer = await loadTokenizer(MODEL);
   const test = tokenizer.encode(fs.readFileSync('data/corpus/test.txt', 'utf8'));

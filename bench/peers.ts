@@ -19,7 +19,7 @@
  * batch 1 only) or --full (128 steps, every cell); --steps N; --prompt-tokens 32; --model DIR
  * (default data/models/target); --presets random-125m[,..] or none (CPU default random-125m, GPU
  * random-1b); --batches 1,8 (GPU: 1,8,32); --threads 1,all; --gguf F32,F16; --no-llamacpp;
- * --hf FILE; --variants eager,eager-ops,.. (ours: only these, in this order; default all); --rounds N
+ * --no-fma (our wasm kernels without fused multiply-adds); --hf FILE; --variants eager,eager-ops,.. (ours: only these, in this order; default all); --rounds N
  * (every cell measured N times in turn, its row over all rounds' steps; CPU default 3, GPU 1); --out PATH.
  * Paths resolve from the working directory, never the bundle.
  * A cell that fails or is skipped stays in the JSON with status and reason; numbers are only measured.
@@ -697,7 +697,7 @@ async function main(): Promise<void> {
   const opt = parseOptions();
   const loadStart = os.loadavg();
   // CPU: ours on one thread first (the read roof, the shared model), the -Nt variants later
-  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: 1 });
+  const info: BackendInfo = await initBackend({ prefer: opt.backend, log: true, wasmThreads: 1, wasmFma: flags.fma() });
   const notes: string[] = [];
   const rows: PeerRow[] = [];
   const models: ModelFacts[] = [];
@@ -767,7 +767,7 @@ async function main(): Promise<void> {
             // the threads are the backend's: restarting it needs no tensor alive on it
             shared?.dispose();
             shared = null;
-            await initBackend({ prefer: 'wasm', wasmThreads: threads });
+            await initBackend({ prefer: 'wasm', wasmThreads: threads, wasmFma: flags.fma() });
           }
           // warm-up at every batch: XNNPACK packs weights, WebGPU compiles shaders per shape
           for (const B of batches) await runner.decode(promptRows(corpusIds, opt.promptTokens, B), Math.min(4, opt.steps));
@@ -797,7 +797,7 @@ async function main(): Promise<void> {
         }
       } finally {
         shared?.dispose();
-        if (info.name === 'wasm' && wasmThreadsRegistered() !== 1) await initBackend({ prefer: 'wasm', wasmThreads: 1 });
+        if (info.name === 'wasm' && wasmThreadsRegistered() !== 1) await initBackend({ prefer: 'wasm', wasmThreads: 1, wasmFma: flags.fma() });
       }
 
       // ---- llama.cpp, batch 1, same weights as GGUF

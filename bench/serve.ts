@@ -250,7 +250,7 @@ async function stepTime(model: LlamaModel, B: number, L: number, repeats: number
 // ---- main
 
 async function main() {
-  const backend = await initBackend({ prefer: backendFlag, wasmThreads: flags.threads() });
+  const backend = await initBackend({ prefer: backendFlag, wasmThreads: flags.threads(), wasmFma: flags.fma() });
   const captured = backend.name === 'webgpu' && !eagerFlag;
   const common: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: NUM_BLOCKS, maxNumSeqs: MAX_NUM_SEQS, enablePrefixCaching: false };
   const poissonCommon: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: POISSON_BLOCKS, maxNumSeqs: POISSON_SEATS, enablePrefixCaching: false };

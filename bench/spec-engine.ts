@@ -121,7 +121,7 @@ async function runOnce(model: EngineModel, prompts: number[][], config: EngineCo
 // ---- main
 
 async function main(): Promise<void> {
-  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads() });
+  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads(), wasmFma: flags.fma() });
   const captured = backend.name === 'webgpu' && !EAGER;
   TOKENS = Number(flag('tokens') ?? (smoke ? 3 : full || captured ? 64 : 32));
   REPEATS = Number(flag('repeats') ?? (smoke ? 1 : 3));

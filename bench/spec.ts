@@ -361,7 +361,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
 // ---- main
 
 async function main(): Promise<void> {
-  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads() });
+  const backend = await initBackend({ prefer: BACKEND, wasmThreads: flags.threads(), wasmFma: flags.fma() });
   console.log(`backend: ${backend.name} (${backend.reason})`);
   const runCaptured = backend.name === 'webgpu' && !EAGER_ONLY;
   const runEager = !(runCaptured && CAPTURED_ONLY);

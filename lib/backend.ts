@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { disposeCpuThreadPools } from './model/kernels/threads';
+import { useWasmFma, wasmFmaOf, type WasmBackendLike } from './model/kernels/cpu';
 import { useThreadedWasm, wasmThreadsRegistered } from './wasmThreads';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -37,6 +38,13 @@ export interface BackendOptions {
    * the wasm backend starts: changing it restarts the backend, which needs no live tensors.
    */
   wasmThreads?: number | 'all';
+  /**
+   * wasm: our CPU kernels' matmuls with fused multiply-adds (their relaxed SIMD build, where the
+   * engine has it; model/kernels/cpu.ts). Default true; false = the plain build (each product
+   * rounded, then added). Read when the wasm backend starts: to change it on a live one,
+   * shutdownBackend() first.
+   */
+  wasmFma?: boolean;
 }
 
 /**
@@ -85,7 +93,8 @@ export interface BackendFacts {
   limits?: GpuLimits;
   features?: GpuFeatures;
   /** wasm only */
-  wasm?: { simd: boolean; multithreadSupported: boolean; threads: number };
+  /** fma: how our kernels multiply-add: 'fused' (relaxed SIMD on a CPU with FMA), 'unfused' (relaxed SIMD without), 'off' (the plain build) */
+  wasm?: { simd: boolean; multithreadSupported: boolean; threads: number; fma: 'fused' | 'unfused' | 'off' };
   /** tensorflow only: which package provided it */
   tfjsNodePackage?: string;
 }
@@ -142,6 +151,15 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   // serialise concurrent callers
   while (pending) await pending.catch(() => undefined);
   const threads = wasmThreadsWanted(options.wasmThreads);
+  if (options.wasmFma !== undefined) {
+    const live = current?.name === 'wasm' && tf.getBackend() === 'wasm' ? current.facts.wasm?.fma : undefined;
+    if (live !== undefined && (live !== 'off') !== options.wasmFma) {
+      throw new Error(
+        `initBackend: wasmFma is read when the wasm backend starts, and this one started with it ${live === 'off' ? 'off' : 'on'}: call shutdownBackend() first`,
+      );
+    }
+    useWasmFma(options.wasmFma);
+  }
   const sameThreads = current?.name !== 'wasm' || options.wasmThreads === undefined || threads === wasmThreadsRegistered();
   if (current && (prefer === 'auto' || prefer === current.name) && tf.getBackend() === current.name && sameThreads) {
     return current;
@@ -204,6 +222,7 @@ async function choose(prefer: BackendPreference, log: (line: string) => void, wa
     if (name === 'wasm') {
       facts.wasm = await wasmFacts();
       note += ` on ${facts.wasm.threads} thread${facts.wasm.threads === 1 ? '' : 's'}${threadsNote}`;
+      if (facts.wasm.fma === 'fused') note += '; our kernels with fused multiply-adds (relaxed SIMD)';
     }
     const reason =
       prefer === 'auto'
@@ -396,7 +415,13 @@ async function wasmFacts(): Promise<NonNullable<BackendFacts['wasm']>> {
     // not reported before init; single-threaded
   }
   threads = Math.max(threads, wasmThreadsRegistered()); // our kernels' pool may have more
-  return { simd, multithreadSupported, threads };
+  let fma: 'fused' | 'unfused' | 'off' = 'off';
+  try {
+    fma = wasmFmaOf(tf.backend() as unknown as WasmBackendLike); // starts our kernels: the build is fixed from here
+  } catch {
+    // no SIMD or no reachable memory: tfjs's kernels only
+  }
+  return { simd, multithreadSupported, threads, fma };
 }
 
 // ---- host facts

@@ -23,6 +23,7 @@ const GENERATE_USAGE = `usage: inference-lab generate --model DIR|PRESET (--prom
   --prompt-ids IDS       comma-separated token ids instead of text
   --backend NAME         auto (default) | wasm | webgpu | tensorflow | cpu
   --threads N|all        wasm: CPU threads (default ${DEFAULT_WASM_THREADS}: every core, at most 8)
+  --no-fma               wasm: our kernels without fused multiply-adds (default: with, where relaxed SIMD runs)
   --mode MODE            cached (default) | naive (recompute the prefix every step)
   --max-tokens N         tokens to generate (default 128)
   --temperature T        0 = greedy (default 0.8)
@@ -51,6 +52,7 @@ const GENERATE_OPTIONS = {
   'prompt-ids': { type: 'string' },
   backend: { type: 'string', default: 'auto' },
   threads: { type: 'string' },
+  'no-fma': { type: 'boolean', default: false },
   mode: { type: 'string', default: 'cached' },
   'max-tokens': { type: 'string', default: '128' },
   temperature: { type: 'string', default: '0.8' },
@@ -93,6 +95,8 @@ export interface GenerateArgs {
   backend: BackendPreference;
   /** wasm threads (initBackend's wasmThreads); undefined = its default */
   threads?: number | 'all';
+  /** false: our wasm kernels without fused multiply-adds (initBackend's wasmFma) */
+  fma?: boolean;
   mode: GenerateMode;
   params: SamplingParams;
   json: boolean;
@@ -150,7 +154,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   }
   if (values.stop) input.stopStrings = values.stop;
   if (values['stop-token-id']) input.stopTokenIds = values['stop-token-id'].map((s) => num('stop-token-id', s) as number);
-  return { model: values.model, prompt: values.prompt ?? promptIds!, backend, threads, mode, params: checkSampling(input), json: values.json };
+  return { model: values.model, prompt: values.prompt ?? promptIds!, backend, threads, fma: values['no-fma'] ? false : undefined, mode, params: checkSampling(input), json: values.json };
 }
 
 /** resolveSamplingParams with its messages reworded from field names to flags. */
@@ -195,7 +199,7 @@ async function runGenerate(argv: string[]): Promise<void> {
       throw new Error(`--prompt needs a tokenizer and '${args.model}' is a random-weight preset without one: give token ids with --prompt-ids`);
     }
   }
-  const backend = await initBackend({ prefer: args.backend, wasmThreads: args.threads });
+  const backend = await initBackend({ prefer: args.backend, wasmThreads: args.threads, wasmFma: args.fma });
   process.stderr.write(`backend: ${backend.name} (${backend.reason})\n`);
   const model = await loadModel(args.model);
   try {

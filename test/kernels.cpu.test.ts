@@ -16,13 +16,14 @@ import {
   wasmGemv,
   wasmGemvAvailable,
 } from '../lib/model/kernels/wasmGemv';
-import { cpuKernelsFor, offsetOf, wasmMemoryOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { cpuKernelsFor, offsetOf, plainCpuKernelsFor, wasmFmaOf, wasmMemoryOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { relaxedSimdSupported } from '../lib/model/kernels/relaxedSimd';
 import { bf16ToF32, f32ToBf16 } from '../lib/formats/dtype';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
 import { ropeInvFreq, ropeTables } from '../lib/model/llama';
 import { loadModel } from '../lib/model/load';
-import { ascVersion, compileKernels, GENERATED_FILE, generatedSource } from '../scripts/kernels/compile';
+import { ascVersion, compileKernels, GENERATED_FILE, generatedSource, KERNEL_BUILDS } from '../scripts/kernels/compile';
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm' });
@@ -43,9 +44,27 @@ const size = (lo: number, hi: number, of = 1) => {
   return of * Math.ceil((lo + (state % (hi - lo + 1))) / of);
 };
 
+// fl32(a * b + c) with one rounding, as a fused multiply-add gives: a * b of two floats is exact in
+// a double (24 + 24 bits); the double sum s may round, and when s then lands exactly halfway between
+// two floats, the part of the sum it lost (TwoSum's error) decides the side
+function fmaF32(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const bb = s - p;
+  const err = p - (s - bb) + (c - bb);
+  const r = Math.fround(s);
+  if (err === 0 || r === s || r === 0) return r;
+  const bits = new Float32Array([r]);
+  const i = new Int32Array(bits.buffer);
+  i[0] += (s > r) === (r > 0) ? 1 : -1; // the float next to r on s's side
+  const other = bits[0];
+  if (Math.abs(s - r) !== Math.abs(other - s)) return r; // not halfway: s's rounding is the sum's
+  return (err > 0) === (other > r) ? other : r;
+}
+
 describe('the generated kernels module', () => {
   it('is what the AssemblyScript sources compile to (run `npm run kernels` if not)', () => {
-    const fresh = generatedSource(compileKernels(), compileKernels(process.cwd(), true), ascVersion());
+    const fresh = generatedSource(KERNEL_BUILDS.map((b) => compileKernels(process.cwd(), b)), ascVersion());
     expect(fs.readFileSync(GENERATED_FILE, 'utf8') === fresh).toBe(true);
   }, 180_000);
 });
@@ -171,11 +190,11 @@ describe('fused kernels = their tfjs op chains', () => {
 describe('decode GEMV = tf.matMul', () => {
   const be = () => tf.backend() as unknown as WasmBackendLike;
   // out[:, n0:n1] of x @ W by one kernel, W its tiles (gemvWeights); out's other columns stay 0
-  const run = (name: 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number, n0 = 0, n1 = N): tf.Tensor2D => {
+  const run = (name: 'gemm' | 'gemmBf16', x: tf.Tensor2D, w: tf.Tensor2D, N: number, n0 = 0, n1 = N, kernels = cpuKernelsFor(be())): tf.Tensor2D => {
     const [M, K] = x.shape;
     const out = be().makeOutput([M, N], 'float32');
     new Float32Array(wasmMemoryOf(be()).buffer, offsetOf(be(), out), M * N).fill(0);
-    cpuKernelsFor(be())[name](offsetOf(be(), x), offsetOf(be(), w), offsetOf(be(), out), M, K, N, n0, n1);
+    kernels[name](offsetOf(be(), x), offsetOf(be(), w), offsetOf(be(), out), M, K, N, n0, n1);
     return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
   };
 
@@ -204,23 +223,47 @@ describe('decode GEMV = tf.matMul', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
-  // the summation order the kernels keep (out[m, n] sums k in order from 0, one rounding per
-  // product and per add; no FMA in wasm SIMD), written out in JS: the kernels' bits exactly, so
-  // the tiled layout changed no sum (the [K, N] kernels before it gave these bits too)
-  const orderedSum = (x: Float32Array, w: Float32Array, M: number, K: number, N: number): Float32Array => {
+  // the summation order the kernels keep, written out in JS: out[m, n] sums k in order from 0, one
+  // rounding per product and per add (the plain build), or per fused multiply-add (the relaxed
+  // build on a CPU with FMA: in tiles of 3 or 4 rows, so rows 0..M - M % 4 - 1, and the rest when
+  // M % 4 = 3; gemv.ts, madd). The kernels' bits exactly, so the tiled layout changed no sum.
+  const orderedSum = (x: Float32Array, w: Float32Array, M: number, K: number, N: number, fused = false): Float32Array => {
     const out = new Float32Array(M * N);
     for (let m = 0; m < M; m++) {
+      const fma = fused && (m < M - (M % 4) || M % 4 >= 3);
       for (let n = 0; n < N; n++) {
         let acc = 0;
-        for (let k = 0; k < K; k++) acc = Math.fround(acc + Math.fround(x[m * K + k] * w[k * N + n]));
+        for (let k = 0; k < K; k++) {
+          const [a, b] = [x[m * K + k], w[k * N + n]];
+          acc = fma ? fmaF32(a, b, acc) : Math.fround(acc + Math.fround(a * b));
+        }
         out[m * N + n] = acc;
       }
     }
     return out;
   };
 
+  it('fmaF32 rounds once: the cases where rounding the double sum again would not', () => {
+    const e = 2 ** -12;
+    // (1 + e)^2 = 1 + 2e + e^2 is halfway between two floats: two roundings give 1 + 2e, the sum
+    // with -(1 + 2e) gives 0, one rounding gives e^2
+    expect(fmaF32(1 + e, 1 + e, -(1 + 2 * e))).toBe(e * e);
+    expect(Math.fround(Math.fround((1 + e) * (1 + e)) - (1 + 2 * e))).toBe(0);
+    // a double sum exactly halfway between two floats, with a tiny rest: the rest picks the side
+    const half = 1 + 2 ** -24; // halfway between 1 and 1 + 2^-23
+    expect(Math.fround(half)).toBe(1); // ties to even
+    expect(fmaF32(2 ** -30, 2 ** -30, half)).toBe(1 + 2 ** -23); // just above halfway: up
+    expect(fmaF32(-(2 ** -30), 2 ** -30, half)).toBe(1); // just below: down
+    expect(fmaF32(3, 5, 7)).toBe(22);
+  });
+
   it("every kernel gives the bits of the k-ordered sum, every M in 1..8, the models' shapes and column splits", () => {
     const start = tf.memory().numTensors;
+    const builds = [{ name: 'plain', kernels: plainCpuKernelsFor(be()), fused: false }];
+    const fma = wasmFmaOf(be());
+    if (fma !== 'off') builds.push({ name: `relaxed (${fma})`, kernels: cpuKernelsFor(be()), fused: fma === 'fused' });
+    // where relaxed SIMD runs (Node 20 through V8's flag, Node 22 and Chrome by default), the lib uses it
+    expect(fma !== 'off').toBe(relaxedSimdSupported());
     // [K, N]: the target's qkv, o, gate-up and down; random-125m's qkv and down; the test models' odd sizes
     const shapes = [[384, 640], [384, 384], [384, 2048], [1024, 384], [576, 960], [1536, 576], [48, 160], [72, 48], [40, 136]];
     for (let M = 1; M <= 8; M++) {
@@ -232,16 +275,19 @@ describe('decode GEMV = tf.matMul', () => {
         const xs = x.dataSync() as Float32Array;
         const tiles = gemvWeights(values, K, N, 'f32');
         const packed = gemvWeights(values, K, N, 'bf16');
-        const want = { f32: orderedSum(xs, values, M, K, N), bf16: orderedSum(xs, bf16ToF32(f32ToBf16(values)), M, K, N) };
-        const shape = `M=${M} K=${K} N=${N}`;
+        const rounded = bf16ToF32(f32ToBf16(values));
         // the thread pool's split: [0, N) in 3 shares of whole 8-column groups
         const cuts = [0, 1, 2, 3].map((i) => 8 * Math.floor((N / 8) * (i / 3)));
-        for (const name of ['gemm', 'gemmBf16'] as const) {
-          const w = name.endsWith('Bf16') ? packed : tiles;
-          const expected = name.endsWith('Bf16') ? want.bf16 : want.f32;
-          expect(Array.from(run(name, x, w, N).dataSync()), `${name} ${shape}`).toEqual(Array.from(expected));
-          const parts = cuts.slice(1).map((n1, i) => run(name, x, w, N, cuts[i], n1)); // [M, N] each, its columns only
-          expect(Array.from(tf.addN(parts).dataSync()), `${name} ${shape}, split at ${cuts}`).toEqual(Array.from(expected));
+        for (const build of builds) {
+          const want = { f32: orderedSum(xs, values, M, K, N, build.fused), bf16: orderedSum(xs, rounded, M, K, N, build.fused) };
+          for (const name of ['gemm', 'gemmBf16'] as const) {
+            const shape = `${build.name} ${name} M=${M} K=${K} N=${N}`;
+            const w = name.endsWith('Bf16') ? packed : tiles;
+            const expected = name.endsWith('Bf16') ? want.bf16 : want.f32;
+            expect(Array.from(run(name, x, w, N, 0, N, build.kernels).dataSync()), shape).toEqual(Array.from(expected));
+            const parts = cuts.slice(1).map((n1, i) => run(name, x, w, N, cuts[i], n1, build.kernels)); // [M, N] each, its columns only
+            expect(Array.from(tf.addN(parts).dataSync()), `${shape}, split at ${cuts}`).toEqual(Array.from(expected));
+          }
         }
       });
     }

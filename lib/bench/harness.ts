@@ -196,6 +196,10 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
     has(name: string): boolean {
       return argv.includes(`--${name}`);
     },
+    /** --no-fma: our wasm kernels without fused multiply-adds (initBackend's wasmFma); undefined = its default, on */
+    fma(): false | undefined {
+      return argv.includes('--no-fma') ? false : undefined;
+    },
     /** --threads N|all: the wasm backend's threads (initBackend's wasmThreads); undefined = its default, every core */
     threads(): number | 'all' | undefined {
       const v = value('threads');

@@ -2,12 +2,15 @@
 // scripts/kernels/build.ts into cpuKernels.generated.ts), instantiated over tfjs-wasm's own
 // memory so the kernels read and write tensors where they lie, with no copy. One instance per
 // memory (a re-created backend gets its own). tfjs-wasm's threaded build (wasmThreads.ts) has a
-// shared memory: over it the kernels' shared-memory build is used. wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
+// shared memory: over it the kernels' shared-memory build is used. Where the engine has relaxed
+// SIMD (relaxedSimd.ts), the relaxed build is, whose matmuls use fused multiply-adds (gemv.ts,
+// madd); useWasmFma(false) keeps the plain one. wasmAttention.ts, wasmFused.ts, wasmGemv.ts and
 // wasmDecode.ts register the kernels with tfjs.
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { CPU_KERNELS_SHARED_WASM, CPU_KERNELS_WASM } from './cpuKernels.generated';
+import { CPU_KERNELS_RELAXED_WASM, CPU_KERNELS_SHARED_RELAXED_WASM, CPU_KERNELS_SHARED_WASM, CPU_KERNELS_WASM } from './cpuKernels.generated';
+import { relaxedSimdSupported } from './relaxedSimd';
 
 /** The exports of the module: pointers are byte offsets into the memory it was given. */
 export interface CpuKernels {
@@ -64,6 +67,8 @@ export interface CpuKernels {
   ): void;
   /** the bytes of decodeLayers' scratch buffer for S key slots */
   decodeScratchBytes(M: number, Dm: number, H: number, Hkv: number, D: number, F: number, S: number): number;
+  /** 2^-24 where this build's multiply-add is fused (one rounding), 0 where it rounds the product first (gemv.ts) */
+  fusedMaddProbe(): number;
 }
 
 /** What the kernels use of tfjs-wasm's backend object. */
@@ -74,16 +79,28 @@ export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
 }
 
-const modules = new Map<boolean, WebAssembly.Module>();
-const instances = new WeakMap<WebAssembly.Memory, CpuKernels>();
+const modules = new Map<string, WebAssembly.Module>();
+const instances = new WeakMap<WebAssembly.Memory, { relaxed: boolean; kernels: CpuKernels }>();
+let fmaWanted = true;
 
-/** The kernels' compiled module: for a plain memory, or (shared) for a shared one. */
-export function cpuKernelsModule(shared: boolean): WebAssembly.Module {
-  let m = modules.get(shared);
+/**
+ * Whether the CPU kernels use fused multiply-adds (their relaxed SIMD build) where the engine has
+ * them: on by default. Read when a backend's kernels start (its first kernel call, or its thread
+ * pool), so set it before initBackend; `initBackend({ wasmFma })` does. Off gives the plain
+ * build's sums: every product rounded, then added.
+ */
+export function useWasmFma(on: boolean): void {
+  fmaWanted = on;
+}
+
+/** The kernels' compiled module: for a plain memory, or (shared) for a shared one; relaxed SIMD or not. */
+export function cpuKernelsModule(shared: boolean, relaxed: boolean): WebAssembly.Module {
+  const key = `${shared}:${relaxed}`;
+  let m = modules.get(key);
   if (!m) {
-    const base64 = shared ? CPU_KERNELS_SHARED_WASM : CPU_KERNELS_WASM;
+    const base64 = relaxed ? (shared ? CPU_KERNELS_SHARED_RELAXED_WASM : CPU_KERNELS_RELAXED_WASM) : shared ? CPU_KERNELS_SHARED_WASM : CPU_KERNELS_WASM;
     m = new WebAssembly.Module(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
-    modules.set(shared, m);
+    modules.set(key, m);
   }
   return m;
 }
@@ -100,11 +117,37 @@ export function cpuKernelsFor(backend: WasmBackendLike): CpuKernels {
   const memory = wasmMemoryOf(backend);
   let k = instances.get(memory);
   if (!k) {
-    const module = cpuKernelsModule(memory.buffer instanceof SharedArrayBuffer);
-    k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as CpuKernels;
+    const relaxed = fmaWanted && relaxedSimdSupported();
+    k = { relaxed, kernels: instantiate(memory, relaxed) };
     instances.set(memory, k);
   }
-  return k;
+  return k.kernels;
+}
+
+/**
+ * The plain build over this backend's memory, whatever cpuKernelsFor uses: every product rounded,
+ * then added (the tests' k-ordered sums, and bench:core's comparison). Not cached.
+ */
+export function plainCpuKernelsFor(backend: WasmBackendLike): CpuKernels {
+  return instantiate(wasmMemoryOf(backend), false);
+}
+
+/** How this backend's kernels multiply-add: 'fused' (relaxed SIMD on a CPU with FMA), 'unfused' (relaxed SIMD without), 'off' (the plain build). */
+export function wasmFmaOf(backend: WasmBackendLike): 'fused' | 'unfused' | 'off' {
+  const kernels = cpuKernelsFor(backend);
+  if (!instances.get(wasmMemoryOf(backend))?.relaxed) return 'off';
+  return kernels.fusedMaddProbe() !== 0 ? 'fused' : 'unfused';
+}
+
+/** Whether this backend's kernels are the relaxed SIMD build (threads.ts starts its workers on the same build). */
+export function relaxedKernelsFor(backend: WasmBackendLike): boolean {
+  cpuKernelsFor(backend);
+  return instances.get(wasmMemoryOf(backend))?.relaxed ?? false;
+}
+
+function instantiate(memory: WebAssembly.Memory, relaxed: boolean): CpuKernels {
+  const module = cpuKernelsModule(memory.buffer instanceof SharedArrayBuffer, relaxed);
+  return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as CpuKernels;
 }
 
 /** A tensor's byte offset in the backend's memory. */

@@ -19,7 +19,7 @@
 
 import type { Worker } from 'worker_threads';
 
-import { cpuKernelsFor, cpuKernelsModule, wasmMemoryOf, type CpuKernels, type WasmBackendLike } from './cpu';
+import { cpuKernelsFor, cpuKernelsModule, relaxedKernelsFor, wasmMemoryOf, type CpuKernels, type WasmBackendLike } from './cpu';
 
 const JOBS = ['gemmThreads', 'decodeLayers'] as const;
 const CONTROL_WORDS = 64;
@@ -92,7 +92,7 @@ export class CpuThreadPool {
     this.control = backend.wasm._malloc(CONTROL_WORDS * 4);
     this.c = new Int32Array(memory.buffer, this.control, CONTROL_WORDS).fill(0);
     this.f = new Float32Array(memory.buffer, this.control, CONTROL_WORDS);
-    const module = cpuKernelsModule(true);
+    const module = cpuKernelsModule(true, relaxedKernelsFor(backend)); // the build this thread runs
     // Node only (a browser's tfjs-wasm threads itself): required here, so bundles for a page need not resolve it
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Worker } = require('worker_threads') as typeof import('worker_threads');

@@ -25,8 +25,9 @@
 // x[m, k] splat 8 columns, and out is touched once per block of KB rows of W. Loop order: column
 // chunks of CHUNK_COLS, then blocks of KB rows of W, then 8-column tiles, then groups of 4 rows
 // (the second group of an 8-row step reads the tile's W from L1 again). out[m, n] sums k in order
-// from 0, one rounding per product and per add (a tile starts from out's partial sum):
-// ((out + x0 w0) + x1 w1) + ..., the same bits for any M and any split of the columns.
+// from 0 (a tile starts from out's partial sum): ((out + x0 w0) + x1 w1) + ..., one rounding per
+// product and per add, or in the relaxed build one per fused multiply-add (madd below). Either
+// way the same bits for any split of the columns, so for any thread count.
 // K % 4 == 0, N % 8 == 0. Each call computes the columns [n0, n1) (multiples of 8): threads.ts
 // splits a GEMV by columns across threads; one thread takes [0, N).
 //
@@ -138,22 +139,22 @@ function tile(x: usize, w: usize, out: usize, m: i32, kn: i32, rowBytes: usize, 
         w1 = v128.load(wp, 64); // W[k, c+4..c+7], in the next tile
       }
       const xa = v128.load32_splat(xp); // x[m, k] in every lane
-      a0 = f32x4.add(a0, f32x4.mul(xa, w0));
-      a1 = f32x4.add(a1, f32x4.mul(xa, w1));
+      a0 = madd(a0, xa, w0, R);
+      a1 = madd(a1, xa, w1, R);
       if (R > 1) {
         const xb = v128.load32_splat(xp + xRowBytes); // x[m + 1, k]
-        b0 = f32x4.add(b0, f32x4.mul(xb, w0));
-        b1 = f32x4.add(b1, f32x4.mul(xb, w1));
+        b0 = madd(b0, xb, w0, R);
+        b1 = madd(b1, xb, w1, R);
       }
       if (R > 2) {
         const xc = v128.load32_splat(xp + 2 * xRowBytes);
-        c0 = f32x4.add(c0, f32x4.mul(xc, w0));
-        c1 = f32x4.add(c1, f32x4.mul(xc, w1));
+        c0 = madd(c0, xc, w0, R);
+        c1 = madd(c1, xc, w1, R);
       }
       if (R > 3) {
         const xd = v128.load32_splat(xp + 3 * xRowBytes);
-        d0 = f32x4.add(d0, f32x4.mul(xd, w0));
-        d1 = f32x4.add(d1, f32x4.mul(xd, w1));
+        d0 = madd(d0, xd, w0, R);
+        d1 = madd(d1, xd, w1, R);
       }
       xp += 4;
     }
@@ -164,4 +165,31 @@ function tile(x: usize, w: usize, out: usize, m: i32, kn: i32, rowBytes: usize, 
   if (R > 1) { v128.store(o + rowBytes, b0); v128.store(o + rowBytes, b1, 16); }
   if (R > 2) { v128.store(o + 2 * rowBytes, c0); v128.store(o + 2 * rowBytes, c1, 16); }
   if (R > 3) { v128.store(o + 3 * rowBytes, d0); v128.store(o + 3 * rowBytes, d1, 16); }
+}
+
+// ---- fused multiply-add
+//
+// acc + x * w. The kernels are compiled twice (scripts/kernels/compile.ts): plain SIMD, and with
+// relaxed SIMD, where f32x4.relaxed_madd is one fused multiply-add on CPUs that have one (x86 FMA3,
+// every ARM64; cpu.ts picks that build where the engine validates it). A tile of 3-4 rows is
+// bound by instructions, not bytes, and the FMA halves its arithmetic: one step's matmuls of the
+// target, one thread, 2-core Zen 1, medians of 5 interleaved rounds: M = 3 5.6 -> 4.8 ms, M = 4
+// 6.7 -> 5.2, M = 8 13.4 -> 10.0. Rows of a 1- or 2-row tile keep the multiply, then the add: each
+// accumulator is one chain of dependent adds, and an FMA's latency (5 cycles on Zen, against 3 for
+// an add) made M = 1 4.0 -> 4.1 ms slower and M = 2 no faster. R is a constant, so this compiles
+// to one of the two.
+@inline
+function madd(acc: v128, x: v128, w: v128, R: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && R >= 3) return f32x4.relaxed_madd(x, w, acc);
+  return f32x4.add(acc, f32x4.mul(x, w));
+}
+
+// fusedMaddProbe: (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24, minus its f32 rounding (a tie, to even:
+// 1 + 2^-11): 2^-24 when relaxed_madd fuses (one rounding), 0 when it multiplies, rounds and adds. cpu.ts asks it once, so the tests' reference
+// sums know which this CPU does.
+export function fusedMaddProbe(): f32 {
+  const a = f32x4.splat(<f32>1.000244140625); // 1 + 2^-12
+  const c = f32x4.splat(<f32>-1.00048828125); // -(1 + 2^-11)
+  if (!ASC_FEATURE_RELAXED_SIMD) return f32x4.extract_lane(f32x4.add(c, f32x4.mul(a, a)), 0);
+  return f32x4.extract_lane(f32x4.relaxed_madd(a, a, c), 0);
 }

@@ -3,5 +3,5 @@
 
 export { qkT, pv } from './attention';
 export { addRmsNorm, embedColumns, rope, siluMul } from './fused';
-export { gemm, gemmBf16, gemmThreads } from './gemv';
+export { fusedMaddProbe, gemm, gemmBf16, gemmThreads } from './gemv';
 export { decodeLayers, decodeScratchBytes } from './decode';

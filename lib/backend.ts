@@ -19,7 +19,8 @@ import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { disposeCpuThreadPools } from './model/kernels/threads';
 import { useWasmFma, wasmFmaOf, type WasmBackendLike } from './model/kernels/cpu';
-import { useThreadedWasm, wasmThreadsRegistered } from './wasmThreads';
+import { CpuThreadPool } from './model/kernels/threads';
+import { startPageThreads, useThreadedWasm, wasmThreadsRegistered } from './wasmThreads';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendPreference = 'auto' | BackendName;
@@ -36,6 +37,9 @@ export interface BackendOptions {
    * wasm in Node: threads for XNNPACK and our CPU kernels (tfjs-wasm's threaded build, see
    * wasmThreads.ts); 'all' = os.availableParallelism(), at most 8. Default: DEFAULT_WASM_THREADS. Read when
    * the wasm backend starts: changing it restarts the backend, which needs no live tensors.
+   * In a page: threads for our CPU kernels where tfjs-wasm runs its threaded build (cross-origin
+   * isolated pages; XNNPACK's are tfjs's choice); 'all' = navigator.hardwareConcurrency, at most 8.
+   * Read when the wasm backend first starts.
    */
   wasmThreads?: number | 'all';
   /**
@@ -160,7 +164,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     }
     useWasmFma(options.wasmFma);
   }
-  const sameThreads = current?.name !== 'wasm' || options.wasmThreads === undefined || threads === wasmThreadsRegistered();
+  const sameThreads = !isNode() || current?.name !== 'wasm' || options.wasmThreads === undefined || threads === wasmThreadsRegistered();
   if (current && (prefer === 'auto' || prefer === current.name) && tf.getBackend() === current.name && sameThreads) {
     return current;
   }
@@ -173,12 +177,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
 }
 
-// the wasm threads asked for, as a number (1 outside Node, where tfjs-wasm decides itself)
+// the wasm threads asked for, as a number
 function wasmThreadsWanted(asked: BackendOptions['wasmThreads']): number {
-  if (!isNode()) return 1;
   const want = asked ?? DEFAULT_WASM_THREADS;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const n = want === 'all' ? Math.min(ALL_THREADS_MAX, (require('os') as typeof import('os')).availableParallelism()) : want;
+  const cores = () => (isNode() ? (require('os') as typeof import('os')).availableParallelism() : (globalThis.navigator?.hardwareConcurrency ?? 1));
+  const n = want === 'all' ? Math.min(ALL_THREADS_MAX, cores()) : want;
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`initBackend: wasmThreads must be an integer in [1, 64] or 'all'; got ${String(asked)}`);
   return n;
 }
@@ -217,6 +221,7 @@ async function choose(prefer: BackendPreference, log: (line: string) => void, wa
     }
     await tf.ready();
     if (name === 'cpu') muteCpuBanner();
+    if (name === 'wasm' && !isNode()) await startPageThreads(wasmThreads); // our kernels' Web Workers, where the memory is shared
     const facts: BackendFacts = { ...(await hostFacts()), ...probe.facts, backend: name };
     let note = probe.note;
     if (name === 'wasm') {
@@ -414,10 +419,11 @@ async function wasmFacts(): Promise<NonNullable<BackendFacts['wasm']>> {
   } catch {
     // not reported before init; single-threaded
   }
-  threads = Math.max(threads, wasmThreadsRegistered()); // our kernels' pool may have more
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  threads = Math.max(threads, wasmThreadsRegistered(), CpuThreadPool.of(backend)?.threads ?? 1); // our kernels' pool may have more
   let fma: 'fused' | 'unfused' | 'off' = 'off';
   try {
-    fma = wasmFmaOf(tf.backend() as unknown as WasmBackendLike); // starts our kernels: the build is fixed from here
+    fma = wasmFmaOf(backend); // starts our kernels: the build is fixed from here
   } catch {
     // no SIMD or no reachable memory: tfjs's kernels only
   }

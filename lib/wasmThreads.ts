@@ -66,6 +66,16 @@ export async function useThreadedWasm(threads: number): Promise<void> {
   registered = threads;
 }
 
+/**
+ * In a page: our kernels' threads (Web Workers) over tfjs-wasm's memory, when tfjs picked its
+ * threaded build there (it does in cross-origin isolated pages, whose memory is shared; call once
+ * the 'wasm' backend is set). Returns the threads they run on: 1 where the memory is not shared.
+ */
+export async function startPageThreads(threads: number): Promise<number> {
+  const pool = await CpuThreadPool.start(tf.backend() as unknown as WasmBackendLike, threads);
+  return pool?.threads ?? 1;
+}
+
 type WasmModule = ConstructorParameters<typeof BackendWasm>[0];
 type Factory = (config: object) => Promise<WasmModule & { cwrap: (...args: unknown[]) => unknown }>;
 

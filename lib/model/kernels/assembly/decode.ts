@@ -94,28 +94,28 @@ export function decodeLayers(
 
     // ---- attention
     if (first) addRmsNorm(src, 0, attnNorm, dst, h, M, Dm, 0, eps); // dst = x, h = rmsnorm(x) * attnNorm [M, Dm]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, thread, threads); // [M, QKV]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     if (first) {
       rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
       appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
     }
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     attendPairs(q, kCache, vCache, mask, scores, att, share(P, thread, threads), share(P, thread + 1, threads), Hkv, G, S, D, C);
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     matmul(att, wo, delta, M, H * D, Dm, bf16, thread, threads); // [M, Dm]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     if (first) addRmsNorm(dst, delta, mlpNorm, dst, h, M, Dm, 1, eps); // dst = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
 
     // ---- MLP
     matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, thread, threads); // [M, 2F] = [gate | up]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     if (first) siluMul(gu, act, M, F); // [M, F]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     matmul(act, wDown, delta, M, F, Dm, bf16, thread, threads); // [M, Dm]
-    barrier(sync, threads);
+    barrier(sync, threads, thread);
     if (first) addInPlace(dst, delta, M * Dm); // dst = x1 + delta
     src = dst;
   }
@@ -145,11 +145,12 @@ function attendPairs(
 }
 
 // barrier: wait until all `threads` threads have arrived. sync: [0] threads arrived, [1] the
-// barrier's generation, [2] set by a thread that failed (threads.ts). The last to arrive resets
-// the count and bumps the generation; the others spin on it for a while (the other threads are a
-// few microseconds away), then sleep on it, waking every 50 ms to look at [2]: a failed thread
-// never arrives, so the others trap (unreachable) rather than wait for ever.
-export function barrier(sync: usize, threads: i32): void {
+// barrier's generation, [2] set by a thread that failed (threads.ts), [3] set when thread 0 may not
+// sleep (a browser page's main thread, where a wait traps). The last to arrive resets the count
+// and bumps the generation; the others spin on it for a while (the other threads are a few
+// microseconds away), then sleep on it, waking every 50 ms to look at [2]: a failed thread never
+// arrives, so the others trap (unreachable) rather than wait for ever.
+export function barrier(sync: usize, threads: i32, thread: i32): void {
   if (threads == 1) return;
   const generation = atomic.load<i32>(sync, 4);
   if (atomic.add<i32>(sync, 1) == threads - 1) {
@@ -158,9 +159,10 @@ export function barrier(sync: usize, threads: i32): void {
     atomic.notify(sync + 4, threads);
     return;
   }
+  const sleeps = thread != 0 || atomic.load<i32>(sync, 12) == 0;
   for (let spins = 0; atomic.load<i32>(sync, 4) == generation; spins++) {
     if ((spins & 1023) == 0 && atomic.load<i32>(sync, 8) != 0) unreachable();
-    if (spins >= SPINS) atomic.wait<i32>(sync + 4, generation, 50_000_000);
+    if (sleeps && spins >= SPINS) atomic.wait<i32>(sync + 4, generation, 50_000_000);
   }
 }
 

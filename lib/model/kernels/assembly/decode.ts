@@ -42,8 +42,8 @@ export function decodeScratchBytes(M: i32, Dm: i32, H: i32, Hkv: i32, D: i32, F:
 //
 // Threads (threads.ts): `threads` threads call it at once with the same arguments, each with its
 // own `thread` in [0, threads), over one shared memory, and stay in it for the whole step. Each
-// matmul is split by output columns and attention by (sequence, kv head) pairs; the small
-// row-wise steps (norms, RoPE, SiLU) run on thread 0; the threads meet at a barrier (words at
+// matmul is split by output columns, attention by (sequence, kv head) pairs, and the row-wise
+// steps (norms, RoPE, SiLU, the residual adds) by sequences; the threads meet at a barrier (words at
 // `sync`) after each step. Every output is summed in the same order whatever the split, so any
 // thread count gives the same bits. threads = 1 is the one-thread call (no barrier).
 export function decodeLayers(
@@ -83,7 +83,14 @@ export function decodeLayers(
   const scores = act + (<usize>(M * F) << 2);
   const G = H / Hkv;
   const P = M * Hkv; // (sequence, kv head) pairs
-  const first = thread == 0;
+  const QKV = (H + 2 * Hkv) * D;
+  // this thread's rows [r0, r0 + n) of the row-wise steps, and their byte offsets in each tensor
+  const r0 = share(M, thread, threads);
+  const n = share(M, thread + 1, threads) - r0;
+  const rDm = <usize>(r0 * Dm) << 2; // x, h, delta [M, Dm]
+  const rD = <usize>(r0 * D) << 2; // cos, sin [M, D]
+  const rKV = <usize>(r0 * Hkv * D) << 2; // kNew, vNew [M, Hkv, D]
+  const rF = <usize>(r0 * F) << 2; // act [M, F]; gu [M, 2F] at twice that
   let src = x;
   for (let l = 0; l < L; l++) {
     const dst = (L - l) & 1 ? out : spare; // never src
@@ -93,32 +100,33 @@ export function decodeLayers(
     const kCache = <usize>load<i32>(w, 24), vCache = <usize>load<i32>(w, 28);
 
     // ---- attention
-    if (first) addRmsNorm(src, 0, attnNorm, dst, h, M, Dm, 0, eps); // dst = x, h = rmsnorm(x) * attnNorm [M, Dm]
+    addRmsNorm(src + rDm, 0, attnNorm, dst + rDm, h + rDm, n, Dm, 0, eps); // dst = x, h = rmsnorm(x) * attnNorm [M, Dm]
     barrier(sync, threads, thread);
-    matmul(h, wqkv, qkv, M, Dm, (H + 2 * Hkv) * D, bf16, thread, threads); // [M, QKV]
+    matmul(h, wqkv, qkv, M, Dm, QKV, bf16, thread, threads); // [M, QKV]
     barrier(sync, threads, thread);
-    if (first) {
-      rope(qkv, cos, sin, q, kNew, vNew, M, 1, H, Hkv, D); // q [M, H, D], kNew, vNew [M, Hkv, 1, D]
-      appendKV(kNew, vNew, kCache, vCache, P, C, D, slot);
-    }
+    // q [M, H, D], kNew, vNew [M, Hkv, 1, D]; then into the cache [M, Hkv, C, D]
+    rope(qkv + (<usize>(r0 * QKV) << 2), cos + rD, sin + rD, q + (<usize>(r0 * H * D) << 2), kNew + rKV, vNew + rKV, n, 1, H, Hkv, D);
+    const rC = <usize>(r0 * Hkv * C * D) << 2;
+    appendKV(kNew + rKV, vNew + rKV, kCache + rC, vCache + rC, n * Hkv, C, D, slot);
     barrier(sync, threads, thread);
     attendPairs(q, kCache, vCache, mask, scores, att, share(P, thread, threads), share(P, thread + 1, threads), Hkv, G, S, D, C);
     barrier(sync, threads, thread);
     matmul(att, wo, delta, M, H * D, Dm, bf16, thread, threads); // [M, Dm]
     barrier(sync, threads, thread);
-    if (first) addRmsNorm(dst, delta, mlpNorm, dst, h, M, Dm, 1, eps); // dst = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
+    addRmsNorm(dst + rDm, delta + rDm, mlpNorm, dst + rDm, h + rDm, n, Dm, 1, eps); // dst = x1 = x + delta, h = rmsnorm(x1) * mlpNorm
     barrier(sync, threads, thread);
 
     // ---- MLP
     matmul(h, wGateUp, gu, M, Dm, 2 * F, bf16, thread, threads); // [M, 2F] = [gate | up]
     barrier(sync, threads, thread);
-    if (first) siluMul(gu, act, M, F); // [M, F]
+    siluMul(gu + 2 * rF, act + rF, n, F); // [M, F]
     barrier(sync, threads, thread);
     matmul(act, wDown, delta, M, F, Dm, bf16, thread, threads); // [M, Dm]
     barrier(sync, threads, thread);
-    if (first) addInPlace(dst, delta, M * Dm); // dst = x1 + delta
+    addInPlace(dst + rDm, delta + rDm, n * Dm); // dst = x1 + delta
     src = dst;
   }
+  barrier(sync, threads, thread); // every thread's rows of out are written
 }
 
 // attendPairs: attention for the pairs [p0, p1) of P = M * Hkv (sequence m, kv head j) = m * Hkv + j,

@@ -9,7 +9,8 @@ import { initBackend, shutdownBackend } from '../lib/backend';
 import { generate, type LanguageModel } from '../lib/generate/generate';
 import { loadTokenizer } from '../lib/generate/tokenizer';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
-import { cpuKernelsFor, offsetOf, wasmMemoryOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { cpuKernelsFor, offsetOf, plainCpuKernelsFor, wasmMemoryOf, type WasmBackendLike } from '../lib/model/kernels/cpu';
+import { relaxedSimdSupported } from '../lib/model/kernels/relaxedSimd';
 import { CpuThreadPool } from '../lib/model/kernels/threads';
 import { useWasmDecodeStep } from '../lib/model/kernels/wasmDecode';
 import { gemvWeights, wasmGemv, wasmGemvAvailable } from '../lib/model/kernels/wasmGemv';
@@ -63,6 +64,37 @@ describe('tfjs-wasm on several threads in Node', () => {
     await expect(initBackend({ prefer: 'wasm', wasmThreads: 2 })).rejects.toThrow(/while 1 tensors live on it/);
     alive.dispose();
     expect((await initBackend({ prefer: 'wasm', wasmThreads: 1 })).facts.wasm?.threads).toBe(1); // still usable
+  });
+
+  it('wasmFma picks the kernels build when the backend starts: plain with false, and a switch on a live backend is refused', async () => {
+    await shutdownBackend();
+    const off = await initBackend({ prefer: 'wasm', wasmThreads: 2, wasmFma: false });
+    expect(off.facts.wasm?.fma).toBe('off');
+    expect(off.reason).not.toContain('fused multiply-adds');
+    await expect(initBackend({ prefer: 'wasm', wasmThreads: 2, wasmFma: true })).rejects.toThrow(/wasmFma is read when the wasm backend starts.*shutdownBackend/);
+    await shutdownBackend();
+    const on = await initBackend({ prefer: 'wasm', wasmThreads: 2, wasmFma: true });
+    // where the engine runs relaxed SIMD (Node 20 through V8's flag, Node 22): the fused build on this FMA CPU
+    expect(on.facts.wasm?.fma).toBe(relaxedSimdSupported() ? 'fused' : 'off');
+    if (on.facts.wasm?.fma === 'fused') expect(on.reason).toContain('fused multiply-adds');
+    // the two builds' outputs on a 4-row GEMM: close, not equal (one rounding per multiply-add, not two)
+    const be = tf.backend() as unknown as WasmBackendLike;
+    const [M, K, N] = [4, 256, 64];
+    const x = tf.randomUniform([M, K], -1, 1, 'float32', 3) as tf.Tensor2D;
+    const w = gemvWeights(tf.randomUniform([K, N], -1, 1, 'float32', 4).dataSync() as Float32Array, K, N, 'f32');
+    const outs = [cpuKernelsFor(be), plainCpuKernelsFor(be)].map((k) => {
+      const out = be.makeOutput([M, N], 'float32');
+      new Float32Array(wasmMemoryOf(be).buffer, offsetOf(be, out), M * N).fill(0);
+      k.gemm(offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N, 0, N);
+      return tf.engine().makeTensorFromTensorInfo(out);
+    });
+    const [a, b] = outs.map((t) => t.dataSync() as Float32Array);
+    const differ = a.filter((v, i) => v !== b[i]).length;
+    const maxDiff = Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+    if (on.facts.wasm?.fma === 'fused') expect(differ).toBeGreaterThan(0);
+    expect(maxDiff).toBeLessThan(1e-4);
+    tf.dispose([x, w, ...outs]);
+    await shutdownBackend();
   });
 
   it('the GEMM split over 3 threads has the bits of one thread, f32 and bf16, every M in 1..8', () =>

@@ -17,9 +17,8 @@ import { releaseSharedGpu } from './gpu/device';
 import * as tf from '@tensorflow/tfjs-core';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { disposeCpuThreadPools } from './model/kernels/threads';
 import { useWasmFma, wasmFmaOf, type WasmBackendLike } from './model/kernels/cpu';
-import { CpuThreadPool } from './model/kernels/threads';
+import { CpuThreadPool, disposeCpuThreadPools } from './model/kernels/threads';
 import { startPageThreads, useThreadedWasm, wasmThreadsRegistered } from './wasmThreads';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -96,8 +95,10 @@ export interface BackendFacts {
   adapter?: AdapterFacts;
   limits?: GpuLimits;
   features?: GpuFeatures;
-  /** wasm only */
-  /** fma: how our kernels multiply-add: 'fused' (relaxed SIMD on a CPU with FMA), 'unfused' (relaxed SIMD without), 'off' (the plain build) */
+  /**
+   * wasm only. fma: how our kernels multiply-add: 'fused' (relaxed SIMD on a CPU with FMA),
+   * 'unfused' (relaxed SIMD without), 'off' (the plain build)
+   */
   wasm?: { simd: boolean; multithreadSupported: boolean; threads: number; fma: 'fused' | 'unfused' | 'off' };
   /** tensorflow only: which package provided it */
   tfjsNodePackage?: string;
@@ -221,7 +222,13 @@ async function choose(prefer: BackendPreference, log: (line: string) => void, wa
     }
     await tf.ready();
     if (name === 'cpu') muteCpuBanner();
-    if (name === 'wasm' && !isNode()) await startPageThreads(wasmThreads); // our kernels' Web Workers, where the memory is shared
+    if (name === 'wasm' && !isNode()) {
+      try {
+        await startPageThreads(wasmThreads); // our kernels' Web Workers, where the memory is shared
+      } catch (e) {
+        threadsNote = `; our kernels' Web Workers did not start (${errorText(e)}), so they run on 1 thread`;
+      }
+    }
     const facts: BackendFacts = { ...(await hostFacts()), ...probe.facts, backend: name };
     let note = probe.note;
     if (name === 'wasm') {

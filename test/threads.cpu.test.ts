@@ -102,6 +102,7 @@ describe('tfjs-wasm on several threads in Node', () => {
       expect(wasmGemvAvailable(4, 8)).toBe(true);
       const be = tf.backend() as unknown as WasmBackendLike;
       const k = cpuKernelsFor(be);
+      const pool = CpuThreadPool.of(be)!;
       // N = 8 x groups; 3 threads split 5 and 13 groups unevenly, 1 group leaves two threads idle
       const shapes = [[12, 8], [64, 40], [200, 104], [388, 512]];
       for (let M = 1; M <= 8; M++) {
@@ -111,11 +112,14 @@ describe('tfjs-wasm on several threads in Node', () => {
             const w = tf.randomUniform([K, N], -1, 1, 'float32', K + N);
             for (const format of ['f32', 'bf16'] as const) {
               const tiles = gemvWeights(w.dataSync() as Float32Array, K, N, format);
-              const split = wasmGemv(x, tiles); // through the pool
+              const split = tf.zeros([M, N]); // through the pool's GEMM job (the fused decode step's split)
+              pool.gemm(format === 'bf16' ? 'gemmBf16' : 'gemm', offsetOf(be, x), offsetOf(be, tiles), offsetOf(be, split), M, K, N);
               const one = tf.zeros([M, N]);
               k[format === 'bf16' ? 'gemmBf16' : 'gemm'](offsetOf(be, x), offsetOf(be, tiles), offsetOf(be, one), M, K, N, 0, N);
               expect(Array.from(split.dataSync()), `${format} M=${M} K=${K} N=${N}`).toEqual(Array.from(one.dataSync()));
               if (format === 'f32') expect(tf.max(tf.abs(tf.sub(split, tf.matMul(x, w)))).dataSync()[0]).toBeLessThan(1e-6 * K);
+              // the op-by-op GEMV kernel (this thread alone: see wasmGemv.ts) has the same bits
+              expect(Array.from(wasmGemv(x, tiles).dataSync()), `wasmGemv ${format} M=${M}`).toEqual(Array.from(one.dataSync()));
             }
           });
         }
@@ -133,7 +137,7 @@ describe('tfjs-wasm on several threads in Node', () => {
       // last 128, which lie past the end of the memory: only the worker traps
       expect(() => pool.gemm('gemm', offsetOf(be, x), end - 128, offsetOf(be, out), 1, 4, 16)).toThrow(/a CPU kernel thread failed/);
       const tiles = gemvWeights(new Float32Array(64), 4, 16, 'f32');
-      expect(() => wasmGemv(x as tf.Tensor2D, tiles)).toThrow(/restart the backend/);
+      expect(() => pool.gemm('gemm', offsetOf(be, x), offsetOf(be, tiles), offsetOf(be, out), 1, 4, 16)).toThrow(/restart the backend/);
       tf.dispose([x, out, tiles]);
     }));
 

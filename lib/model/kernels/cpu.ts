@@ -134,9 +134,8 @@ export function plainCpuKernelsFor(backend: WasmBackendLike): CpuKernels {
 
 /** How this backend's kernels multiply-add: 'fused' (relaxed SIMD on a CPU with FMA), 'unfused' (relaxed SIMD without), 'off' (the plain build). */
 export function wasmFmaOf(backend: WasmBackendLike): 'fused' | 'unfused' | 'off' {
-  const kernels = cpuKernelsFor(backend);
-  if (!instances.get(wasmMemoryOf(backend))?.relaxed) return 'off';
-  return kernels.fusedMaddProbe() !== 0 ? 'fused' : 'unfused';
+  if (!relaxedKernelsFor(backend)) return 'off';
+  return cpuKernelsFor(backend).fusedMaddProbe() !== 0 ? 'fused' : 'unfused';
 }
 
 /** Whether this backend's kernels are the relaxed SIMD build (threads.ts starts its workers on the same build). */

@@ -14,7 +14,6 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { f32ToBf16 } from '../../formats/dtype';
 import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
-import { CpuThreadPool } from './threads';
 
 /**
  * Rows up to which llama.ts sends a matmul to these kernels, f32 and bf16 weights alike (a batch-8
@@ -125,9 +124,14 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
   const args = [offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N] as const;
-  const pool = CpuThreadPool.of(be); // null on one thread
-  if (pool) pool.gemm(gemvKernelName(bf16), ...args);
-  else cpuKernelsFor(be)[gemvKernelName(bf16)](...args, 0, N);
+  // on this thread alone, also when the backend has several: a step that comes here runs op by op,
+  // with tfjs-wasm's XNNPACK ops between the matmuls, and XNNPACK's own threads then compete with
+  // our pool's for the cores. Measured (target, one sequence after 64 tokens, 2-core machine, 2
+  // threads, best of 12): with the matmuls split over our pool a 1-token op-by-op step took 23 ms
+  // and a 5-token one 32 ms, against 9.1 and 12.3 on this thread (8.2 and 12.8 on a 1-thread
+  // backend). The fused decode step (wasmDecode.ts) splits its matmuls over the pool instead: all
+  // its work is ours, inside one job.
+  cpuKernelsFor(be)[gemvKernelName(bf16)](...args, 0, N);
   return out;
 };
 

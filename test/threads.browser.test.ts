@@ -2,8 +2,8 @@
 // tfjs-wasm's threaded build, and our kernels' Web Workers over its shared memory. The page
 // decodes the HF oracle's greedy tokens for one golden prompt on 2 threads, through the fused
 // decode step (every thread inside decodeLayers, the page's main thread spinning at the barriers
-// where it may not sleep) and op by op (the pool's matmul job). Fails, saying why, when Chromium
-// is missing.
+// where it may not sleep) and op by op (XNNPACK's threads). Fails, saying why, when Chromium is
+// missing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { servePage, type PageServer } from './browser.helpers';

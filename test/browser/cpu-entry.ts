@@ -1,37 +1,26 @@
 // The wasm backend in a cross-origin isolated page (test/threads.browser.test.ts): tfjs-wasm runs
 // its threaded build there, and our CPU kernels start their Web Workers over its shared memory.
 // Fetches the draft model and the HF oracle's golden file, decodes one golden prompt greedily on 2
-// threads (the fused decode step, then op by op with the pool's matmuls), and exposes the result
-// as window.__cpuRun().
+// threads (the fused decode step, every thread inside it; then op by op, XNNPACK on its threads),
+// and exposes the result as window.__cpuRun().
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 
 import { initBackend } from '../../lib/backend';
-import { SafetensorsFile } from '../../lib/formats/safetensors';
 import { ContiguousKVCache } from '../../lib/kv/contiguous';
 import { configFromHF } from '../../lib/model/config';
 import { useWasmDecodeStep, wasmDecodeStepAvailable } from '../../lib/model/kernels/wasmDecode';
 import { LlamaModel } from '../../lib/model/llama';
 import { CpuThreadPool } from '../../lib/model/kernels/threads';
 import type { WasmBackendLike } from '../../lib/model/kernels/cpu';
-
-interface Golden {
-  prompts: { name: string; ids: number[] }[];
-  models: Record<string, { entries: { continuation: number[] }[] }>;
-}
+import { fetchDraft } from './fetched';
 
 setWasmPaths('/node_modules/@tensorflow/tfjs-backend-wasm/dist/'); // the .wasm files, served from the repository
 
 async function cpuRun(promptIndex: number, steps: number) {
-  const get = (url: string) => fetch(url).then((r) => (r.ok ? r : Promise.reject(new Error(`${url}: HTTP ${r.status}`))));
-  const [config, bytes, golden] = await Promise.all([
-    get('/data/models/draft/config.json').then((r) => r.json()),
-    get('/data/models/draft/model.safetensors').then((r) => r.arrayBuffer()),
-    get('/data/golden/golden.json').then((r) => r.json() as Promise<Golden>),
-  ]);
+  const { config, weights, golden } = await fetchDraft();
   const info = await initBackend({ prefer: 'wasm', wasmThreads: 2 });
-  const file = SafetensorsFile.fromBytes(new Uint8Array(bytes), 'draft (fetched)');
-  const model = LlamaModel.fromWeights(configFromHF(config), { description: 'draft (fetched)', has: (n) => file.entries.has(n), get: (n) => file.get(n) }, 'draft');
+  const model = LlamaModel.fromWeights(configFromHF(config), weights, 'draft');
   const prompt = golden.prompts[promptIndex].ids;
   const c = model.config;
   const fusedStep = wasmDecodeStepAvailable(c.hiddenSize, c.headDim, c.intermediateSize);

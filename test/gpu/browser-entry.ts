@@ -1,25 +1,13 @@
 // The captured path in a browser page (test/gpu.browser.test.ts): the same lib/gpu code as in
 // Node, on the page's navigator.gpu. Fetches the draft model and the HF oracle's golden file,
 // decodes one golden prompt greedily, and exposes the result as window.__capturedRun().
-import { SafetensorsFile } from '../../lib/formats/safetensors';
 import { acquireGpu } from '../../lib/gpu/device';
 import { contiguousTables, GpuLlama } from '../../lib/gpu/llama';
 import { configFromHF } from '../../lib/model/config';
-
-interface Golden {
-  prompts: { name: string; ids: number[] }[];
-  models: Record<string, { entries: { continuation: number[] }[] }>;
-}
+import { fetchDraft } from '../browser/fetched';
 
 async function capturedRun(promptIndex: number, steps: number) {
-  const get = (url: string) => fetch(url).then((r) => (r.ok ? r : Promise.reject(new Error(`${url}: HTTP ${r.status}`))));
-  const [config, bytes, golden] = await Promise.all([
-    get('/data/models/draft/config.json').then((r) => r.json()),
-    get('/data/models/draft/model.safetensors').then((r) => r.arrayBuffer()),
-    get('/data/golden/golden.json').then((r) => r.json() as Promise<Golden>),
-  ]);
-  const file = SafetensorsFile.fromBytes(new Uint8Array(bytes), 'draft (fetched)');
-  const source = { description: 'draft (fetched)', has: (n: string) => file.entries.has(n), get: (n: string) => file.get(n) };
+  const { config, weights: source, golden } = await fetchDraft();
   const ctx = await acquireGpu();
   const m = await GpuLlama.create(ctx, configFromHF(config), source, 'draft', { maxTokens: 64, maxSeqs: 1 });
   try {

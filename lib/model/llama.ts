@@ -414,7 +414,7 @@ export class LlamaModel {
       });
       const y = wasmDecodeLayers(x, layers, kvs, cosT, sinT, maskT, { H, Hkv, eps, slot: first.start, span }); // [B, Dm]
       const [, h] = wasmAddRmsNorm(y, null, this.weights.finalNorm, eps); // [B, Dm]
-      const logits = project(h, this.weights.lmHead, this.weights.lmHeadPacked); // [B, V]
+      const logits = project(h, this.weights.lmHead, this.weights.lmHeadPacked, true); // [B, V], on every thread
       return tf.reshape(logits, [B, 1, V]) as tf.Tensor3D;
     });
   }
@@ -496,13 +496,14 @@ export class LlamaModel {
 
 // x [N, in] @ W [in, out] -> [N, out]: a decode step's few rows go to the wasm GEMV (reading W's
 // tiled copy, f32 or bf16 pairs, when the model has one), larger steps (batches, prefill) to
-// tf.matMul (XNNPACK) over W; on tfjs-wasm's threaded build both split over its threads
-function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined): tf.Tensor2D {
+// tf.matMul (XNNPACK) over W, which splits over tfjs-wasm's threads; the GEMV splits over our
+// kernel threads only with `threads` (after the fused decode step: wasmGemv.ts says why)
+function project(x: tf.Tensor2D, W: tf.Tensor2D, packed: tf.Tensor2D | undefined, threads = false): tf.Tensor2D {
   const [K, N] = W.shape;
   const rows = x.shape[0];
   const bf16 = packed?.dtype === 'int32';
   if (!packed || rows > (bf16 ? GEMV_BF16_MAX_ROWS : GEMV_MAX_ROWS) || !wasmGemvAvailable(K, N)) return tf.matMul(x, W);
-  return wasmGemv(x, packed);
+  return wasmGemv(x, packed, threads);
 }
 
 // silu(gate) * up for gu = [gate | up] [N, 2F] -> [N, F]

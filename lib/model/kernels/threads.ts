@@ -6,8 +6,8 @@
 //
 // Two kinds of job, one at a time (the calling thread is thread 0 and takes its share too):
 //   - a matmul (gemm, gemmBf16): each thread takes its share of the output columns
-//     (assembly/gemv.ts's gemmThreads); the caller waits for the workers' done count. bench:core
-//     --gemm times it; the op-by-op GEMV does not use it (wasmGemv.ts says why);
+//     (assembly/gemv.ts's gemmThreads); the caller waits for the workers' done count. The LM head
+//     after the fused decode step takes it; the op-by-op GEMV does not (wasmGemv.ts says why);
 //   - a decode step's layers (assembly/decode.ts): every thread runs decodeLayers with its own
 //     index and each layer splits its steps itself, meeting at barriers (words in the control
 //     block).

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { f32ToBf16 } from '../../formats/dtype';
 import { cpuKernelsFor, offsetOf, registerCpuKernels, type WasmBackendLike } from './cpu';
+import { CpuThreadPool } from './threads';
 
 /**
  * Rows up to which llama.ts sends a matmul to these kernels, f32 and bf16 weights alike (a batch-8
@@ -115,7 +116,7 @@ export function gemvWeightShape(w: tf.TensorInfo): { K: number; N: number; bf16:
   return { K: 4 * w.shape[0], N: w.shape[1] / (bf16 ? 2 : 4), bf16 };
 }
 
-const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
+const gemvKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as WasmBackendLike;
   const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
   const [M, K] = x.shape;
@@ -124,14 +125,16 @@ const gemvKernel: tf.KernelFunc = ({ inputs, backend }) => {
   if (!ok) throw new Error(`gemv: bad operands [${x.shape}] ${x.dtype} and [${w.shape}] ${w.dtype}`);
   const out = be.makeOutput([M, N], 'float32');
   const args = [offsetOf(be, x), offsetOf(be, w), offsetOf(be, out), M, K, N] as const;
-  // on this thread alone, also when the backend has several: a step that comes here runs op by op,
-  // with tfjs-wasm's XNNPACK ops between the matmuls, and XNNPACK's own threads then compete with
-  // our pool's for the cores. Measured (target, one sequence after 64 tokens, 2-core machine, 2
-  // threads, best of 12): with the matmuls split over our pool a 1-token op-by-op step took 23 ms
-  // and a 5-token one 32 ms, against 9.1 and 12.3 on this thread (8.2 and 12.8 on a 1-thread
-  // backend). The fused decode step (wasmDecode.ts) splits its matmuls over the pool instead: all
-  // its work is ours, inside one job.
-  cpuKernelsFor(be)[gemvKernelName(bf16)](...args, 0, N);
+  // over the pool's threads only when asked (attrs.threads: the LM head after the fused decode
+  // step, whose workers are still awake from it); else on this thread alone, also when the
+  // backend has several. A step op by op runs tfjs-wasm's XNNPACK ops between its matmuls, and
+  // XNNPACK's own threads then compete with our pool's for the cores. Measured (target, one
+  // sequence after 64 tokens, 2-core machine, 2 threads, best of 12): with the matmuls split over
+  // our pool a 1-token op-by-op step took 23 ms and a 5-token one 32 ms, against 9.1 and 12.3 on
+  // this thread (8.2 and 12.8 on a 1-thread backend).
+  const pool = (attrs as { threads?: boolean }).threads ? CpuThreadPool.of(be) : null; // null on one thread
+  if (pool) pool.gemm(gemvKernelName(bf16), ...args);
+  else cpuKernelsFor(be)[gemvKernelName(bf16)](...args, 0, N);
   return out;
 };
 
@@ -144,8 +147,9 @@ export function wasmGemvAvailable(K: number, N: number): boolean {
 
 /**
  * x [M, K] @ W -> [M, N], w W's GEMV copy (gemvWeights): f32 tiles [K/4, 4N], or bf16 pair tiles
- * int32 [K/4, 2N]. Wasm only; K % 4 == 0, N % 8 == 0.
+ * int32 [K/4, 2N]. Wasm only; K % 4 == 0, N % 8 == 0. `threads`: split over the backend's kernel
+ * threads (threads.ts), for a matmul between our own kernels only (see the kernel above).
  */
-export function wasmGemv(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return tf.engine().runKernel(GEMV, { x, w }, {}) as tf.Tensor2D;
+export function wasmGemv(x: tf.Tensor2D, w: tf.Tensor2D, threads = false): tf.Tensor2D {
+  return tf.engine().runKernel(GEMV, { x, w }, { threads }) as tf.Tensor2D;
 }

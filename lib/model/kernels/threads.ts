@@ -48,12 +48,14 @@ if (node) {
 }
 function run({ memory, module, index, threads, control }, port) {
 const k = new WebAssembly.Instance(module, { env: { memory } }).exports;
-port.postMessage('ready');
 const c = new Int32Array(memory.buffer, control, ${CONTROL_WORDS});
 const f = new Float32Array(memory.buffer, control, ${CONTROL_WORDS});
 const a = ${ARGS};
 const jobs = ${JSON.stringify(JOBS)};
+// the job counter before saying ready: the first job may come the moment the pool hears it, and a
+// worker that read the counter after that job was posted would wait for the next one, for ever
 let seen = Atomics.load(c, 0);
+port.postMessage('ready');
 for (;;) {
   for (let spins = 0; Atomics.load(c, 0) === seen; spins++) if (spins >= ${SPINS}) Atomics.wait(c, 0, seen);
   seen = Atomics.load(c, 0);

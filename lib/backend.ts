@@ -178,6 +178,14 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
 }
 
+/** A `--threads` flag's value (the CLI's and the benches'): a count in [1, 64] or 'all'; else an error naming it. */
+export function parseThreadsFlag(v: string): number | 'all' {
+  if (v === 'all') return v;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--threads must be an integer in [1, 64] or 'all', got '${v}'`);
+  return n;
+}
+
 // the wasm threads asked for, as a number
 function wasmThreadsWanted(asked: BackendOptions['wasmThreads']): number {
   const want = asked ?? DEFAULT_WASM_THREADS;

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { DEFAULT_WASM_THREADS, initBackend, shutdownBackend, type BackendPreference } from './backend';
+import { DEFAULT_WASM_THREADS, initBackend, parseThreadsFlag, shutdownBackend, type BackendPreference } from './backend';
 import { generateStream, type GenerateMode, type GenerationOutput } from './generate/generate';
 import { loadModel } from './model/load';
 import { listPresets } from './model/presets';
@@ -131,12 +131,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (!BACKENDS.includes(backend)) {
     throw new Error(`unknown backend '${values.backend}': choose ${BACKENDS.slice(0, -1).join(', ')} or ${BACKENDS[BACKENDS.length - 1]}`);
   }
-  let threads: number | 'all' | undefined;
-  if (values.threads !== undefined) {
-    threads = values.threads === 'all' ? 'all' : (num('threads', values.threads) as number);
-    if (threads !== 'all' && !(Number.isInteger(threads) && threads >= 1 && threads <= 64))
-      throw new Error(`--threads must be an integer in [1, 64] or 'all', got '${values.threads}'`);
-  }
+  const threads = values.threads === undefined ? undefined : parseThreadsFlag(values.threads);
   const mode = values.mode as GenerateMode;
   if (mode !== 'cached' && mode !== 'naive') throw new Error(`--mode must be cached or naive, got '${values.mode}'`);
 

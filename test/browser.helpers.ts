@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 
 import { build } from 'esbuild';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 // WebGPU on: a secure context (localhost), unsafe WebGPU allowed in Linux Chromium, SwiftShader for Vulkan
@@ -55,4 +55,13 @@ export async function servePage(name: string, entry: string, isolated = false): 
       server.close();
     },
   };
+}
+
+/** A new tab on the served page (/page/index.html), and the page errors it throws (collected as they come). */
+export async function openPage(server: PageServer): Promise<{ tab: Page; errors: string[] }> {
+  const tab = await server.browser.newPage();
+  const errors: string[] = [];
+  tab.on('pageerror', (e) => errors.push(String(e)));
+  await tab.goto(`${server.base}/page/index.html`);
+  return { tab, errors };
 }

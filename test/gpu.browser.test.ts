@@ -3,7 +3,7 @@
 // for one golden prompt. Fails, saying why, when Chromium is missing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { servePage, type PageServer } from './browser.helpers';
+import { openPage, servePage, type PageServer } from './browser.helpers';
 
 describe('captured WebGPU path in Chromium', () => {
   let page: PageServer;
@@ -17,10 +17,7 @@ describe('captured WebGPU path in Chromium', () => {
   });
 
   it('generates the HF oracle greedy tokens for a golden prompt on the page WebGPU', async () => {
-    const tab = await page.browser.newPage();
-    const errors: string[] = [];
-    tab.on('pageerror', (e) => errors.push(String(e)));
-    await tab.goto(`${page.base}/page/index.html`);
+    const { tab, errors } = await openPage(page);
     const hasGpu = await tab.evaluate(() => 'gpu' in navigator);
     expect(hasGpu, 'navigator.gpu in Chromium (--enable-unsafe-webgpu)').toBe(true);
     const r = await tab.evaluate(() => (globalThis as unknown as { __capturedRun: (p: number, s: number) => Promise<{ adapter: string; got: number[]; want: number[]; errors: string[] }> }).__capturedRun(1, 5));

@@ -6,7 +6,7 @@
 // missing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { servePage, type PageServer } from './browser.helpers';
+import { openPage, servePage, type PageServer } from './browser.helpers';
 
 interface CpuRun {
   crossOriginIsolated: boolean;
@@ -32,10 +32,7 @@ describe('CPU kernels on Web Workers in Chromium', () => {
   });
 
   it('a cross-origin isolated page decodes the oracle greedy tokens on 2 threads, fused step and op by op', async () => {
-    const tab = await page.browser.newPage();
-    const errors: string[] = [];
-    tab.on('pageerror', (e) => errors.push(String(e)));
-    await tab.goto(`${page.base}/page/index.html`);
+    const { tab, errors } = await openPage(page);
     const r = await tab.evaluate(() => (globalThis as unknown as { __cpuRun: (p: number, s: number) => Promise<CpuRun> }).__cpuRun(1, 12));
     console.log(`[threads.browser] ${r.reason}; pool ${r.pool} threads, fma ${r.fma}: got ${r.fused.join(',')}, oracle ${r.want.join(',')}`);
     expect(errors).toEqual([]);

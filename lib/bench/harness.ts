@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backendInfo, shutdownBackend, type BackendFacts } from '../backend';
+import { backendInfo, parseThreadsFlag, shutdownBackend, type BackendFacts } from '../backend';
 import { percentile } from '../eval/stats';
 
 // ---- machine
@@ -203,10 +203,7 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
     /** --threads N|all: the wasm backend's threads (initBackend's wasmThreads); undefined = its default, every core */
     threads(): number | 'all' | undefined {
       const v = value('threads');
-      if (v === undefined || v === 'all') return v;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--threads must be an integer in [1, 64] or 'all', got '${v}'`);
-      return n;
+      return v === undefined ? undefined : parseThreadsFlag(v);
     },
   };
 }

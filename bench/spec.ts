@@ -363,6 +363,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   } finally {
     target.dispose();
     draft.dispose();
+    layered?.dispose();
   }
 }
 

@@ -363,7 +363,6 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   } finally {
     target.dispose();
     draft.dispose();
-    layered?.dispose();
   }
 }
 

@@ -268,11 +268,9 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   const sizes = capturedOptionsFor(resolveEngineConfig(base, maxPositions));
   const target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
   const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT, stack: DRAFT_STACK });
-  // the draft layer by layer beside it, in the same rounds: what the stack kernel buys
-  const layered = draft.stack ? await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT, stack: false }) : null;
   console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep} (a decode step ${draft.stats.decodeDispatches}${draft.stack ? ', on the stack kernel' : ''})`);
   try {
-    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'draft model, layer by layer' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
+    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
     const configs: Config[] = [
       { label: 'target only (free)', set: 'free', prompts: free, gamma: null, drafter: 'none', speculative: null },
       ...CAPTURED.gammas.map((g): Config => ({ label: `draft gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g } })),
@@ -280,9 +278,6 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
       { label: 'target only (repetitive)', set: 'repetitive', prompts: repetitive, gamma: null, drafter: 'none', speculative: null },
       ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (repetitive)`, set: 'repetitive', prompts: repetitive, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
       { label: 'draft gamma=4 (repetitive)', set: 'repetitive', prompts: repetitive, gamma: 4, drafter: 'draft model', speculative: { draft, gamma: 4 } },
-      ...(layered ? [2, 3, 4] : []).map(
-        (g): Config => ({ label: `draft gamma=${g}, layer by layer`, set: 'free', prompts: free, gamma: g, drafter: 'draft model, layer by layer', speculative: { draft: layered!, gamma: g } }),
-      ),
     ];
     const results: EngineRun[][] = configs.map(() => []);
     const bar = progressBar(configs.length * (CAPTURED.repeats + 1), 'captured');
@@ -316,7 +311,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
       };
       if (b.spec && cfg.gamma !== null) {
         const steps = Math.max(1, b.decodeSteps);
-        const c = cfg.drafter.startsWith('draft model') ? b.draftMs / steps / cfg.gamma / plainStepMs : 0;
+        const c = cfg.drafter === 'draft model' ? b.draftMs / steps / cfg.gamma / plainStepMs : 0;
         const v = b.verifyMs / steps / plainStepMs;
         Object.assign(row, {
           alpha: r3(b.spec.alpha),

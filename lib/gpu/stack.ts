@@ -115,32 +115,15 @@ export function packStackLayers(
 /** Workgroup memory the stack kernel needs, in bytes (it must fit the device's limit). */
 export function stackSharedBytes(s: Pick<StackSpec, 'Dm' | 'H' | 'D' | 'F'>): number {
   const { Dm, H, D, F } = s;
-  // activations, GEMV partials and row sums, reductions (and the vec4 ones without subgroups)
-  return 4 * (Dm + Math.max(Dm, H * D) + Math.max(H * D, F)) + 4 * PART + 4 * STACK_WG + 4 * STACK_WG + 16 * STACK_WG + 16;
+  return 4 * (Dm + Math.max(Dm, H * D) + Math.max(H * D, F)) + 16 * STACK_WG + 4 * STACK_WG + 4 * 128 + 16;
 }
 
 // f32 literal: WGSL wants a decimal point or exponent
 const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : x.toExponential());
 
-// the GEMV's partial sums: rows of a pass x lanes (at most 8 rows a thread, 256 rows a pass)
-const PART = 2048;
-// weight loads each thread keeps in flight in a GEMV pass
-const LOADS = 40;
-
-/**
- * How a GEMV of R rows x K splits over the workgroup: `lanes` threads a row (each reading every
- * lanes-th weight vector of it), `rows` rows a thread, so rows x K / 4 (or / 8) loads a thread, all
- * issued before any is used; `pass` rows a pass. One workgroup is bound by how many loads it keeps
- * in flight, not by bandwidth, so the fewer round trips to memory the better.
- */
-export function stackGemvTile(R: number, K: number, format: WeightFormat): { lanes: number; perLane: number; rows: number; pass: number } {
-  const KV = K / (format === 'f32' ? 4 : 8);
-  const lanes = KV <= 48 ? 8 : 16;
-  const perLane = Math.ceil(KV / lanes);
-  const groups = STACK_WG / lanes;
-  const rows = Math.max(1, Math.min(PART / STACK_WG, Math.floor(LOADS / perLane), Math.ceil(R / groups)));
-  return { lanes, perLane, rows, pass: groups * rows };
-}
+// GEMV tile: LANES lanes per weight row, 4 rows per thread, so 128 rows per pass of 256 threads
+const LANES = 8;
+const ROWS_PER_PASS = (STACK_WG / LANES) * 4;
 
 /**
  * The stack kernel's WGSL. Dispatch (sequences). Bindings: E [V, Dm] (embedding), LW (packed
@@ -152,49 +135,45 @@ export function stackKernel(s: StackSpec): string {
   const lay = stackLayout(s);
   const HD = H * D;
   const QKVR = (H + 2 * Hkv) * D;
-  if (Dm % 8 !== 0 || HD % 8 !== 0 || F % 8 !== 0 || D % 8 !== 0) throw new Error(`stack kernel: Dm, H*D, F and D must be multiples of 8`);
+  if (Dm % 8 !== 0 || HD % 8 !== 0 || F % 8 !== 0 || D % 4 !== 0) throw new Error(`stack kernel: Dm, H*D and F must be multiples of 8, D of 4`);
   if (H % Hkv !== 0) throw new Error(`stack kernel: ${H} heads do not share ${Hkv} KV heads evenly`);
+  if (ROWS_PER_PASS % D !== 0 && D % ROWS_PER_PASS !== 0) throw new Error(`stack kernel: head dim ${D} must divide ${ROWS_PER_PASS}`);
   const per = format === 'f32' ? 4 : 8;
   const DV = D / 4;
-  const dv = [...Array(DV).keys()];
   const XN = Math.max(Dm, HD) / 4; // vec4s of the normed input / attention output
   const QA = Math.max(HD, F) / 4; // vec4s of q / the MLP's activations
-  const maxPass = Math.max(...[[QKVR, Dm], [Dm, HD], [2 * F, Dm], [Dm, F]].map(([R, K]) => stackGemvTile(R, K, format).pass));
 
-  // y[r] = in . W[r], a pass of `pass` rows at a time: every weight load of the pass first, then
-  // the dot products, the lanes' sums added through shared memory; `epilogue(pass)` sees the
-  // row's sum in rowv[j] (row r0 + j, j < pass) after the barrier
-  const gemv = (name: string, base: string, R: number, K: number, input: string, epilogue: (pass: number) => string) => {
+  // y[r] = in . W[r] over one pass of 128 rows: 8 lanes a row, 4 rows a thread; `epilogue` sees
+  // the row's sum in shared `rowv[j]` (row r0 + j) after the barrier
+  const gemv = (name: string, base: string, R: number, K: number, input: string, epilogue: string) => {
     const KV = K / per;
-    const t = stackGemvTile(R, K, format);
-    const js = [...Array(t.rows).keys()];
-    const is = [...Array(t.perLane).keys()];
-    const kv = (i: number) => `lane + ${i * t.lanes}u`;
-    const loads = js.flatMap((j) => is.map((i) => `        let w${j}_${i} = LW[${base} + min(r0 + rg * ${t.rows}u + ${j}u, ${R - 1}u) * ${KV}u + min(${kv(i)}, ${KV - 1}u)];`));
-    const dot = (j: number, i: number) =>
+    const load = (j: number) =>
       format === 'f32'
-        ? `dot(bitcast<vec4f>(w${j}_${i}), ${input}[min(${kv(i)}, ${KV - 1}u)])`
-        : `dot(vec4f(bf16lo(w${j}_${i}.x), bf16hi(w${j}_${i}.x), bf16lo(w${j}_${i}.y), bf16hi(w${j}_${i}.y)), ${input}[2u * min(${kv(i)}, ${KV - 1}u)])
-                 + dot(vec4f(bf16lo(w${j}_${i}.z), bf16hi(w${j}_${i}.z), bf16lo(w${j}_${i}.w), bf16hi(w${j}_${i}.w)), ${input}[2u * min(${kv(i)}, ${KV - 1}u) + 1u])`;
-    const ragged = KV % t.lanes !== 0; // the last load of some lanes is past the row: masked
-    const term = (j: number, i: number) => (ragged && i === t.perLane - 1 ? `select(0.0, ${dot(j, i)}, ${kv(i)} < ${KV}u)` : dot(j, i));
+        ? `a[${j}] += dot(bitcast<vec4f>(LW[${base} + r${j} * ${KV}u + kv]), ${input}[kv]);`
+        : `{ let u = LW[${base} + r${j} * ${KV}u + kv];
+          a[${j}] += dot(vec4f(bf16lo(u.x), bf16hi(u.x), bf16lo(u.y), bf16hi(u.y)), ${input}[2u * kv])
+                   + dot(vec4f(bf16lo(u.z), bf16hi(u.z), bf16lo(u.w), bf16hi(u.w)), ${input}[2u * kv + 1u]); }`;
     return /* wgsl */ `
-    // ---- ${name}: ${R} rows x ${K}; ${t.lanes} lanes a row, ${t.rows} rows a thread, ${t.pass} rows a pass
-    for (var r0 = 0u; r0 < ${R}u; r0 += ${t.pass}u) {
+    // ---- ${name}: ${R} rows x ${K}
+    for (var r0 = 0u; r0 < ${R}u; r0 += ${ROWS_PER_PASS}u) {
       {
-        let rg = lid / ${t.lanes}u;
-        let lane = lid % ${t.lanes}u;
-${loads.join('\n')}
-${js.map((j) => `        part[(rg * ${t.rows}u + ${j}u) * ${t.lanes}u + lane] = ${is.map((i) => term(j, i)).join('\n          + ')};`).join('\n')}
+        let rb = r0 + (lid / ${LANES}u) * 4u;
+${[0, 1, 2, 3].map((j) => `        let r${j} = min(rb + ${j}u, ${R - 1}u);`).join('\n')}
+        var a = vec4f(0.0);
+        for (var kv = lid % ${LANES}u; kv < ${KV}u; kv += ${LANES}u) {
+${[0, 1, 2, 3].map((j) => `          ${load(j)}`).join('\n')}
+        }
+        part[lid] = a;
       }
       workgroupBarrier();
-      if (lid < ${t.pass}u) {
+      if (lid < ${ROWS_PER_PASS}u) {
+        // row r0 + lid: thread group lid / 4 (its lanes side by side), component lid % 4
         var t = 0.0;
-        for (var q = 0u; q < ${t.lanes}u; q++) { t += part[lid * ${t.lanes}u + q]; }
+        for (var q = 0u; q < ${LANES}u; q++) { t += part[(lid / 4u) * ${LANES}u + q][lid % 4u]; }
         rowv[lid] = t;
       }
       workgroupBarrier();
-      ${epilogue(t.pass)}
+      ${epilogue}
       workgroupBarrier();
     }`;
   };
@@ -238,12 +217,11 @@ fn groupSum(lid: u32, v: f32) -> f32 {
   workgroupBarrier();
   return t;
 }
-var<workgroup> part4: array<vec4f, ${STACK_WG}>;
 fn groupSum4(lid: u32, v: vec4f) -> vec4f {
-  part4[lid] = v;
+  part[lid] = v;
   workgroupBarrier();
   var t = vec4f(0.0);
-  for (var q = 0u; q < 32u; q++) { t += part4[(lid & ~31u) + q]; }
+  for (var q = 0u; q < 32u; q++) { t += part[(lid & ~31u) + q]; }
   workgroupBarrier();
   return t;
 }
@@ -258,7 +236,6 @@ fn wgSum(lid: u32, v: f32) -> f32 {
   workgroupBarrier();
   return t;
 }`;
-  const residual = (pass: number) => `if (lid < ${pass}u && r0 + lid < ${Dm}u) { xs[(r0 + lid) / 4u][(r0 + lid) % 4u] += rowv[lid]; }`;
   const embedLoad =
     format === 'f32' ? 'E[row + k]' : 'select(bf16lo(E[(row + k) >> 1u]), bf16hi(E[(row + k) >> 1u]), ((row + k) & 1u) == 1u)';
 
@@ -276,15 +253,15 @@ const POOL: u32 = ${slots * Hkv * D}u; // floats of one layer's pool
 @group(0) @binding(1) var<storage, read> LW: array<vec4u>;
 @group(0) @binding(2) var<storage, read> stepw: array<u32>;
 @group(0) @binding(3) var<storage, read> CS: array<f32>; // cos [maxPositions, D/2], then sin
-@group(0) @binding(4) var<storage, read_write> Kp: array<vec4f>; // [L, slots, Hkv, D]
-@group(0) @binding(5) var<storage, read_write> Vp: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> Kp: array<f32>; // [L, slots, Hkv, D]
+@group(0) @binding(5) var<storage, read_write> Vp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> X: array<f32>; // [N, Dm]
 var<workgroup> xs: array<vec4f, ${Dm / 4}>; // the residual stream
 var<workgroup> xn: array<vec4f, ${XN}>; // rmsnorm(x), then the attention output
 var<workgroup> qa: array<vec4f, ${QA}>; // q (rotated, scaled), then silu(g) * u
-var<workgroup> part: array<f32, ${PART}>; // a GEMV pass's partial sums [rows][lanes]
+var<workgroup> part: array<vec4f, ${STACK_WG}>;
 var<workgroup> red: array<f32, ${STACK_WG}>;
-var<workgroup> rowv: array<f32, ${maxPass}>; // a GEMV pass's row sums
+var<workgroup> rowv: array<f32, ${ROWS_PER_PASS}>;
 var<workgroup> tokSpan: array<u32, 2>; // this sequence's first token, and its count
 ${groupOps}
 
@@ -323,7 +300,7 @@ ${gemv(
   QKVR,
   Dm,
   'xn',
-  (pass) => /* wgsl */ `if (lid < ${pass / 2}u) {
+  /* wgsl */ `if (lid < ${ROWS_PER_PASS / 2}u) {
         let r = r0 + 2u * lid; // rows r, r + 1: dims i, i + D/2 of a q or k head, or two v dims
         if (r < ${(H + Hkv) * D}u) {
           let h = r / D;
@@ -340,52 +317,55 @@ ${gemv(
             qa[(h * D + i + HALF) / 4u][(h * D + i + HALF) % 4u] = y2 * scale;
           } else {
             let o = kvBase + (slotOf(seq, pos) * HKV + h - H) * D;
-            Kp[(o + i) / 4u][(o + i) % 4u] = y1;
-            Kp[(o + i + HALF) / 4u][(o + i + HALF) % 4u] = y2;
+            Kp[o + i] = y1;
+            Kp[o + i + HALF] = y2;
           }
         } else if (r < ${QKVR}u) {
           let o = kvBase + slotOf(seq, pos) * HKV * D + r - ${(H + Hkv) * D}u;
-          Vp[o / 4u][o % 4u] = rowv[2u * lid];
-          Vp[(o + 1u) / 4u][(o + 1u) % 4u] = rowv[2u * lid + 1u];
+          Vp[o] = rowv[2u * lid];
+          Vp[o + 1u] = rowv[2u * lid + 1u];
         }
       }
       storageBarrier(); // this token's k, v, read by attention below`,
 )}
       // ---- attention: 8 groups of 32 lanes, one query head a group; each lane keeps an online
-      // softmax over keys lane, lane + 32, ... (a key's K and V rows loaded together); the
-      // lanes are combined at the end
+      // softmax over keys lane, lane + 32, ...; the lanes are combined at the end
       for (var h0 = 0u; h0 < H; h0 += ${STACK_WG / 32}u) {
         let h = min(h0 + lid / 32u, H - 1u);
         let live = h0 + lid / 32u < H;
         let kvh = h / G;
-${dv.map((d) => `        let q${d} = qa[h * ${DV}u + ${d}u];`).join('\n')}
         var mRun = -3.0e38;
         var lRun = 0.0;
-${dv.map((d) => `        var acc${d} = vec4f(0.0);`).join('\n')}
+        var acc: array<vec4f, ${DV}>;
         if (live) {
           for (var s = lid % 32u; s <= pos; s += 32u) {
-            let kb = (kvBase + (slotOf(seq, s) * HKV + kvh) * D) / 4u;
-${dv.map((d) => `            let k${d} = Kp[kb + ${d}u];\n            let v${d} = Vp[kb + ${d}u];`).join('\n')}
-            let dv4 = ${dv.map((d) => `q${d} * k${d}`).join(' + ')};
+            let slot = slotOf(seq, s);
+            let kb = kvBase + (slot * HKV + kvh) * D;
+            var dv4 = vec4f(0.0);
+            for (var d = 0u; d < ${DV}u; d++) {
+              dv4 += qa[h * ${DV}u + d] * vec4f(Kp[kb + 4u * d], Kp[kb + 4u * d + 1u], Kp[kb + 4u * d + 2u], Kp[kb + 4u * d + 3u]);
+            }
             let score = dv4.x + dv4.y + dv4.z + dv4.w;
             let mNew = max(mRun, score);
             let c = exp(mRun - mNew);
             let e = exp(score - mNew);
             lRun = lRun * c + e;
-${dv.map((d) => `            acc${d} = acc${d} * c + e * v${d};`).join('\n')}
+            for (var d = 0u; d < ${DV}u; d++) {
+              acc[d] = acc[d] * c + e * vec4f(Vp[kb + 4u * d], Vp[kb + 4u * d + 1u], Vp[kb + 4u * d + 2u], Vp[kb + 4u * d + 3u]);
+            }
             mRun = mNew;
           }
         }
         let mAll = groupMax(lid, mRun);
         let sc = exp(mRun - mAll);
         let lAll = groupSum(lid, lRun * sc);
-${dv.map((d) => `        let o${d} = groupSum4(lid, acc${d} * sc);`).join('\n')}
-        if (live && lid % 32u == 0u) {
-${dv.map((d) => `          xn[h * ${DV}u + ${d}u] = o${d} / lAll;`).join('\n')}
+        for (var d = 0u; d < ${DV}u; d++) {
+          let o = groupSum4(lid, acc[d] * sc);
+          if (live && lid % 32u == 0u) { xn[h * ${DV}u + d] = o / lAll; }
         }
       }
       workgroupBarrier();
-${gemv('o, residual', `lw + ${lay.o}u`, Dm, HD, 'xn', residual)}
+${gemv('o, residual', `lw + ${lay.o}u`, Dm, HD, 'xn', `if (lid < ${ROWS_PER_PASS}u && r0 + lid < ${Dm}u) { xs[(r0 + lid) / 4u][(r0 + lid) % 4u] += rowv[lid]; }`)}
 ${norm(`lw + ${lay.mlpNorm}u`)}
 ${gemv(
   'gate, up, silu(g) * u',
@@ -393,13 +373,13 @@ ${gemv(
   2 * F,
   Dm,
   'xn',
-  (pass) => `if (lid < ${pass / 2}u && r0 + 2u * lid < ${2 * F}u) {
+  `if (lid < ${ROWS_PER_PASS / 2}u && r0 + 2u * lid < ${2 * F}u) {
         let g = rowv[2u * lid];
         let p = r0 / 2u + lid;
         qa[p / 4u][p % 4u] = g / (1.0 + exp(-g)) * rowv[2u * lid + 1u];
       }`,
 )}
-${gemv('down, residual', `lw + ${lay.down}u`, Dm, F, 'qa', residual)}
+${gemv('down, residual', `lw + ${lay.down}u`, Dm, F, 'qa', `if (lid < ${ROWS_PER_PASS}u && r0 + lid < ${Dm}u) { xs[(r0 + lid) / 4u][(r0 + lid) % 4u] += rowv[lid]; }`)}
     }
     // ---- this token's hidden state, for the LM head
     for (var k = lid; k < ${Dm}u; k += ${STACK_WG}u) { X[t * ${Dm}u + k] = xs[k / 4u][k % 4u]; }

@@ -28,9 +28,9 @@ import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
 import { percentile } from '../lib/eval/stats';
 import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
-import { checkKernels, checkStack, type KernelCheck } from '../lib/gpu/checks';
+import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, MID_FROM, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -287,8 +287,8 @@ async function withFilledPool<T>(
 }
 
 // each kernel's GPU time in that step, and the whole step's
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1, options: GpuLlamaOptions = {}) {
-  const time = async (m: GpuLlama, seqs: GpuStepSequence[]) => {
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
+  return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
     const r = await m.timeStep(seqs);
     const byKernel: Record<string, { count: number; usEach: number }> = {};
     for (const d of r.dispatches) {
@@ -302,22 +302,19 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       sharedFrom: rowsOrNever(m.sharedFrom),
-      stack: m.stack,
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
       sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
       byKernel,
     };
-  };
-  return withFilledPool(ctx, dir, batch, context, tokens, time, options);
+  });
 }
 
 // the matmul tile choices tileCompare times: the default (by rows), and each tile for every matmul
 const TILE_SETTINGS = [
-  { tile: 'default', sharedFrom: SHARED_FROM, midFrom: MID_FROM },
-  { tile: 'decode', sharedFrom: Infinity, midFrom: Infinity },
-  { tile: 'mid', sharedFrom: Infinity, midFrom: 1 },
-  { tile: 'shared', sharedFrom: 1, midFrom: Infinity },
+  { tile: 'default', sharedFrom: SHARED_FROM },
+  { tile: 'decode', sharedFrom: Infinity },
+  { tile: 'shared', sharedFrom: 1 },
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
@@ -327,7 +324,6 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < TILE_SETTINGS.length; i++) {
         m.sharedFrom = TILE_SETTINGS[i].sharedFrom;
-        m.midFrom = TILE_SETTINGS[i].midFrom;
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
     }
@@ -337,7 +333,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), midFrom: rowsOrNever(s.midFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
 }
@@ -364,10 +360,7 @@ async function main(): Promise<void> {
 
   // ---- 1. kernel checks
   if (SECTIONS.has(1)) {
-    const checks: KernelCheck[] = [
-      ...(await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 })),
-      ...(await checkStack(ctx, { cases: ctx.info.software ? 1 : 3, seed: 7 })),
-    ];
+    const checks: KernelCheck[] = await checkKernels(ctx, { small: ctx.info.software, cases: 2, seed: 7 });
     const bad = checks.filter((c) => !c.ok);
     console.log(
       `kernel checks: ${checks.length - bad.length}/${checks.length} within tolerance${bad.length ? `; failing: ${bad.map((c) => c.kernel).join(', ')}` : ''}`,
@@ -377,7 +370,7 @@ async function main(): Promise<void> {
 
   // ---- 2. oracle
   if (SECTIONS.has(2)) {
-    const oracle: (OracleReport & { weights: WeightFormat; stack: boolean })[] = [];
+    const oracle: (OracleReport & { weights: WeightFormat })[] = [];
     for (const which of ['target', 'draft'] as const) {
       for (const format of ['f32', 'bf16'] as WeightFormat[]) {
         const m = await loadGpuModel(ctx, `data/models/${which}`, { format, maxTokens: 1024, maxSeqs: 1 });
@@ -393,7 +386,7 @@ async function main(): Promise<void> {
         bar.done(
           `max |logit - oracle| ${r.maxAbsError.toExponential(2)}, greedy ${r.tokensAgreeing}/${r.tokens}, ties ${r.ties.length}, failures ${r.failures.length}`,
         );
-        oracle.push({ ...r, weights: format, stack: m.stack });
+        oracle.push({ ...r, weights: format });
         m.dispose();
       }
     }
@@ -483,28 +476,22 @@ async function main(): Promise<void> {
       );
       // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
       const T = 'data/models/target';
-      // (the draft on the stack kernel, its default, and layer by layer)
-      const Dr = 'data/models/draft';
-      const cases: [string, number, number, number, GpuLlamaOptions?][] = QUICK
-        ? [[Dr, 1, 16, 1]]
+      const cases: [string, number, number, number][] = QUICK
+        ? [['data/models/draft', 1, 16, 1]]
         : [
             [T, 1, 64, 1],
             [T, 1, 512, 1],
             [T, 32, 64, 1],
             [T, 4, 64, 64],
-            [Dr, 1, 64, 1],
-            [Dr, 1, 64, 1, { stack: false }],
-            [Dr, 1, 512, 1],
-            [Dr, 8, 64, 1],
-            [Dr, 8, 64, 1, { stack: false }],
+            ['data/models/draft', 1, 64, 1],
           ];
       const kernels = [];
-      for (const [dir, batch, context, tokens, options] of cases) {
-        const k = await kernelTimes(ctx, dir, batch, context, tokens, options);
+      for (const [dir, batch, context, tokens] of cases) {
+        const k = await kernelTimes(ctx, dir, batch, context, tokens);
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(
-          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, ${k.stack ? "on the stack kernel" : `shared tile from ${k.sharedFrom} rows`}: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${k.sharedFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
         );
       }
       // the matmul tile against the step's size: the whole step's GPU time with the default

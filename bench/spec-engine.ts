@@ -19,7 +19,6 @@
  *
  *   npm run bench:spec-engine [-- --full] [-- --smoke] [-- --tokens 32] [-- --repeats 3] [-- --backend wasm] [-- --out PATH]
  *     [-- --eager] [-- --format f32|bf16] [-- --model DIR] [-- --draft DIR] [-- --threads N|all] (wasm: CPU threads)
- *     [-- --no-stack] (webgpu: the draft layer by layer, not on the stack kernel)
  *
  * With the webgpu backend target and draft both run on the captured path (lib/gpu: one GpuLlama
  * each, sized for the largest engine config here); --eager keeps the tfjs path. On the captured
@@ -29,7 +28,6 @@
 import * as path from 'node:path';
 
 import { initBackend, type BackendPreference } from '../lib/backend';
-import { GpuLlama } from '../lib/gpu/llama';
 import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/harness';
 import { resolveEngineConfig, type EngineConfigInput, type SpeculativeEngineConfigInput } from '../lib/engine/config';
 import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
@@ -51,7 +49,6 @@ const full = argv.includes('--full');
 const smoke = flags.has('smoke');
 const EAGER = flags.has('eager');
 const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
-const DRAFT_STACK = flags.stack(); // --no-stack: the draft layer by layer on the captured path (an A/B of the stack kernel)
 const TARGET_DIR = flag('model') ?? 'data/models/target';
 const DRAFT_DIR = flag('draft') ?? 'data/models/draft';
 const OUT = flag('out') ?? path.join('data', 'bench', 'spec-engine.json');
@@ -144,8 +141,8 @@ async function main(): Promise<void> {
     const Bmax = Math.max(...BATCHES);
     const sizes = capturedOptionsFor(resolveEngineConfig({ maxNumSeqs: Bmax, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(Bmax) }, modelSource(TARGET_DIR).config.maxPositions));
     target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
-    draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT, stack: DRAFT_STACK });
-    console.log(`captured on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep} (a decode step ${draft.stats.decodeDispatches}${draft.stack ? ', on the stack kernel' : ''})`);
+    draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
+    console.log(`captured on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
   } else {
     target = await loadModel(TARGET_DIR);
     draft = await loadModel(DRAFT_DIR);
@@ -231,7 +228,6 @@ async function main(): Promise<void> {
       path: captured ? 'captured' : 'eager',
       weights: captured ? FORMAT : 'eager-fp32',
       adapter,
-      draftStack: captured && draft instanceof GpuLlama ? draft.stack : null,
       settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, prompts: ['test-16', 'test-32', 'test-64'] },
       runs: rows,
       best: bestRows,

@@ -19,7 +19,6 @@
  *   npm run bench:spec [-- --quick] [-- --smoke] [-- --tokens 64] [-- --repeats 2] [-- --backend wasm] [-- --out PATH]
  *     [-- --eager] (webgpu: skip section 5) [-- --captured-only] (webgpu: skip sections 1-4) [-- --format f32|bf16]
  *     [-- --model DIR] [-- --draft DIR] [-- --threads N|all] (wasm: CPU threads, default every core)
- *     [-- --no-stack] (webgpu: the draft layer by layer, not on the stack kernel; an A/B of lib/gpu/stack.ts)
  * --smoke: a few tokens, gamma 2 only, one prompt (to check the code paths; SwiftShader).
  *
  * Timings are the minimum over repeats (interleaved: every configuration once per repeat), the
@@ -59,7 +58,6 @@ const GAMMAS = smoke ? [2] : quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
 const EAGER_ONLY = flags.has('eager');
 const CAPTURED_ONLY = flags.has('captured-only');
 const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
-const DRAFT_STACK = flags.stack(); // --no-stack: the draft layer by layer on the captured path (an A/B of the stack kernel)
 const TARGET_DIR = flag('model') ?? 'data/models/target';
 const DRAFT_DIR = flag('draft') ?? 'data/models/draft';
 // the captured section is cheap on a GPU: always the full gamma sweep and 64 tokens there
@@ -267,8 +265,8 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   const base: EngineConfigInput = { maxNumSeqs: 1, blockSize: 16, numBlocks: Math.ceil(maxPositions / 16), enablePrefixCaching: false };
   const sizes = capturedOptionsFor(resolveEngineConfig(base, maxPositions));
   const target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
-  const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT, stack: DRAFT_STACK });
-  console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep} (a decode step ${draft.stats.decodeDispatches}${draft.stack ? ', on the stack kernel' : ''})`);
+  const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
+  console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
   try {
     type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
     const configs: Config[] = [
@@ -342,8 +340,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
       weights: FORMAT,
       engine: { ...base, maxNumBatchedTokens: sizes.maxTokens },
       settings: { tokens: CAPTURED.tokens, repeats: CAPTURED.repeats, gammas: CAPTURED.gammas, lookupGammas: CAPTURED.lookup, batch: 1, target: TARGET_DIR, draft: DRAFT_DIR },
-      dispatchesPerStep: { target: target.stats.dispatchesPerStep, draft: draft.stats.dispatchesPerStep, draftDecode: draft.stats.decodeDispatches },
-      draftStack: draft.stack,
+      dispatchesPerStep: { target: target.stats.dispatchesPerStep, draft: draft.stats.dispatchesPerStep },
       runs: rows,
       best: { drafter: 'draft model', gamma: best.gamma, measuredSpeedup: best.measuredSpeedup, decodeSpeedup: best.decodeSpeedup },
       bestPromptLookupRepetitive: bestLookup ? { gamma: bestLookup.gamma, measuredSpeedup: bestLookup.measuredSpeedup } : null,

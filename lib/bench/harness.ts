@@ -200,10 +200,6 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)) {
     fma(): false | undefined {
       return argv.includes('--no-fma') ? false : undefined;
     },
-    /** --no-stack: the captured draft without the stack kernel (GpuLlamaOptions.stack); undefined = its default */
-    stack(): false | undefined {
-      return argv.includes('--no-stack') ? false : undefined;
-    },
     /** --threads N|all: the wasm backend's threads (initBackend's wasmThreads); undefined = its default, every core */
     threads(): number | 'all' | undefined {
       const v = value('threads');

@@ -12,7 +12,6 @@ import {
   argmaxKernel,
   embedKernel,
   MATMUL_TILE,
-  MATMUL_TILE_MID,
   MATMUL_TILE_SHARED,
   matmulKernel,
   pagedAttentionKernel,
@@ -113,7 +112,6 @@ const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 // every matmul tile, named as the checks print them
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
-  [' mid', MATMUL_TILE_MID],
   [' shared', MATMUL_TILE_SHARED],
 ] as const;
 

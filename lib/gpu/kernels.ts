@@ -113,13 +113,6 @@ export type MatmulTile = LaneTile | SharedTile;
 export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 4 };
 
 /**
- * The mid tile: the decode tile's 4 rows x 32 lanes, with 16 tokens sharing each weight load, for
- * steps of a few dozen tokens (a continuous batch of decodes and prefill chunks): a quarter of
- * the decode tile's weight reads through L2, still many workgroups.
- */
-export const MATMUL_TILE_MID: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 16 };
-
-/**
  * The shared-memory tile, for steps of many tokens (prefill chunks, big batches): 32 weight rows x
  * 32 tokens per workgroup of 64 threads. Each weight and input value is read from memory once per
  * workgroup (staged in shared memory), and each thread's 4 x 4 results take 16 multiply-adds per

@@ -25,7 +25,6 @@ import {
   capturedDispatches,
   embedKernel,
   MATMUL_TILE,
-  MATMUL_TILE_MID,
   MATMUL_TILE_SHARED,
   matmulKernel,
   pagedAttentionKernel,
@@ -58,8 +57,6 @@ export interface GpuLlamaOptions {
   submitEvery?: number;
   /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
   sharedFrom?: number;
-  /** matmuls of at least this many input rows (and fewer than sharedFrom) use the mid tile (MATMUL_TILE_MID); default MID_FROM */
-  midFrom?: number;
   /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
   sharedTile?: SharedTile;
   /**
@@ -83,9 +80,6 @@ export const STACK_TOKENS = 8;
  * tile (since removed) took 824 and 1299 on the last two. Hence 128.
  */
 export const SHARED_FROM = 128;
-
-/** GpuLlama's default for midFrom: from this many input rows (below sharedFrom) a matmul runs on the mid tile. */
-export const MID_FROM = 16;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
@@ -163,8 +157,6 @@ interface Dispatch {
    * a matmul's shared-memory tile, run when the matmul has at least `sharedFrom` input rows
    */
   shared?: TileVariant & { rows: (n: number, m: number) => number };
-  /** its mid tile, run from `midFrom` input rows */
-  mid?: TileVariant;
 }
 
 /** A matmul dispatch on another tile. */
@@ -195,8 +187,6 @@ export class GpuLlama {
   submitEvery: number;
   /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
   sharedFrom: number;
-  /** input rows from which a matmul below sharedFrom uses the mid tile (GpuLlamaOptions.midFrom); may be changed between steps */
-  midFrom: number;
   /** whether small steps run on the stack kernel (GpuLlamaOptions.stack) */
   readonly stack: boolean;
 
@@ -232,8 +222,6 @@ export class GpuLlama {
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
     if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
-    this.midFrom = options.midFrom ?? MID_FROM;
-    if (!(this.midFrom >= 1)) throw new Error(`GpuLlama: midFrom must be at least 1 (Infinity: never), got ${this.midFrom}`);
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -251,7 +239,7 @@ export class GpuLlama {
     if (this.stack && !fits)
       throw new Error(`GpuLlama: the stack kernel needs ${stackSharedBytes({ Dm, H, D, F })} bytes of workgroup memory, this device has ${ctx.device.limits.maxComputeWorkgroupStorageSize}`);
     this.sharedTile = options.sharedTile ?? MATMUL_TILE_SHARED;
-    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_MID.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
+    const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -362,11 +350,10 @@ export class GpuLlama {
         Object.entries(specs).flatMap(([k, spec]) => [
           [k, mm(spec)],
           [`${k}Shared`, mm({ ...spec, tile: this.sharedTile })],
-          [`${k}Mid`, mm({ ...spec, tile: MATMUL_TILE_MID })],
         ]),
       ),
     } as Record<
-      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared` | `${keyof typeof specs}Mid`,
+      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared`,
       Promise<GPUComputePipeline>
     >;
 
@@ -438,7 +425,7 @@ export class GpuLlama {
     const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
       this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
     };
-    // a matmul, with its shared-memory and mid tiles; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    // a matmul, with its shared-memory tile; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
     const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
       const { R, rows } = specs[name];
       const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
@@ -450,7 +437,6 @@ export class GpuLlama {
         name,
         ...variant(resolved[name], MATMUL_TILE),
         shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows },
-        mid: variant(resolved[`${name}Mid`], MATMUL_TILE_MID),
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
@@ -810,11 +796,9 @@ export class GpuLlama {
     }
   }
 
-  // the dispatch, or its matmul's mid or shared-memory tile for this many input rows
+  // the dispatch, or its matmul's shared-memory tile for this many input rows
   private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    if (!d.shared) return d;
-    const rows = d.shared.rows(n, m);
-    return rows >= this.sharedFrom ? d.shared : rows >= this.midFrom && d.mid ? d.mid : d;
+    return d.shared && d.shared.rows(n, m) >= this.sharedFrom ? d.shared : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

@@ -20,12 +20,8 @@ import {
   type MatmulTile,
   type WeightFormat,
 } from './kernels';
-import { ContiguousKVCache } from '../kv/contiguous';
-import { resolveLlamaConfig } from '../model/config';
-import { LlamaModel, ropeInvFreq } from '../model/llama';
-import { randomWeights } from '../model/presets';
-import type { WeightSource } from '../model/weights';
-import { contiguousTables, GpuLlama, packBf16, ropeCosSin, ropeHalfTables } from './llama';
+import { ropeInvFreq } from '../model/llama';
+import { packBf16, ropeCosSin, ropeHalfTables } from './llama';
 
 /** One kernel's verdict. */
 export interface KernelCheck {
@@ -456,102 +452,5 @@ async function runQkvAttention(
   };
   for (const b of [params, w, x, gain, qkv, kp, vp, stepWords, meta, table, cs, att]) b.destroy();
   if (ctx.errors.length > 0) throw new Error(`GPU error in a kernel check: ${ctx.errors[0]}`);
-  return out;
-}
-
-/**
- * The stack kernel (lib/gpu/stack.ts: every layer of a small model in one dispatch) against
- * LlamaModel's tfjs forward, the plain op chain, on random models of random small sizes (GQA
- * and plain heads, 1-3 layers): two sequences of different lengths, a first step of a few
- * tokens each (a sequence's tokens one after another in its workgroup), then decode steps,
- * every token's logits compared. The captured step's LM head and argmax follow the stack as
- * they follow the layers. tfjs runs on whatever backend is current.
- */
-export async function checkStack(ctx: GpuContext, options: Pick<CheckKernelsOptions, 'seed' | 'cases' | 'onCheck'> = {}): Promise<KernelCheck[]> {
-  const gen = new Rng(options.seed ?? 1);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(gen.next() * xs.length)];
-  const out: KernelCheck[] = [];
-  for (let c = 0; c < (options.cases ?? 1); c++) {
-    const D = pick([32, 64]); // (the layer-by-layer kernels want D a multiple of 32)
-    const Hkv = pick([1, 2]);
-    const H = Hkv * pick([1, 3]);
-    const config = resolveLlamaConfig({
-      vocabSize: pick([64, 200]),
-      hiddenSize: pick([32, 48, 64]),
-      intermediateSize: pick([48, 96]),
-      numLayers: pick([1, 2, 3]),
-      numHeads: H,
-      numKvHeads: Hkv,
-      headDim: D,
-      maxPositions: 64,
-      tieWordEmbeddings: c % 2 === 0,
-    });
-    const source = randomWeights(config, 7 + c, 0.08);
-    // prompts past 32 tokens (each of the 32 lanes of a head's attention then holds several keys),
-    // prefilled on the layer-by-layer path, then steps of 5 and 3 tokens and decode steps on the stack
-    const prompts = [45, 37].map((n, b) => Array.from({ length: n }, (_, i) => (i * (7 + b) + 3 * b + 1) % config.vocabSize));
-    const firsts = [
-      [1, 5, 9, 2, 7].map((t) => t % config.vocabSize),
-      [3, 11, 4].map((t) => t % config.vocabSize),
-    ];
-    const shape = `Dm=${config.hiddenSize} H=${H} Hkv=${Hkv} D=${D} F=${config.intermediateSize} L=${config.numLayers} V=${config.vocabSize}`;
-    // bf16: the reference gets the weights the GPU holds, matrices rounded to bf16, norm gains as they are
-    const rounded: WeightSource = {
-      has: (name) => source.has(name),
-      get: (name) => {
-        const t = source.get(name);
-        return /norm/.test(name) ? t : { ...t, data: roundBf16(t.data) };
-      },
-      description: `${source.description}, bf16`,
-    };
-    for (const format of ['f32', 'bf16'] as WeightFormat[]) {
-      const gpu = await GpuLlama.create(ctx, config, source, 'stack check', { format, maxTokens: 96, maxSeqs: 2, maxLogitRows: 96, blockSize: 4, stack: true });
-      const ref = LlamaModel.fromWeights(config, format === 'f32' ? source : rounded, 'stack check');
-      const cache = new ContiguousKVCache(ref.kvShape, 2);
-      let err = 0;
-      let scale = 1;
-      try {
-        const tables = contiguousTables(gpu, 2);
-        const len = [0, 0];
-        let feed = prompts;
-        for (let step = 0; step < 5; step++) {
-          if (step === 1) feed = firsts;
-          const got = await gpu.step(
-            feed.map((toks, b) => ({ tokens: toks, start: len[b], blockTable: tables[b], logits: toks.length })),
-            'logits',
-          );
-          const T = Math.max(...feed.map((t) => t.length));
-          const want = ref.forward(feed, cache, { logits: 'all' }); // [2, T, V], left-padded
-          const w = await want.data();
-          want.dispose();
-          const V = config.vocabSize;
-          let row = 0;
-          feed.forEach((toks, b) => {
-            for (let j = 0; j < toks.length; j++, row++) {
-              const at = (b * T + T - toks.length + j) * V;
-              for (let v = 0; v < V; v++) {
-                err = Math.max(err, Math.abs(got.logits![row * V + v] - w[at + v]));
-                scale = Math.max(scale, Math.abs(w[at + v]));
-              }
-            }
-          });
-          // each sequence's next token: the argmax of its last row
-          let last = -1;
-          feed = feed.map((toks, b) => {
-            len[b] += toks.length;
-            last += toks.length;
-            return [got.ids[last]];
-          });
-        }
-      } finally {
-        cache.dispose();
-        ref.dispose();
-        gpu.dispose();
-      }
-      const check = verdict(`stack kernel (all layers, one dispatch), ${format}`, shape, err, 2e-5 * scale * Math.sqrt(config.hiddenSize));
-      out.push(check);
-      options.onCheck?.(check);
-    }
-  }
   return out;
 }

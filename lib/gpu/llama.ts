@@ -35,7 +35,6 @@ import {
   type SharedTile,
   type WeightFormat,
 } from './kernels';
-import { packStackLayers, STACK_MAX_LAYER_BYTES, stackKernel, stackLayout, stackSharedBytes, type StackLayerWeights, type StackSpec } from './stack';
 
 /** Sizes of the captured step's buffers (the largest step it will ever run). */
 export interface GpuLlamaOptions {
@@ -59,17 +58,7 @@ export interface GpuLlamaOptions {
   sharedFrom?: number;
   /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
   sharedTile?: SharedTile;
-  /**
-   * run a step whose sequences each bring at most STACK_TOKENS new tokens through the stack
-   * kernel (lib/gpu/stack.ts: every layer in one dispatch, one workgroup per sequence), so a
-   * decode step is 3 dispatches; default: when a layer's weights are at most STACK_MAX_LAYER_BYTES
-   * (our draft, not the target) and its activations fit the device's workgroup memory
-   */
-  stack?: boolean;
 }
-
-/** The stack kernel takes a step when no sequence in it brings more than this many new tokens. */
-export const STACK_TOKENS = 8;
 
 /**
  * GpuLlama's default for sharedFrom: from this many rows a matmul runs on the shared-memory tile,
@@ -120,14 +109,10 @@ export interface GpuStepResult {
 /** Timings and counts of the captured step (for the lessons and bench:core). */
 export interface GpuStepStats {
   dispatchesPerStep: number;
-  /** dispatches of a decode step (3 on the stack kernel, else dispatchesPerStep) */
-  decodeDispatches: number;
   /** shader modules compiled, and the milliseconds that took */
   pipelines: number;
   compileMs: number;
   weightBytes: number;
-  /** the stack kernel's packed copy of the layers (0 without it) */
-  stackWeightBytes: number;
   kvPoolBytes: number;
 }
 
@@ -137,22 +122,13 @@ const COPY_SRC = 0x4;
 const UNIFORM = 0x40;
 const MAP_READ = 0x1;
 
-/** A step's sizes, as fillStep counts them: tokens, logits rows, sequences, and the path it takes. */
-interface StepShape {
-  n: number;
-  m: number;
-  b: number;
-  /** on the stack kernel (GpuLlamaOptions.stack) */
-  stack: boolean;
-}
-
 interface Dispatch {
-  /** the kernel's role: embed, qkv, attention, o, gateUp, down, head, argmax; stack */
+  /** the kernel's role: embed, qkv, attention, o, gateUp, down, head, argmax */
   name: string;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
-  /** workgroups (x, or [x, y]) for a step of n tokens, m logits rows and b sequences */
-  count: (n: number, m: number, b: number) => number | [number, number];
+  /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
+  count: (n: number, m: number) => number | [number, number];
   /**
    * a matmul's shared-memory tile, run when the matmul has at least `sharedFrom` input rows
    */
@@ -187,17 +163,13 @@ export class GpuLlama {
   submitEvery: number;
   /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
   sharedFrom: number;
-  /** whether small steps run on the stack kernel (GpuLlamaOptions.stack) */
-  readonly stack: boolean;
 
   private readonly ctx: GpuContext;
   private readonly sharedTile: SharedTile;
   private readonly buffers: GPUBuffer[] = [];
   private readonly dispatches: Dispatch[] = [];
-  /** a small step's dispatches on the stack kernel: stack, head, argmax (empty without it) */
-  private readonly stackDispatches: Dispatch[] = [];
-  /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] (regions of one buffer each, with the stack kernel) */
-  private readonly pools: GPUBufferBinding[] = [];
+  /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
+  private readonly pools: GPUBuffer[] = [];
   private readonly b: Record<'step' | 'next' | 'logprob' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
   /** where each input of a step lies in `b.step` (and in each slot of a chain's ring) */
   private readonly layout: StepLayout;
@@ -232,12 +204,6 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    const { hiddenSize: Dm, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: F } = config;
-    const layerBytes = ((H + 2 * Hkv) * D * Dm + Dm * H * D + 3 * F * Dm) * (this.format === 'f32' ? 4 : 2);
-    const fits = stackSharedBytes({ Dm, H, D, F }) <= ctx.device.limits.maxComputeWorkgroupStorageSize;
-    this.stack = options.stack ?? (layerBytes <= STACK_MAX_LAYER_BYTES && fits);
-    if (this.stack && !fits)
-      throw new Error(`GpuLlama: the stack kernel needs ${stackSharedBytes({ Dm, H, D, F })} bytes of workgroup memory, this device has ${ctx.device.limits.maxComputeWorkgroupStorageSize}`);
     this.sharedTile = options.sharedTile ?? MATMUL_TILE_SHARED;
     const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
@@ -260,7 +226,7 @@ export class GpuLlama {
       readLogits: this.buffer(4 * this.maxLogitRows * V, MAP_READ | COPY_DST),
       scratch: this.buffer(4 * this.blockSize * config.numKvHeads * config.headDim, COPY_SRC | COPY_DST),
     };
-    this.stats = { dispatchesPerStep: 0, decodeDispatches: 0, pipelines: 0, compileMs: 0, weightBytes: 0, stackWeightBytes: 0, kvPoolBytes: 0 };
+    this.stats = { dispatchesPerStep: 0, pipelines: 0, compileMs: 0, weightBytes: 0, kvPoolBytes: 0 };
   }
 
   /**
@@ -336,12 +302,6 @@ export class GpuLlama {
       down: { K: F, R: Dm, rows: 'tokens', epilogue: 'residual' },
       head: { K: Dm, R: V, norm: eps, rows: 'logitRows', epilogue: 'store' },
     } satisfies Record<string, Omit<MatmulSpec, 'format' | 'subgroups32'>>;
-    const stackSpec: StackSpec = {
-      Dm, H, Hkv, D, F, L: numLayers, eps: c.rmsNormEps, format: fmt, blockSize: this.blockSize, maxBlocks: this.maxBlocks,
-      slots, maxPositions: c.maxPositions, subgroups32: sg,
-      at: { params: this.layout.offset.params / 4, ids: this.layout.offset.ids / 4, meta: this.layout.offset.meta / 4, table: this.layout.offset.table / 4 },
-    };
-    const stackPipeline = this.stack ? pipeline(stackKernel(stackSpec)) : null;
     const P = {
       embed: pipeline(embedKernel(Dm, fmt)),
       attention: pipeline(pagedAttentionKernel(attSpec)),
@@ -363,11 +323,6 @@ export class GpuLlama {
     const head = c.tieWordEmbeddings ? embed : weight(read(LM_HEAD_NAME, [V, Dm]));
     const finalNorm = this.upload(read(FINAL_NORM_NAME, [Dm]));
     const layers = [];
-    const stackLayers: StackLayerWeights[] = [];
-    // with the stack kernel, every layer's pool is a region of one buffer (it reads them all)
-    const poolOf = (all: GPUBuffer | null, i: number): GPUBufferBinding =>
-      all ? { buffer: all, offset: i * poolBytes, size: poolBytes } : { buffer: this.buffer(poolBytes, STORAGE | COPY_SRC | COPY_DST) };
-    const [kAll, vAll] = this.stack ? [0, 1].map(() => this.buffer(numLayers * poolBytes, STORAGE | COPY_SRC | COPY_DST)) : [null, null];
     for (let i = 0; i < numLayers; i++) {
       const n = layerTensorNames(i);
       const wqkv = new Float32Array(QKVW * Dm); // q, k, v rows stacked: [(H + 2Hkv) * D, Dm]
@@ -381,24 +336,15 @@ export class GpuLlama {
         wgu.set(gate.subarray(r * Dm, (r + 1) * Dm), 2 * r * Dm);
         wgu.set(up.subarray(r * Dm, (r + 1) * Dm), (2 * r + 1) * Dm);
       }
-      const w: StackLayerWeights = {
-        attnNorm: read(n.attnNorm, [Dm]),
-        wqkv: ropeRowPairs(wqkv, attSpec, Dm), // RoPE's pairs side by side (the epilogue's layout)
-        wo: read(n.o, [Dm, H * D]),
-        mlpNorm: read(n.mlpNorm, [Dm]),
-        wgu,
-        wdown: read(n.down, [Dm, F]),
-      };
-      if (this.stack) stackLayers.push(w);
       layers.push({
-        attnNorm: this.upload(w.attnNorm),
-        wqkv: weight(w.wqkv),
-        wo: weight(w.wo),
-        mlpNorm: this.upload(w.mlpNorm),
-        wgu: weight(w.wgu),
-        wdown: weight(w.wdown),
-        k: poolOf(kAll, i),
-        v: poolOf(vAll, i),
+        attnNorm: this.upload(read(n.attnNorm, [Dm])),
+        wqkv: weight(ropeRowPairs(wqkv, attSpec, Dm)), // RoPE's pairs side by side (the epilogue's layout)
+        wo: weight(read(n.o, [Dm, H * D])),
+        mlpNorm: this.upload(read(n.mlpNorm, [Dm])),
+        wgu: weight(wgu),
+        wdown: weight(read(n.down, [Dm, F])),
+        k: this.buffer(poolBytes, STORAGE | COPY_SRC | COPY_DST),
+        v: this.buffer(poolBytes, STORAGE | COPY_SRC | COPY_DST),
       });
       this.pools.push(layers[i].k, layers[i].v);
     }
@@ -406,7 +352,6 @@ export class GpuLlama {
       keyof typeof P,
       GPUComputePipeline
     >;
-    const stackResolved = stackPipeline ? await stackPipeline : null;
     this.stats.compileMs = performance.now() - t0;
     this.stats.pipelines = sources.size;
 
@@ -450,20 +395,6 @@ export class GpuLlama {
     matmul('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows });
     add('argmax', [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
-    this.stats.decodeDispatches = this.dispatches.length;
-    if (stackResolved && kAll && vAll) {
-      // the stack kernel, then the same LM head and argmax (the stack writes x for every token)
-      const packed = this.upload(packStackLayers(stackLayers, stackSpec, packBf16)); // (a second copy of the layers: small models only)
-      this.stats.stackWeightBytes = 16 * stackLayout(stackSpec).stride * numLayers;
-      const stackDispatch: Dispatch = {
-        name: 'stack',
-        pipeline: stackResolved,
-        bindGroup: bindGroup(stackResolved, [embed, packed, this.b.step, ropeTables, kAll, vAll, x]),
-        count: (_n, _m, seqs) => seqs,
-      };
-      this.stackDispatches.push(stackDispatch, ...this.dispatches.slice(-2));
-      this.stats.decodeDispatches = this.stackDispatches.length;
-    }
     if (this.dispatches.length !== capturedDispatches(numLayers))
       throw new Error(`captured step: ${this.dispatches.length} dispatches, capturedDispatches says ${capturedDispatches(numLayers)}`);
   }
@@ -505,12 +436,11 @@ export class GpuLlama {
     before?: (encoder: GPUCommandEncoder) => void,
   ): Promise<GpuStepResult> {
     const t0 = performance.now();
-    const shape = this.writeStep(seqs);
-    const { m } = shape;
+    const { n, m } = this.writeStep(seqs);
     const device = this.ctx.device;
     const first = device.createCommandEncoder();
     before?.(first); // (draftThenVerify's copies of the drafted ids into the step's inputs)
-    const encoder = this.encodeSubmitting(first, shape);
+    const encoder = this.encodeSubmitting(first, n, m);
     if (m > 0) {
       encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
       encoder.copyBufferToBuffer(this.b.logprob, 0, this.b.readIds, 4 * m, 4 * m);
@@ -565,10 +495,10 @@ export class GpuLlama {
     const submit = (k: number) => {
       const t0 = performance.now();
       const step = seqs.map((s, b) => ({ tokens: [k === 0 ? first[b] : 0], start: s.start + k, blockTable: s.blockTable, logits: 1 }));
-      const shape = this.writeStep(step);
+      const { n, m } = this.writeStep(step);
       const encoder = device.createCommandEncoder();
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, this.layout.offset.ids, 4 * B); // last step's argmax is this step's input
-      this.encode(encoder, shape);
+      this.encode(encoder, n, m);
       const st = staging[k % 2];
       encoder.copyBufferToBuffer(this.b.next, 0, st, 0, 4 * B);
       device.queue.submit([encoder.finish()]);
@@ -672,11 +602,11 @@ export class GpuLlama {
     const device = this.ctx.device;
     device.queue.writeBuffer(ring.buffer, 0, ring.words.buffer, 0, steps * L.bytes);
     // one submit per step: the GPU runs step k while step k+1 is encoded (the queue keeps the order)
-    used.forEach(({ bytes, ...shape }, k) => {
+    used.forEach(({ n, m, bytes }, k) => {
       const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
-      this.encode(encoder, shape);
+      this.encode(encoder, n, m);
       encoder.copyBufferToBuffer(this.b.next, 0, ring.ids, 4 * B * k, 4 * B);
       encoder.copyBufferToBuffer(this.b.logprob, 0, ring.ids, 4 * B * (steps + k), 4 * B);
       if (k === steps - 1) encoder.copyBufferToBuffer(ring.ids, 0, ring.read, 0, 8 * B * steps);
@@ -742,26 +672,20 @@ export class GpuLlama {
     return { tokens, prefillMs, stepMs: r.stepMs, encodeMs: r.encodeMs };
   }
 
-  // encode the step's dispatches (one compute pass)
-  private encode(encoder: GPUCommandEncoder, shape: StepShape): void {
+  /** Encode the step's dispatches (one compute pass) for n tokens and m logits rows. */
+  encode(encoder: GPUCommandEncoder, n: number, m: number): void {
     const pass = encoder.beginComputePass();
-    this.encodeDispatches(pass, this.listOf(shape), shape);
+    this.encodeDispatches(pass, this.dispatches, n, m);
     pass.end();
-  }
-
-  // the step's dispatch list: the stack kernel's, or every layer's
-  private listOf(shape: StepShape): readonly Dispatch[] {
-    return shape.stack ? this.stackDispatches : this.dispatches;
   }
 
   // encode the step's dispatches, submitting `encoder` and starting a new one after every
   // `submitEvery` of them; returns the open encoder that holds the last ones
-  private encodeSubmitting(encoder: GPUCommandEncoder, shape: StepShape): GPUCommandEncoder {
+  private encodeSubmitting(encoder: GPUCommandEncoder, n: number, m: number): GPUCommandEncoder {
     const every = this.submitEvery;
-    const list = this.listOf(shape);
-    const all = list.length;
+    const all = this.dispatches.length;
     if (every === 0 || every >= all) {
-      this.encode(encoder, shape);
+      this.encode(encoder, n, m);
       return encoder;
     }
     for (let from = 0; from < all; from += every) {
@@ -770,7 +694,7 @@ export class GpuLlama {
         encoder = this.ctx.device.createCommandEncoder();
       }
       const pass = encoder.beginComputePass();
-      this.encodeDispatches(pass, list, shape, from, Math.min(all, from + every));
+      this.encodeDispatches(pass, this.dispatches, n, m, from, Math.min(all, from + every));
       pass.end();
     }
     return encoder;
@@ -780,14 +704,14 @@ export class GpuLlama {
   private encodeDispatches(
     pass: GPUComputePassEncoder,
     dispatches: readonly Dispatch[],
-    shape: StepShape,
+    n: number,
+    m: number,
     from = 0,
     to = dispatches.length,
   ): void {
-    const { n, m, b } = shape;
     for (let i = from; i < to; i++) {
       const d = this.tileOf(dispatches[i], n, m);
-      const count = d.count(n, m, b);
+      const count = d.count(n, m);
       const [x, y] = typeof count === 'number' ? [count, 1] : count;
       if (x === 0 || y === 0) continue;
       pass.setPipeline(d.pipeline);
@@ -803,23 +727,21 @@ export class GpuLlama {
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the
   // token and logits-row counts and the bytes of the slot in use (the table comes last)
-  private fillStep(seqs: readonly GpuStepSequence[], into: Uint32Array, at: number): StepShape & { bytes: number } {
+  private fillStep(seqs: readonly GpuStepSequence[], into: Uint32Array, at: number): { n: number; m: number; bytes: number } {
     const c = this.config;
     if (seqs.length === 0) throw new Error('step: no sequences');
     if (seqs.length > this.maxSeqs) throw new Error(`step: ${seqs.length} sequences, this model was built for at most ${this.maxSeqs}`);
     let n = 0;
     let m = 0;
-    let longest = 0;
     for (const s of seqs) {
       n += s.tokens.length;
       m += s.logits;
-      longest = Math.max(longest, s.tokens.length);
     }
     if (n > this.maxTokens) throw new Error(`step: ${n} tokens, this model was built for at most ${this.maxTokens}`);
     if (m > this.maxLogitRows) throw new Error(`step: ${m} logits rows, this model was built for at most ${this.maxLogitRows}`);
     const o = this.layout.offset;
     const [ids, meta, rows, table] = [o.ids, o.meta, o.rows, o.table].map((bytes) => at + bytes / 4); // word offsets
-    into.set([n, m, seqs.length, 0], at + o.params / 4);
+    into.set([n, m, 0, 0], at + o.params / 4);
     let t = 0;
     let r = 0;
     seqs.forEach((s, i) => {
@@ -848,15 +770,14 @@ export class GpuLlama {
         t++;
       }
     });
-    const stack = this.stack && longest <= STACK_TOKENS;
-    return { n, m, b: seqs.length, stack, bytes: o.table + 4 * seqs.length * this.maxBlocks };
+    return { n, m, bytes: o.table + 4 * seqs.length * this.maxBlocks };
   }
 
   // the step's inputs into `b.step` with one writeBuffer
-  private writeStep(seqs: readonly GpuStepSequence[]): StepShape {
-    const { bytes, ...shape } = this.fillStep(seqs, this.words, 0);
+  private writeStep(seqs: readonly GpuStepSequence[]): { n: number; m: number } {
+    const { n, m, bytes } = this.fillStep(seqs, this.words, 0);
     this.ctx.device.queue.writeBuffer(this.b.step, 0, this.words.buffer, 0, bytes);
-    return shape;
+    return { n, m };
   }
 
   /**
@@ -866,12 +787,14 @@ export class GpuLlama {
    * median of `repeats` runs after two warm-ups. The pool is written as a real step would.
    */
   async timeStep(seqs: readonly GpuStepSequence[], repeats = 5): Promise<{ stepUs: number; dispatches: { name: string; us: number }[] }> {
-    const all = this.listOf(this.writeStep(seqs));
+    const all = this.dispatches;
     const runs: number[][] = [];
     for (let rep = 0; rep < repeats + 2; rep++) {
-      const shape = this.writeStep(seqs);
+      const { n, m } = this.writeStep(seqs);
       // passes: one per dispatch, then the whole step in one pass, as encode() runs it
-      const us = await timePasses(this.ctx, all.length + 1, (pass, i) => this.encodeDispatches(pass, i < all.length ? [all[i]] : all, shape));
+      const us = await timePasses(this.ctx, all.length + 1, (pass, i) =>
+        this.encodeDispatches(pass, i < all.length ? [all[i]] : all, n, m),
+      );
       if (rep >= 2) runs.push(us); // two warm-ups
     }
     const median = (i: number) => percentile(runs.map((r) => r[i]), 50);
@@ -891,9 +814,8 @@ export class GpuLlama {
         if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks)
           throw new Error(`copyBlocks: block id ${id} is not in [0, ${this.numBlocks})`);
       for (const pool of this.pools) {
-        const at = pool.offset ?? 0;
-        encoder.copyBufferToBuffer(pool.buffer, at + src * bytes, this.b.scratch, 0, bytes);
-        encoder.copyBufferToBuffer(this.b.scratch, 0, pool.buffer, at + dst * bytes, bytes);
+        encoder.copyBufferToBuffer(pool, src * bytes, this.b.scratch, 0, bytes);
+        encoder.copyBufferToBuffer(this.b.scratch, 0, pool, dst * bytes, bytes);
       }
     }
     this.ctx.device.queue.submit([encoder.finish()]);
@@ -951,7 +873,7 @@ export function packBf16(data: Float32Array): Uint32Array {
 
 /** Byte sizes of a step's inputs. */
 interface StepInputs {
-  params: number; // [n, m, sequences, 0]: tokens, logits rows and sequences (a uniform)
+  params: number; // [n, m, 0, 0]: tokens and logits rows (a uniform)
   ids: number; // [N] token ids
   meta: number; // [N, 2] (sequence, position) per token
   rows: number; // [M + tile] the tokens that get logits rows

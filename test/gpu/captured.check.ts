@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 
 import { LLM } from '../../lib/engine/llm';
-import { checkKernels, checkStack } from '../../lib/gpu/checks';
+import { checkKernels } from '../../lib/gpu/checks';
 import { sharedGpu, releaseSharedGpu } from '../../lib/gpu/device';
 import { contiguousTables } from '../../lib/gpu/llama';
 import { loadGpuModel } from '../../lib/gpu/load';
@@ -16,14 +16,13 @@ async function main(): Promise<void> {
   await tf.setBackend('cpu');
   const ctx = await sharedGpu();
   const out: Record<string, unknown> = { adapter: ctx.info.adapter, software: ctx.info.software };
-  out.kernels = [...(await checkKernels(ctx, { cases: 1, seed: 3 })), ...(await checkStack(ctx, { cases: 1, seed: 3 }))];
+  out.kernels = await checkKernels(ctx, { cases: 1, seed: 3 });
 
-  // greedy tokens of the draft (fp32 and bf16) on two golden prompts: first every step layer by
-  // layer (the stack kernel off), then decode and chained steps on the stack kernel (the default for the draft)
+  // greedy tokens of the draft (fp32 and bf16) on two golden prompts
   const golden = loadGoldenFile();
   const greedy: { format: string; prompt: string; got: number[]; want: number[] }[] = [];
   for (const format of ['f32', 'bf16'] as const) {
-    const m = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16, stack: false });
+    const m = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16 });
     const prompts = [0, 1].map((i) => golden.prompts[i]);
     const r = await m.greedyGenerate(
       prompts.map((p) => p.ids),
@@ -59,22 +58,6 @@ async function main(): Promise<void> {
     }
     out.dispatchesPerStep = m.stats.dispatchesPerStep;
     m.dispose();
-
-    const s = await loadGpuModel(ctx, 'data/models/draft', { format, maxTokens: 64, maxSeqs: 2, blockSize: 16 });
-    const rs = await s.greedyGenerate(
-      prompts.map((p) => p.ids),
-      5,
-    );
-    const stackChain = await s.greedyChain(
-      prompts.map((p, b) => ({ tokens: p.ids.slice(-1), start: p.ids.length - 1, blockTable: contiguousTables(s, 2)[b], logits: 1 })),
-      5,
-    );
-    prompts.forEach((p, b) => {
-      greedy.push({ format: `${format} stack kernel`, prompt: p.name, got: rs.tokens[b], want: golden.models.draft.entries[b].continuation.slice(0, rs.tokens[b].length) });
-      greedy.push({ format: `${format} stack kernel, chained`, prompt: p.name, got: stackChain.ids[b], want: rs.tokens[b].slice(0, 5) });
-    });
-    out.stackDispatches = s.stack ? s.stats.decodeDispatches : null;
-    s.dispose();
   }
   out.greedy = greedy;
 

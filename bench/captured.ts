@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, SHARED_FROM, WIDE_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -312,10 +312,9 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
 
 // the matmul tile choices tileCompare times: the default (by rows), and each tile for every matmul
 const TILE_SETTINGS = [
-  { tile: 'default', sharedFrom: SHARED_FROM, wideFrom: WIDE_FROM },
-  { tile: 'decode', sharedFrom: Infinity, wideFrom: Infinity },
-  { tile: 'wide', sharedFrom: Infinity, wideFrom: 1 },
-  { tile: 'shared', sharedFrom: 1, wideFrom: Infinity },
+  { tile: 'default', sharedFrom: SHARED_FROM },
+  { tile: 'decode', sharedFrom: Infinity },
+  { tile: 'shared', sharedFrom: 1 },
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
@@ -325,7 +324,6 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < TILE_SETTINGS.length; i++) {
         m.sharedFrom = TILE_SETTINGS[i].sharedFrom;
-        m.wideFrom = TILE_SETTINGS[i].wideFrom;
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
     }
@@ -335,7 +333,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), wideFrom: rowsOrNever(s.wideFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
 }
@@ -503,7 +501,6 @@ async function main(): Promise<void> {
       for (const [batch, tokens] of QUICK
         ? [[2, 8]]
         : [
-            [1, 5],
             [8, 1],
             [32, 1],
             [64, 1],

@@ -40,7 +40,7 @@ import { loadTokenizer } from '../lib/generate/tokenizer';
 import { loadGolden } from '../test/golden';
 import { resolveEngineConfig, type EngineConfigInput, type SpeculativeEngineConfigInput } from '../lib/engine/config';
 import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
-import { WIDE_FROM, type GpuLlama } from '../lib/gpu/llama';
+import type { GpuLlama } from '../lib/gpu/llama';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { loadGpuModel } from '../lib/gpu/load';
@@ -268,7 +268,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
   console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
   try {
-    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null; setup?: () => void };
+    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
     const configs: Config[] = [
       { label: 'target only (free)', set: 'free', prompts: free, gamma: null, drafter: 'none', speculative: null },
       ...CAPTURED.gammas.map((g): Config => ({ label: `draft gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g } })),
@@ -276,31 +276,11 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
       { label: 'target only (repetitive)', set: 'repetitive', prompts: repetitive, gamma: null, drafter: 'none', speculative: null },
       ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (repetitive)`, set: 'repetitive', prompts: repetitive, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
       { label: 'draft gamma=4 (repetitive)', set: 'repetitive', prompts: repetitive, gamma: 4, drafter: 'draft model', speculative: { draft, gamma: 4 } },
-      // the same rounds with the draft's chain in one submit, the verify pass on the wide tile, both
-      ...(smoke ? [] : [3, 4]).flatMap((g): Config[] => [
-        { label: `draft gamma=${g}, chain in one submit`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g }, setup: () => (draft.chainSubmitEvery = 0) },
-        { label: `draft gamma=${g}, wide verify tile`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g }, setup: () => (target.wideFrom = 2) },
-        {
-          label: `draft gamma=${g}, both`,
-          set: 'free',
-          prompts: free,
-          gamma: g,
-          drafter: 'draft model',
-          speculative: { draft, gamma: g },
-          setup: () => {
-            draft.chainSubmitEvery = 0;
-            target.wideFrom = 2;
-          },
-        },
-      ]),
     ];
     const results: EngineRun[][] = configs.map(() => []);
     const bar = progressBar(configs.length * (CAPTURED.repeats + 1), 'captured');
     for (let r = 0; r <= CAPTURED.repeats; r++) {
       for (let i = 0; i < configs.length; i++) {
-        draft.chainSubmitEvery = 1;
-        target.wideFrom = WIDE_FROM;
-        configs[i].setup?.();
         const res = await engineRun(target, configs[i].prompts, { ...base, speculative: configs[i].speculative }, CAPTURED.tokens);
         if (r > 0) results[i].push(res);
         bar.tick(1, configs[i].label);

@@ -13,7 +13,6 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
-  MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -109,7 +108,6 @@ const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 // every matmul tile, named as the checks print them
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
-  [' wide', MATMUL_TILE_WIDE],
   [' shared', MATMUL_TILE_SHARED],
 ] as const;
 

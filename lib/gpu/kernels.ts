@@ -113,12 +113,6 @@ export type MatmulTile = LaneTile | SharedTile;
 export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 4 };
 
 /**
- * The wide decode tile: 4 rows x 32 lanes, 8 tokens sharing each weight load, for steps of a few
- * tokens (a speculative verify pass of gamma + 1 tokens reads the weights once, not twice).
- */
-export const MATMUL_TILE_WIDE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens: 8 };
-
-/**
  * The shared-memory tile, for steps of many tokens (prefill chunks, big batches): 32 weight rows x
  * 32 tokens per workgroup of 64 threads. Each weight and input value is read from memory once per
  * workgroup (staged in shared memory), and each thread's 4 x 4 results take 16 multiply-adds per

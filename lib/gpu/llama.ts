@@ -26,7 +26,6 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
-  MATMUL_TILE_WIDE,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -59,10 +58,6 @@ export interface GpuLlamaOptions {
   sharedFrom?: number;
   /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
   sharedTile?: SharedTile;
-  /** matmuls of at least this many input rows (below sharedFrom) use the wide decode tile (MATMUL_TILE_WIDE); default WIDE_FROM */
-  wideFrom?: number;
-  /** steps of a greedy chain (speculative drafting) per submit; 0: the whole chain in one; default 1 */
-  chainSubmitEvery?: number;
 }
 
 /**
@@ -74,9 +69,6 @@ export interface GpuLlamaOptions {
  * tile (since removed) took 824 and 1299 on the last two. Hence 128.
  */
 export const SHARED_FROM = 128;
-
-/** GpuLlama's default for wideFrom (Infinity: never). */
-export const WIDE_FROM = Infinity;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
@@ -141,8 +133,6 @@ interface Dispatch {
    * a matmul's shared-memory tile, run when the matmul has at least `sharedFrom` input rows
    */
   shared?: TileVariant & { rows: (n: number, m: number) => number };
-  /** its wide decode tile, run from `wideFrom` input rows */
-  wide?: TileVariant;
 }
 
 /** A matmul dispatch on another tile. */
@@ -173,10 +163,6 @@ export class GpuLlama {
   submitEvery: number;
   /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
   sharedFrom: number;
-  /** input rows from which a matmul below sharedFrom uses the wide decode tile (GpuLlamaOptions.wideFrom); may be changed between steps */
-  wideFrom: number;
-  /** steps of a greedy chain per submit (GpuLlamaOptions.chainSubmitEvery); may be changed between chains */
-  chainSubmitEvery: number;
 
   private readonly ctx: GpuContext;
   private readonly sharedTile: SharedTile;
@@ -208,11 +194,6 @@ export class GpuLlama {
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
     if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
-    this.wideFrom = options.wideFrom ?? WIDE_FROM;
-    if (!(this.wideFrom >= 1)) throw new Error(`GpuLlama: wideFrom must be at least 1 (Infinity: never), got ${this.wideFrom}`);
-    this.chainSubmitEvery = options.chainSubmitEvery ?? 1;
-    if (!Number.isInteger(this.chainSubmitEvery) || this.chainSubmitEvery < 0)
-      throw new Error(`GpuLlama: chainSubmitEvery must be a non-negative integer, got ${this.chainSubmitEvery}`);
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -224,7 +205,7 @@ export class GpuLlama {
     }
     const { vocabSize: V } = config;
     this.sharedTile = options.sharedTile ?? MATMUL_TILE_SHARED;
-    const pad = Math.max(MATMUL_TILE.tokens, MATMUL_TILE_WIDE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
+    const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -329,11 +310,10 @@ export class GpuLlama {
         Object.entries(specs).flatMap(([k, spec]) => [
           [k, mm(spec)],
           [`${k}Shared`, mm({ ...spec, tile: this.sharedTile })],
-          [`${k}Wide`, mm({ ...spec, tile: MATMUL_TILE_WIDE })],
         ]),
       ),
     } as Record<
-      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared` | `${keyof typeof specs}Wide`,
+      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared`,
       Promise<GPUComputePipeline>
     >;
 
@@ -402,7 +382,6 @@ export class GpuLlama {
         name,
         ...variant(resolved[name], MATMUL_TILE),
         shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows },
-        wide: variant(resolved[`${name}Wide`], MATMUL_TILE_WIDE),
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
@@ -622,22 +601,16 @@ export class GpuLlama {
     }
     const device = this.ctx.device;
     device.queue.writeBuffer(ring.buffer, 0, ring.words.buffer, 0, steps * L.bytes);
-    // a submit every chainSubmitEvery steps (default 1): the GPU runs step k while step k+1 is
-    // encoded (the queue keeps the order); fewer submits cost less CPU and leave fewer gaps
-    const every = this.chainSubmitEvery === 0 ? steps : this.chainSubmitEvery;
-    let open: GPUCommandEncoder | null = null;
+    // one submit per step: the GPU runs step k while step k+1 is encoded (the queue keeps the order)
     used.forEach(({ n, m, bytes }, k) => {
-      const encoder = (open ??= device.createCommandEncoder());
+      const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
       if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
       this.encode(encoder, n, m);
       encoder.copyBufferToBuffer(this.b.next, 0, ring.ids, 4 * B * k, 4 * B);
       encoder.copyBufferToBuffer(this.b.logprob, 0, ring.ids, 4 * B * (steps + k), 4 * B);
       if (k === steps - 1) encoder.copyBufferToBuffer(ring.ids, 0, ring.read, 0, 8 * B * steps);
-      if ((k + 1) % every === 0 || k === steps - 1) {
-        device.queue.submit([encoder.finish()]);
-        open = null;
-      }
+      device.queue.submit([encoder.finish()]);
     });
     const read = async () => {
       await ring.read.mapAsync(MAP_READ, 0, 8 * B * steps);
@@ -747,11 +720,9 @@ export class GpuLlama {
     }
   }
 
-  // the dispatch, or its matmul's shared-memory or wide tile for this many input rows
+  // the dispatch, or its matmul's shared-memory tile for this many input rows
   private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    if (!d.shared) return d;
-    const rows = d.shared.rows(n, m);
-    return rows >= this.sharedFrom ? d.shared : rows >= this.wideFrom && d.wide ? d.wide : d;
+    return d.shared && d.shared.rows(n, m) >= this.sharedFrom ? d.shared : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

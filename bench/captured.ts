@@ -30,7 +30,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, HEAD_SHARED_FROM, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -287,8 +287,8 @@ async function withFilledPool<T>(
 }
 
 // each kernel's GPU time in that step, and the whole step's
-async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1) {
-  return withFilledPool(ctx, dir, batch, context, tokens, async (m, seqs) => {
+async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context: number, tokens = 1, options: GpuLlamaOptions = {}) {
+  const time = async (m: GpuLlama, seqs: GpuStepSequence[]) => {
     const r = await m.timeStep(seqs);
     const byKernel: Record<string, { count: number; usEach: number }> = {};
     for (const d of r.dispatches) {
@@ -302,19 +302,22 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       sharedFrom: rowsOrNever(m.sharedFrom),
+      headSharedFrom: rowsOrNever(m.headSharedFrom),
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
       sumOfPassesUs: r.dispatches.reduce((a, d) => a + d.us, 0),
       byKernel,
     };
-  });
+  };
+  return withFilledPool(ctx, dir, batch, context, tokens, time, options);
 }
 
 // the matmul tile choices tileCompare times: the default (by rows), and each tile for every matmul
 const TILE_SETTINGS = [
-  { tile: 'default', sharedFrom: SHARED_FROM },
-  { tile: 'decode', sharedFrom: Infinity },
-  { tile: 'shared', sharedFrom: 1 },
+  { tile: 'default', sharedFrom: SHARED_FROM, headSharedFrom: HEAD_SHARED_FROM },
+  { tile: 'decode', sharedFrom: Infinity, headSharedFrom: Infinity },
+  { tile: 'shared', sharedFrom: 1, headSharedFrom: 1 },
+  { tile: 'decode, head shared', sharedFrom: Infinity, headSharedFrom: 1 },
 ] as const;
 
 // that step's GPU time (timestamps) with each choice of matmul tile, in turns, `rounds` times
@@ -324,6 +327,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < TILE_SETTINGS.length; i++) {
         m.sharedFrom = TILE_SETTINGS[i].sharedFrom;
+        m.headSharedFrom = TILE_SETTINGS[i].headSharedFrom;
         us[i].push((await m.timeStep(seqs, 3)).stepUs);
       }
     }
@@ -333,7 +337,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), headSharedFrom: rowsOrNever(s.headSharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
 }
@@ -476,22 +480,24 @@ async function main(): Promise<void> {
       );
       // decode steps, and a step of 4 chunks of 64 prefill tokens (a continuous-batching step's shape)
       const T = 'data/models/target';
-      const cases: [string, number, number, number][] = QUICK
+      const cases: [string, number, number, number, GpuLlamaOptions?][] = QUICK
         ? [['data/models/draft', 1, 16, 1]]
         : [
             [T, 1, 64, 1],
             [T, 1, 512, 1],
             [T, 32, 64, 1],
+            [T, 64, 64, 1],
+            [T, 64, 64, 1, { headSharedFrom: 1 }],
             [T, 4, 64, 64],
             ['data/models/draft', 1, 64, 1],
           ];
       const kernels = [];
-      for (const [dir, batch, context, tokens] of cases) {
-        const k = await kernelTimes(ctx, dir, batch, context, tokens);
+      for (const [dir, batch, context, tokens, options] of cases) {
+        const k = await kernelTimes(ctx, dir, batch, context, tokens, options);
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(
-          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${k.sharedFrom} rows: step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${k.sharedFrom} rows (head ${k.headSharedFrom}): step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
         );
       }
       // the matmul tile against the step's size: the whole step's GPU time with the default

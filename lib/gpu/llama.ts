@@ -58,6 +58,8 @@ export interface GpuLlamaOptions {
   sharedFrom?: number;
   /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
   sharedTile?: SharedTile;
+  /** the LM head uses the shared-memory tile from this many logits rows; default HEAD_SHARED_FROM */
+  headSharedFrom?: number;
 }
 
 /**
@@ -69,6 +71,13 @@ export interface GpuLlamaOptions {
  * tile (since removed) took 824 and 1299 on the last two. Hence 128.
  */
 export const SHARED_FROM = 128;
+
+/**
+ * GpuLlama's default for headSharedFrom. The LM head has V weight rows (8192 for our models), so
+ * the shared tile has many workgroups at a few logits rows already, where the decode tile reads
+ * the whole head once per 4 rows.
+ */
+export const HEAD_SHARED_FROM = SHARED_FROM;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU
@@ -163,6 +172,8 @@ export class GpuLlama {
   submitEvery: number;
   /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
   sharedFrom: number;
+  /** logits rows from which the LM head uses the shared-memory tile (GpuLlamaOptions.headSharedFrom); may be changed between steps */
+  headSharedFrom: number;
 
   private readonly ctx: GpuContext;
   private readonly sharedTile: SharedTile;
@@ -194,6 +205,8 @@ export class GpuLlama {
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
     if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
+    this.headSharedFrom = options.headSharedFrom ?? HEAD_SHARED_FROM;
+    if (!(this.headSharedFrom >= 1)) throw new Error(`GpuLlama: headSharedFrom must be at least 1 (Infinity: never), got ${this.headSharedFrom}`);
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -722,7 +735,7 @@ export class GpuLlama {
 
   // the dispatch, or its matmul's shared-memory tile for this many input rows
   private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    return d.shared && d.shared.rows(n, m) >= this.sharedFrom ? d.shared : d;
+    return d.shared && d.shared.rows(n, m) >= (d.name === 'head' ? this.headSharedFrom : this.sharedFrom) ? d.shared : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

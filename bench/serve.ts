@@ -18,6 +18,7 @@
  *
  *   npm run bench:serve [-- --full] [-- --smoke] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
  *     [-- --eager] [-- --format f32|bf16] [-- --threads N|all] (wasm: CPU threads, default every core)
+ *     [-- --head-shared-from N] (webgpu: the LM head on the shared-memory tile from N logits rows)
  *
  * With the webgpu backend the engine runs on the captured path (lib/gpu, one GpuLlama sized for
  * the largest engine config here); --eager keeps the tfjs path. --smoke: a few requests of a few
@@ -58,6 +59,7 @@ const full = argv.includes('--full');
 const smoke = flags.has('smoke');
 const eagerFlag = flags.has('eager');
 const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
+const HEAD_SHARED = flag('head-shared-from'); // (webgpu) the LM head's shared-tile threshold, GpuLlamaOptions.headSharedFrom
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');
 const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
@@ -272,7 +274,7 @@ async function main() {
       blockSize: BLOCK_SIZE,
       numBlocks: Math.max(stepBlocks, ...sizes.map((x) => x.numBlocks)),
     };
-    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT });
+    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT, ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}) });
     model = gpuModel;
     console.log(`captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`);
   } else {

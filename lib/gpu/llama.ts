@@ -74,10 +74,13 @@ export const SHARED_FROM = 128;
 
 /**
  * GpuLlama's default for headSharedFrom. The LM head has V weight rows (8192 for our models), so
- * the shared tile has many workgroups at a few logits rows already, where the decode tile reads
- * the whole head once per 4 rows.
+ * the shared tile has many workgroups at a few dozen logits rows already, where the decode tile
+ * reads the whole head once per 4 rows. bench:captured on the H200 (2c884b0, target, GPU time):
+ * the head alone at 64 rows 75.1 us on the decode tile, 40.0 on the shared one (whole step 493 ->
+ * 459 us); tileCompare, every other matmul on the decode tile, head on decode / shared: 8 x 1
+ * tokens 372 / 378 us, 32 x 1 564 / 536, 64 x 1 632 / 582. Hence 16.
  */
-export const HEAD_SHARED_FROM = SHARED_FROM;
+export const HEAD_SHARED_FROM = 16;
 
 /**
  * GpuLlama's default dispatches per submit of a step. Encoding a step costs about as much CPU

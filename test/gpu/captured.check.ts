@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       ['shared', 1],
     ] as const) {
       m.sharedFrom = sharedFrom;
+      m.headSharedFrom = sharedFrom;
       let step = await m.step(prompts.map((p, b) => ({ tokens: p.ids, start: 0, blockTable: tables[b], logits: 1 })));
       const parts: number[][] = prompts.map((_, b) => [step.ids[b]]);
       for (let k = 0; k < 4; k++) {

@@ -102,7 +102,7 @@ function engineTable(dir: string): string[] {
     const cells = batches.map((B) => `${(med(B, 0) / med(B, rt.defaultSubmitEvery)).toFixed(2)}× at batch ${B}`);
     rows.push(`| a step submitted in parts of ${rt.defaultSubmitEvery} dispatches (the GPU starts while the CPU encodes): speed-up over one submit, the engine's kind of step | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
   }
-  type TileRow = { batch: number; tokens: number; settings: { tile?: string; sharedFrom?: number | string; stepUsMedian: number }[] };
+  type TileRow = { batch: number; tokens: number; settings: { tile?: string; sharedFrom?: number | string; headSharedFrom?: number | string; stepUsMedian: number }[] };
   const tiles = (captured?.result.kernelTimes as { tiles?: TileRow[] } | undefined)?.tiles;
   if (captured && tiles?.length && tiles[0].settings[0].tile === 'default') {
     // where the default picks the shared-memory tile: its gain over the decode tile; below that: what forcing it would do
@@ -115,6 +115,14 @@ function engineTable(dir: string): string[] {
     rows.push(
       `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
     );
+    // the LM head's own threshold (headSharedFrom): every other matmul on the decode tile, the head on either
+    const head = tiles.filter((t) => t.settings.some((x) => x.tile === 'decode, head shared') && t.batch === t.tokens);
+    const headFrom = tiles[0].settings[0].headSharedFrom;
+    if (head.length > 0 && headFrom !== undefined) {
+      rows.push(
+        `| the LM head alone on the shared-memory tile (the default from ${headFrom} logits rows; here at every size, the other matmuls on the decode tile): speed-up of the GPU step | ${head.map((t) => `${x(us(t, 'decode') / us(t, 'decode, head shared'))} at ${shape(t)}`).join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+      );
+    }
   }
   if (rows.length === 0) return [];
   const out = ['What the engine\'s techniques buy on the captured path (H200; each ratio from one run, tokens/s unless a step time):', '', '| technique | measured | record, commit |', '|---|---|---|', ...rows, ''];

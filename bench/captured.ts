@@ -46,14 +46,18 @@ const STEPS = QUICK ? 4 : 64;
 const PROMPT = 32;
 /** which numbered sections to run (default all; a partial record is for checking, not for committing) */
 const SECTIONS = new Set((flags.value('sections') ?? '1,2,3,4,5').split(',').map(Number));
-// section 5 with --shared-tiles 32x32,32x16,...: the shared-memory tile's shapes against each other
+// section 5 with --shared-tiles 32x32,32x16,32x32/4...: the shared-memory tile's shapes against
+// each other (/S: K split into S slices, SharedTile.splitK)
 const SHARED_TILES: SharedTile[] = (flags.value('shared-tiles') ?? '')
   .split(',')
   .filter(Boolean)
   .map((s) => {
-    const [rows, tokens] = s.split('x').map(Number);
-    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(tokens) && tokens > 0)) throw new Error(`--shared-tiles: '${s}' is not ROWSxTOKENS (e.g. 32x32)`);
-    return { kind: 'shared', rows, tokens };
+    const [shape, split = '1'] = s.split('/');
+    const [rows, tokens] = shape.split('x').map(Number);
+    const splitK = Number(split);
+    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(tokens) && tokens > 0 && Number.isInteger(splitK) && splitK > 0))
+      throw new Error(`--shared-tiles: '${s}' is not ROWSxTOKENS or ROWSxTOKENS/SPLITK (e.g. 32x32, 32x32/4)`);
+    return { kind: 'shared', rows, tokens, splitK };
   });
 // a row threshold as the records write it (Infinity: 'never')
 const rowsOrNever = (x: number) => (Number.isFinite(x) ? x : 'never');
@@ -336,7 +340,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
-      ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}` } : {}),
+      ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}/${sharedTile.splitK ?? 1}` } : {}),
       settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), headSharedFrom: rowsOrNever(s.headSharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
@@ -525,16 +529,16 @@ async function main(): Promise<void> {
       const shapes = [];
       for (const tile of SHARED_TILES) {
         for (const [batch, tokens] of [
+          [32, 1],
           [64, 1],
           [1, 64],
           [2, 64],
-          [1, 128],
           [4, 64],
         ]) {
           const t = await tileCompare(ctx, T, batch, 64, tokens, tile);
           shapes.push(t);
           console.log(
-            `shared tile ${tile.rows}x${tile.tokens}, ${batch} x ${tokens} tokens: GPU us per step, ${perTile(t)}`,
+            `shared tile ${tile.rows}x${tile.tokens}/${tile.splitK ?? 1}, ${batch} x ${tokens} tokens: GPU us per step, ${perTile(t)}`,
           );
         }
       }

@@ -19,6 +19,7 @@
  *   npm run bench:serve [-- --full] [-- --smoke] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
  *     [-- --eager] [-- --format f32|bf16] [-- --threads N|all] (wasm: CPU threads, default every core)
  *     [-- --head-shared-from N] (webgpu: the LM head on the shared-memory tile from N logits rows)
+ *     [-- --shared-from N] [-- --split-k S] (webgpu: the matmuls' shared-memory tile from N rows, its K in S slices)
  *
  * With the webgpu backend the engine runs on the captured path (lib/gpu, one GpuLlama sized for
  * the largest engine config here); --eager keeps the tfjs path. --smoke: a few requests of a few
@@ -38,7 +39,7 @@ import { resolveEngineConfig, type EngineConfigInput } from '../lib/engine/confi
 import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
 import type { EngineModel } from '../lib/engine/pagedModel';
 import { sharedGpu } from '../lib/gpu/device';
-import type { WeightFormat } from '../lib/gpu/kernels';
+import { MATMUL_TILE_SHARED, type WeightFormat } from '../lib/gpu/kernels';
 import { GpuLlama } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import { Rng } from '../lib/generate/sampling';
@@ -60,6 +61,8 @@ const smoke = flags.has('smoke');
 const eagerFlag = flags.has('eager');
 const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
 const HEAD_SHARED = flag('head-shared-from'); // (webgpu) the LM head's shared-tile threshold, GpuLlamaOptions.headSharedFrom
+const SHARED_FROM_FLAG = flag('shared-from'); // (webgpu) GpuLlamaOptions.sharedFrom
+const SPLIT_K = flag('split-k'); // (webgpu) the shared tile's K slices, SharedTile.splitK
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');
 const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
@@ -274,7 +277,10 @@ async function main() {
       blockSize: BLOCK_SIZE,
       numBlocks: Math.max(stepBlocks, ...sizes.map((x) => x.numBlocks)),
     };
-    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT, ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}) });
+    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT, ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}),
+      ...(SHARED_FROM_FLAG ? { sharedFrom: Number(SHARED_FROM_FLAG) } : {}),
+      ...(SPLIT_K ? { sharedTile: { ...MATMUL_TILE_SHARED, splitK: Number(SPLIT_K) } } : {}),
+    });
     model = gpuModel;
     console.log(`captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`);
   } else {

@@ -109,6 +109,7 @@ const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
   [' shared', MATMUL_TILE_SHARED],
+  [' shared split-K', { ...MATMUL_TILE_SHARED, splitK: 4 }],
 ] as const;
 
 /** Options of checkKernels. */

@@ -104,6 +104,8 @@ export interface SharedTile {
   kind: 'shared';
   rows: number;
   tokens: number;
+  /** slices of K walked side by side (each by its own threads, summed at the end); default 1 */
+  splitK?: number;
 }
 
 /** How a matmul's workgroups split the work; the grid is (ceil(R / rows), ceil(M / tokens)) for both kinds. */
@@ -227,18 +229,25 @@ function sharedMatmulKernel(s: MatmulSpec, tile: SharedTile): string {
   const { K, R, format, norm, epilogue } = s;
   const TR = tile.rows;
   const TT = tile.tokens;
-  const T = (TR / 4) * (TT / 4); // threads: 4 rows x 4 tokens each
-  const BK = K % 32 === 0 ? 32 : 16; // K per chunk
+  if (K % 16 !== 0) throw new Error(`matmul (shared tile): K = ${K} must be a multiple of 16`);
+  const want = tile.splitK ?? 1;
+  if (!Number.isInteger(want) || want < 1) throw new Error(`matmul: shared tile splitK must be a positive integer, got ${want}`);
+  const BK = want > 1 || K % 32 !== 0 ? 16 : 32; // K per chunk
+  const chunks = K / BK;
+  // K slices, each walked by T threads of its own: the most up to splitK that share the chunks evenly
+  let S = want;
+  while (chunks % S !== 0) S--;
+  const T = (TR / 4) * (TT / 4); // threads of a slice: 4 rows x 4 tokens each
   const VX = BK / 4; // vec4s of a token row in a chunk
   const VW = format === 'f32' ? BK / 4 : BK / 8; // weight vectors (vec4f, or vec4u of 8 bf16) of a row in a chunk
   const XQ = (TT * VX) / T; // input vec4s each thread loads per chunk
   const WQ = (TR * VW) / T; // weight vectors each thread loads per chunk
-  if (K % 16 !== 0) throw new Error(`matmul (shared tile): K = ${K} must be a multiple of 16`);
   if (TR % 4 !== 0 || TT % 4 !== 0 || !Number.isInteger(XQ) || !Number.isInteger(WQ) || XQ < 1 || WQ < 1 || T % VX !== 0 || T % VW !== 0)
     throw new Error(`matmul: shared tile ${JSON.stringify(tile)} does not split into whole loads per thread`);
   if (epilogue === 'siluMul' && R % TR !== 0) throw new Error(`matmul: 2F = ${R} must be a multiple of ${TR}`);
   const XS = TT / 4 + 1; // vec4 stride of a k row of xs (one vec4 of padding against bank conflicts)
   const WS = TR / 4 + 1;
+  if (S > 1 && 2 * (S - 1) * T > S * BK * Math.min(XS, WS)) throw new Error(`matmul: shared tile ${JSON.stringify(tile)}: the slices' sums do not fit the staging`);
   const rowOf = s.rows === 'tokens' ? (m: string) => m : (m: string) => `rows[${m}]`;
   const xq = [...Array(XQ).keys()];
   const wq = [...Array(WQ).keys()];
@@ -248,8 +257,9 @@ function sharedMatmulKernel(s: MatmulSpec, tile: SharedTile): string {
     [...xq.map((q) => `xv${q} = X[xr${q} * K4 + ${c} * ${VX}u + xk];`), ...wq.map((q) => `wv${q} = W[wr${q} * KV + ${c} * ${VW}u + wk];`)].join(
       '\n      ',
     );
-  // registers into shared memory: xs[k][token], ws[k][row], as vec4 components
-  const put = (arr: string, stride: number, k: string, at: string, v: string) => `${arr}[(${k}) * ${stride}u + ${at} / 4u][${at} % 4u] = ${v};`;
+  // registers into this slice's shared memory: xs[k][token], ws[k][row], as vec4 components
+  const put = (arr: string, stride: number, k: string, at: string, v: string) =>
+    `${arr}[${S > 1 ? `${arr === 'xs' ? 'xb' : 'wb'} + ` : ''}(${k}) * ${stride}u + ${at} / 4u][${at} % 4u] = ${v};`;
   const xStore = xq
     .map((q) => {
       const x = norm ? `(xv${q} * gain[c * ${VX}u + xk])` : `xv${q}`;
@@ -273,55 +283,88 @@ function sharedMatmulKernel(s: MatmulSpec, tile: SharedTile): string {
             .join('\n      '),
     )
     .join('\n      ');
+  // x^2 of token 4 tt + j: the loaders' partial sums, over every slice
   const scaleOf = (j: number) =>
     norm
-      ? `inverseSqrt((${[...Array(VX).keys()].map((v) => `ssp[(4u * tt + ${j}u) * ${VX}u + ${v}u]`).join(' + ')}) / ${f(K)} + ${f(norm.eps)})`
+      ? `inverseSqrt((${[...Array(S).keys()]
+          .flatMap((q) => [...Array(VX).keys()].map((v) => `ssp[${q * TT * VX}u + (4u * tt + ${j}u) * ${VX}u + ${v}u]`))
+          .join(' + ')}) / ${f(K)} + ${f(norm.eps)})`
       : '1.0';
+  // slices past the first leave their sums in the staging memory (rows 0-1 in xs, 2-3 in ws); the first adds them
+  const sliceSums =
+    S > 1
+      ? `if (q > 0u) {
+    let o = ((q - 1u) * ${T}u + lt) * 2u;
+    xs[o] = a0;
+    xs[o + 1u] = a1;
+    ws[o] = a2;
+    ws[o + 1u] = a3;
+  }
+  workgroupBarrier();
+  if (q == 0u) {
+    for (var p = 0u; p < ${S - 1}u; p++) {
+      let o = (p * ${T}u + lt) * 2u;
+      a0 += xs[o];
+      a1 += xs[o + 1u];
+      a2 += ws[o];
+      a3 += ws[o + 1u];
+    }
+  }`
+      : '';
   return /* wgsl */ `
 ${matmulBindings(s)}
-var<workgroup> xs: array<vec4f, ${BK * XS}>; // [BK][tokens] (+ padding)
-var<workgroup> ws: array<vec4f, ${BK * WS}>; // [BK][rows] (+ padding)
-${norm ? `var<workgroup> ssp: array<f32, ${TT * VX}>; // partial sums of x^2 [tokens][loaders]` : ''}
+var<workgroup> xs: array<vec4f, ${S * BK * XS}>; // per slice: [BK][tokens] (+ padding)
+var<workgroup> ws: array<vec4f, ${S * BK * WS}>; // per slice: [BK][rows] (+ padding)
+${norm ? `var<workgroup> ssp: array<f32, ${S * TT * VX}>; // partial sums of x^2 [slices][tokens][loaders]` : ''}
 var<workgroup> res: array<f32, ${TR * TT}>; // [rows][tokens]
-@compute @workgroup_size(${T})
+@compute @workgroup_size(${T * S})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let M = ${s.rows === 'tokens' ? 'P.n' : 'P.m'};
   let m0 = wg.y * ${TT}u;
-  // what this thread loads: token rows xt_q and weight rows wt_q, at vector ${'`'}lid % V${'`'} of each chunk row
-  let xk = lid % ${VX}u;
-  let wk = lid % ${VW}u;
-${xq.map((q) => `  let xt${q} = lid / ${VX}u + ${(T / VX) * q}u;\n  let xr${q} = select(0u, ${rowOf(`(m0 + xt${q})`)}, m0 + xt${q} < M); // a token past M reads row 0, never stored`).join('\n')}
-${wq.map((q) => `  let wt${q} = lid / ${VW}u + ${(T / VW) * q}u;\n  let wr${q} = min(wg.x * ${TR}u + wt${q}, R - 1u);`).join('\n')}
+  let q = lid / ${T}u; // this thread's slice of K: chunks q, q + ${S}, ...
+  let lt = lid % ${T}u; // and its place in the slice
+  let xb = q * ${BK * XS}u; // the slice's staging
+  let wb = q * ${BK * WS}u;
+  // what this thread loads: token rows xt_q and weight rows wt_q, at vector ${'`'}lt % V${'`'} of each chunk row
+  let xk = lt % ${VX}u;
+  let wk = lt % ${VW}u;
+${xq.map((i) => `  let xt${i} = lt / ${VX}u + ${(T / VX) * i}u;\n  let xr${i} = select(0u, ${rowOf(`(m0 + xt${i})`)}, m0 + xt${i} < M); // a token past M reads row 0, never stored`).join('\n')}
+${wq.map((i) => `  let wt${i} = lt / ${VW}u + ${(T / VW) * i}u;\n  let wr${i} = min(wg.x * ${TR}u + wt${i}, R - 1u);`).join('\n')}
   // what this thread computes: rows 4 tr .. 4 tr + 3, tokens 4 tt .. 4 tt + 3
-  let tt = lid % ${TT / 4}u;
-  let tr = lid / ${TT / 4}u;
+  let tt = lt % ${TT / 4}u;
+  let tr = lt / ${TT / 4}u;
 ${rr.map((i) => `  var a${i} = vec4f(0.0); // row 4 tr + ${i}, 4 tokens`).join('\n')}
-${norm ? xq.map((q) => `  var ss${q} = 0.0;`).join('\n') : ''}
-${xq.map((q) => `  var xv${q}: vec4f;`).join('\n')}
-${wq.map((q) => `  var wv${q}: ${format === 'f32' ? 'vec4f' : 'vec4u'};`).join('\n')}
-  var c = 0u;
-  ${loads('0u')}
-  for (; c < ${K / BK}u; c++) {
+${norm ? xq.map((i) => `  var ss${i} = 0.0;`).join('\n') : ''}
+${xq.map((i) => `  var xv${i}: vec4f;`).join('\n')}
+${wq.map((i) => `  var wv${i}: ${format === 'f32' ? 'vec4f' : 'vec4u'};`).join('\n')}
+  var c = q;
+  ${loads('c')}
+  for (var it = 0u; it < ${chunks / S}u; it++) {
     {
       ${xStore}
       ${wStore}
     }
     workgroupBarrier();
-    if (c + 1u < ${K / BK}u) {
-      ${loads('(c + 1u)')} // the next chunk's, in flight during this chunk's math
+    if (it + 1u < ${chunks / S}u) {
+      ${loads(`(c + ${S}u)`)} // the next chunk's, in flight during this chunk's math
     }
     for (var k = 0u; k < ${BK}u; k++) {
-      let x = xs[k * ${XS}u + tt];
-      let w = ws[k * ${WS}u + tr];
+      let x = xs[${S > 1 ? 'xb + ' : ''}k * ${XS}u + tt];
+      let w = ws[${S > 1 ? 'wb + ' : ''}k * ${WS}u + tr];
 ${rr.map((i) => `      a${i} += w[${i}] * x;`).join('\n')}
     }
     workgroupBarrier();
+    c += ${S}u;
   }
-${norm ? xq.map((q) => `  ssp[xt${q} * ${VX}u + xk] = ss${q};`).join('\n') + '\n  workgroupBarrier();' : ''}
-${[0, 1, 2, 3].map((j) => `  let s${j} = ${scaleOf(j)};`).join('\n')}
-${rr.map((i) => [0, 1, 2, 3].map((j) => `  res[(4u * tr + ${i}u) * ${TT}u + 4u * tt + ${j}u] = a${i}[${j}] * s${j};`).join('\n')).join('\n')}
+${norm ? xq.map((i) => `  ssp[q * ${TT * VX}u + xt${i} * ${VX}u + xk] = ss${i};`).join('\n') : ''}
+  ${sliceSums}
   workgroupBarrier();
-  for (var e = lid; e < ${TR * TT}u; e += ${T}u) {
+  if (q == 0u) {
+${[0, 1, 2, 3].map((j) => `    let s${j} = ${scaleOf(j)};`).join('\n')}
+${rr.map((i) => [0, 1, 2, 3].map((j) => `    res[(4u * tr + ${i}u) * ${TT}u + 4u * tt + ${j}u] = a${i}[${j}] * s${j};`).join('\n')).join('\n')}
+  }
+  workgroupBarrier();
+  for (var e = lid; e < ${TR * TT}u; e += ${T * S}u) {
     ${storeCode(s, tile).replace(/\blid\b/g, 'e')}
   }
 }`;

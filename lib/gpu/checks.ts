@@ -13,6 +13,7 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
+  MATMUL_TILE_SHARED_UNSPLIT,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -108,8 +109,8 @@ const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 // every matmul tile, named as the checks print them
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
-  [' shared', MATMUL_TILE_SHARED],
-  [' shared split-K', { ...MATMUL_TILE_SHARED, splitK: 4 }],
+  [' shared', MATMUL_TILE_SHARED_UNSPLIT],
+  [' shared split-K', MATMUL_TILE_SHARED],
 ] as const;
 
 /** Options of checkKernels. */

@@ -116,11 +116,20 @@ export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens
 
 /**
  * The shared-memory tile, for steps of many tokens (prefill chunks, big batches): 32 weight rows x
- * 32 tokens per workgroup of 64 threads. Each weight and input value is read from memory once per
- * workgroup (staged in shared memory), and each thread's 4 x 4 results take 16 multiply-adds per
- * two vec4 reads of shared memory, where the decode tile loads a weight vector per 4 tokens.
+ * 32 tokens per workgroup. Each weight and input value is read from memory once per workgroup
+ * (staged in shared memory), and each thread's 4 x 4 results take 16 multiply-adds per two vec4
+ * reads of shared memory, where the decode tile loads a weight vector per 4 tokens. K is split in
+ * 4 slices of 64 threads each (256 a workgroup): a step of 64-256 tokens has only a few hundred
+ * of these workgroups, and one slice walking all of K left the GPU waiting on each chunk's loads.
+ * bench:captured's tileCompare on the H200 (1f50a24, whole-step GPU time): 2 x 64 tokens 554 us
+ * split in 4 against 700 on the decode tile (the unsplit tile: 815 in the same run), 4 x 64
+ * tokens 829 against 958 unsplit. Needs 25 KB of workgroup memory (GpuLlama falls back to
+ * MATMUL_TILE_SHARED_UNSPLIT below 32 KB).
  */
-export const MATMUL_TILE_SHARED: SharedTile = { kind: 'shared', rows: 32, tokens: 32 };
+export const MATMUL_TILE_SHARED: SharedTile = { kind: 'shared', rows: 32, tokens: 32, splitK: 4 };
+
+/** The shared-memory tile with K walked by one slice of 64 threads (9 KB of workgroup memory). */
+export const MATMUL_TILE_SHARED_UNSPLIT: SharedTile = { kind: 'shared', rows: 32, tokens: 32, splitK: 1 };
 
 /**
  * y = a @ W^T with W [R, K] (HF's [out, in]): `lanes` lanes per weight row stream the row in

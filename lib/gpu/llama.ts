@@ -26,6 +26,7 @@ import {
   embedKernel,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
+  MATMUL_TILE_SHARED_UNSPLIT,
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
@@ -56,7 +57,7 @@ export interface GpuLlamaOptions {
   submitEvery?: number;
   /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
   sharedFrom?: number;
-  /** the shared-memory tile's shape (weight rows x tokens); default MATMUL_TILE_SHARED */
+  /** the shared-memory tile's shape (weight rows x tokens, K slices); default MATMUL_TILE_SHARED (K in 4 slices; unsplit on a device with under 32 KB of workgroup memory) */
   sharedTile?: SharedTile;
   /** the LM head uses the shared-memory tile from this many logits rows; default HEAD_SHARED_FROM */
   headSharedFrom?: number;
@@ -68,7 +69,9 @@ export interface GpuLlamaOptions {
  * tileCompare on the H200 (0d9bee9, whole-step GPU time, each tile forced in turns; a slow machine
  * start, 6.1 us a dispatch): decode / shared tile 872 / 2615 us at batch 8, 818 / 921 at batch
  * 64, 532 / 819 at 1 x 64 tokens, 854 / 864 at 2 x 64, 1405 / 1034 at 4 x 64; an 8 x 16 lane
- * tile (since removed) took 824 and 1299 on the last two. Hence 128.
+ * tile (since removed) took 824 and 1299 on the last two. Hence 128. With K split in 4 slices
+ * (1f50a24) the shared tile ties the decode tile at 64 x 1 tokens (508 / 496 us) and still loses
+ * at 1 x 64 (491 / 435) and 32 x 1 (486 / 352): 128 stands.
  */
 export const SHARED_FROM = 128;
 
@@ -220,7 +223,8 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    this.sharedTile = options.sharedTile ?? MATMUL_TILE_SHARED;
+    // the split tile wants 25 KB of workgroup memory; WebGPU promises 16 KB
+    this.sharedTile = options.sharedTile ?? (ctx.device.limits.maxComputeWorkgroupStorageSize >= 32768 ? MATMUL_TILE_SHARED : MATMUL_TILE_SHARED_UNSPLIT);
     const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {

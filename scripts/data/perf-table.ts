@@ -113,7 +113,7 @@ function engineTable(dir: string): string[] {
     const chosen = tiles.filter((t) => t.tokens >= from).map(cell);
     const forced = tiles.filter((t) => t.tokens < from).map(cell);
     rows.push(
-      `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+      `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup, K in 4 slices) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
     );
     // the LM head's own threshold (headSharedFrom): every other matmul on the decode tile, the head on either
     const head = tiles.filter((t) => t.settings.some((x) => x.tile === 'decode, head shared') && t.batch === t.tokens);

@@ -277,7 +277,10 @@ async function main() {
       blockSize: BLOCK_SIZE,
       numBlocks: Math.max(stepBlocks, ...sizes.map((x) => x.numBlocks)),
     };
-    gpuModel = await loadGpuModel(ctx, modelDir, { ...opts, format: FORMAT, ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}),
+    gpuModel = await loadGpuModel(ctx, modelDir, {
+      ...opts,
+      format: FORMAT,
+      ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}),
       ...(SHARED_FROM_FLAG ? { sharedFrom: Number(SHARED_FROM_FLAG) } : {}),
       ...(SPLIT_K ? { sharedTile: { ...MATMUL_TILE_SHARED, splitK: Number(SPLIT_K) } } : {}),
     });

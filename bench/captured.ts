@@ -491,7 +491,7 @@ async function main(): Promise<void> {
             [T, 1, 512, 1],
             [T, 32, 64, 1],
             [T, 64, 64, 1],
-            [T, 64, 64, 1, { headSharedFrom: 1 }],
+            [T, 64, 64, 1, { headSharedFrom: Infinity }], // (the same step, the LM head on the decode tile)
             [T, 4, 64, 64],
             ['data/models/draft', 1, 64, 1],
           ];

@@ -145,9 +145,10 @@ interface Dispatch {
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
   count: (n: number, m: number) => number | [number, number];
   /**
-   * a matmul's shared-memory tile, run when the matmul has at least `sharedFrom` input rows
+   * a matmul's shared-memory tile, run when the matmul has at least `from()` input rows
+   * (GpuLlama.sharedFrom, or headSharedFrom for the LM head's logits rows)
    */
-  shared?: TileVariant & { rows: (n: number, m: number) => number };
+  shared?: TileVariant & { rows: (n: number, m: number) => number; from: () => number };
 }
 
 /** A matmul dispatch on another tile. */
@@ -401,7 +402,8 @@ export class GpuLlama {
       this.dispatches.push({
         name,
         ...variant(resolved[name], MATMUL_TILE),
-        shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows },
+        // from sharedFrom input rows, or headSharedFrom logits rows (the LM head's V weight rows fill the GPU sooner)
+        shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
@@ -742,7 +744,7 @@ export class GpuLlama {
 
   // the dispatch, or its matmul's shared-memory tile for this many input rows
   private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    return d.shared && d.shared.rows(n, m) >= (d.name === 'head' ? this.headSharedFrom : this.sharedFrom) ? d.shared : d;
+    return d.shared && d.shared.rows(n, m) >= d.shared.from() ? d.shared : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 
 import torch
@@ -163,7 +164,12 @@ def add_residual_dropout(model, p: float):
 
 
 def train(model, name, train_ids, val_ids, steps, batch, lr, eval_every, patience, teacher=None,
-          kd_weight=0.0, dropout=0.0, seed=0):
+          kd_weight=0.0, dropout=0.0, seed=0, batch_fn=None, eval_fn=None):
+    """AdamW with warm-up and cosine decay; keeps the checkpoint with the best evaluation.
+    batch_fn(step, gen) -> (x, y, kd_weight) replaces random windows of train_ids; eval_fn(model) ->
+    (loss, fields) replaces validation perplexity (lower loss is better)."""
+    batch_fn = batch_fn or (lambda step, gen: random_batch(train_ids, batch, gen) + (kd_weight,))
+    eval_fn = eval_fn or (lambda m: (lambda v: (v["nll"], {"ppl": v["ppl"]}))(perplexity(m, val_ids, autocast=True)))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     hooks = add_residual_dropout(model, dropout) if dropout > 0 else []
@@ -181,17 +187,17 @@ def train(model, name, train_ids, val_ids, steps, batch, lr, eval_every, patienc
         model.train()
         for g in opt.param_groups:
             g["lr"] = lr * sched(step)
-        x, y = random_batch(train_ids, batch, gen)
+        x, y, kd = batch_fn(step, gen)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = model(x).logits.float()
             ce = F.cross_entropy(logits.view(-1, VOCAB_SIZE), y.reshape(-1))
             loss = ce
-            if teacher is not None:
+            if teacher is not None and kd > 0:
                 with torch.no_grad():
                     t_logp = F.log_softmax(teacher(x).logits.float(), -1)
                 kl = F.kl_div(F.log_softmax(logits, -1).view(-1, VOCAB_SIZE), t_logp.view(-1, VOCAB_SIZE),
                               log_target=True, reduction="batchmean")
-                loss = (1 - kd_weight) * ce + kd_weight * kl
+                loss = (1 - kd) * ce + kd * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -200,12 +206,13 @@ def train(model, name, train_ids, val_ids, steps, batch, lr, eval_every, patienc
             log["train"].append({"step": step, "tokens": (step + 1) * batch * CONTEXT, "loss": ce.item(),
                                  "lr": lr * sched(step), "seconds": round(time.time() - t0, 2)})
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            v = perplexity(model, val_ids, autocast=True)
-            log["validation"].append({"step": step + 1, "tokens": (step + 1) * batch * CONTEXT, "loss": v["nll"],
-                                      "ppl": v["ppl"], "seconds": round(time.time() - t0, 2)})
-            print(f"[{name}] step {step + 1}/{steps} train {ce.item():.3f} val {v['nll']:.3f} (ppl {v['ppl']:.2f}) {time.time() - t0:.0f}s", flush=True)
-            if v["nll"] < best[0]:
-                best = (v["nll"], {k: t.detach().clone() for k, t in model.state_dict().items()}, step + 1)
+            v_loss, fields = eval_fn(model)
+            log["validation"].append({"step": step + 1, "tokens": (step + 1) * batch * CONTEXT, "loss": v_loss,
+                                      **fields, "seconds": round(time.time() - t0, 2)})
+            shown = " ".join(f"{k} {v:.3f}" for k, v in fields.items())
+            print(f"[{name}] step {step + 1}/{steps} train {ce.item():.3f} val {v_loss:.3f} ({shown}) {time.time() - t0:.0f}s", flush=True)
+            if v_loss < best[0]:
+                best = (v_loss, {k: t.detach().clone() for k, t in model.state_dict().items()}, step + 1)
             elif step + 1 - best[2] >= patience:
                 print(f"[{name}] early stop: no improvement for {patience} steps", flush=True)
                 break
@@ -255,6 +262,112 @@ def greedy(model, ids: list, n: int):
         margins.append(float(top.values[0] - top.values[1]))
         seq.append(out[-1])
     return out, margins
+
+
+def tokens_per_step(agree: list, gamma: int) -> float:
+    """Greedy speculative decoding replayed on a target greedy continuation: agree[i] says whether the
+    draft's greedy pick at position i (given the target's own prefix) equals the target's token. A step
+    accepts the run of agreeing drafts (at most gamma) and adds the target's own next token."""
+    i = steps = 0
+    while i < len(agree):
+        k = 0
+        while k < gamma and i + k < len(agree) and agree[i + k]:
+            k += 1
+        i += k + 1
+        steps += 1
+    return len(agree) / steps
+
+
+# ---- on-policy distillation: the draft learns the target's distribution on the target's own text
+# (speculative decoding only ever asks the draft about text the target writes; DistillSpec, EAGLE and
+# Medusa-2 train their drafts on target generations for the same reason)
+
+ON_POLICY = dict(calls=48, per_call=256, new_tokens=128, prompt_tokens=(8, 128), temperatures=(0.0, 1.0),
+                 steps=3000, batch=64, lr=1e-3, natural_every=4, eval_every=250, patience=1000,
+                 val_prompts=64)
+
+
+@torch.no_grad()
+def target_rollouts(target, stream: torch.Tensor, calls: int, per_call: int, new_tokens: int,
+                    prompt_tokens: tuple, temperatures: tuple, seed: int) -> list:
+    """`calls` batches of `per_call` continuations of random prompts from `stream` (one prompt length a
+    batch, drawn from prompt_tokens); temperature 0 is greedy, the rest sample (top-k/top-p off)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for c in range(calls):
+        n = int(torch.randint(prompt_tokens[0], prompt_tokens[1] + 1, (1,), generator=gen))
+        starts = torch.randint(0, len(stream) - n, (per_call,), generator=gen).tolist()
+        ids = torch.stack([stream[s:s + n] for s in starts]).to(DEV)
+        t = temperatures[c % len(temperatures)]
+        torch.manual_seed(seed + c)
+        step_ids, past, picked = ids, None, [ids]
+        for _ in range(new_tokens):  # KV-cached decoding; no end-of-text stop, every row is full length
+            o = target(step_ids, past_key_values=past, use_cache=True)
+            past, logits = o.past_key_values, o.logits[:, -1].float()
+            step_ids = (logits.argmax(-1, keepdim=True) if t == 0 else
+                        torch.multinomial(F.softmax(logits / t, -1), 1))
+            picked.append(step_ids)
+        seqs = torch.cat(picked, 1)
+        out.append({"ids": seqs.cpu(), "prompt": n, "temperature": t})
+    return out
+
+
+@torch.no_grad()
+def greedy_agreement(draft, rollouts: list, gammas=(1, 2, 3, 4, 5, 6, 8)) -> dict:
+    """On target greedy rollouts: how often the draft's greedy pick equals the target's next token
+    (positions after the prompt), and the tokens a greedy speculative step would emit per gamma."""
+    same = total = 0
+    per_gamma = {g: [0, 0] for g in gammas}  # tokens, steps
+    for r in rollouts:
+        seqs = r["ids"].to(DEV)
+        picks = draft(seqs[:, :-1]).logits.argmax(-1)[:, r["prompt"] - 1:]
+        agree = (picks == seqs[:, r["prompt"]:]).cpu()
+        same += int(agree.sum())
+        total += agree.numel()
+        for row in agree.tolist():
+            for g in gammas:
+                tps = tokens_per_step(row, g)
+                per_gamma[g][0] += len(row)
+                per_gamma[g][1] += len(row) / tps
+    return {"agreement": same / total, "positions": total,
+            "tokens_per_step": {str(g): t / s for g, (t, s) in per_gamma.items()}}
+
+
+def distill_on_policy(draft, target, name: str, train_ids, val_ids, smoke: bool):
+    """Fine-tunes the draft on target rollouts from train-split prompts (pure KL to the target), with
+    every `natural_every`-th batch a plain train-split window (0.5 CE + 0.5 KL, as in the first stage)
+    so the draft stays a language model. The checkpoint kept is the one that best agrees with the
+    target's greedy continuations of validation-split prompts."""
+    cfg = dict(ON_POLICY, **(dict(calls=4, per_call=16, new_tokens=16, steps=20, eval_every=10, val_prompts=8)
+                             if smoke else {}))
+    t0 = time.time()
+    rollouts = target_rollouts(target, train_ids, cfg["calls"], cfg["per_call"], cfg["new_tokens"],
+                               cfg["prompt_tokens"], cfg["temperatures"], seed=2)
+    val_rollouts = target_rollouts(target, val_ids, max(1, cfg["val_prompts"] // 32), min(32, cfg["val_prompts"]),
+                                   cfg["new_tokens"], cfg["prompt_tokens"], (0.0,), seed=3)
+    gen_seconds = round(time.time() - t0, 1)
+    print(f"[{name}] {sum(r['ids'][:, r['prompt']:].numel() for r in rollouts):,} rollout tokens in {gen_seconds} s", flush=True)
+    before = greedy_agreement(draft, val_rollouts)
+
+    def batch_fn(step, gen):
+        if step % cfg["natural_every"] == cfg["natural_every"] - 1:
+            return random_batch(train_ids, 16, gen) + (0.5,)
+        r = rollouts[int(torch.randint(0, len(rollouts), (1,), generator=gen))]["ids"]
+        rows = torch.randperm(len(r), generator=gen)[:cfg["batch"]]
+        x = r[rows].to(DEV)
+        return x[:, :-1], x[:, 1:], 1.0
+
+    def eval_fn(model):
+        model.eval()
+        a = greedy_agreement(model, val_rollouts)
+        return -a["agreement"], {"agreement": a["agreement"], "tokens_per_step_gamma4": a["tokens_per_step"]["4"]}
+
+    log = train(draft, name, train_ids, val_ids, steps=cfg["steps"], batch=16, lr=cfg["lr"],
+                eval_every=cfg["eval_every"], patience=cfg["patience"], teacher=target, seed=4,
+                batch_fn=batch_fn, eval_fn=eval_fn)
+    log["on_policy"] = {**{k: v for k, v in cfg.items()}, "rollout_seconds": gen_seconds,
+                        "validation_before": before, "validation_after": greedy_agreement(draft, val_rollouts)}
+    return log
 
 
 def golden_prompts(tok: Tokenizer, test_text: str, smoke: bool):
@@ -309,6 +422,9 @@ def main():
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--out", required=True)
     ap.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
+    ap.add_argument("--draft-only", metavar="DATA",
+                    help="keep the tokenizer, target and target oracle of DATA (the repo's data/ dir) and run "
+                         "only the draft's on-policy stage (3b), starting from DATA's draft")
     args = ap.parse_args()
     smoke = args.smoke
     out = args.out
@@ -318,9 +434,13 @@ def main():
                 "tokenizers": tokenizers.__version__, "python": platform.python_version(),
                 "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
     print(json.dumps(versions), flush=True)
+    data = args.draft_only
 
     # 1. tokenizer
-    tok = train_tokenizer(os.path.join(args.corpus, "train.txt"))
+    if data:
+        tok = Tokenizer.from_file(os.path.join(data, "models/target/tokenizer.json"))
+    else:
+        tok = train_tokenizer(os.path.join(args.corpus, "train.txt"))
     save_tokenizer(tok, os.path.join(out, "tokenizer"))
     with open(os.path.join(args.corpus, "test.txt"), encoding="utf-8") as f:
         test_text = f.read()
@@ -333,56 +453,81 @@ def main():
     if smoke:
         val_ids, test_ids = val_ids[:3000], test_ids[:3000]
 
-    # 2. target: one candidate per dropout rate, the best on validation is shipped
-    logs, best_val = {}, float("inf")
-    for p in TARGET_DROPOUTS[:1] if smoke else TARGET_DROPOUTS:
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(llama_config({**TARGET, "attention_dropout": 0.1})).to(DEV)
-        name = f"target-dropout{p}"
-        logs[name] = train(model, name, train_ids, val_ids, steps=20 if smoke else 3000, batch=16, lr=1e-3,
-                           eval_every=10 if smoke else 50, patience=10**9 if smoke else 600, dropout=p)
-        val = min(v["loss"] for v in logs[name]["validation"])
-        if val < best_val:
-            best_val, chosen_target = val, name
-            model.config.attention_dropout = 0.0
-            save_model(model, tok, os.path.join(out, "models/target"))
-        del model
-    logs["chosen_target"] = chosen_target
-    target = load_oracle(os.path.join(out, "models/target"))
+    if data:  # 2-3 come from DATA
+        with open(os.path.join(data, "models/report.json")) as f:
+            old_report = json.load(f)
+        with open(os.path.join(data, "logs/training_logs.json")) as f:
+            logs = json.load(f)
+        shutil.copytree(os.path.join(data, "models/target"), os.path.join(out, "models/target"), dirs_exist_ok=True)
+        target = load_oracle(os.path.join(out, "models/target"))
+        chosen_target, chosen, candidates = old_report["target"]["chosen"], old_report["draft"]["chosen"], old_report["draft_candidates"]
+        draft = load_oracle(os.path.join(data, "models/draft"))
+    else:
+        # 2. target: one candidate per dropout rate, the best on validation is shipped
+        logs, best_val = {}, float("inf")
+        for p in TARGET_DROPOUTS[:1] if smoke else TARGET_DROPOUTS:
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(llama_config({**TARGET, "attention_dropout": 0.1})).to(DEV)
+            name = f"target-dropout{p}"
+            logs[name] = train(model, name, train_ids, val_ids, steps=20 if smoke else 3000, batch=16, lr=1e-3,
+                               eval_every=10 if smoke else 50, patience=10**9 if smoke else 600, dropout=p)
+            val = min(v["loss"] for v in logs[name]["validation"])
+            if val < best_val:
+                best_val, chosen_target = val, name
+                model.config.attention_dropout = 0.0
+                save_model(model, tok, os.path.join(out, "models/target"))
+            del model
+        logs["chosen_target"] = chosen_target
+        target = load_oracle(os.path.join(out, "models/target"))
 
-    # 3. draft candidates, distilled from the shipped target
-    candidates = {}
-    for name, sizes in DRAFTS.items():
-        torch.manual_seed(1)
-        d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
-        logs[name] = train(d, name, train_ids, val_ids, steps=20 if smoke else 4000, batch=16, lr=2e-3,
-                           eval_every=10 if smoke else 200, patience=10**9 if smoke else 800,
-                           teacher=target, kd_weight=0.5, dropout=0.0, seed=1)
-        save_model(d, tok, os.path.join(out, "candidates", name))
-        d = load_oracle(os.path.join(out, "candidates", name))
-        candidates[name] = {"params": n_params(d), "config": sizes,
-                            "test_agreement": agreement_teacher_forced(d, target, test_ids),
-                            "validation": perplexity(d, val_ids, autocast=False)}
-        print(name, json.dumps(candidates[name]), flush=True)
-        del d
-    chosen = next((n for n in DRAFTS if candidates[n]["test_agreement"]["agreement"] >= AGREEMENT_GOAL), list(DRAFTS)[-1])
-    os.rename(os.path.join(out, "candidates", chosen), os.path.join(out, "models/draft"))
+        # 3. draft candidates, distilled from the shipped target
+        candidates = {}
+        for name, sizes in DRAFTS.items():
+            torch.manual_seed(1)
+            d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
+            logs[name] = train(d, name, train_ids, val_ids, steps=20 if smoke else 4000, batch=16, lr=2e-3,
+                               eval_every=10 if smoke else 200, patience=10**9 if smoke else 800,
+                               teacher=target, kd_weight=0.5, dropout=0.0, seed=1)
+            save_model(d, tok, os.path.join(out, "candidates", name))
+            d = load_oracle(os.path.join(out, "candidates", name))
+            candidates[name] = {"params": n_params(d), "config": sizes,
+                                "test_agreement": agreement_teacher_forced(d, target, test_ids),
+                                "validation": perplexity(d, val_ids, autocast=False)}
+            print(name, json.dumps(candidates[name]), flush=True)
+            del d
+        chosen = next((n for n in DRAFTS if candidates[n]["test_agreement"]["agreement"] >= AGREEMENT_GOAL), list(DRAFTS)[-1])
+        draft = load_oracle(os.path.join(out, "candidates", chosen))
+
+    # 3b. the chosen draft, distilled again on the target's own continuations
+    t_on_policy = time.time()
+    draft.train()
+    on_policy = f"{chosen}-on-policy"
+    logs[on_policy] = distill_on_policy(draft, target, on_policy, train_ids, val_ids, smoke)
+    save_model(draft, tok, os.path.join(out, "models/draft"))
     draft = load_oracle(os.path.join(out, "models/draft"))
+    on_policy_seconds = round(time.time() - t_on_policy, 1)
 
     # 4. check the shipped dirs load through AutoTokenizer too, and encode like `tokenizers`
     hf_tok = AutoTokenizer.from_pretrained(os.path.join(out, "models/target"))
     for e in encodings:
         assert hf_tok.encode(e["text"], add_special_tokens=False) == e["ids"], e["text"]
 
-    # 5. golden oracle outputs
-    prompts = golden_prompts(tok, test_text, smoke)
-    n_cont = 8 if smoke else 64
+    # 5. golden oracle outputs (with --draft-only, the target's are DATA's, unchanged)
     golden = {"versions": versions, "dtype": "float32 (weights upcast from the shipped bfloat16)",
               "attention": "eager", "logits_steps": 9,
               "logits_layout": "per prompt, [9, vocab] float32: row 0 = logits at the prompt's last position, "
-                               "row k = logits after appending the first k greedy tokens",
-              "prompts": prompts, "models": {}}
-    for name, model in (("target", target), ("draft", draft)):
+                               "row k = logits after appending the first k greedy tokens", "models": {}}
+    if data:
+        with open(os.path.join(data, "golden/golden.json")) as f:
+            old_golden = json.load(f)
+        golden["prompts"] = prompts = old_golden["prompts"]
+        golden["models"]["target"] = old_golden["models"]["target"]
+        shutil.copy(os.path.join(data, "golden/target.logits.safetensors"), os.path.join(out, "golden-target.logits.safetensors"))
+        n_cont = len(golden["models"]["target"]["entries"][0]["continuation"])
+    else:
+        golden["prompts"] = prompts = golden_prompts(tok, test_text, smoke)
+        n_cont = 8 if smoke else 64
+    for name, model in (("draft", draft),) if data else (("target", target), ("draft", draft)):
         entries, tensors = golden_for_model(model, prompts, 8, n_cont)
         save_file(tensors, os.path.join(out, f"golden-{name}.logits.safetensors"),
                   metadata={"model": name, "layout": golden["logits_layout"]})
@@ -390,30 +535,41 @@ def main():
                                   "validation": perplexity(model, val_ids, autocast=False),
                                   "test": perplexity(model, test_ids, autocast=False)}
     # free-running agreement: on the target's own greedy continuations, how often the draft's greedy
-    # pick equals the target's next token (what greedy speculative decoding accepts, token by token)
+    # pick equals the target's next token (what greedy speculative decoding accepts, token by token),
+    # and the tokens a greedy speculative step emits, replayed per gamma
     same = total = 0
+    per_gamma = {g: [0, 0.0] for g in (1, 2, 3, 4, 5, 6, 8)}
     with torch.no_grad():
         for p, e in zip(prompts, golden["models"]["target"]["entries"]):
             seq = torch.tensor([p["ids"] + e["continuation"]], device=DEV)
             picks = draft(seq).logits[0, len(p["ids"]) - 1:-1].argmax(-1).tolist()
-            same += sum(int(a == b) for a, b in zip(picks, e["continuation"]))
-            total += len(e["continuation"])
-    golden["draft_agreement_on_target_greedy"] = {"agreement": same / total, "positions": total}
+            agree = [a == b for a, b in zip(picks, e["continuation"])]
+            same += sum(agree)
+            total += len(agree)
+            for g in per_gamma:
+                per_gamma[g][0] += len(agree)
+                per_gamma[g][1] += len(agree) / tokens_per_step(agree, g)
+    golden["draft_agreement_on_target_greedy"] = {"agreement": same / total, "positions": total,
+                                                  "tokens_per_step": {str(g): t / n for g, (t, n) in per_gamma.items()}}
     golden["encodings"] = encodings
     with open(os.path.join(out, "golden.json"), "w") as f:
         json.dump(golden, f)
 
     # 6. samples, for the README (is the target fluent?)
-    samples = []
-    for text in ["In the beginning", "And Jesus said unto them,", EOT]:
-        ids = tok.encode(text).ids
-        cont, _ = greedy(target, ids, 16 if smoke else 80)
-        torch.manual_seed(0)
-        s = target.generate(torch.tensor([ids], device=DEV), do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
-                            max_new_tokens=16 if smoke else 80, eos_token_id=None, pad_token_id=0)
-        samples.append({"prompt": text, "greedy": tok.decode(cont), "sampled_t0.8": tok.decode(s[0, len(ids):].tolist())})
+    if data:
+        samples = old_report["samples"]
+    else:
+        samples = []
+        for text in ["In the beginning", "And Jesus said unto them,", EOT]:
+            ids = tok.encode(text).ids
+            cont, _ = greedy(target, ids, 16 if smoke else 80)
+            torch.manual_seed(0)
+            s = target.generate(torch.tensor([ids], device=DEV), do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
+                                max_new_tokens=16 if smoke else 80, eos_token_id=None, pad_token_id=0)
+            samples.append({"prompt": text, "greedy": tok.decode(cont), "sampled_t0.8": tok.decode(s[0, len(ids):].tolist())})
 
-    report = {"versions": versions, "seconds": round(time.time() - t_start, 1), "tokens": token_counts,
+    report = {"versions": versions, "seconds": old_report["seconds"] if data else round(time.time() - t_start, 1),
+              "tokens": token_counts,
               "target": {"params": n_params(target), "config": TARGET, "chosen": chosen_target,
                          "validation": golden["models"]["target"]["validation"],
                          "test": golden["models"]["target"]["test"]},
@@ -421,7 +577,9 @@ def main():
                         "validation": golden["models"]["draft"]["validation"],
                         "test": golden["models"]["draft"]["test"]},
               "agreement_goal": AGREEMENT_GOAL, "draft_candidates": candidates,
-              "draft_agreement_teacher_forced_test": candidates[chosen]["test_agreement"],
+              "on_policy": {**logs[on_policy]["on_policy"], "best_step": logs[on_policy]["best_step"],
+                            "seconds": on_policy_seconds, "run": "--draft-only" if data else "full"},
+              "draft_agreement_teacher_forced_test": agreement_teacher_forced(draft, target, test_ids),
               "draft_agreement_on_target_greedy": golden["draft_agreement_on_target_greedy"],
               "samples": samples}
     with open(os.path.join(out, "report.json"), "w") as f:

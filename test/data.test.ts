@@ -105,7 +105,8 @@ describe('golden prompts and reports', () => {
   it('the draft agrees with the target on >= 60% of greedy tokens', () => {
     expect(report.draft_agreement_teacher_forced_test.agreement).toBeGreaterThanOrEqual(0.6);
     expect(report.draft_agreement_on_target_greedy.agreement).toBeGreaterThanOrEqual(0.6);
-    expect(report.target.test.ppl).toBeLessThan(report.draft.test.ppl);
+    // a language model in its own right, though on-policy distillation can bring it level with the target
+    expect(report.draft.test.ppl).toBeLessThan(1.5 * report.target.test.ppl);
   });
 
   it('training logs hold loss curves for every model trained', () => {

@@ -282,8 +282,8 @@ def tokens_per_step(agree: list, gamma: int) -> float:
 # (speculative decoding only ever asks the draft about text the target writes; DistillSpec, EAGLE and
 # Medusa-2 train their drafts on target generations for the same reason)
 
-ON_POLICY = dict(calls=48, per_call=256, new_tokens=128, prompt_tokens=(8, 128), temperatures=(0.0, 1.0),
-                 steps=3000, batch=64, lr=1e-3, natural_every=4, eval_every=250, patience=1000,
+ON_POLICY = dict(calls=96, per_call=256, new_tokens=128, prompt_tokens=(8, 128), temperatures=(0.0, 1.0),
+                 steps=8000, batch=64, lr=1e-3, natural_every=4, eval_every=500, patience=2000,
                  val_prompts=64)
 
 

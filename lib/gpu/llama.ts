@@ -193,10 +193,8 @@ export class GpuLlama {
   private readonly layout: StepLayout;
   /** the step's inputs as the CPU writes them: one slot of `layout.bytes` (reused every step) */
   private readonly words: Uint32Array;
-  /** a chain's inputs and outputs, one slot per step (grown on demand): see chainRing */
-  private ring: ChainRing | null = null;
-  /** the dispatch list over other step inputs (a chain ring's slots); set once the weights are loaded */
-  private buildDispatches: ((io: GPUBufferBinding, out: { next: GPUBufferBinding; logprob: GPUBufferBinding }) => Dispatch[]) | null = null;
+  /** a chain's inputs, one slot per step, copied into `b.step` before each (grown on demand) */
+  private ring: { buffer: GPUBuffer; words: Uint32Array; ids: GPUBuffer; read: GPUBuffer; slots: number } | null = null;
 
   private constructor(ctx: GpuContext, config: LlamaConfig, name: string, options: GpuLlamaOptions) {
     this.ctx = ctx;
@@ -345,7 +343,7 @@ export class GpuLlama {
     const embed = weight(embedData);
     const head = c.tieWordEmbeddings ? embed : weight(read(LM_HEAD_NAME, [V, Dm]));
     const finalNorm = this.upload(read(FINAL_NORM_NAME, [Dm]));
-    const layers: Record<'attnNorm' | 'wqkv' | 'wo' | 'mlpNorm' | 'wgu' | 'wdown' | 'k' | 'v', GPUBuffer>[] = [];
+    const layers = [];
     for (let i = 0; i < numLayers; i++) {
       const n = layerTensorNames(i);
       const wqkv = new Float32Array(QKVW * Dm); // q, k, v rows stacked: [(H + 2Hkv) * D, Dm]
@@ -380,7 +378,7 @@ export class GpuLlama {
 
     // ---- the dispatch list, with its bind groups: made once, encoded every step
     type Binding = GPUBuffer | GPUBufferBinding;
-    const L = this.layout;
+    const b = { ...this.b, ...this.regions() };
     const bindGroup = (p: GPUComputePipeline, entries: Binding[] | Record<number, Binding>) => {
       const list = Array.isArray(entries)
         ? entries.map((buf, i) => [i, buf] as const)
@@ -390,47 +388,44 @@ export class GpuLlama {
         entries: list.map(([binding, res]) => ({ binding, resource: 'buffer' in res ? res : { buffer: res } })),
       });
     };
-    // the dispatch list over the step inputs at `io` (all of b.step, or one slot of a chain's ring),
-    // its argmax writing `out` (b.next and b.logprob, or the ring's next slot's ids and a logprob row)
-    const build = (io: GPUBufferBinding, out: { next: Binding; logprob: Binding }): Dispatch[] => {
-      const list: Dispatch[] = [];
-      const region = (k: keyof StepInputs): GPUBufferBinding => ({ buffer: io.buffer, offset: (io.offset ?? 0) + L.offset[k], size: L.size[k] });
-      const b = { params: region('params'), ids: region('ids'), meta: region('meta'), rows: region('rows'), table: region('table') };
-      const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
-        list.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
-      };
-      // a matmul, with its shared-memory tile; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
-      const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
-        const { R, rows } = specs[name];
-        const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
-        const grid =
-          (tile: MatmulTile) =>
-          (n: number, m: number): [number, number] => [Math.ceil(R / tile.rows), Math.ceil(inputRows(n, m) / tile.tokens)];
-        const variant = (pipeline: GPUComputePipeline, tile: MatmulTile): TileVariant => ({ pipeline, bindGroup: bindGroup(pipeline, entries), count: grid(tile) });
-        list.push({
-          name,
-          ...variant(resolved[name], MATMUL_TILE),
-          // from sharedFrom input rows, or headSharedFrom logits rows (the LM head's V weight rows fill the GPU sooner)
-          shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
-        });
-      };
-      add('embed', [embed, b.ids, x], (n) => n);
-      for (const l of layers) {
-        matmul('qkv', { 0: b.params, 1: l.wqkv, 2: x, 3: qkv, 4: l.attnNorm, 6: l.k, 7: l.v, 8: io, 9: ropeTables });
-        add('attention', [qkv, l.k, l.v, b.meta, b.table, att], (n) => n * H);
-        matmul('o', { 0: b.params, 1: l.wo, 2: att, 3: x });
-        matmul('gateUp', { 0: b.params, 1: l.wgu, 2: x, 3: act, 4: l.mlpNorm });
-        matmul('down', { 0: b.params, 1: l.wdown, 2: act, 3: x });
-      }
-      matmul('head', { 0: b.params, 1: head, 2: x, 3: this.b.logits, 4: finalNorm, 5: b.rows });
-      add('argmax', [this.b.logits, out.next, out.logprob], (_n, m) => m);
-      return list;
+    const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
+      this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
     };
-    this.dispatches.push(...build({ buffer: this.b.step, offset: 0, size: L.bytes }, { next: this.b.next, logprob: this.b.logprob }));
-    this.buildDispatches = build;
+    // a matmul, with its shared-memory tile; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
+    const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
+      const { R, rows } = specs[name];
+      const inputRows = (n: number, m: number) => (rows === 'logitRows' ? m : n);
+      const grid =
+        (tile: MatmulTile) =>
+        (n: number, m: number): [number, number] => [Math.ceil(R / tile.rows), Math.ceil(inputRows(n, m) / tile.tokens)];
+      const variant = (pipeline: GPUComputePipeline, tile: MatmulTile): TileVariant => ({ pipeline, bindGroup: bindGroup(pipeline, entries), count: grid(tile) });
+      this.dispatches.push({
+        name,
+        ...variant(resolved[name], MATMUL_TILE),
+        // from sharedFrom input rows, or headSharedFrom logits rows (the LM head's V weight rows fill the GPU sooner)
+        shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
+      });
+    };
+    add('embed', [embed, b.ids, x], (n) => n);
+    for (const L of layers) {
+      matmul('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables });
+      add('attention', [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
+      matmul('o', { 0: b.params, 1: L.wo, 2: att, 3: x });
+      matmul('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm });
+      matmul('down', { 0: b.params, 1: L.wdown, 2: act, 3: x });
+    }
+    matmul('head', { 0: b.params, 1: head, 2: x, 3: b.logits, 4: finalNorm, 5: b.rows });
+    add('argmax', [b.logits, b.next, b.logprob], (_n, m) => m);
     this.stats.dispatchesPerStep = this.dispatches.length;
     if (this.dispatches.length !== capturedDispatches(numLayers))
       throw new Error(`captured step: ${this.dispatches.length} dispatches, capturedDispatches says ${capturedDispatches(numLayers)}`);
+  }
+
+  // the step's inputs as bindings: regions of the one `step` buffer
+  private regions(): Record<keyof StepInputs, GPUBufferBinding> {
+    const L = this.layout;
+    const region = (k: keyof StepInputs): GPUBufferBinding => ({ buffer: this.b.step, offset: L.offset[k], size: L.size[k] });
+    return { params: region('params'), ids: region('ids'), meta: region('meta'), rows: region('rows'), table: region('table') };
   }
 
   private buffer(size: number, usage: number): GPUBuffer {
@@ -563,8 +558,8 @@ export class GpuLlama {
   /**
    * Greedy decoding of `steps` tokens per sequence with ONE readback (speculative drafting): step 0
    * feeds each sequence its tokens, every later step the previous step's argmax straight from the
-   * GPU. Each step's inputs are written ahead into a slot of a ring buffer, which the step binds in
-   * place; its argmax writes the next slot's token ids. The ids come back once, at the end. Each sequence gets one logits
+   * GPU. Each step's inputs are written ahead into a slot of a ring buffer and copied into place
+   * between the steps' passes; the ids come back once, at the end. Each sequence gets one logits
    * row per step, and its table must already hold the blocks for all `steps` positions.
    * Returns ids[b][k] and logprobs[b][k]: the token after step k for sequence b.
    */
@@ -628,22 +623,15 @@ export class GpuLlama {
     }
     const device = this.ctx.device;
     device.queue.writeBuffer(ring.buffer, 0, ring.words.buffer, 0, steps * L.bytes);
-    // one submit per step: the GPU runs step k while step k+1 is encoded (the queue keeps the order).
-    // A step is one compute pass and nothing else: it reads its slot of the ring in place, and its
-    // argmax writes the next slot's token ids, so no copy (a pass break each) sits between steps.
-    used.forEach(({ n, m }, k) => {
+    // one submit per step: the GPU runs step k while step k+1 is encoded (the queue keeps the order)
+    used.forEach(({ n, m, bytes }, k) => {
       const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      this.encodeDispatches(pass, this.chainDispatches(ring, k), n, m);
-      pass.end();
-      if (k === steps - 1) {
-        // gather each step's ids (the next slot's ids region) and logprobs into `ids` [steps][B], then [steps][B]
-        for (let j = 0; j < steps; j++) {
-          encoder.copyBufferToBuffer(ring.buffer, (j + 1) * L.bytes + L.offset.ids, ring.ids, 4 * B * j, 4 * B);
-          encoder.copyBufferToBuffer(ring.logprob, j * ring.logprobStride, ring.ids, 4 * B * (steps + j), 4 * B);
-        }
-        encoder.copyBufferToBuffer(ring.ids, 0, ring.read, 0, 8 * B * steps);
-      }
+      encoder.copyBufferToBuffer(ring.buffer, k * L.bytes, this.b.step, 0, bytes);
+      if (k > 0) encoder.copyBufferToBuffer(this.b.next, 0, this.b.step, L.offset.ids, 4 * B); // last step's argmax is this step's input
+      this.encode(encoder, n, m);
+      encoder.copyBufferToBuffer(this.b.next, 0, ring.ids, 4 * B * k, 4 * B);
+      encoder.copyBufferToBuffer(this.b.logprob, 0, ring.ids, 4 * B * (steps + k), 4 * B);
+      if (k === steps - 1) encoder.copyBufferToBuffer(ring.ids, 0, ring.read, 0, 8 * B * steps);
       device.queue.submit([encoder.finish()]);
     });
     const read = async () => {
@@ -661,42 +649,22 @@ export class GpuLlama {
     return { ids: ring.ids, read };
   }
 
-  // the ring of a chain of `steps`, grown on demand: steps + 1 slots of step inputs (the last
-  // takes only the last step's ids), a logprob row per step, and the gathered ids and their readback
-  private chainRing(steps: number): ChainRing {
-    if (this.ring && this.ring.slots >= steps + 1) return this.ring;
-    for (const old of this.ring ? [this.ring.buffer, this.ring.logprob, this.ring.ids, this.ring.read] : []) {
+  // the ring of step inputs and the readback buffer of a chain of `steps`, grown on demand
+  private chainRing(steps: number): { buffer: GPUBuffer; words: Uint32Array; ids: GPUBuffer; read: GPUBuffer } {
+    if (this.ring && this.ring.slots >= steps) return this.ring;
+    for (const old of this.ring ? [this.ring.buffer, this.ring.ids, this.ring.read] : []) {
       old.destroy();
       this.buffers.splice(this.buffers.indexOf(old), 1);
     }
-    const slots = Math.max(steps + 1, 9);
-    const logprobStride = Math.ceil((4 * this.maxSeqs) / this.layout.align) * this.layout.align;
+    const slots = Math.max(steps, 8);
     this.ring = {
-      buffer: this.buffer(slots * this.layout.bytes, UNIFORM | STORAGE | COPY_SRC | COPY_DST),
+      buffer: this.buffer(slots * this.layout.bytes, COPY_SRC | COPY_DST),
       words: new Uint32Array((slots * this.layout.bytes) / 4),
-      logprob: this.buffer(slots * logprobStride, STORAGE | COPY_SRC),
-      logprobStride,
       ids: this.buffer(8 * this.maxSeqs * slots, COPY_SRC | COPY_DST), // [steps][B] ids, then their logprobs
       read: this.buffer(8 * this.maxSeqs * slots, MAP_READ | COPY_DST),
       slots,
-      dispatches: [],
     };
     return this.ring;
-  }
-
-  // step k of a chain: the dispatch list over the ring's slot k, its argmax writing slot k + 1's
-  // token ids (the next step's input) and logprob row k; bind groups made on first use
-  private chainDispatches(ring: ChainRing, k: number): Dispatch[] {
-    if (!this.buildDispatches) throw new Error('GpuLlama: no weights loaded');
-    const L = this.layout;
-    ring.dispatches[k] ??= this.buildDispatches(
-      { buffer: ring.buffer, offset: k * L.bytes, size: L.bytes },
-      {
-        next: { buffer: ring.buffer, offset: (k + 1) * L.bytes + L.offset.ids, size: L.size.ids },
-        logprob: { buffer: ring.logprob, offset: k * ring.logprobStride, size: 4 * this.maxSeqs },
-      },
-    );
-    return ring.dispatches[k];
   }
 
   /**
@@ -934,28 +902,10 @@ interface StepInputs {
   table: number; // [S, maxBlocks] block tables (last: a step writes only its sequences' rows)
 }
 
-/** A chain's buffers (GpuLlama.chainRing). */
-interface ChainRing {
-  /** step inputs, one layout slot per step, bound in place (slot k + 1's ids are step k's argmax) */
-  buffer: GPUBuffer;
-  words: Uint32Array;
-  /** each step's argmax logprobs, one row of logprobStride bytes per step */
-  logprob: GPUBuffer;
-  logprobStride: number;
-  /** the steps' ids [steps][B], then their logprobs, gathered at the end; and its readback */
-  ids: GPUBuffer;
-  read: GPUBuffer;
-  slots: number;
-  /** each slot's dispatch list (bind groups over the slot) */
-  dispatches: Dispatch[][];
-}
-
 interface StepLayout {
   offset: StepInputs;
   size: StepInputs;
   bytes: number;
-  /** the offset alignment of a binding */
-  align: number;
 }
 
 // each input at an offset aligned for binding (256 bytes on every adapter seen)
@@ -966,5 +916,5 @@ function stepLayout(size: StepInputs, align: number): StepLayout {
     offset[k] = at;
     at = Math.ceil((at + size[k]) / align) * align;
   }
-  return { offset, size, bytes: at, align };
+  return { offset, size, bytes: at };
 }

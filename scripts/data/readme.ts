@@ -32,12 +32,36 @@ const modelRows = (['target', 'draft'] as const).map((name) => {
   const c = configFromHF(readJson(`data/models/${name}/config.json`));
   const chosen = report[name].chosen as string;
   const log = logs[chosen] ?? {};
-  return `| \`${name}\` | ${millions(llamaSizes(c).params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${report[name].validation.ppl.toFixed(2)} | ${report[name].test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | ${chosen}, best step ${log.best_step}, ${log.seconds} s |`;
+  const onPolicy = name === 'draft' && report.on_policy ? `; on-policy: best step ${report.on_policy.best_step}, ${report.on_policy.seconds} s` : '';
+  return `| \`${name}\` | ${millions(llamaSizes(c).params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${report[name].validation.ppl.toFixed(2)} | ${report[name].test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | ${chosen}, best step ${log.best_step}, ${log.seconds} s${onPolicy} |`;
 });
 
 const candidateRows = Object.entries(report.draft_candidates as Record<string, { params: number; test_agreement: { agreement: number }; validation: { ppl: number } }>).map(
-  ([name, c]) => `| ${name} | ${millions(c.params)} | ${c.validation.ppl.toFixed(2)} | ${pct(c.test_agreement.agreement)} | ${name === report.draft.chosen ? 'shipped as `draft`' : ''} |`,
+  ([name, c]) =>
+    `| ${name} | ${millions(c.params)} | ${c.validation.ppl.toFixed(2)} | ${pct(c.test_agreement.agreement)} | ${name === report.draft.chosen ? (report.on_policy ? 'shipped as `draft`, after the on-policy stage' : 'shipped as `draft`') : ''} |`,
 );
+
+// the draft's second stage: distilled again on the target's own continuations (train.py step 3b)
+function onPolicySection(): string {
+  const o = report.on_policy;
+  if (!o) return '';
+  const tps = (a: { tokens_per_step: Record<string, number> }) => a.tokens_per_step['4'].toFixed(2);
+  return `
+**On-policy stage.** Speculative decoding only ever asks the draft about text the target writes, so the
+chosen draft is distilled again on the target's own continuations: ${o.calls} batches of ${o.per_call} random train-split
+prompts (${o.prompt_tokens[0]}-${o.prompt_tokens[1]} tokens), each continued by the target for ${o.new_tokens} tokens, alternately greedy
+and sampled at temperature ${o.temperatures.filter((t: number) => t > 0).join(', ')}; the loss is the KL divergence to the target's distribution on
+every position, and every ${o.natural_every}th batch is a plain train-split window with the first stage's loss so
+the draft stays a language model. The checkpoint kept (step ${o.best_step} of ${o.steps}, ${o.seconds} s on the GPU, rollouts
+included) is the one that agrees best with the target's greedy continuations of validation-split prompts:
+${pct(o.validation_before.agreement)} before, ${pct(o.validation_after.agreement)} after; a greedy speculative step at γ = 4 replayed on those
+continuations emits ${tps(o.validation_before)} tokens before, ${tps(o.validation_after)} after. It also lowered the draft's own perplexity,
+to ${report.draft.test.ppl.toFixed(2)} on the test split against the target's ${report.target.test.ppl.toFixed(2)}: ${(o.calls * o.per_call * o.new_tokens / 1e6).toFixed(1)}M tokens of the
+target's text are more training data than the ${(report.tokens.train / 1e6).toFixed(1)}M-token train split the target itself overfits.
+The target is still the model whose output the course serves; the draft only proposes.
+(\`python3 scripts/train/train.py --draft-only data --out OUT\` reruns this stage alone on the shipped models.)
+`;
+}
 
 const presetRows = listPresets().map((name) => {
   const p = loadPreset(name);
@@ -106,7 +130,7 @@ residual branches, attention) and keeps the checkpoint with the best validation 
 dropout ${Object.keys(logs).filter((k) => k.startsWith('target-')).map((k) => logs[k].dropout).join(' and ')} and ships the better one.
 The draft candidates are distilled from the shipped target (0.5 cross-entropy + 0.5 KL to the target's
 distribution); the smallest that reaches ${pct(report.agreement_goal)} greedy agreement is shipped.
-
+${onPolicySection()}
 | draft candidate | params | val ppl | greedy agreement with target (test split, teacher-forced) | |
 |---|---:|---:|---:|---|
 ${candidateRows.join('\n')}
@@ -114,7 +138,7 @@ ${candidateRows.join('\n')}
 **Draft/target greedy agreement** (what speculative decoding needs, goal ≥ 60%):
 ${pct(report.draft_agreement_teacher_forced_test.agreement)} of ${report.draft_agreement_teacher_forced_test.positions.toLocaleString('en')} test-split positions (both models see the same text,
 argmax compared) and ${pct(report.draft_agreement_on_target_greedy.agreement)} of ${report.draft_agreement_on_target_greedy.positions} positions of the target's own greedy continuations
-of the golden prompts (the per-token acceptance of greedy speculative decoding).
+of the golden prompts (the per-token acceptance of greedy speculative decoding)${report.draft_agreement_on_target_greedy.tokens_per_step ? `; replayed as greedy speculative steps there, γ = 4 emits ${report.draft_agreement_on_target_greedy.tokens_per_step['4'].toFixed(2)} tokens a step and γ = 6 ${report.draft_agreement_on_target_greedy.tokens_per_step['6'].toFixed(2)}` : ''}.
 
 A sample from the target (prompt "${sample.prompt}", temperature 0.8, HF \`generate\`, seed 0):
 
@@ -165,9 +189,9 @@ ${presetRows.join('\n')}
 
 ## Training logs: \`logs/\`
 
-\`training_logs.json\`: per model trained (both target candidates, both draft candidates) the train loss
+\`training_logs.json\`: per model trained (both target candidates, both draft candidates, the draft's on-policy stage) the train loss
 every 10 steps and the validation loss/perplexity at each evaluation, with tokens seen and seconds, for
-the lesson's loss-curve chart; \`train.log\` is the run's console output.
+the lesson's loss-curve chart; \`train.log\` is the run's console output, \`train-on-policy.log\` the on-policy stage's (a \`--draft-only\` run).
 
 ## Rebuilding everything
 

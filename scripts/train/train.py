@@ -7,11 +7,13 @@ One script, one run, everything the repo ships under data/ (see scripts/train/RE
   3. `draft`: 2-layer Llama candidates (~1.5M and ~2.5M parameters) distilled from the target
      (cross-entropy + KL to the target's distribution); the smallest that reaches the agreement
      goal is shipped as `draft`;
+  3b. the chosen draft, distilled again on the target's own continuations of train-split prompts
+     (on-policy: the only text speculative decoding asks the draft about);
   4. evaluation of the shipped (BF16-rounded) weights reloaded with `from_pretrained`: validation
      and test perplexity, draft/target greedy agreement;
   5. golden oracle outputs for ~20 prompts in fp32 (data/golden/).
 
-usage: python3 scripts/train/train.py --corpus data/corpus --out OUT [--smoke]
+usage: python3 scripts/train/train.py --corpus data/corpus --out OUT [--smoke] [--draft-only data]
 """
 
 import argparse

@@ -280,6 +280,11 @@ def tokens_per_step(agree: list, gamma: int) -> float:
     return len(agree) / steps
 
 
+def tokens_per_step_by_gamma(rows: list, gammas=(1, 2, 3, 4, 5, 6, 8)) -> dict:
+    """tokens_per_step over several continuations (agreement rows), pooled: all tokens / all steps."""
+    return {str(g): sum(len(r) for r in rows) / sum(len(r) / tokens_per_step(r, g) for r in rows) for g in gammas}
+
+
 # ---- on-policy distillation: the draft learns the target's distribution on the target's own text
 # (speculative decoding only ever asks the draft about text the target writes; DistillSpec, EAGLE and
 # Medusa-2 train their drafts on target generations for the same reason)
@@ -315,24 +320,16 @@ def target_rollouts(target, stream: torch.Tensor, calls: int, per_call: int, new
 
 
 @torch.no_grad()
-def greedy_agreement(draft, rollouts: list, gammas=(1, 2, 3, 4, 5, 6, 8)) -> dict:
+def greedy_agreement(draft, rollouts: list) -> dict:
     """On target greedy rollouts: how often the draft's greedy pick equals the target's next token
     (positions after the prompt), and the tokens a greedy speculative step would emit per gamma."""
-    same = total = 0
-    per_gamma = {g: [0, 0] for g in gammas}  # tokens, steps
+    rows = []
     for r in rollouts:
         seqs = r["ids"].to(DEV)
         picks = draft(seqs[:, :-1]).logits.argmax(-1)[:, r["prompt"] - 1:]
-        agree = (picks == seqs[:, r["prompt"]:]).cpu()
-        same += int(agree.sum())
-        total += agree.numel()
-        for row in agree.tolist():
-            for g in gammas:
-                tps = tokens_per_step(row, g)
-                per_gamma[g][0] += len(row)
-                per_gamma[g][1] += len(row) / tps
-    return {"agreement": same / total, "positions": total,
-            "tokens_per_step": {str(g): t / s for g, (t, s) in per_gamma.items()}}
+        rows += (picks == seqs[:, r["prompt"]:]).cpu().tolist()
+    same, total = sum(map(sum, rows)), sum(map(len, rows))
+    return {"agreement": same / total, "positions": total, "tokens_per_step": tokens_per_step_by_gamma(rows)}
 
 
 def distill_on_policy(draft, target, name: str, train_ids, val_ids, smoke: bool):
@@ -539,20 +536,15 @@ def main():
     # free-running agreement: on the target's own greedy continuations, how often the draft's greedy
     # pick equals the target's next token (what greedy speculative decoding accepts, token by token),
     # and the tokens a greedy speculative step emits, replayed per gamma
-    same = total = 0
-    per_gamma = {g: [0, 0.0] for g in (1, 2, 3, 4, 5, 6, 8)}
+    rows = []
     with torch.no_grad():
         for p, e in zip(prompts, golden["models"]["target"]["entries"]):
             seq = torch.tensor([p["ids"] + e["continuation"]], device=DEV)
             picks = draft(seq).logits[0, len(p["ids"]) - 1:-1].argmax(-1).tolist()
-            agree = [a == b for a, b in zip(picks, e["continuation"])]
-            same += sum(agree)
-            total += len(agree)
-            for g in per_gamma:
-                per_gamma[g][0] += len(agree)
-                per_gamma[g][1] += len(agree) / tokens_per_step(agree, g)
-    golden["draft_agreement_on_target_greedy"] = {"agreement": same / total, "positions": total,
-                                                  "tokens_per_step": {str(g): t / n for g, (t, n) in per_gamma.items()}}
+            rows.append([a == b for a, b in zip(picks, e["continuation"])])
+    golden["draft_agreement_on_target_greedy"] = {"agreement": sum(map(sum, rows)) / sum(map(len, rows)),
+                                                  "positions": sum(map(len, rows)),
+                                                  "tokens_per_step": tokens_per_step_by_gamma(rows)}
     golden["encodings"] = encodings
     with open(os.path.join(out, "golden.json"), "w") as f:
         json.dump(golden, f)

@@ -109,6 +109,23 @@ describe('golden prompts and reports', () => {
     expect(report.draft.test.ppl).toBeLessThan(1.5 * report.target.test.ppl);
   });
 
+  it("the draft's on-policy stage raised its agreement with the target's own continuations", () => {
+    const o = report.on_policy;
+    expect(o.best_step).toBeGreaterThan(0);
+    expect(o.best_step).toBeLessThanOrEqual(o.steps);
+    expect(o.validation_after.agreement).toBeGreaterThan(o.validation_before.agreement);
+    expect(o.validation_after.tokens_per_step['4']).toBeGreaterThan(o.validation_before.tokens_per_step['4']);
+    // a replayed greedy speculative step emits between 1 and gamma + 1 tokens, more as gamma grows
+    const tps = report.draft_agreement_on_target_greedy.tokens_per_step as Record<string, number>;
+    const gammas = Object.keys(tps).map(Number).sort((a, b) => a - b);
+    expect(gammas.length).toBeGreaterThan(3);
+    gammas.forEach((g, i) => {
+      expect(tps[g]).toBeGreaterThanOrEqual(1);
+      expect(tps[g]).toBeLessThanOrEqual(g + 1);
+      if (i > 0) expect(tps[g]).toBeGreaterThanOrEqual(tps[gammas[i - 1]]);
+    });
+  });
+
   it('training logs hold loss curves for every model trained', () => {
     const logs = readJson('data/logs/training_logs.json');
     for (const key of Object.keys(logs).filter((k) => k !== 'chosen_target')) {

@@ -123,13 +123,25 @@ export const MATMUL_TILE: LaneTile = { kind: 'lanes', rows: 4, lanes: 32, tokens
  * of these workgroups, and one slice walking all of K left the GPU waiting on each chunk's loads.
  * bench:captured's tileCompare on the H200 (1f50a24, whole-step GPU time): 2 x 64 tokens 554 us
  * split in 4 against 700 on the decode tile (the unsplit tile: 815 in the same run), 4 x 64
- * tokens 829 against 958 unsplit. Needs 25 KB of workgroup memory (GpuLlama falls back to
- * MATMUL_TILE_SHARED_UNSPLIT below 32 KB).
+ * tokens 829 against 958 unsplit. Needs sharedTileBytes = 24 KB of workgroup memory (GpuLlama falls
+ * back to MATMUL_TILE_SHARED_UNSPLIT on a device with less; WebGPU promises 16 KB).
  */
 export const MATMUL_TILE_SHARED: SharedTile = { kind: 'shared', rows: 32, tokens: 32, splitK: 4 };
 
-/** The shared-memory tile with K walked by one slice of 64 threads (9 KB of workgroup memory). */
+/** The shared-memory tile with K walked by one slice of 64 threads (14 KB of workgroup memory). */
 export const MATMUL_TILE_SHARED_UNSPLIT: SharedTile = { kind: 'shared', rows: 32, tokens: 32, splitK: 1 };
+
+/**
+ * The most workgroup memory the shared tile's kernel declares, for any K: per slice a chunk of
+ * inputs and of weights (xs, ws) and the norm's partial sums (ssp), plus the results (res). The
+ * chunk is 16 deep when K is split, else up to 32 (sharedMatmulKernel).
+ */
+export function sharedTileBytes(tile: SharedTile): number {
+  const S = tile.splitK ?? 1;
+  const BK = S > 1 ? 16 : 32;
+  const staging = 16 * S * BK * (tile.tokens / 4 + 1 + tile.rows / 4 + 1); // vec4f, with a vec4 of padding per k row
+  return staging + 4 * S * tile.tokens * (BK / 4) + 4 * tile.rows * tile.tokens;
+}
 
 /**
  * y = a @ W^T with W [R, K] (HF's [out, in]): `lanes` lanes per weight row stream the row in
@@ -332,9 +344,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let m0 = wg.y * ${TT}u;
   let q = lid / ${T}u; // this thread's slice of K: chunks q, q + ${S}, ...
   let lt = lid % ${T}u; // and its place in the slice
-  let xb = q * ${BK * XS}u; // the slice's staging
+${S > 1 ? `  let xb = q * ${BK * XS}u; // the slice's staging
   let wb = q * ${BK * WS}u;
-  // what this thread loads: token rows xt_q and weight rows wt_q, at vector ${'`'}lt % V${'`'} of each chunk row
+` : ''}  // what this thread loads: token rows xt_q and weight rows wt_q, at vector ${'`'}lt % V${'`'} of each chunk row
   let xk = lt % ${VX}u;
   let wk = lt % ${VW}u;
 ${xq.map((i) => `  let xt${i} = lt / ${VX}u + ${(T / VX) * i}u;\n  let xr${i} = select(0u, ${rowOf(`(m0 + xt${i})`)}, m0 + xt${i} < M); // a token past M reads row 0, never stored`).join('\n')}

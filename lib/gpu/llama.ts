@@ -30,6 +30,7 @@ import {
   matmulKernel,
   pagedAttentionKernel,
   ropeRowPairs,
+  sharedTileBytes,
   type AttentionSpec,
   type MatmulSpec,
   type MatmulTile,
@@ -57,7 +58,7 @@ export interface GpuLlamaOptions {
   submitEvery?: number;
   /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
   sharedFrom?: number;
-  /** the shared-memory tile's shape (weight rows x tokens, K slices); default MATMUL_TILE_SHARED (K in 4 slices; unsplit on a device with under 32 KB of workgroup memory) */
+  /** the shared-memory tile's shape (weight rows x tokens, K slices); default MATMUL_TILE_SHARED (K in 4 slices; unsplit on a device with less workgroup memory than sharedTileBytes asks) */
   sharedTile?: SharedTile;
   /** the LM head uses the shared-memory tile from this many logits rows; default HEAD_SHARED_FROM */
   headSharedFrom?: number;
@@ -224,8 +225,9 @@ export class GpuLlama {
       if (!Number.isInteger(v) || v < 1) throw new Error(`GpuLlama: ${k} must be a positive integer, got ${v}`);
     }
     const { vocabSize: V } = config;
-    // the split tile wants 25 KB of workgroup memory; WebGPU promises 16 KB
-    this.sharedTile = options.sharedTile ?? (ctx.device.limits.maxComputeWorkgroupStorageSize >= 32768 ? MATMUL_TILE_SHARED : MATMUL_TILE_SHARED_UNSPLIT);
+    // the split tile where the device has the workgroup memory for it (WebGPU promises 16 KB)
+    this.sharedTile =
+      options.sharedTile ?? (ctx.device.limits.maxComputeWorkgroupStorageSize >= sharedTileBytes(MATMUL_TILE_SHARED) ? MATMUL_TILE_SHARED : MATMUL_TILE_SHARED_UNSPLIT);
     const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {

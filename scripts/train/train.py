@@ -364,7 +364,7 @@ def distill_on_policy(draft, target, name: str, train_ids, val_ids, smoke: bool)
     log = train(draft, name, train_ids, val_ids, steps=cfg["steps"], batch=16, lr=cfg["lr"],
                 eval_every=cfg["eval_every"], patience=cfg["patience"], teacher=target, seed=4,
                 batch_fn=batch_fn, eval_fn=eval_fn)
-    log["on_policy"] = {**{k: v for k, v in cfg.items()}, "rollout_seconds": gen_seconds,
+    log["on_policy"] = {**cfg, "rollout_seconds": gen_seconds,
                         "validation_before": before, "validation_after": greedy_agreement(draft, val_rollouts)}
     return log
 

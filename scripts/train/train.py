@@ -46,6 +46,11 @@ DRAFTS = {  # candidates, smallest first; the first to reach AGREEMENT_GOAL is s
                       num_attention_heads=5, num_key_value_heads=1),
     "draft-256": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=2,
                       num_attention_heads=8, num_key_value_heads=2),
+    # one layer as wide as the target's: on a runtime bound by per-kernel overhead a draft step costs
+    # about 5 dispatches a layer whatever the width, so depth, not width, is what a draft pays for
+    # (EAGLE and Medusa draft with one layer for the same reason); its embedding starts as the target's
+    "draft-1x384": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=1,
+                        num_attention_heads=6, num_key_value_heads=2),
 }
 AGREEMENT_GOAL = 0.60
 # ~0.9M training tokens overfit a 16M model within a few epochs: regularize with dropout (embeddings,
@@ -369,6 +374,28 @@ def distill_on_policy(draft, target, name: str, train_ids, val_ids, smoke: bool)
     return log
 
 
+def distill_candidate(name: str, target, tok, train_ids, val_ids, test_ids, out: str, smoke: bool):
+    """Stage 3 for one draft size: distilled from the target on train-split windows (0.5 CE + 0.5 KL).
+    A draft as wide as the target starts from the target's embedding. Returns the model (reloaded
+    the way it ships), its training log and its candidate summary."""
+    sizes = DRAFTS[name]
+    torch.manual_seed(1)
+    d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
+    if sizes["hidden_size"] == TARGET["hidden_size"]:
+        with torch.no_grad():
+            d.model.embed_tokens.weight.copy_(target.model.embed_tokens.weight)
+    log = train(d, name, train_ids, val_ids, steps=20 if smoke else 4000, batch=16, lr=2e-3,
+                eval_every=10 if smoke else 200, patience=10**9 if smoke else 800,
+                teacher=target, kd_weight=0.5, dropout=0.0, seed=1)
+    save_model(d, tok, os.path.join(out, "candidates", name))
+    d = load_oracle(os.path.join(out, "candidates", name))
+    summary = {"params": n_params(d), "config": sizes,
+               "test_agreement": agreement_teacher_forced(d, target, test_ids),
+               "validation": perplexity(d, val_ids, autocast=False)}
+    print(name, json.dumps(summary), flush=True)
+    return d, log, summary
+
+
 def golden_prompts(tok: Tokenizer, test_text: str, smoke: bool):
     fixed = [EOT, "In the beginning", "And the LORD said unto Moses,", "The LORD is my shepherd;"]
     lengths = [8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512, 600, 700, 800, 900, 950]
@@ -424,6 +451,9 @@ def main():
     ap.add_argument("--draft-only", metavar="DATA",
                     help="keep the tokenizer, target and target oracle of DATA (the repo's data/ dir) and run "
                          "only the draft's on-policy stage (3b), starting from DATA's draft")
+    ap.add_argument("--draft-size", metavar="NAME", choices=list(DRAFTS),
+                    help="with --draft-only: distil a fresh draft of this size (stage 3, for it alone) "
+                         "instead of starting from DATA's draft")
     args = ap.parse_args()
     smoke = args.smoke
     out = args.out
@@ -460,7 +490,11 @@ def main():
         shutil.copytree(os.path.join(data, "models/target"), os.path.join(out, "models/target"), dirs_exist_ok=True)
         target = load_oracle(os.path.join(out, "models/target"))
         chosen_target, chosen, candidates = old_report["target"]["chosen"], old_report["draft"]["chosen"], old_report["draft_candidates"]
-        draft = load_oracle(os.path.join(data, "models/draft"))
+        if args.draft_size:
+            chosen = args.draft_size
+            draft, logs[chosen], candidates[chosen] = distill_candidate(chosen, target, tok, train_ids, val_ids, test_ids, out, smoke)
+        else:
+            draft = load_oracle(os.path.join(data, "models/draft"))
     else:
         # 2. target: one candidate per dropout rate, the best on validation is shipped
         logs, best_val = {}, float("inf")
@@ -481,18 +515,8 @@ def main():
 
         # 3. draft candidates, distilled from the shipped target
         candidates = {}
-        for name, sizes in DRAFTS.items():
-            torch.manual_seed(1)
-            d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
-            logs[name] = train(d, name, train_ids, val_ids, steps=20 if smoke else 4000, batch=16, lr=2e-3,
-                               eval_every=10 if smoke else 200, patience=10**9 if smoke else 800,
-                               teacher=target, kd_weight=0.5, dropout=0.0, seed=1)
-            save_model(d, tok, os.path.join(out, "candidates", name))
-            d = load_oracle(os.path.join(out, "candidates", name))
-            candidates[name] = {"params": n_params(d), "config": sizes,
-                                "test_agreement": agreement_teacher_forced(d, target, test_ids),
-                                "validation": perplexity(d, val_ids, autocast=False)}
-            print(name, json.dumps(candidates[name]), flush=True)
+        for name in [n for n in DRAFTS if n != "draft-1x384"]:
+            d, logs[name], candidates[name] = distill_candidate(name, target, tok, train_ids, val_ids, test_ids, out, smoke)
             del d
         chosen = next((n for n in DRAFTS if candidates[n]["test_agreement"]["agreement"] >= AGREEMENT_GOAL), list(DRAFTS)[-1])
         draft = load_oracle(os.path.join(out, "candidates", chosen))

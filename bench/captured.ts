@@ -34,7 +34,7 @@ import { contiguousTables, GpuLlama, HEAD_SHARED_FROM, SHARED_FROM, type GpuLlam
 import { loadGpuModel } from '../lib/gpu/load';
 import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
-import { loadModel } from '../lib/model/load';
+import { extraDrafts, loadModel } from '../lib/model/load';
 import { checkAgainstOracle, type OracleDecoder, type OracleReport } from '../lib/oracle/hf';
 
 const flags = benchFlags(process.argv.slice(2));
@@ -379,7 +379,7 @@ async function main(): Promise<void> {
   // ---- 2. oracle
   if (SECTIONS.has(2)) {
     const oracle: (OracleReport & { weights: WeightFormat })[] = [];
-    for (const which of ['target', 'draft'] as const) {
+    for (const which of ['target', 'draft', ...extraDrafts()]) {
       for (const format of ['f32', 'bf16'] as WeightFormat[]) {
         const m = await loadGpuModel(ctx, `data/models/${which}`, { format, maxTokens: 1024, maxSeqs: 1 });
         const bar = progressBar(23, `oracle ${which} ${format}`);

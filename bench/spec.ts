@@ -33,7 +33,7 @@ import { progressBar, writeBenchJson, benchFlags, runBench } from '../lib/bench/
 import { generate, type LanguageModel } from '../lib/generate/generate';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import type { LlamaModel } from '../lib/model/llama';
-import { loadModel, modelSource } from '../lib/model/load';
+import { extraDrafts, loadModel, modelSource } from '../lib/model/load';
 import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
 import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
 import { loadTokenizer } from '../lib/generate/tokenizer';
@@ -60,6 +60,9 @@ const CAPTURED_ONLY = flags.has('captured-only');
 const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
 const TARGET_DIR = flag('model') ?? 'data/models/target';
 const DRAFT_DIR = flag('draft') ?? 'data/models/draft';
+// the captured section also races the extra drafts shipped beside `draft` (data/models/draft-*: other
+// shapes, e.g. one wide layer; data/README.md), unless a --draft is given
+const EXTRA_DRAFT_DIRS = flag('draft') ? [] : extraDrafts().map((d) => path.join('data/models', d));
 // the captured section is cheap on a GPU: always the full gamma sweep and 64 tokens there
 const CAPTURED = smoke ? { tokens: 3, repeats: 1, gammas: [2], lookup: [4] } : { tokens: Number(flag('tokens') ?? 64), repeats: Number(flag('repeats') ?? 3), gammas: [1, 2, 3, 4, 5, 6, 8], lookup: [2, 4, 8] };
 const OUT = flag('out') ?? path.join('data', 'bench', 'spec.json');
@@ -266,12 +269,17 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   const sizes = capturedOptionsFor(resolveEngineConfig(base, maxPositions));
   const target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
   const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
-  console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
+  const extras = await Promise.all(EXTRA_DRAFT_DIRS.map(async (dir) => ({ name: path.basename(dir), dir, model: await loadGpuModel(ctx, dir, { ...sizes, format: FORMAT }) })));
+  const extraNote = extras.map((e) => `, ${e.name} ${e.model.stats.dispatchesPerStep}`).join('');
+  console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}${extraNote}`);
   try {
-    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; speculative: SpeculativeEngineConfigInput | null };
+    type Config = { label: string; set: 'free' | 'repetitive'; prompts: number[][]; gamma: number | null; drafter: 'none' | 'draft model' | 'prompt lookup'; model?: string; speculative: SpeculativeEngineConfigInput | null };
     const configs: Config[] = [
       { label: 'target only (free)', set: 'free', prompts: free, gamma: null, drafter: 'none', speculative: null },
-      ...CAPTURED.gammas.map((g): Config => ({ label: `draft gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', speculative: { draft, gamma: g } })),
+      ...CAPTURED.gammas.map((g): Config => ({ label: `draft gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', model: path.basename(DRAFT_DIR), speculative: { draft, gamma: g } })),
+      ...extras.flatMap((e) =>
+        CAPTURED.gammas.map((g): Config => ({ label: `${e.name} gamma=${g}`, set: 'free', prompts: free, gamma: g, drafter: 'draft model', model: e.name, speculative: { draft: e.model, gamma: g } })),
+      ),
       ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (free)`, set: 'free', prompts: free, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
       { label: 'target only (repetitive)', set: 'repetitive', prompts: repetitive, gamma: null, drafter: 'none', speculative: null },
       ...CAPTURED.lookup.map((g): Config => ({ label: `prompt lookup gamma=${g} (repetitive)`, set: 'repetitive', prompts: repetitive, gamma: g, drafter: 'prompt lookup', speculative: { draft: 'prompt-lookup', gamma: g } })),
@@ -298,6 +306,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
         config: cfg.label,
         set: cfg.set,
         drafter: cfg.drafter,
+        ...(cfg.model ? { draftModel: cfg.model } : {}),
         gamma: cfg.gamma,
         ms: r3(b.ms),
         tokens: b.tokens,
@@ -331,30 +340,42 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
       console.log(`${String(r.config).padEnd(38)} ${f('tokensPerSecond', 7, 1)} ${f('measuredSpeedup', 8)} ${f('decodeSpeedup', 15)} ${f('alpha', 6)} ${f('tokensPerStep', 9)} ${f('decodeStepMs', 8, 3)} ${f('c', 6, 3)} ${f('verifyRatio', 5)}`);
     }
     const draftRows = rows.filter((r) => r.drafter === 'draft model' && r.set === 'free');
-    const best = draftRows.reduce((a, r) => ((r.measuredSpeedup as number) > (a.measuredSpeedup as number) ? r : a), draftRows[0]);
+    const bestOfRows = (rs: Record<string, unknown>[]) => rs.reduce((a, r) => ((r.measuredSpeedup as number) > (a.measuredSpeedup as number) ? r : a), rs[0]);
+    const best = bestOfRows(draftRows);
+    // each draft model's own best gamma
+    const bestByDraft = Object.fromEntries(
+      [...new Set(draftRows.map((r) => r.draftModel as string))].map((m) => {
+        const b = bestOfRows(draftRows.filter((r) => r.draftModel === m));
+        return [m, { gamma: b.gamma, measuredSpeedup: b.measuredSpeedup, decodeSpeedup: b.decodeSpeedup }];
+      }),
+    );
     const lookupRows = rows.filter((r) => r.drafter === 'prompt lookup' && r.set === 'repetitive');
     const bestLookup = lookupRows.reduce((a, r) => ((r.measuredSpeedup as number) > (a.measuredSpeedup as number) ? r : a), lookupRows[0]);
-    console.log(`captured best gamma (draft model, free text): ${best.gamma} at ${best.measuredSpeedup}x (goal >= 2x); prompt lookup on repetitive text: gamma ${bestLookup?.gamma} at ${bestLookup?.measuredSpeedup}x`);
+    console.log(`captured best gamma (draft model, free text): ${best.draftModel} at gamma ${best.gamma}, ${best.measuredSpeedup}x (goal >= 2x); prompt lookup on repetitive text: gamma ${bestLookup?.gamma} at ${bestLookup?.measuredSpeedup}x`);
+    if (extras.length > 0) console.log(`best per draft model: ${Object.entries(bestByDraft).map(([m, b]) => `${m} gamma ${b.gamma} ${b.measuredSpeedup}x`).join(', ')}`);
     return {
       adapter: ctx.info,
       weights: FORMAT,
       engine: { ...base, maxNumBatchedTokens: sizes.maxTokens },
-      settings: { tokens: CAPTURED.tokens, repeats: CAPTURED.repeats, gammas: CAPTURED.gammas, lookupGammas: CAPTURED.lookup, batch: 1, target: TARGET_DIR, draft: DRAFT_DIR },
-      dispatchesPerStep: { target: target.stats.dispatchesPerStep, draft: draft.stats.dispatchesPerStep },
+      settings: { tokens: CAPTURED.tokens, repeats: CAPTURED.repeats, gammas: CAPTURED.gammas, lookupGammas: CAPTURED.lookup, batch: 1, target: TARGET_DIR, draft: DRAFT_DIR, extraDrafts: EXTRA_DRAFT_DIRS },
+      dispatchesPerStep: { target: target.stats.dispatchesPerStep, draft: draft.stats.dispatchesPerStep, ...Object.fromEntries(extras.map((e) => [e.name, e.model.stats.dispatchesPerStep])) },
       runs: rows,
-      best: { drafter: 'draft model', gamma: best.gamma, measuredSpeedup: best.measuredSpeedup, decodeSpeedup: best.decodeSpeedup },
+      best: { drafter: 'draft model', draftModel: best.draftModel, gamma: best.gamma, measuredSpeedup: best.measuredSpeedup, decodeSpeedup: best.decodeSpeedup },
+      bestByDraft,
       bestPromptLookupRepetitive: bestLookup ? { gamma: bestLookup.gamma, measuredSpeedup: bestLookup.measuredSpeedup } : null,
       notes: [
         'each prompt alone through an LLMEngine with maxNumSeqs 1 on the captured path (target and draft GpuLlama), greedy, the same tokens per prompt; best of repeats (lowest wall time)',
         'measuredSpeedup = target-only wall time / speculative wall time (prefill included); decodeSpeedup: pure decode steps only',
         'c = draft ms per drafted token / plain decode step ms; v = verify ms per step / plain decode step ms; predicted as in the eager rows',
         'greedy rows on two captured models run draft and verify in one go (the drafts copied on the GPU, one readback): the draft model rows then show c = 0 and v = the whole speculative step',
+        'rows `<name> gamma=k` race an extra draft shipped beside `draft` (data/models/<name>); best = the best draft model row, bestByDraft each one\'s',
         'issue 11 goal: draft model, best gamma, >= 2x at batch 1 inside the engine (measured, not asserted)',
       ],
     };
   } finally {
     target.dispose();
     draft.dispose();
+    for (const e of extras) e.model.dispose();
   }
 }
 

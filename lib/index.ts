@@ -9,7 +9,7 @@ export type { AdapterFacts, BackendFacts, BackendInfo, BackendName, BackendOptio
 // ---- model: config, checkpoints and presets, the Llama forward, tokenizer
 export { configFromHF, configToHF, llamaSizes, resolveLlamaConfig } from './model/config';
 export type { LlamaConfig, LlamaConfigInput, LlamaSizes } from './model/config';
-export { loadModel, modelFromPreset } from './model/load';
+export { extraDrafts, loadModel, modelFromPreset } from './model/load';
 export type { LoadModelOptions } from './model/load';
 export { listPresets, loadPreset, randomWeights } from './model/presets';
 export type { Preset, RandomInit } from './model/presets';

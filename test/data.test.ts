@@ -7,6 +7,7 @@ import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
 import { configFromHF, llamaSizes } from '../lib/model/config';
+import { extraDrafts } from '../lib/model/load';
 import { listPresets, loadPreset } from '../lib/model/presets';
 import { SafetensorsFile } from '../lib/formats/safetensors';
 import { loadGolden } from './golden';
@@ -32,7 +33,7 @@ describe('corpus', () => {
   });
 });
 
-describe.each(['target', 'draft'] as const)('data/models/%s', (name) => {
+describe.each(['target', 'draft', ...extraDrafts()])('data/models/%s', (name) => {
   const dir = `data/models/${name}`;
   const config = configFromHF(readJson(`${dir}/config.json`));
 
@@ -49,8 +50,17 @@ describe.each(['target', 'draft'] as const)('data/models/%s', (name) => {
 
   it('has the sizes the issue asks for', () => {
     const params = llamaSizes(config).params;
-    expect(params).toBe(report[name].params);
-    if (name === 'target') {
+    const extra = report.extra_drafts?.[name];
+    expect(params).toBe(extra ? extra.params : report[name].params);
+    if (extra) {
+      // an extra draft: another shape (issue 2 sets `draft`'s), still a draft: fewer layers and parameters than the target
+      const target = configFromHF(readJson('data/models/target/config.json'));
+      expect(config.numLayers).toBe(extra.config.num_hidden_layers);
+      expect(config.hiddenSize).toBe(extra.config.hidden_size);
+      expect(config.numLayers).toBeLessThan(target.numLayers);
+      expect(params).toBeLessThan(llamaSizes(target).params / 2);
+      expect(config.vocabSize).toBe(target.vocabSize);
+    } else if (name === 'target') {
       expect(params).toBeGreaterThan(10e6);
       expect(params).toBeLessThan(20e6);
       expect(config.numKvHeads).toBeLessThan(config.numHeads); // GQA
@@ -124,6 +134,18 @@ describe('golden prompts and reports', () => {
       expect(tps[g]).toBeLessThanOrEqual(g + 1);
       if (i > 0) expect(tps[g]).toBeGreaterThanOrEqual(tps[gammas[i - 1]]);
     });
+  });
+
+  it.each(extraDrafts())('extra draft %s: agrees with the target on >= 60% of greedy tokens, raised by its on-policy stage', (name) => {
+    const e = report.extra_drafts[name];
+    expect(e.agreement_teacher_forced_test.agreement).toBeGreaterThanOrEqual(0.6);
+    expect(e.agreement_on_target_greedy.agreement).toBeGreaterThanOrEqual(0.6);
+    expect(e.test.ppl).toBeLessThan(1.5 * report.target.test.ppl);
+    expect(e.on_policy.validation_after.agreement).toBeGreaterThan(e.on_policy.validation_before.agreement);
+    const logs = readJson('data/logs/training_logs.json');
+    expect(logs[name].train.length).toBeGreaterThan(10);
+    expect(logs[`${name}-on-policy`].train.length).toBeGreaterThan(10);
+    expect(golden.models[name].entries.length).toBe(golden.prompts.length);
   });
 
   it('training logs hold loss curves for every model trained', () => {

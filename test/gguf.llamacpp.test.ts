@@ -6,6 +6,7 @@ import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { exportGGUF } from '../lib/formats/gguf';
+import { extraDrafts } from '../lib/model/load';
 import { getLlamaCpp, llamaCppGreedy } from '../lib/oracle/llamacpp';
 import { agreement, loadGolden } from './golden';
 
@@ -16,7 +17,7 @@ afterAll(async () => {
   await (await getLlamaCpp()).dispose();
 });
 
-describe.each(['target', 'draft'] as const)('GGUF export of data/models/%s in llama.cpp', (name) => {
+describe.each(['target', 'draft', ...extraDrafts()])('GGUF export of data/models/%s in llama.cpp', (name) => {
   it('tokenizes and greedy-decodes exactly like the HF oracle on every golden prompt', async () => {
     const file = path.join(dir, `${name}.gguf`);
     const bytes = exportGGUF(`data/models/${name}`, file);

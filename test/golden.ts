@@ -7,8 +7,15 @@ import { ORACLE_TIE, type GoldenEntry, type GoldenFile } from '../lib/oracle/hf'
 
 export type { GoldenEntry } from '../lib/oracle/hf';
 
+export interface GoldenModel {
+  logits_file: string;
+  entries: GoldenEntry[];
+  validation: { ppl: number; tokens: number };
+  test: { ppl: number; tokens: number };
+}
+
 export interface Golden extends GoldenFile {
-  models: Record<'target' | 'draft', { logits_file: string; entries: GoldenEntry[]; validation: { ppl: number; tokens: number }; test: { ppl: number; tokens: number } }>;
+  models: Record<'target' | 'draft', GoldenModel> & Record<string, GoldenModel>;
   encodings: { text: string; ids: number[] }[];
 }
 

@@ -1,6 +1,6 @@
 // The Llama forward against the HF-transformers fp32 oracle (data/golden): logits at the last
 // prompt position and after each of the first 8 greedy tokens within 1e-3, and 64 greedy tokens
-// equal to the oracle's, for every golden prompt, target and draft, with the contiguous KV
+// equal to the oracle's, for every golden prompt, target, draft and the extra drafts (data/models/draft-*), with the contiguous KV
 // cache; the no-cache (full recompute) path for a few prompts.
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,7 +10,7 @@ import { initBackend } from '../lib/backend';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { NoKVCache } from '../lib/kv/none';
 import type { LlamaModel } from '../lib/model/llama';
-import { loadModel } from '../lib/model/load';
+import { extraDrafts, loadModel } from '../lib/model/load';
 import { SafetensorsFile } from '../lib/formats/safetensors';
 import { checkAgainstOracle, ORACLE_TIE } from '../lib/oracle/hf';
 import { argmax } from '../lib/generate/sampling';
@@ -39,7 +39,7 @@ beforeAll(async () => {
   await initBackend({ prefer: 'wasm' });
 });
 
-for (const which of ['target', 'draft'] as const) {
+for (const which of ['target', 'draft', ...extraDrafts()]) {
   describe(`golden oracle: ${which}`, () => {
     let model: LlamaModel;
     let oracle: SafetensorsFile;

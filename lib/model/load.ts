@@ -26,6 +26,18 @@ function modelOptions(options: LoadModelOptions): ModelOptions {
 }
 
 /** Read an HF directory's config.json. */
+/**
+ * The extra drafts shipped beside `draft` in a models directory (data/models/draft-*: other shapes of
+ * draft, e.g. one wide layer; data/README.md says why): their directory names, sorted.
+ */
+export function extraDrafts(modelsDir = 'data/models'): string[] {
+  if (!fs.existsSync(modelsDir)) return [];
+  return fs
+    .readdirSync(modelsDir)
+    .filter((d) => d.startsWith('draft-') && fs.existsSync(path.join(modelsDir, d, 'config.json')))
+    .sort();
+}
+
 export function readHFConfig(dir: string) {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json (not an HF model directory)`);

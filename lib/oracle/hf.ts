@@ -94,7 +94,7 @@ function tfjsDecoder(model: LlamaModel): OracleDecoder {
 /** Greedy-decodes every golden prompt with `model` and compares it with the oracle (see file comment). */
 export async function checkAgainstOracle(
   model: LlamaModel | OracleDecoder,
-  which: 'target' | 'draft',
+  which: string, // a model of the golden file: target, draft, or an extra draft (draft-*)
   opts: { golden?: GoldenFile; logitsFile?: string; compare?: 'full' | 'top50'; prompts?: number[]; steps?: number; rows?: number; onPrompt?: (i: number) => void } = {},
 ): Promise<OracleReport> {
   const golden = opts.golden ?? loadGoldenFile();
@@ -102,6 +102,7 @@ export async function checkAgainstOracle(
   const rowsPerPrompt = opts.rows ?? 9;
   const compared = opts.compare ?? 'full';
   const oracle = compared === 'full' ? SafetensorsFile.open(opts.logitsFile ?? `data/golden/${which}.logits.safetensors`) : null;
+  if (!golden.models[which]) throw new Error(`checkAgainstOracle: the golden file has no model '${which}' (it has ${Object.keys(golden.models).join(', ')})`);
   const promptIndices = opts.prompts ?? golden.prompts.map((_, i) => i);
   const report: OracleReport = { model: which, prompts: promptIndices.length, rows: 0, maxAbsError: 0, worstAt: '', tokensAgreeing: 0, tokens: promptIndices.length * steps, ties: [], failures: [], compared };
   try {

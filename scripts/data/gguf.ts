@@ -1,4 +1,4 @@
-// Exports data/models/{target,draft} to GGUF and checks them against the HF oracle with llama.cpp.
+// Exports data/models/{target,draft} and the extra drafts (draft-*) to GGUF and checks them against the HF oracle with llama.cpp.
 //
 //   npm run data:gguf                 # F32 GGUF files in data/gguf/ (git-ignored, ~70 MB)
 //   npm run data:gguf -- --type F16   # half-size files
@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 import { exportGGUF } from '../../lib/formats/gguf';
+import { extraDrafts } from '../../lib/model/load';
 import { llamaCppGreedy } from '../../lib/oracle/llamacpp';
 
 interface Golden {
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
     settings: 'CPU, F32 KV cache, flash attention off, greedy (temperature 0), EOT yielded',
     models: {},
   };
-  for (const name of ['target', 'draft']) {
+  for (const name of ['target', 'draft', ...extraDrafts()]) {
     const path = `data/gguf/${name}-${type.toLowerCase()}.gguf`;
     const t0 = Date.now();
     const bytes = exportGGUF(`data/models/${name}`, path, { type });

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { capturedDispatches } from '../../lib/gpu/kernels';
 import { configFromHF, llamaSizes } from '../../lib/model/config';
 import { listPresets, loadPreset } from '../../lib/model/presets';
 
@@ -35,6 +36,47 @@ const modelRows = (['target', 'draft'] as const).map((name) => {
   const onPolicy = name === 'draft' && report.on_policy ? `; on-policy: best step ${report.on_policy.best_step}, ${report.on_policy.seconds} s` : '';
   return `| \`${name}\` | ${millions(llamaSizes(c).params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${report[name].validation.ppl.toFixed(2)} | ${report[name].test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | ${chosen}, best step ${log.best_step}, ${log.seconds} s${onPolicy} |`;
 });
+
+// the extra drafts shipped beside `draft` (train.py's EXTRA_DRAFTS), one row each in the models table
+const extras = Object.entries((report.extra_drafts ?? {}) as Record<string, ExtraDraft>);
+interface ExtraDraft {
+  params: number;
+  seconds: number;
+  validation: { ppl: number };
+  test: { ppl: number };
+  first_stage: { test_agreement: { agreement: number }; validation: { ppl: number } };
+  on_policy: { best_step: number; steps: number; validation_before: Agreement; validation_after: Agreement };
+  agreement_teacher_forced_test: { agreement: number };
+  agreement_on_target_greedy: Agreement & { positions: number };
+}
+interface Agreement {
+  agreement: number;
+  tokens_per_step: Record<string, number>;
+}
+const extraRows = extras.map(([name, e]) => {
+  const c = configFromHF(readJson(`data/models/${name}/config.json`));
+  return `| \`${name}\` | ${millions(e.params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${e.validation.ppl.toFixed(2)} | ${e.test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | both stages: first best step ${logs[name]?.best_step}, on-policy best step ${e.on_policy.best_step}, ${e.seconds} s |`;
+});
+
+function extraSection(): string {
+  if (extras.length === 0) return '';
+  const draft = configFromHF(readJson('data/models/draft/config.json'));
+  const target = configFromHF(readJson('data/models/target/config.json'));
+  const lines = extras.map(([name, e]) => {
+    const c = configFromHF(readJson(`data/models/${name}/config.json`));
+    const g = e.agreement_on_target_greedy;
+    return `- \`${name}\`: ${c.numLayers} layer${c.numLayers > 1 ? 's' : ''}, hidden ${c.hiddenSize}${c.hiddenSize === target.hiddenSize ? " (as wide as the target; its embedding starts from the target's)" : ''}, ${millions(e.params)} parameters. A decode step on the captured GPU path is ${capturedDispatches(c.numLayers)} dispatches against ${capturedDispatches(draft.numLayers)} for \`draft\`. After the first stage it agreed on ${pct(e.first_stage.test_agreement.agreement)} of test-split positions (teacher-forced); after the on-policy stage ${pct(e.agreement_teacher_forced_test.agreement)}, and ${pct(g.agreement)} of the ${g.positions} positions of the target's greedy continuations of the golden prompts (\`draft\`: ${pct(report.draft_agreement_on_target_greedy.agreement)}); a replayed greedy speculative step emits ${g.tokens_per_step['4'].toFixed(2)} tokens at γ = 4 and ${g.tokens_per_step['6'].toFixed(2)} at γ = 6. Made by \`python3 scripts/train/train.py --draft-only data --extra-draft ${name} --out OUT\` (log: \`logs/train-${name}.log\`).`;
+  });
+  return `
+**Extra drafts** (\`models/draft-*\`, beside \`draft\`, same training recipe: both stages). \`draft\` keeps issue 2's shape
+(${draft.numLayers} layers, ${millions(llamaSizes(draft).params)} parameters). On the captured GPU path a step costs about five kernel dispatches a
+layer whatever the width, so there a draft pays for depth, not width (EAGLE and Medusa draft with one layer for
+the same reason); on CPU the bytes of its weights count instead. Lesson 4 races the drafts on both paths,
+\`npm run bench:spec -- --backend webgpu\` on the captured one.
+
+${lines.join('\n')}
+`;
+}
 
 const candidateRows = Object.entries(report.draft_candidates as Record<string, { params: number; test_agreement: { agreement: number }; validation: { ppl: number } }>).map(
   ([name, c]) =>
@@ -70,7 +112,7 @@ const presetRows = listPresets().map((name) => {
 });
 
 const llamaRows = [llamacpp, llamacppF16].filter(Boolean).flatMap((r) =>
-  (['target', 'draft'] as const).map((name) => {
+  Object.keys(r.models).map((name) => {
     const m = r.models[name];
     return `| \`${name}\` | ${r.gguf} | ${mb(m.bytes)} | ${m.tokenizationIdentical}/${m.prompts} | ${m.promptsIdentical}/${m.prompts} | ${m.tokensAgreeing}/${m.tokens} |`;
   }),
@@ -123,14 +165,14 @@ split's token stream (documents joined by \`<|endoftext|>\`).
 
 | model | params | layers | hidden | heads / KV heads | MLP | context | val ppl | test ppl | weights | training |
 |---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|
-${modelRows.join('\n')}
+${[...modelRows, ...extraRows].join('\n')}
 
 The target overfits 0.9M training tokens within a few epochs, so training uses dropout (embeddings,
 residual branches, attention) and keeps the checkpoint with the best validation loss; the run tries
 dropout ${Object.keys(logs).filter((k) => k.startsWith('target-')).map((k) => logs[k].dropout).join(' and ')} and ships the better one.
 The draft candidates are distilled from the shipped target (0.5 cross-entropy + 0.5 KL to the target's
 distribution); the smallest that reaches ${pct(report.agreement_goal)} greedy agreement is shipped.
-${onPolicySection()}
+${onPolicySection()}${extraSection()}
 | draft candidate | params | val ppl | greedy agreement with target (test split, teacher-forced) | |
 |---|---:|---:|---:|---|
 ${candidateRows.join('\n')}
@@ -158,7 +200,7 @@ in the file (\`versions\`).
   each step (a mismatch where the margin < 1e-4 is an fp32 tie), top-50 logits + logsumexp for the
   prompt's last position and the first 8 greedy steps, and validation/test perplexity; the tokenizer's
   encodings of the fixed text set.
-- \`target.logits.safetensors\`, \`draft.logits.safetensors\`: the full last-position logits, F32 \`[9, 8192]\`
+- \`target.logits.safetensors\`, \`draft.logits.safetensors\`${extras.map(([n]) => `, \`${n}.logits.safetensors\``).join('')}: the full last-position logits, F32 \`[9, 8192]\`
   per prompt (row 0: after the prompt; row k: after k greedy tokens).
 - \`llamacpp.json\` (and \`llamacpp-f16.json\`): our GGUF export run by llama.cpp through node-llama-cpp
   ${llamacpp.nodeLlamaCpp} (${llamacpp.settings}), compared with the HF oracle:
@@ -189,9 +231,9 @@ ${presetRows.join('\n')}
 
 ## Training logs: \`logs/\`
 
-\`training_logs.json\`: per model trained (both target candidates, both draft candidates, the draft's on-policy stage) the train loss
+\`training_logs.json\`: per model trained (both target candidates, both draft candidates, each draft's on-policy stage, the extra drafts) the train loss
 every 10 steps and the validation loss/perplexity at each evaluation, with tokens seen and seconds, for
-the lesson's loss-curve chart; \`train.log\` is the run's console output, \`train-on-policy.log\` the on-policy stage's (a \`--draft-only\` run).
+the lesson's loss-curve chart; \`train.log\` is the run's console output, \`train-on-policy.log\` the on-policy stage's (a \`--draft-only\` run)${extras.map(([n]) => `, \`train-${n}.log\` the extra draft's`).join('')}.
 
 ## Rebuilding everything
 

@@ -4,12 +4,12 @@
 set -euo pipefail
 out=${1:?usage: install.sh OUT}
 mkdir -p data/models data/golden data/logs
-rm -rf data/models/target data/models/draft
-cp -r "$out/models/target" "$out/models/draft" data/models/
+for m in "$out"/models/*/; do  # target, draft and the extra drafts
+  rm -rf "data/models/$(basename "$m")" && cp -r "$m" data/models/
+done
 cp "$out/report.json" data/models/report.json
 cp "$out/golden.json" data/golden/golden.json
-cp "$out/golden-target.logits.safetensors" data/golden/target.logits.safetensors
-cp "$out/golden-draft.logits.safetensors" data/golden/draft.logits.safetensors
+for f in "$out"/golden-*.logits.safetensors; do cp "$f" "data/golden/$(basename "$f" | sed 's/^golden-//')"; done
 cp "$out/training_logs.json" data/logs/training_logs.json
 [[ -f "$out/train.log" ]] && cp "$out/train.log" data/logs/train.log
 chmod 644 data/models/*/* data/golden/* data/logs/*

@@ -41,14 +41,18 @@ DEV = "cuda"
 
 TARGET = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
               num_attention_heads=6, num_key_value_heads=2)
-DRAFTS = {  # candidates, smallest first; the first to reach AGREEMENT_GOAL is shipped
+DRAFTS = {  # candidates for `draft`, smallest first; the first to reach AGREEMENT_GOAL is shipped
     "draft-160": dict(hidden_size=160, intermediate_size=432, num_hidden_layers=2,
                       num_attention_heads=5, num_key_value_heads=1),
     "draft-256": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=2,
                       num_attention_heads=8, num_key_value_heads=2),
-    # one layer as wide as the target's: on a runtime bound by per-kernel overhead a draft step costs
-    # about 5 dispatches a layer whatever the width, so depth, not width, is what a draft pays for
-    # (EAGLE and Medusa draft with one layer for the same reason); its embedding starts as the target's
+}
+# Drafts shipped beside `draft`, each in models/<name>, each through both stages (3 and 3b).
+# draft-1x384: one layer as wide as the target, its embedding started from the target's. On the
+# captured GPU path a step costs about five dispatches a layer whatever the width, so there depth,
+# not width, is what a draft pays for (EAGLE and Medusa draft with one layer for the same reason);
+# on CPU the bytes of its weights count instead. Lesson 4 measures both drafts.
+EXTRA_DRAFTS = {
     "draft-1x384": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=1,
                         num_attention_heads=6, num_key_value_heads=2),
 }
@@ -378,7 +382,7 @@ def distill_candidate(name: str, target, tok, train_ids, val_ids, test_ids, out:
     """Stage 3 for one draft size: distilled from the target on train-split windows (0.5 CE + 0.5 KL).
     A draft as wide as the target starts from the target's embedding. Returns the model (reloaded
     the way it ships), its training log and its candidate summary."""
-    sizes = DRAFTS[name]
+    sizes = {**DRAFTS, **EXTRA_DRAFTS}[name]
     torch.manual_seed(1)
     d = LlamaForCausalLM(llama_config(sizes)).to(DEV)
     if sizes["hidden_size"] == TARGET["hidden_size"]:
@@ -451,9 +455,9 @@ def main():
     ap.add_argument("--draft-only", metavar="DATA",
                     help="keep the tokenizer, target and target oracle of DATA (the repo's data/ dir) and run "
                          "only the draft's on-policy stage (3b), starting from DATA's draft")
-    ap.add_argument("--draft-size", metavar="NAME", choices=list(DRAFTS),
-                    help="with --draft-only: distil a fresh draft of this size (stage 3, for it alone) "
-                         "instead of starting from DATA's draft")
+    ap.add_argument("--extra-draft", metavar="NAME", choices=list(EXTRA_DRAFTS),
+                    help="with --draft-only: train this extra draft from scratch (stages 3 and 3b) instead; "
+                         "DATA's draft, its oracle outputs and the other extra drafts stay as they are")
     args = ap.parse_args()
     smoke = args.smoke
     out = args.out
@@ -490,11 +494,7 @@ def main():
         shutil.copytree(os.path.join(data, "models/target"), os.path.join(out, "models/target"), dirs_exist_ok=True)
         target = load_oracle(os.path.join(out, "models/target"))
         chosen_target, chosen, candidates = old_report["target"]["chosen"], old_report["draft"]["chosen"], old_report["draft_candidates"]
-        if args.draft_size:
-            chosen = args.draft_size
-            draft, logs[chosen], candidates[chosen] = distill_candidate(chosen, target, tok, train_ids, val_ids, test_ids, out, smoke)
-        else:
-            draft = load_oracle(os.path.join(data, "models/draft"))
+        draft = load_oracle(os.path.join(data, "models/draft"))
     else:
         # 2. target: one candidate per dropout rate, the best on validation is shipped
         logs, best_val = {}, float("inf")
@@ -515,20 +515,37 @@ def main():
 
         # 3. draft candidates, distilled from the shipped target
         candidates = {}
-        for name in [n for n in DRAFTS if n != "draft-1x384"]:
+        for name in DRAFTS:
             d, logs[name], candidates[name] = distill_candidate(name, target, tok, train_ids, val_ids, test_ids, out, smoke)
             del d
         chosen = next((n for n in DRAFTS if candidates[n]["test_agreement"]["agreement"] >= AGREEMENT_GOAL), list(DRAFTS)[-1])
         draft = load_oracle(os.path.join(out, "candidates", chosen))
 
-    # 3b. the chosen draft, distilled again on the target's own continuations
-    t_on_policy = time.time()
-    draft.train()
+    # 3b. the chosen draft, distilled again on the target's own continuations (with --extra-draft, DATA's
+    # draft is kept as it is)
     on_policy = f"{chosen}-on-policy"
-    logs[on_policy] = distill_on_policy(draft, target, on_policy, train_ids, val_ids, smoke)
-    save_model(draft, tok, os.path.join(out, "models/draft"))
-    draft = load_oracle(os.path.join(out, "models/draft"))
-    on_policy_seconds = round(time.time() - t_on_policy, 1)
+    if data and args.extra_draft:
+        shutil.copytree(os.path.join(data, "models/draft"), os.path.join(out, "models/draft"), dirs_exist_ok=True)
+        on_policy_seconds = old_report["on_policy"]["seconds"]
+    else:
+        t_on_policy = time.time()
+        draft.train()
+        logs[on_policy] = distill_on_policy(draft, target, on_policy, train_ids, val_ids, smoke)
+        save_model(draft, tok, os.path.join(out, "models/draft"))
+        draft = load_oracle(os.path.join(out, "models/draft"))
+        on_policy_seconds = round(time.time() - t_on_policy, 1)
+
+    # 3c. the extra drafts, both stages each (with --draft-only: the one named by --extra-draft)
+    extra, extra_seconds = {}, {}
+    for name in ([args.extra_draft] if args.extra_draft else []) if data else list(EXTRA_DRAFTS):
+        t_extra = time.time()
+        d, logs[name], candidate = distill_candidate(name, target, tok, train_ids, val_ids, test_ids, out, smoke)
+        d.train()
+        logs[f"{name}-on-policy"] = distill_on_policy(d, target, f"{name}-on-policy", train_ids, val_ids, smoke)
+        save_model(d, tok, os.path.join(out, "models", name))
+        extra[name] = {"model": load_oracle(os.path.join(out, "models", name)), "first_stage": candidate}
+        extra_seconds[name] = round(time.time() - t_extra, 1)
+        del d
 
     # 4. check the shipped dirs load through AutoTokenizer too, and encode like `tokenizers`
     hf_tok = AutoTokenizer.from_pretrained(os.path.join(out, "models/target"))
@@ -550,25 +567,42 @@ def main():
     else:
         golden["prompts"] = prompts = golden_prompts(tok, test_text, smoke)
         n_cont = 8 if smoke else 64
-    for name, model in (("draft", draft),) if data else (("target", target), ("draft", draft)):
+    keep_draft = bool(data and args.extra_draft)  # DATA's draft and its oracle outputs, unchanged
+    if keep_draft:
+        golden["models"]["draft"] = old_golden["models"]["draft"]
+        golden["draft_agreement_on_target_greedy"] = old_golden["draft_agreement_on_target_greedy"]
+        shutil.copy(os.path.join(data, "golden/draft.logits.safetensors"), os.path.join(out, "golden-draft.logits.safetensors"))
+    if data:  # DATA's other extra drafts, unchanged
+        for name, g in old_golden["models"].items():
+            if name not in ("target", "draft") and name not in extra:
+                golden["models"][name] = g
+                shutil.copy(os.path.join(data, "golden", g["logits_file"]), os.path.join(out, f"golden-{g['logits_file']}"))
+    to_run = ([] if data else [("target", target)]) + ([] if keep_draft else [("draft", draft)])
+    for name, model in to_run + [(n, e["model"]) for n, e in extra.items()]:
         entries, tensors = golden_for_model(model, prompts, 8, n_cont)
         save_file(tensors, os.path.join(out, f"golden-{name}.logits.safetensors"),
                   metadata={"model": name, "layout": golden["logits_layout"]})
         golden["models"][name] = {"logits_file": f"{name}.logits.safetensors", "entries": entries,
                                   "validation": perplexity(model, val_ids, autocast=False),
                                   "test": perplexity(model, test_ids, autocast=False)}
-    # free-running agreement: on the target's own greedy continuations, how often the draft's greedy
+
+    # free-running agreement: on the target's own greedy continuations, how often a draft's greedy
     # pick equals the target's next token (what greedy speculative decoding accepts, token by token),
     # and the tokens a greedy speculative step emits, replayed per gamma
-    rows = []
-    with torch.no_grad():
+    @torch.no_grad()
+    def agreement_on_target_greedy(model) -> dict:
+        rows = []
         for p, e in zip(prompts, golden["models"]["target"]["entries"]):
             seq = torch.tensor([p["ids"] + e["continuation"]], device=DEV)
-            picks = draft(seq).logits[0, len(p["ids"]) - 1:-1].argmax(-1).tolist()
+            picks = model(seq).logits[0, len(p["ids"]) - 1:-1].argmax(-1).tolist()
             rows.append([a == b for a, b in zip(picks, e["continuation"])])
-    golden["draft_agreement_on_target_greedy"] = {"agreement": sum(map(sum, rows)) / sum(map(len, rows)),
-                                                  "positions": sum(map(len, rows)),
-                                                  "tokens_per_step": tokens_per_step_by_gamma(rows)}
+        return {"agreement": sum(map(sum, rows)) / sum(map(len, rows)), "positions": sum(map(len, rows)),
+                "tokens_per_step": tokens_per_step_by_gamma(rows)}
+
+    if not keep_draft:
+        golden["draft_agreement_on_target_greedy"] = agreement_on_target_greedy(draft)
+    for name, e in extra.items():
+        e["agreement_on_target_greedy"] = agreement_on_target_greedy(e["model"])
     golden["encodings"] = encodings
     with open(os.path.join(out, "golden.json"), "w") as f:
         json.dump(golden, f)
@@ -595,16 +629,28 @@ def main():
                         "validation": golden["models"]["draft"]["validation"],
                         "test": golden["models"]["draft"]["test"]},
               "agreement_goal": AGREEMENT_GOAL, "draft_candidates": candidates,
-              "on_policy": {**logs[on_policy]["on_policy"], "best_step": logs[on_policy]["best_step"],
+              "on_policy": old_report["on_policy"] if keep_draft else
+                           {**logs[on_policy]["on_policy"], "best_step": logs[on_policy]["best_step"],
                             "seconds": on_policy_seconds, "run": "--draft-only" if data else "full"},
-              "draft_agreement_teacher_forced_test": agreement_teacher_forced(draft, target, test_ids),
+              "draft_agreement_teacher_forced_test": old_report["draft_agreement_teacher_forced_test"] if keep_draft
+              else agreement_teacher_forced(draft, target, test_ids),
               "draft_agreement_on_target_greedy": golden["draft_agreement_on_target_greedy"],
+              "extra_drafts": {**(old_report.get("extra_drafts", {}) if data else {}), **{
+                  name: {"params": n_params(e["model"]), "config": EXTRA_DRAFTS[name], "first_stage": e["first_stage"],
+                         "validation": golden["models"][name]["validation"], "test": golden["models"][name]["test"],
+                         "on_policy": {**logs[f"{name}-on-policy"]["on_policy"],
+                                       "best_step": logs[f"{name}-on-policy"]["best_step"],
+                                       "run": "--draft-only --extra-draft" if data else "full"},
+                         "seconds": extra_seconds[name],
+                         "agreement_teacher_forced_test": agreement_teacher_forced(e["model"], target, test_ids),
+                         "agreement_on_target_greedy": e["agreement_on_target_greedy"]}
+                  for name, e in extra.items()}},
               "samples": samples}
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(out, "training_logs.json"), "w") as f:
         json.dump(logs, f)
-    print(json.dumps({k: v for k, v in report.items() if k != "draft_candidates"}, indent=2), flush=True)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("draft_candidates", "samples")}, indent=2), flush=True)
 
 
 if __name__ == "__main__":

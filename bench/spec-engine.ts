@@ -24,6 +24,8 @@
  * each, sized for the largest engine config here); --eager keeps the tfjs path. On the captured
  * path the sweep goes to batch 32 and gamma 1..6, with prompt lookup beside the draft model.
  * --smoke: batch 1 and 2, gamma 2, 3 tokens, one repeat (SwiftShader: use --model data/models/draft).
+ * On the captured path the extra drafts shipped beside `draft` (data/models/draft-*) race in the same
+ * rounds, against the same plain runs, unless --draft names one draft.
  */
 import * as path from 'node:path';
 
@@ -36,7 +38,7 @@ import type { EngineModel } from '../lib/engine/pagedModel';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
 import { loadGpuModel } from '../lib/gpu/load';
-import { loadModel, modelSource } from '../lib/model/load';
+import { extraDrafts, loadModel, modelSource } from '../lib/model/load';
 import { expectedTokensPerStep } from '../lib/spec/stats';
 import { loadGolden } from '../test/golden';
 
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
   );
   let target: EngineModel;
   let draft: EngineModel;
+  let extras: { name: string; model: EngineModel }[] = [];
   let adapter: unknown = null;
   if (captured) {
     // both pools are sized from the same (largest) engine config; the engine checks them
@@ -142,7 +145,10 @@ async function main(): Promise<void> {
     const sizes = capturedOptionsFor(resolveEngineConfig({ maxNumSeqs: Bmax, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(Bmax) }, modelSource(TARGET_DIR).config.maxPositions));
     target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
     draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
-    console.log(`captured on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}`);
+    const extraGpu = flag('draft') || smoke ? [] : await Promise.all(extraDrafts().map(async (name) => ({ name, model: await loadGpuModel(ctx, path.join('data/models', name), { ...sizes, format: FORMAT }) })));
+    extras = extraGpu;
+    const extraNote = extraGpu.map((e) => `, ${e.name} ${e.model.stats.dispatchesPerStep}`).join('');
+    console.log(`captured on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}${extraNote}`);
   } else {
     target = await loadModel(TARGET_DIR);
     draft = await loadModel(DRAFT_DIR);
@@ -151,10 +157,11 @@ async function main(): Promise<void> {
   // free text: golden prompts cut from test-split chapters, cycled to fill a batch
   const free = ['test-16', 'test-32', 'test-64'].map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
 
-  type Config = { label: string; gamma: number | null; speculative: SpeculativeEngineConfigInput | null };
+  type Config = { label: string; gamma: number | null; draftModel?: string; speculative: SpeculativeEngineConfigInput | null };
   const configs: Config[] = [
     { label: 'plain', gamma: null, speculative: null },
-    ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, gamma: g, speculative: { draft, gamma: g } })),
+    ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, gamma: g, draftModel: path.basename(DRAFT_DIR), speculative: { draft, gamma: g } })),
+    ...extras.flatMap((e) => GAMMAS.map((g) => ({ label: `${e.name} gamma=${g}`, gamma: g, draftModel: e.name, speculative: { draft: e.model, gamma: g } }))),
     ...LOOKUP_GAMMAS.map((g) => ({ label: `lookup gamma=${g}`, gamma: g, speculative: { draft: 'prompt-lookup' as const, gamma: g } })),
   ];
   const runs: { batch: number; config: Config; figs: RunFigures[] }[] = [];
@@ -181,6 +188,7 @@ async function main(): Promise<void> {
     const row: Record<string, unknown> = {
       batch: run.batch,
       config: run.config.label,
+      ...(run.config.draftModel ? { draftModel: run.config.draftModel } : {}),
       gamma: run.config.gamma,
       decodeTokensPerSecond: r3(fig.decodeTokensPerSecond),
       e2eTokensPerSecond: r3(fig.e2eTokensPerSecond),
@@ -207,17 +215,22 @@ async function main(): Promise<void> {
   });
 
   // best gamma per batch (draft model): the issue's goal is >= 2x at batch 1 (measured, not asserted)
-  const bestRows = BATCHES.map((B) => {
-    const spec = rows.filter((r) => r.batch === B && String(r.config).startsWith('draft'));
+  const bestAt = (B: number, model?: string) => {
+    const spec = rows.filter((r) => r.batch === B && r.draftModel !== undefined && (model === undefined || r.draftModel === model));
     const b = spec.reduce((a, r) => ((r.speedup as number) > (a.speedup as number) ? r : a), spec[0]);
-    return { batch: B, gamma: b?.gamma ?? null, speedup: b?.speedup ?? null, decodeTokensPerSecond: b?.decodeTokensPerSecond ?? null };
-  });
-  console.log('\nbest gamma (draft model) per batch: ' + bestRows.map((b) => `B=${b.batch}: gamma ${b.gamma} ${typeof b.speedup === 'number' ? b.speedup.toFixed(2) : '-'}x`).join(', ') + ' (goal at batch 1: >= 2x)');
-  console.log('\n    B  config           decode tok/s  speedup  e2e speedup  alpha  tok/seq-step  step ms  draft ms  verify ms  c      v(erify)  predicted');
+    return { batch: B, draftModel: b?.draftModel ?? null, gamma: b?.gamma ?? null, speedup: b?.speedup ?? null, decodeTokensPerSecond: b?.decodeTokensPerSecond ?? null };
+  };
+  const bestRows = BATCHES.map((B) => bestAt(B));
+  // each draft model's own best gamma per batch
+  const draftModels = [...new Set(configs.flatMap((c) => (c.draftModel ? [c.draftModel] : [])))];
+  const bestByDraft = Object.fromEntries(draftModels.map((m) => [m, BATCHES.map((B) => bestAt(B, m))]));
+  for (const [m, bs] of Object.entries(bestByDraft))
+    console.log(`\nbest gamma (${m}) per batch: ` + bs.map((b) => `B=${b.batch}: gamma ${b.gamma} ${typeof b.speedup === 'number' ? b.speedup.toFixed(2) : '-'}x`).join(', ') + ' (goal at batch 1: >= 2x)');
+  console.log('\n    B  config                  decode tok/s  speedup  e2e speedup  alpha  tok/seq-step  step ms  draft ms  verify ms  c      v(erify)  predicted');
   for (const r of rows) {
     const f = (k: string, w: number, d = 2) => (typeof r[k] === 'number' ? (r[k] as number).toFixed(d) : '-').padStart(w);
     console.log(
-      `${String(r.batch).padStart(5)}  ${String(r.config).padEnd(15)} ${f('decodeTokensPerSecond', 13, 1)} ${f('speedup', 8)} ${f('e2eSpeedup', 12)} ${f('alpha', 6)} ${f('tokensPerSeqStep', 13)} ${f('decodeStepMs', 8)} ${f('draftMsPerStep', 9)} ${f('verifyMsPerStep', 10)} ${f('c', 6, 3)} ${f('verifyRatio', 9)} ${f('predictedSpeedup', 10)}`,
+      `${String(r.batch).padStart(5)}  ${String(r.config).padEnd(22)} ${f('decodeTokensPerSecond', 13, 1)} ${f('speedup', 8)} ${f('e2eSpeedup', 12)} ${f('alpha', 6)} ${f('tokensPerSeqStep', 13)} ${f('decodeStepMs', 8)} ${f('draftMsPerStep', 9)} ${f('verifyMsPerStep', 10)} ${f('c', 6, 3)} ${f('verifyRatio', 9)} ${f('predictedSpeedup', 10)}`,
     );
   }
 
@@ -228,15 +241,17 @@ async function main(): Promise<void> {
       path: captured ? 'captured' : 'eager',
       weights: captured ? FORMAT : 'eager-fp32',
       adapter,
-      settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, prompts: ['test-16', 'test-32', 'test-64'] },
+      settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, extraDrafts: extras.map((e) => e.name), prompts: ['test-16', 'test-32', 'test-64'] },
       runs: rows,
       best: bestRows,
+      bestByDraft,
       notes: [
         'B requests arrive at once, maxNumSeqs = B: the decode batch is B (it shrinks only at the very end)',
         'speedup = speculative / plain decode tokens per second at the same B; pure decode steps only (no prefill chunk in the step); best of repeats',
         'e2eSpeedup: whole run, prefill included',
         'predicted = E(alpha, gamma) / (gamma c + v): c = draft ms per drafted token / plain decode step ms, v = verify ms / plain decode step ms, measured at this B',
-        'best: per batch, the draft-model gamma with the highest speedup (issue 11 goal: >= 2x at batch 1 on the captured path)',
+        'best: per batch, the draft model and gamma with the highest speedup (issue 11 goal: >= 2x at batch 1 on the captured path); bestByDraft: each draft model\'s',
+        'rows `<name> gamma=k` race an extra draft shipped beside `draft` (data/models/<name>) in the same rounds, against the same plain runs',
         ...(captured
           ? ['captured path: target and draft are GpuLlama models; greedy rows draft and verify in one go (the gamma draft steps and the verify submitted back to back, the drafts copied on the GPU, one readback), so c = 0 and v is the whole speculative step']
           : []),
@@ -247,6 +262,7 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file}`);
   target.dispose();
   draft.dispose();
+  for (const e of extras) e.model.dispose();
 }
 
 runBench(main);

@@ -90,8 +90,13 @@ function engineTable(dir: string): string[] {
     rows.push(`| paged KV (shuffled block tables) ÷ contiguous tables, step time at batch ${Math.min(...st.map((s) => s.batch))}–${Math.max(...st.map((s) => s.batch))} | ${Math.min(...r).toFixed(3)}–${Math.max(...r).toFixed(3)} | \`serve-webgpu.json\`, ${commitOf(serve)} |`);
   }
   if (spec) {
-    const c = spec.result.captured as { best: { gamma: number; measuredSpeedup: number }; bestPromptLookupRepetitive: { gamma: number; measuredSpeedup: number } };
-    rows.push(`| speculative decoding in the engine, draft model, best γ (${c.best.gamma}), batch 1 | ${x(c.best.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
+    type Best = { gamma: number; measuredSpeedup: number };
+    const c = spec.result.captured as { best: Best; bestByDraft?: Record<string, Best>; dispatchesPerStep: Record<string, number>; bestPromptLookupRepetitive: Best };
+    // one row per draft model raced (records before the extra drafts hold `draft` alone)
+    for (const [name, b] of Object.entries(c.bestByDraft ?? { draft: c.best })) {
+      const shape = c.dispatchesPerStep[name] ? `, ${c.dispatchesPerStep[name]} dispatches a draft step` : '';
+      rows.push(`| speculative decoding in the engine, draft model \`${name}\`${shape}, best γ (${b.gamma}), batch 1 | ${x(b.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
+    }
     rows.push(`| speculative decoding in the engine, prompt lookup, repetitive text, best γ (${c.bestPromptLookupRepetitive.gamma}) | ${x(c.bestPromptLookupRepetitive.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
   }
   const rt = captured?.result.roundTrip as { defaultSubmitEvery: number; rows: { batch: number; submitEvery: number; stepMsMedian: number }[] } | undefined;

@@ -6,9 +6,10 @@
  * vLLM's finding: speculation buys the most at batch 1, where a decode step is bound by reading
  * the weights and verifying gamma + 1 tokens costs about as much as decoding one. As the batch
  * grows the step turns compute-bound, verifying costs ~(gamma + 1)x a decode step, and the
- * benefit shrinks, then becomes a slowdown. Here: B requests arrive at once (maxNumSeqs = B, so
- * the decode batch is B), greedy, fixed output length; for each B the plain engine and the
- * speculative engine (draft model, several gamma) run the same requests, interleaved per repeat.
+ * benefit shrinks, then becomes a slowdown. Here: max(B, R) requests arrive at once (maxNumSeqs = B,
+ * so the decode batch is B; R = 10 prompts on the captured path, else R = B), greedy, fixed output
+ * length; for each B the plain engine and the speculative engine (draft model, several gamma) run
+ * the same requests, interleaved per repeat.
  *
  * Figures per (B, config), from the engine's own step metrics:
  *   - decode tokens/s: tokens emitted by pure decode steps / their wall time (prefill excluded);
@@ -62,7 +63,9 @@ let BATCHES: number[] = [];
 let GAMMAS: number[] = [];
 let LOOKUP_GAMMAS: number[] = [];
 const BLOCK_SIZE = 16;
-const engineBlocks = (B: number) => Math.ceil((B * (64 + TOKENS + 16)) / BLOCK_SIZE);
+// a pool with room for B sequences of the longest prompt, its new tokens and a block of slack
+let MAX_PROMPT = 64;
+const engineBlocks = (B: number) => Math.ceil((B * (MAX_PROMPT + TOKENS + 16)) / BLOCK_SIZE);
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -133,6 +136,17 @@ async function main(): Promise<void> {
   console.log(
     `backend: ${backend.name} (${backend.reason}); ${captured ? `captured path (${FORMAT} weights)` : 'eager tfjs'}; ${TOKENS} tokens per request, batches ${BATCHES.join(', ')}, gammas ${GAMMAS.join(', ')}, ${REPEATS} repeats`,
   );
+  // free text: golden prompts cut from test-split chapters. At batch B, max(B, requests) requests
+  // through maxNumSeqs = B seats (the decode batch stays B). On the captured path ten prompts of 16-256
+  // tokens, every one at every batch (acceptance varies a lot from prompt to prompt; batch 1 on one
+  // prompt would be a sample of one); eager, three, and B requests.
+  const golden = loadGolden();
+  const promptNames = captured && !smoke
+    ? ['test-16', 'test-24', 'test-32', 'test-48', 'test-64', 'test-96', 'test-128', 'test-160', 'test-200', 'test-256']
+    : ['test-16', 'test-32', 'test-64'];
+  const free = promptNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
+  const requestsAt = (B: number) => (captured && !smoke ? Math.max(B, free.length) : B);
+  MAX_PROMPT = Math.max(64, ...free.map((p) => p.length));
   let target: EngineModel;
   let draft: EngineModel;
   let extras: { name: string; model: EngineModel }[] = [];
@@ -153,9 +167,6 @@ async function main(): Promise<void> {
     target = await loadModel(TARGET_DIR);
     draft = await loadModel(DRAFT_DIR);
   }
-  const golden = loadGolden();
-  // free text: golden prompts cut from test-split chapters, cycled to fill a batch
-  const free = ['test-16', 'test-32', 'test-64'].map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
 
   type Config = { label: string; gamma: number | null; draftModel?: string; speculative: SpeculativeEngineConfigInput | null };
   const configs: Config[] = [
@@ -171,7 +182,7 @@ async function main(): Promise<void> {
   const bar = progressBar(runs.length * (REPEATS + 1), 'spec-engine');
   for (let r = 0; r <= REPEATS; r++) {
     for (const run of runs) {
-      const prompts = Array.from({ length: run.batch }, (_, i) => free[i % free.length]);
+      const prompts = Array.from({ length: requestsAt(run.batch) }, (_, i) => free[i % free.length]);
       const engineConfig: EngineConfigInput = { maxNumSeqs: run.batch, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(run.batch), speculative: run.config.speculative };
       const fig = await runOnce(target, prompts, engineConfig);
       if (r > 0) run.figs.push(fig);
@@ -241,12 +252,12 @@ async function main(): Promise<void> {
       path: captured ? 'captured' : 'eager',
       weights: captured ? FORMAT : 'eager-fp32',
       adapter,
-      settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, extraDrafts: extras.map((e) => e.name), prompts: ['test-16', 'test-32', 'test-64'] },
+      settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, extraDrafts: extras.map((e) => e.name), prompts: promptNames, requests: BATCHES.map(requestsAt) },
       runs: rows,
       best: bestRows,
       bestByDraft,
       notes: [
-        'B requests arrive at once, maxNumSeqs = B: the decode batch is B (it shrinks only at the very end)',
+        'max(B, requests) requests arrive at once (settings.requests), maxNumSeqs = B: the decode batch is B (it shrinks only at the very end)',
         'speedup = speculative / plain decode tokens per second at the same B; pure decode steps only (no prefill chunk in the step); best of repeats',
         'e2eSpeedup: whole run, prefill included',
         'predicted = E(alpha, gamma) / (gamma c + v): c = draft ms per drafted token / plain decode step ms, v = verify ms / plain decode step ms, measured at this B',

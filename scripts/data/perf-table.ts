@@ -97,6 +97,13 @@ function engineTable(dir: string): string[] {
       const shape = c.dispatchesPerStep[name] ? `, ${c.dispatchesPerStep[name]} dispatches a draft step` : '';
       rows.push(`| speculative decoding in the engine, draft model \`${name}\`${shape}, best γ (${b.gamma}), batch 1 | ${x(b.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
     }
+    const engine = read(`${dir}/spec-engine-webgpu.json`);
+    type EngineBest = { batch: number; gamma: number | null; speedup: number | null };
+    const byDraft = (engine?.result.bestByDraft ?? {}) as Record<string, EngineBest[]>;
+    for (const [name, bs] of Object.entries(byDraft)) {
+      const cell = (b: EngineBest) => `${b.speedup === null ? '–' : x(b.speedup)} at batch ${b.batch} (γ ${b.gamma})`;
+      rows.push(`| speculative decoding in the engine as the batch grows (bench:spec-engine), draft model \`${name}\`, best γ per batch | ${[bs[0], bs[bs.length - 1]].map(cell).join(', ')} | \`spec-engine-webgpu.json\`, ${commitOf(engine!)} |`);
+    }
     rows.push(`| speculative decoding in the engine, prompt lookup, repetitive text, best γ (${c.bestPromptLookupRepetitive.gamma}) | ${x(c.bestPromptLookupRepetitive.measuredSpeedup)} | \`spec-webgpu.json\`, ${commitOf(spec)} |`);
   }
   const rt = captured?.result.roundTrip as { defaultSubmitEvery: number; rows: { batch: number; submitEvery: number; stepMsMedian: number }[] } | undefined;

@@ -58,6 +58,11 @@ const extraRows = extras.map(([name, e]) => {
   return `| \`${name}\` | ${millions(e.params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${e.validation.ppl.toFixed(2)} | ${e.test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | both stages: first best step ${logs[name]?.best_step}, on-policy best step ${e.on_policy.best_step}, ${e.seconds} s |`;
 });
 
+// a full run's time: the first run's stages, then the on-policy stage and the extra drafts as timed by their runs
+function fullRunSeconds(): number {
+  return report.seconds + (report.on_policy?.seconds ?? 0) + extras.reduce((s, [, e]) => s + e.seconds, 0);
+}
+
 function extraSection(): string {
   if (extras.length === 0) return '';
   const draft = configFromHF(readJson('data/models/draft/config.json'));
@@ -240,7 +245,7 @@ the lesson's loss-curve chart; \`train.log\` is the run's console output, \`trai
 | artifact | command | where | time |
 |---|---|---|---|
 | corpus splits | \`npm run data:corpus\` | any Debian/Ubuntu machine | seconds |
-| tokenizer, models, golden, logs | \`python3 scripts/train/train.py --out OUT\` (see \`scripts/train/README.md\`) | GPU machine | ${Math.round(report.seconds / 60)} min on an H200 |
+| tokenizer, models, golden, logs | \`python3 scripts/train/train.py --out OUT\` (see \`scripts/train/README.md\`) | GPU machine | ${Math.round(fullRunSeconds() / 60)} min on an H200 (the stages' timings added up) |
 | GGUF files + llama.cpp check | \`npm run data:gguf\` | CPU | ~1 min |
 | this README | \`npm run data:readme\` | CPU | seconds |
 

@@ -459,6 +459,8 @@ def main():
                     help="with --draft-only: train this extra draft from scratch (stages 3 and 3b) instead; "
                          "DATA's draft, its oracle outputs and the other extra drafts stay as they are")
     args = ap.parse_args()
+    if args.extra_draft and not args.draft_only:
+        ap.error("--extra-draft goes with --draft-only (a full run trains every extra draft)")
     smoke = args.smoke
     out = args.out
     os.makedirs(out, exist_ok=True)

@@ -11,8 +11,9 @@
  *   4. per-op overhead: kernels per forward, matmul kernel time vs the rest (tf.profile)
  *
  *   5. (webgpu) batch-1 speculative decoding inside the engine on the captured path (lib/gpu:
- *      target and draft as GpuLlama, maxNumSeqs 1): draft model gamma sweep, prompt lookup on
- *      free and repetitive text, best gamma. Sections 1-4 drive speculativeGenerate over the tfjs
+ *      target and draft as GpuLlama, maxNumSeqs 1): draft model gamma sweep (every shipped draft:
+ *      `draft` and data/models/draft-*, unless --draft names one), prompt lookup on free text (ten
+ *      golden prompts) and repetitive text, best gamma. Sections 1-4 drive speculativeGenerate over the tfjs
  *      LlamaModel and its KV caches: they are eager-only (the captured path's speculative
  *      decoding is the engine's), so on webgpu they measure the eager tfjs path beside section 5.
  *
@@ -279,7 +280,7 @@ async function capturedSection(free: number[][], repetitive: number[][]): Promis
   const sizes = capturedOptionsFor(resolveEngineConfig(base, maxPositions));
   const target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
   const draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
-  const extras = await Promise.all(EXTRA_DRAFT_DIRS.map(async (dir) => ({ name: path.basename(dir), dir, model: await loadGpuModel(ctx, dir, { ...sizes, format: FORMAT }) })));
+  const extras = await Promise.all(EXTRA_DRAFT_DIRS.map(async (dir) => ({ name: path.basename(dir), model: await loadGpuModel(ctx, dir, { ...sizes, format: FORMAT }) })));
   const extraNote = extras.map((e) => `, ${e.name} ${e.model.stats.dispatchesPerStep}`).join('');
   console.log(`\ncaptured path (engine, maxNumSeqs 1) on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}${extraNote}`);
   try {

@@ -25,7 +25,6 @@ function modelOptions(options: LoadModelOptions): ModelOptions {
   return { cpuWeights: options.cpuWeights };
 }
 
-/** Read an HF directory's config.json. */
 /**
  * The extra drafts shipped beside `draft` in a models directory (data/models/draft-*: other shapes of
  * draft, e.g. one wide layer; data/README.md says why): their directory names, sorted.
@@ -38,6 +37,7 @@ export function extraDrafts(modelsDir = 'data/models'): string[] {
     .sort();
 }
 
+/** Read an HF directory's config.json. */
 export function readHFConfig(dir: string) {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json (not an HF model directory)`);

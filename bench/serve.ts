@@ -14,7 +14,8 @@
  *   5. Poisson steady state (issue 11): continuous vs static at equal KV memory with many seats,
  *      arrivals faster than either can serve (the queue never empties while requests arrive);
  *      output tok/s over the steady-state window (first step to the step that admits the last
- *      request: the drain tail after it is excluded) and over the whole run
+ *      request: the drain tail after it is excluded) and over the whole run; the pair runs three
+ *      times on the same trace and the round with the median ratio is reported (every round kept)
  *
  *   npm run bench:serve [-- --full] [-- --smoke] [-- --model DIR] [-- --out PATH] [-- --backend wasm|webgpu|...]
  *     [-- --eager] [-- --format f32|bf16] [-- --threads N|all] (wasm: CPU threads, default every core)
@@ -83,6 +84,8 @@ const POISSON_SEATS = smoke ? 4 : 64;
 const POISSON_BLOCKS = smoke ? 32 : 512; // 8192 tokens of KV, the same for both schedulers
 // arrivals at this multiple of the continuous engine's measured service rate (from the burst run)
 const POISSON_OVERLOAD = 2;
+// rounds of the Poisson pair (the same trace each time)
+const POISSON_ROUNDS = smoke ? 1 : 3;
 
 // ---- helpers
 
@@ -417,22 +420,44 @@ async function main() {
     lastArrivalMs: poissonTrace[poissonTrace.length - 1].arrivalMs,
     window: 'steady state: from the first step to the step that admits the last request (excluded); after it only the drain tail is left',
   };
-  for (const policy of ['continuous', 'static'] as const) {
-    const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
-    const ss = steadyState(run.steps, poissonTrace);
-    poisson[policy] = { ...ss, summary: brief(run.summary) };
-    console.log(
-      `poisson ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
-        `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
-    );
-  }
+  // the same trace POISSON_ROUNDS times, the two schedulers alternating: a pair takes ~2 s on a GPU,
+  // and one pair's ratio moves by ~10% from run to run (one slow stretch of either side shifts it),
+  // so the record keeps every round and reports the round with the median steady-state ratio
   type SS = ReturnType<typeof steadyState>;
-  const pc = poisson.continuous as SS;
-  const ps = poisson.static as SS;
-  poisson.steadyStateRatio = pc.steadyStateOutputTokensPerSecond / ps.steadyStateOutputTokensPerSecond;
-  poisson.wholeRunRatio = pc.wholeRunOutputTokensPerSecond / ps.wholeRunOutputTokensPerSecond;
+  type Round = { continuous: SS & { summary: unknown }; static: SS & { summary: unknown }; steadyStateRatio: number; wholeRunRatio: number };
+  const rounds: Round[] = [];
+  for (let r = 0; r < POISSON_ROUNDS; r++) {
+    const round: Partial<Round> = {};
+    for (const policy of ['continuous', 'static'] as const) {
+      const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
+      const ss = steadyState(run.steps, poissonTrace);
+      round[policy] = { ...ss, summary: brief(run.summary) };
+      console.log(
+        `poisson round ${r + 1} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
+          `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
+      );
+    }
+    const [c, s] = [round.continuous!, round.static!];
+    rounds.push({ ...(round as Round), steadyStateRatio: c.steadyStateOutputTokensPerSecond / s.steadyStateOutputTokensPerSecond, wholeRunRatio: c.wholeRunOutputTokensPerSecond / s.wholeRunOutputTokensPerSecond });
+  }
+  const byRatio = [...rounds].sort((a, b) => a.steadyStateRatio - b.steadyStateRatio);
+  const median = byRatio[Math.floor((byRatio.length - 1) / 2)];
+  poisson.continuous = median.continuous;
+  poisson.static = median.static;
+  poisson.steadyStateRatio = median.steadyStateRatio;
+  poisson.wholeRunRatio = median.wholeRunRatio;
+  poisson.rounds = rounds.map((r) => ({
+    steadyStateRatio: r.steadyStateRatio,
+    wholeRunRatio: r.wholeRunRatio,
+    continuousSteadyStateOutputTokensPerSecond: r.continuous.steadyStateOutputTokensPerSecond,
+    staticSteadyStateOutputTokensPerSecond: r.static.steadyStateOutputTokensPerSecond,
+  }));
+  poisson.medianRound = rounds.indexOf(median);
+  poisson.roundsMeaning = 'the same trace, continuous then static, in each round; continuous, static and the ratios above are the round with the median steady-state ratio';
   poisson.goal = 'issue 11: continuous / static >= 3x output tok/s on the Poisson workload at equal KV memory (measured, not asserted)';
-  console.log(`poisson continuous / static: ${fmt(poisson.steadyStateRatio as number, 2)}x steady state, ${fmt(poisson.wholeRunRatio as number, 2)}x whole run (goal >= 3x)`);
+  console.log(
+    `poisson continuous / static: ${fmt(poisson.steadyStateRatio as number, 2)}x steady state, ${fmt(poisson.wholeRunRatio as number, 2)}x whole run (the median of ${rounds.length} round${rounds.length > 1 ? 's' : ''}: ${rounds.map((r) => fmt(r.steadyStateRatio, 2)).join(', ')}; goal >= 3x)`,
+  );
 
   const file = writeBenchJson(
     path.basename(outPath, '.json'),

@@ -423,22 +423,20 @@ async function main() {
   // the same trace POISSON_ROUNDS times, the two schedulers alternating: a pair takes ~2 s on a GPU,
   // and one pair's ratio moves by ~10% from run to run (one slow stretch of either side shifts it),
   // so the record keeps every round and reports the round with the median steady-state ratio
-  type SS = ReturnType<typeof steadyState>;
-  type Round = { continuous: SS & { summary: unknown }; static: SS & { summary: unknown }; steadyStateRatio: number; wholeRunRatio: number };
-  const rounds: Round[] = [];
+  const runPolicy = async (round: number, policy: 'continuous' | 'static') => {
+    const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
+    const ss = steadyState(run.steps, poissonTrace);
+    console.log(
+      `poisson round ${round + 1} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
+        `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
+    );
+    return { ...ss, summary: brief(run.summary) };
+  };
+  const rounds = [];
   for (let r = 0; r < POISSON_ROUNDS; r++) {
-    const round: Partial<Round> = {};
-    for (const policy of ['continuous', 'static'] as const) {
-      const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
-      const ss = steadyState(run.steps, poissonTrace);
-      round[policy] = { ...ss, summary: brief(run.summary) };
-      console.log(
-        `poisson round ${r + 1} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
-          `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
-      );
-    }
-    const [c, s] = [round.continuous!, round.static!];
-    rounds.push({ ...(round as Round), steadyStateRatio: c.steadyStateOutputTokensPerSecond / s.steadyStateOutputTokensPerSecond, wholeRunRatio: c.wholeRunOutputTokensPerSecond / s.wholeRunOutputTokensPerSecond });
+    const c = await runPolicy(r, 'continuous');
+    const s = await runPolicy(r, 'static');
+    rounds.push({ continuous: c, static: s, steadyStateRatio: c.steadyStateOutputTokensPerSecond / s.steadyStateOutputTokensPerSecond, wholeRunRatio: c.wholeRunOutputTokensPerSecond / s.wholeRunOutputTokensPerSecond });
   }
   const byRatio = [...rounds].sort((a, b) => a.steadyStateRatio - b.steadyStateRatio);
   const median = byRatio[Math.floor((byRatio.length - 1) / 2)];

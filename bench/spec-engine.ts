@@ -38,10 +38,11 @@ import type { StepMetrics } from '../lib/engine/metrics';
 import type { EngineModel } from '../lib/engine/pagedModel';
 import { sharedGpu } from '../lib/gpu/device';
 import type { WeightFormat } from '../lib/gpu/kernels';
+import type { GpuLlama } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import { extraDrafts, loadModel, modelSource } from '../lib/model/load';
 import { expectedTokensPerStep } from '../lib/spec/stats';
-import { loadGolden } from '../test/golden';
+import { FREE_TEXT_PROMPTS, loadGolden, promptIds } from '../test/golden';
 
 // ---- flags
 
@@ -141,15 +142,13 @@ async function main(): Promise<void> {
   // tokens, every one at every batch (acceptance varies a lot from prompt to prompt; batch 1 on one
   // prompt would be a sample of one); eager, three, and B requests.
   const golden = loadGolden();
-  const promptNames = captured && !smoke
-    ? ['test-16', 'test-24', 'test-32', 'test-48', 'test-64', 'test-96', 'test-128', 'test-160', 'test-200', 'test-256']
-    : ['test-16', 'test-32', 'test-64'];
-  const free = promptNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
+  const promptNames = captured && !smoke ? FREE_TEXT_PROMPTS : ['test-16', 'test-32', 'test-64'];
+  const free = promptIds(golden, promptNames).map((ids) => (smoke ? ids.slice(0, 6) : ids));
   const requestsAt = (B: number) => (captured && !smoke ? Math.max(B, free.length) : B);
   MAX_PROMPT = Math.max(64, ...free.map((p) => p.length));
   let target: EngineModel;
   let draft: EngineModel;
-  let extras: { name: string; model: EngineModel }[] = [];
+  let extras: { name: string; model: GpuLlama }[] = [];
   let adapter: unknown = null;
   if (captured) {
     // both pools are sized from the same (largest) engine config; the engine checks them
@@ -159,9 +158,9 @@ async function main(): Promise<void> {
     const sizes = capturedOptionsFor(resolveEngineConfig({ maxNumSeqs: Bmax, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(Bmax) }, modelSource(TARGET_DIR).config.maxPositions));
     target = await loadGpuModel(ctx, TARGET_DIR, { ...sizes, format: FORMAT });
     draft = await loadGpuModel(ctx, DRAFT_DIR, { ...sizes, format: FORMAT });
-    const extraGpu = flag('draft') || smoke ? [] : await Promise.all(extraDrafts().map(async (name) => ({ name, model: await loadGpuModel(ctx, path.join('data/models', name), { ...sizes, format: FORMAT }) })));
-    extras = extraGpu;
-    const extraNote = extraGpu.map((e) => `, ${e.name} ${e.model.stats.dispatchesPerStep}`).join('');
+    if (!flag('draft') && !smoke)
+      extras = await Promise.all(extraDrafts().map(async (name) => ({ name, model: await loadGpuModel(ctx, path.join('data/models', name), { ...sizes, format: FORMAT }) })));
+    const extraNote = extras.map((e) => `, ${e.name} ${e.model.stats.dispatchesPerStep}`).join('');
     console.log(`captured on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: target ${target.stats.dispatchesPerStep} dispatches/step, draft ${draft.stats.dispatchesPerStep}${extraNote}`);
   } else {
     target = await loadModel(TARGET_DIR);

@@ -38,7 +38,7 @@ import { extraDrafts, loadModel, modelSource } from '../lib/model/load';
 import { speculativeGenerate, type SpeculativeOptions } from '../lib/spec/generate';
 import { predictedSpeedup, type SpecSummary } from '../lib/spec/stats';
 import { loadTokenizer } from '../lib/generate/tokenizer';
-import { loadGolden } from '../test/golden';
+import { FREE_TEXT_PROMPTS, loadGolden, promptIds } from '../test/golden';
 import { resolveEngineConfig, type EngineConfigInput, type SpeculativeEngineConfigInput } from '../lib/engine/config';
 import { capturedOptionsFor, LLMEngine } from '../lib/engine/llmEngine';
 import type { GpuLlama } from '../lib/gpu/llama';
@@ -74,7 +74,7 @@ const CAPTURED = smoke
       repeats: Number(flag('repeats') ?? 3),
       gammas: [1, 2, 3, 4, 5, 6, 8],
       lookup: [2, 4, 8],
-      free: ['test-16', 'test-24', 'test-32', 'test-48', 'test-64', 'test-96', 'test-128', 'test-160', 'test-200', 'test-256'],
+      free: FREE_TEXT_PROMPTS,
     };
 const OUT = flag('out') ?? path.join('data', 'bench', 'spec.json');
 const BACKEND = (flag('backend') ?? 'auto') as BackendPreference;
@@ -402,9 +402,10 @@ async function main(): Promise<void> {
 
   // free text: golden prompts cut from test-split chapters (16..128 tokens)
   const freeNames = smoke ? ['test-16'] : quick ? ['test-32', 'test-64'] : ['test-16', 'test-32', 'test-64', 'test-128'];
-  const free = freeNames.map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
+  const cut = (ids: number[]) => (smoke ? ids.slice(0, 6) : ids);
+  const free = promptIds(golden, freeNames).map(cut);
   const repetitive = [smoke ? tokenizer.encode(REPETITIVE).slice(0, 24) : tokenizer.encode(REPETITIVE)];
-  const capturedFree = CAPTURED.free.map((n) => golden.prompts.find((p) => p.name === n)!.ids).map((ids) => (smoke ? ids.slice(0, 6) : ids));
+  const capturedFree = promptIds(golden, CAPTURED.free).map(cut);
 
   const result: Record<string, unknown> = {
     backend: backend.name,

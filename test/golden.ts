@@ -26,6 +26,21 @@ export function loadGolden(): Golden {
 }
 
 /**
+ * The golden test-split prompts of 16-256 tokens: the free text the GPU speculative benchmarks measure
+ * on (acceptance varies a lot from prompt to prompt, so one or two prompts make a poor sample).
+ */
+export const FREE_TEXT_PROMPTS = ['test-16', 'test-24', 'test-32', 'test-48', 'test-64', 'test-96', 'test-128', 'test-160', 'test-200', 'test-256'];
+
+/** The token ids of the golden prompts with these names, in order. */
+export function promptIds(golden: Golden, names: readonly string[]): number[][] {
+  return names.map((n) => {
+    const p = golden.prompts.find((q) => q.name === n);
+    if (!p) throw new Error(`golden.json has no prompt '${n}'`);
+    return p.ids;
+  });
+}
+
+/**
  * How many leading tokens of `got` equal the oracle's continuation; a first mismatch where the oracle's
  * margin is below TIE counts as a tie and the rest of the sequence is accepted (it legitimately diverges).
  */

@@ -29,12 +29,18 @@ const golden = readJson('data/golden/golden.json');
 const llamacpp = readJson('data/golden/llamacpp.json');
 const llamacppF16 = fs.existsSync('data/golden/llamacpp-f16.json') ? readJson('data/golden/llamacpp-f16.json') : null;
 
+// one row of the models table: data/models/<name>, its perplexities and how it was trained
+const modelConfig = (name: string) => configFromHF(readJson(`data/models/${name}/config.json`));
+function modelRow(name: string, ppl: { validation: { ppl: number }; test: { ppl: number } }, training: string): string {
+  const c = modelConfig(name);
+  return `| \`${name}\` | ${millions(llamaSizes(c).params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${ppl.validation.ppl.toFixed(2)} | ${ppl.test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | ${training} |`;
+}
+
 const modelRows = (['target', 'draft'] as const).map((name) => {
-  const c = configFromHF(readJson(`data/models/${name}/config.json`));
   const chosen = report[name].chosen as string;
   const log = logs[chosen] ?? {};
   const onPolicy = name === 'draft' && report.on_policy ? `; on-policy: best step ${report.on_policy.best_step}, ${report.on_policy.seconds} s` : '';
-  return `| \`${name}\` | ${millions(llamaSizes(c).params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${report[name].validation.ppl.toFixed(2)} | ${report[name].test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | ${chosen}, best step ${log.best_step}, ${log.seconds} s${onPolicy} |`;
+  return modelRow(name, report[name], `${chosen}, best step ${log.best_step}, ${log.seconds} s${onPolicy}`);
 });
 
 // the extra drafts shipped beside `draft` (train.py's EXTRA_DRAFTS), one row each in the models table
@@ -53,10 +59,7 @@ interface Agreement {
   agreement: number;
   tokens_per_step: Record<string, number>;
 }
-const extraRows = extras.map(([name, e]) => {
-  const c = configFromHF(readJson(`data/models/${name}/config.json`));
-  return `| \`${name}\` | ${millions(e.params)} | ${c.numLayers} | ${c.hiddenSize} | ${c.numHeads} / ${c.numKvHeads} (D=${c.headDim}) | ${c.intermediateSize} | ${c.maxPositions} | ${e.validation.ppl.toFixed(2)} | ${e.test.ppl.toFixed(2)} | ${mb(fs.statSync(`data/models/${name}/model.safetensors`).size)} | both stages: first best step ${logs[name]?.best_step}, on-policy best step ${e.on_policy.best_step}, ${e.seconds} s |`;
-});
+const extraRows = extras.map(([name, e]) => modelRow(name, e, `both stages: first best step ${logs[name]?.best_step}, on-policy best step ${e.on_policy.best_step}, ${e.seconds} s`));
 
 // a full run's time: the first run's stages, then the on-policy stage and the extra drafts as timed by their runs
 function fullRunSeconds(): number {
@@ -65,10 +68,10 @@ function fullRunSeconds(): number {
 
 function extraSection(): string {
   if (extras.length === 0) return '';
-  const draft = configFromHF(readJson('data/models/draft/config.json'));
-  const target = configFromHF(readJson('data/models/target/config.json'));
+  const draft = modelConfig('draft');
+  const target = modelConfig('target');
   const lines = extras.map(([name, e]) => {
-    const c = configFromHF(readJson(`data/models/${name}/config.json`));
+    const c = modelConfig(name);
     const g = e.agreement_on_target_greedy;
     return `- \`${name}\`: ${c.numLayers} layer${c.numLayers > 1 ? 's' : ''}, hidden ${c.hiddenSize}${c.hiddenSize === target.hiddenSize ? " (as wide as the target; its embedding starts from the target's)" : ''}, ${millions(e.params)} parameters. A decode step on the captured GPU path is ${capturedDispatches(c.numLayers)} dispatches against ${capturedDispatches(draft.numLayers)} for \`draft\`. After the first stage it agreed on ${pct(e.first_stage.test_agreement.agreement)} of test-split positions (teacher-forced); after the on-policy stage ${pct(e.agreement_teacher_forced_test.agreement)}, and ${pct(g.agreement)} of the ${g.positions} positions of the target's greedy continuations of the golden prompts (\`draft\`: ${pct(report.draft_agreement_on_target_greedy.agreement)}); a replayed greedy speculative step emits ${g.tokens_per_step['4'].toFixed(2)} tokens at γ = 4 and ${g.tokens_per_step['6'].toFixed(2)} at γ = 6. Made by \`python3 scripts/train/train.py --draft-only data --extra-draft ${name} --out OUT\` (log: \`logs/train-${name}.log\`).`;
   });

@@ -524,9 +524,10 @@ def main():
         draft = load_oracle(os.path.join(out, "candidates", chosen))
 
     # 3b. the chosen draft, distilled again on the target's own continuations (with --extra-draft, DATA's
-    # draft is kept as it is)
+    # draft and its oracle outputs are kept as they are)
     on_policy = f"{chosen}-on-policy"
-    if data and args.extra_draft:
+    keep_draft = bool(data and args.extra_draft)
+    if keep_draft:
         shutil.copytree(os.path.join(data, "models/draft"), os.path.join(out, "models/draft"), dirs_exist_ok=True)
         on_policy_seconds = old_report["on_policy"]["seconds"]
     else:
@@ -538,15 +539,15 @@ def main():
         on_policy_seconds = round(time.time() - t_on_policy, 1)
 
     # 3c. the extra drafts, both stages each (with --draft-only: the one named by --extra-draft)
-    extra, extra_seconds = {}, {}
+    extra = {}
     for name in ([args.extra_draft] if args.extra_draft else []) if data else list(EXTRA_DRAFTS):
         t_extra = time.time()
         d, logs[name], candidate = distill_candidate(name, target, tok, train_ids, val_ids, test_ids, out, smoke)
         d.train()
         logs[f"{name}-on-policy"] = distill_on_policy(d, target, f"{name}-on-policy", train_ids, val_ids, smoke)
         save_model(d, tok, os.path.join(out, "models", name))
-        extra[name] = {"model": load_oracle(os.path.join(out, "models", name)), "first_stage": candidate}
-        extra_seconds[name] = round(time.time() - t_extra, 1)
+        extra[name] = {"model": load_oracle(os.path.join(out, "models", name)), "first_stage": candidate,
+                       "seconds": round(time.time() - t_extra, 1)}
         del d
 
     # 4. check the shipped dirs load through AutoTokenizer too, and encode like `tokenizers`
@@ -569,7 +570,6 @@ def main():
     else:
         golden["prompts"] = prompts = golden_prompts(tok, test_text, smoke)
         n_cont = 8 if smoke else 64
-    keep_draft = bool(data and args.extra_draft)  # DATA's draft and its oracle outputs, unchanged
     if keep_draft:
         golden["models"]["draft"] = old_golden["models"]["draft"]
         golden["draft_agreement_on_target_greedy"] = old_golden["draft_agreement_on_target_greedy"]
@@ -643,7 +643,7 @@ def main():
                          "on_policy": {**logs[f"{name}-on-policy"]["on_policy"],
                                        "best_step": logs[f"{name}-on-policy"]["best_step"],
                                        "run": "--draft-only --extra-draft" if data else "full"},
-                         "seconds": extra_seconds[name],
+                         "seconds": e["seconds"],
                          "agreement_teacher_forced_test": agreement_teacher_forced(e["model"], target, test_ids),
                          "agreement_on_target_greedy": e["agreement_on_target_greedy"]}
                   for name, e in extra.items()}},

@@ -11,7 +11,12 @@
  *   4. bandwidth: a pure-read kernel's rate (the roof) and what a batch-1 step of a large model
  *      streams (weight bytes / step time), fp32 and bf16;
  *   5. where a step's GPU time goes (adapters with timestamp queries): each kernel timed alone,
- *      the whole step in one pass, and the floor of one dependent dispatch.
+ *      the whole step in one pass, and the floor of one dependent dispatch;
+ *   6. the engine's steps (timestamp queries): steps shaped like continuous batching's (decodes
+ *      at spread contexts beside prefill chunks), static batching's prefill, and decode alone,
+ *      each timed on the GPU with every kernel choice (decode tile, shared tile and the rows it
+ *      starts from, attention's workgroup), the choices taking turns: what GpuLlama's defaults
+ *      are picked from.
  *
  *   npm run bench:captured [-- --quick] [--presets random-1b] [--out DIR] [--sections 3,5] [--shared-tiles 32x32,32x16]
  *
@@ -45,7 +50,7 @@ const BATCHES = QUICK ? [1, 4] : [1, 2, 4, 8, 16, 32];
 const STEPS = QUICK ? 4 : 64;
 const PROMPT = 32;
 /** which numbered sections to run (default all; a partial record is for checking, not for committing) */
-const SECTIONS = new Set((flags.value('sections') ?? '1,2,3,4,5').split(',').map(Number));
+const SECTIONS = new Set((flags.value('sections') ?? '1,2,3,4,5,6').split(',').map(Number));
 // section 5 with --shared-tiles 32x32,32x16,32x32/4...: the shared-memory tile's shapes against
 // each other (/S: K split into S slices, SharedTile.splitK)
 const SHARED_TILES: SharedTile[] = (flags.value('shared-tiles') ?? '')
@@ -346,6 +351,141 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
   }, sharedTile ? { sharedTile } : {});
 }
 
+// ---- 6. the engine's steps with every kernel choice
+
+/** A kernel choice: what the model is built with (tiles, attention's narrow workgroup) and when each runs. */
+interface KernelChoice {
+  name: string;
+  build: Pick<GpuLlamaOptions, 'decodeTile' | 'sharedTile' | 'attentionNarrowWg'>;
+  /** rows from which the matmuls take the shared tile, tokens from which attention takes the narrow workgroup */
+  sharedFrom: number;
+  attentionNarrowFrom: number;
+}
+
+/** A step as the engine builds one: decodes at the given contexts, then prefill chunks [start, tokens]. */
+interface EngineStepShape {
+  name: string;
+  decodes: number[];
+  chunks: [number, number][];
+}
+
+// contexts spread evenly over [lo, hi]
+const spread = (count: number, lo: number, hi: number) => Array.from({ length: count }, (_, i) => Math.round(lo + ((hi - lo) * i) / Math.max(1, count - 1)));
+
+const ENGINE_STEPS: EngineStepShape[] = QUICK
+  ? [
+      { name: '3 decodes + a 12-token chunk', decodes: spread(3, 8, 40), chunks: [[0, 12]] },
+      { name: '2 chunks of 16', decodes: [], chunks: [[0, 16], [16, 16]] },
+    ]
+  : [
+      // bench:serve's Poisson workload under continuous batching: ~58 decodes and ~45 prompt tokens a step
+      { name: '56 decodes + a 48-token chunk', decodes: spread(56, 40, 300), chunks: [[0, 48]] },
+      { name: '32 decodes + 2 chunks of 64', decodes: spread(32, 64, 256), chunks: [[0, 64], [0, 64]] },
+      { name: '64 decodes', decodes: spread(64, 40, 300), chunks: [] },
+      { name: '16 decodes', decodes: spread(16, 64, 256), chunks: [] },
+      { name: '1 decode', decodes: [128], chunks: [] },
+      // prefill: 4 chunks of 64 after 64 tokens, and static batching's step of 8 prompts of 64
+      { name: '4 chunks of 64 at 64', decodes: [], chunks: [[64, 64], [64, 64], [64, 64], [64, 64]] },
+      { name: '8 prompts of 64', decodes: [], chunks: Array.from({ length: 8 }, () => [0, 64] as [number, number]) },
+    ];
+
+const stepTokens = (s: EngineStepShape) => s.decodes.length + s.chunks.reduce((a, [, t]) => a + t, 0);
+
+function kernelChoices(): KernelChoice[] {
+  const base = { sharedFrom: SHARED_FROM, attentionNarrowFrom: Infinity };
+  const narrow = (wg: number, from: number): KernelChoice => ({ name: `attention ${wg} threads from ${from} tokens`, build: { attentionNarrowWg: wg }, sharedFrom: SHARED_FROM, attentionNarrowFrom: from });
+  const shared = (tile: SharedTile, from: number): KernelChoice => ({
+    name: `shared ${tile.rows}x${tile.tokens}/${tile.splitK ?? 1} from ${from} rows`,
+    build: { sharedTile: tile },
+    sharedFrom: from,
+    attentionNarrowFrom: Infinity,
+  });
+  const sharedTile = (rows: number, tokens: number, splitK: number): SharedTile => ({ kind: 'shared', rows, tokens, splitK });
+  if (QUICK) return [{ name: 'defaults', build: {}, ...base }, narrow(16, 1), shared(sharedTile(32, 32, 4), 1)];
+  return [
+    { name: 'defaults', build: {}, ...base },
+    { name: 'decode tile only', build: {}, sharedFrom: Infinity, attentionNarrowFrom: Infinity },
+    narrow(32, 1),
+    narrow(64, 1),
+    narrow(128, 1),
+    { name: 'decode tile 4 rows x 8 tokens', build: { decodeTile: { kind: 'lanes', rows: 4, lanes: 32, tokens: 8 } }, ...base },
+    { name: 'decode tile 8 rows x 4 tokens', build: { decodeTile: { kind: 'lanes', rows: 8, lanes: 32, tokens: 4 } }, ...base },
+    ...[32, 64].map((from) => shared(sharedTile(32, 32, 4), from)),
+    ...[32, 64, 128].map((from) => shared(sharedTile(32, 32, 2), from)),
+    ...[32, 64, 128].map((from) => shared(sharedTile(64, 32, 2), from)),
+    ...[32, 64, 128].map((from) => shared(sharedTile(32, 64, 2), from)),
+    ...[32, 64, 128].map((from) => shared(sharedTile(16, 32, 4), from)),
+  ];
+}
+
+// every engine-shaped step with every kernel choice: one model per build, the choices' turns
+// interleaved `rounds` times; whole-step GPU time (one pass) and each kernel's sum alone
+async function engineSteps(ctx: GpuContext, dir: string, rounds: number) {
+  const choices = kernelChoices();
+  // the choices grouped by what their model is built with
+  const builds = new Map<string, { build: KernelChoice['build']; list: KernelChoice[] }>();
+  for (const c of choices) {
+    const k = JSON.stringify(c.build);
+    if (!builds.has(k)) builds.set(k, { build: c.build, list: [] });
+    builds.get(k)!.list.push(c);
+  }
+  const maxTokens = Math.max(...ENGINE_STEPS.map(stepTokens));
+  const maxSeqs = Math.max(...ENGINE_STEPS.map((s) => s.decodes.length + s.chunks.length));
+  const us = new Map<string, { step: number[]; byKernel: Record<string, number>[] }>();
+  const key = (c: KernelChoice, s: EngineStepShape) => `${c.name} | ${s.name}`;
+  const models: [GpuLlama, KernelChoice[]][] = [];
+  try {
+    for (const { build, list } of builds.values()) {
+      const m = await loadGpuModel(ctx, dir, { maxTokens, maxSeqs, ...build });
+      const reach = Math.max(...ENGINE_STEPS.flatMap((st) => [...st.decodes.map((c) => c + 1), ...st.chunks.map(([start, n]) => start + n)]));
+      if (m.config.maxPositions < reach) throw new Error(`engine steps: ${dir} has ${m.config.maxPositions} positions, the steps reach ${reach}`);
+      models.push([m, list]);
+    }
+    const bar = progressBar(rounds * choices.length, 'engine steps');
+    for (let r = 0; r < rounds; r++) {
+      for (const [m, list] of models) {
+        const tables = contiguousTables(m, maxSeqs);
+        for (const c of list) {
+          m.sharedFrom = c.sharedFrom;
+          m.attentionNarrowFrom = c.attentionNarrowFrom;
+          for (const s of ENGINE_STEPS) {
+            let t = 0;
+            const seqs: GpuStepSequence[] = [
+              ...s.decodes.map((ctxLen) => ({ tokens: [7], start: ctxLen, blockTable: tables[t++], logits: 1 })),
+              ...s.chunks.map(([start, n]) => ({ tokens: Array.from({ length: n }, (_, i) => (i * 13 + 5) % m.config.vocabSize), start, blockTable: tables[t++], logits: 1 })),
+            ];
+            const timed = await m.timeStep(seqs, 3);
+            const byKernel: Record<string, number> = {};
+            for (const d of timed.dispatches) byKernel[d.name] = (byKernel[d.name] ?? 0) + d.us;
+            const e = us.get(key(c, s)) ?? { step: [], byKernel: [] };
+            e.step.push(timed.stepUs);
+            e.byKernel.push(byKernel);
+            us.set(key(c, s), e);
+          }
+          bar.tick();
+        }
+      }
+    }
+    bar.done();
+  } finally {
+    for (const [m] of models) m.dispose();
+  }
+  const rows = ENGINE_STEPS.map((s) => {
+    const byChoice = choices.map((c) => {
+      const e = us.get(key(c, s))!;
+      const kernels = Object.keys(e.byKernel[0]);
+      return {
+        choice: c.name,
+        stepUsMedian: percentile(e.step, 50),
+        stepUs: e.step,
+        aloneUsMedian: Object.fromEntries(kernels.map((k) => [k, percentile(e.byKernel.map((b) => b[k]), 50)])),
+      };
+    });
+    return { step: s.name, tokens: stepTokens(s), decodes: s.decodes, chunks: s.chunks, byChoice };
+  });
+  return { meaning: "GPU microseconds of one step (one pass, timestamp queries) for each kernel choice; aloneUsMedian: each kernel kind's dispatches summed, each timed in a pass of its own; medians over the rounds", rounds, rows };
+}
+
 async function main(): Promise<void> {
   // tfjs for the reference op chains and the eager comparison: webgpu when present, else wasm
   const backend = await initBackend({ prefer: flags.value('backend') ?? 'auto' } as never);
@@ -546,6 +686,26 @@ async function main(): Promise<void> {
         }
       }
       result.kernelTimes = { floor, kernels, tiles, ...(shapes.length > 0 ? { sharedTiles: shapes } : {}) };
+    }
+  }
+
+  // ---- 6. the engine's steps with every kernel choice
+  if (SECTIONS.has(6)) {
+    if (ctx.info.timestamps) {
+      const r = await engineSteps(ctx, QUICK ? 'data/models/draft' : 'data/models/target', QUICK ? 1 : 3);
+      for (const row of r.rows) {
+        const ranked = [...row.byChoice].sort((a, b) => a.stepUsMedian - b.stepUsMedian);
+        const def = row.byChoice[0];
+        console.log(
+          `${row.step} (${row.tokens} tokens): defaults ${def.stepUsMedian.toFixed(0)} us; best ${ranked
+            .slice(0, 4)
+            .map((x) => `${x.choice} ${x.stepUsMedian.toFixed(0)}`)
+            .join(', ')}`,
+        );
+      }
+      result.engineSteps = r;
+    } else {
+      console.log('engine steps: this adapter has no timestamp queries, skipped');
     }
   }
 

@@ -21,6 +21,7 @@
  *     [-- --eager] [-- --format f32|bf16] [-- --threads N|all] (wasm: CPU threads, default every core)
  *     [-- --head-shared-from N] (webgpu: the LM head on the shared-memory tile from N logits rows)
  *     [-- --shared-from N] [-- --split-k S] (webgpu: the matmuls' shared-memory tile from N rows, its K in S slices)
+ *     [-- --attention-narrow-from N] [-- --attention-narrow-wg T] (webgpu: attention on T-thread workgroups in steps of N tokens or more)
  *
  * With the webgpu backend the engine runs on the captured path (lib/gpu, one GpuLlama sized for
  * the largest engine config here); --eager keeps the tfjs path. --smoke: a few requests of a few
@@ -64,6 +65,8 @@ const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
 const HEAD_SHARED = flag('head-shared-from'); // (webgpu) the LM head's shared-tile threshold, GpuLlamaOptions.headSharedFrom
 const SHARED_FROM_FLAG = flag('shared-from'); // (webgpu) GpuLlamaOptions.sharedFrom
 const SPLIT_K = flag('split-k'); // (webgpu) the shared tile's K slices, SharedTile.splitK
+const NARROW_FROM = flag('attention-narrow-from'); // (webgpu) GpuLlamaOptions.attentionNarrowFrom
+const NARROW_WG = flag('attention-narrow-wg'); // (webgpu) GpuLlamaOptions.attentionNarrowWg
 const modelDir = flag('model') ?? 'data/models/target';
 const outPath = flag('out') ?? path.join('data', 'bench', 'serve.json');
 const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
@@ -175,7 +178,57 @@ function steadyState(steps: readonly StepMetrics[], workload: readonly WorkloadR
     wholeRunMs: allMs,
     wholeRunOutputTokensPerSecond: (1000 * all) / allMs,
     meanStepMs: steps.reduce((a, s) => a + s.wallMs, 0) / steps.length,
+    stepCost: stepCost(win),
   };
+}
+
+// what a step of the Poisson window costs: a least-squares line through the steps' wall times,
+// ms = fixed + perDecode * decodes + perPromptToken * prompt tokens, and the steps bucketed by
+// tokens scheduled (count, mean decodes, prompt tokens and wall ms): where the time goes as a
+// step fills with prefill
+function stepCost(steps: readonly StepMetrics[]) {
+  const rows = steps
+    .filter((s) => s.decodes.length + s.prefills.length > 0)
+    .map((s) => ({ d: s.decodes.length, p: s.prefills.reduce((a, e) => a + e.numTokens, 0), ms: s.wallMs }));
+  // normal equations of [1, d, p] . beta = ms
+  const A = [0, 1, 2].map(() => [0, 0, 0]);
+  const y = [0, 0, 0];
+  for (const r of rows) {
+    const x = [1, r.d, r.p];
+    for (let i = 0; i < 3; i++) {
+      y[i] += x[i] * r.ms;
+      for (let j = 0; j < 3; j++) A[i][j] += x[i] * x[j];
+    }
+  }
+  const beta = solve3(A, y);
+  const edges = [1, 17, 65, 129, 257, 513];
+  const buckets = edges.slice(0, -1).flatMap((lo, i) => {
+    const inB = rows.filter((r) => r.d + r.p >= lo && r.d + r.p < edges[i + 1]);
+    if (inB.length === 0) return [];
+    const mean = (f: (r: (typeof rows)[number]) => number) => inB.reduce((a, r) => a + f(r), 0) / inB.length;
+    return [{ tokens: `${lo}-${edges[i + 1] - 1}`, steps: inB.length, meanDecodes: mean((r) => r.d), meanPromptTokens: mean((r) => r.p), meanWallMs: mean((r) => r.ms) }];
+  });
+  return {
+    fit: beta ? { fixedMs: beta[0], perDecodeMs: beta[1], perPromptTokenMs: beta[2] } : null,
+    fitMeaning: 'least squares over the steps: wall ms = fixedMs + perDecodeMs x decodes + perPromptTokenMs x prompt tokens',
+    buckets,
+  };
+}
+
+// A x = y for a 3 x 3 system (Gaussian elimination with partial pivoting); null when singular
+function solve3(A: number[][], y: number[]): number[] | null {
+  const M = A.map((row, i) => [...row, y[i]]);
+  for (let c = 0; c < 3; c++) {
+    const p = [c, c + 1, c + 2].filter((r) => r < 3).reduce((best, r) => (Math.abs(M[r][c]) > Math.abs(M[best][c]) ? r : best), c);
+    if (Math.abs(M[p][c]) < 1e-12) return null;
+    [M[c], M[p]] = [M[p], M[c]];
+    for (let r = 0; r < 3; r++) {
+      if (r === c) continue;
+      const f = M[r][c] / M[c][c];
+      for (let k = c; k < 4; k++) M[r][k] -= f * M[c][k];
+    }
+  }
+  return M.map((row, i) => row[3] / row[i]);
 }
 
 // ---- 4 (captured). the paged step with contiguous block tables (sequence b owns blocks
@@ -286,6 +339,8 @@ async function main() {
       ...(HEAD_SHARED ? { headSharedFrom: Number(HEAD_SHARED) } : {}),
       ...(SHARED_FROM_FLAG ? { sharedFrom: Number(SHARED_FROM_FLAG) } : {}),
       ...(SPLIT_K ? { sharedTile: { ...MATMUL_TILE_SHARED, splitK: Number(SPLIT_K) } } : {}),
+      ...(NARROW_FROM ? { attentionNarrowFrom: Number(NARROW_FROM) } : {}),
+      ...(NARROW_WG ? { attentionNarrowWg: Number(NARROW_WG) } : {}),
     });
     model = gpuModel;
     console.log(`captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`);
@@ -428,7 +483,8 @@ async function main() {
     const ss = steadyState(run.steps, poissonTrace);
     console.log(
       `poisson round ${round + 1} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
-        `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)`,
+        `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)` +
+        (ss.stepCost.fit ? `; a step ~ ${fmt(ss.stepCost.fit.fixedMs, 3)} ms + ${fmt(1000 * ss.stepCost.fit.perDecodeMs, 1)} us a decode + ${fmt(1000 * ss.stepCost.fit.perPromptTokenMs, 1)} us a prompt token` : ''),
     );
     return { ...ss, summary: brief(run.summary) };
   };

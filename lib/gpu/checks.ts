@@ -106,6 +106,9 @@ function verdict(kernel: string, shape: string, err: number, tolerance: number):
 // bf16-rounded copy (what the packed weights hold)
 const roundBf16 = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
 
+// attention workgroups checked beside the default one
+const ATTENTION_CHECK_WGS = [16, 32, 64];
+
 // every matmul tile, named as the checks print them
 const MATMUL_TILES = [
   ['', MATMUL_TILE],
@@ -220,7 +223,7 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const numBlocks = B * maxBlocks;
     const perm = Array.from({ length: numBlocks }, (_, i) => i).sort(() => rng() - 0.5);
     const table = Uint32Array.from(perm);
-    const lens = [pick([3, 9, 17]), pick([1, 6, 12])];
+    const lens = [c === 0 ? 17 : pick([3, 9, 17]), pick([1, 6, 12])]; // (17: two chunks of a 16-thread workgroup)
     // every token of both sequences in one step (a prefill), token-major
     const tokens: [number, number][] = [];
     lens.forEach((n, b) => {
@@ -252,8 +255,8 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const wRows = ropeRowPairs(Wqkv, spec, K);
     const wStored = format === 'f32' ? wRows : packBf16(wRows);
     const cosSin = ropeCosSin(maxPos, invFreq);
-    const runTile = (tile: MatmulTile) =>
-      runQkvAttention(ctx, matmulKernel({ ...mmSpec, tile }), pagedAttentionKernel(spec), {
+    const runTile = (tile: MatmulTile, attentionWg?: number) =>
+      runQkvAttention(ctx, matmulKernel({ ...mmSpec, tile }), pagedAttentionKernel(spec, attentionWg), {
         W: wStored,
         X,
         gain,
@@ -335,6 +338,14 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
         ),
       );
       push(verdict(`paged attention (prefill + GQA), after the${tileName} qkv`, shape, maxAbsDiff(rope.att, ref.att), tol));
+    }
+    // attention on narrower workgroups (GpuLlama's attentionNarrowWg); 16 threads walk a
+    // sequence of 17 keys in two chunks, so the online softmax's rescaling is checked too
+    for (const wg of ATTENTION_CHECK_WGS) {
+      if (wg % (D / 4) !== 0) continue;
+      const narrow = await runTile(MATMUL_TILE, wg);
+      const shape = `B=2 lengths ${lens.join(',')} H=${H} Hkv=${Hkv} D=${D} blockSize=${blockSize}, ${wg} threads`;
+      push(verdict(`paged attention (prefill + GQA), ${wg}-thread workgroup`, shape, maxAbsDiff(narrow.att, ref.att), 1e-5 * Math.max(1, Math.sqrt(K) / 8)));
     }
 
     // ---- embed and argmax

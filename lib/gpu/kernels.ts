@@ -552,7 +552,7 @@ export interface AttentionSpec {
   maxBlocks: number;
 }
 
-/** Threads per attention workgroup: one key per thread per chunk of scores. */
+/** Threads per attention workgroup by default: one key per thread per chunk of scores. */
 export const ATTENTION_WG = 256;
 
 /**
@@ -560,13 +560,17 @@ export const ATTENTION_WG = 256;
  * the block pool through the sequence's block table (no gathered copy): token n at position
  * pos sees its sequence's positions 0..pos. Online softmax over chunks of 256 keys: each thread
  * scores one key (vec4 loads of its K row); then the values, D/4 threads per key (a vec4 of
- * dims each) and 256 / (D/4) keys side by side, their partial sums added at the end.
+ * dims each) and WG / (D/4) keys side by side, their partial sums added at the end.
+ * `wg` threads a workgroup (a power of two, default ATTENTION_WG = 256): a narrower workgroup
+ * walks a long context in more chunks, but each chunk's reductions take fewer barrier rounds and
+ * more workgroups fit on the GPU at once (a step with many tokens: GpuLlama.attentionNarrowFrom).
  * Dispatch (N * H). qkv (q rotated and scaled), pools, meta, table -> O [N, H*D]
  */
-export function pagedAttentionKernel(a: AttentionSpec): string {
+export function pagedAttentionKernel(a: AttentionSpec, wg = ATTENTION_WG): string {
   const { H, Hkv, D, blockSize, maxBlocks } = a;
-  const WG = ATTENTION_WG;
+  const WG = wg;
   const DV = D / 4; // vec4s per head row
+  if (!Number.isInteger(Math.log2(WG)) || WG > 256) throw new Error(`attention: workgroup of ${WG} threads is not a power of two up to 256`);
   if (D % 4 !== 0 || WG % DV !== 0) throw new Error(`attention: head dim ${D} must be a multiple of 4 dividing ${4 * WG}`);
   const KG = WG / DV; // keys side by side in the value phase
   return /* wgsl */ `

@@ -32,6 +32,7 @@ import {
   ropeRowPairs,
   sharedTileBytes,
   type AttentionSpec,
+  type LaneTile,
   type MatmulSpec,
   type MatmulTile,
   type SharedTile,
@@ -62,6 +63,12 @@ export interface GpuLlamaOptions {
   sharedTile?: SharedTile;
   /** the LM head uses the shared-memory tile from this many logits rows; default HEAD_SHARED_FROM */
   headSharedFrom?: number;
+  /** the decode tile's shape (weight rows x lanes x tokens); default MATMUL_TILE */
+  decodeTile?: LaneTile;
+  /** threads of the narrow attention workgroup (a power of two); default ATTENTION_NARROW_WG */
+  attentionNarrowWg?: number;
+  /** steps of at least this many tokens run attention on the narrow workgroup; default ATTENTION_NARROW_FROM */
+  attentionNarrowFrom?: number;
 }
 
 /**
@@ -97,6 +104,12 @@ export const HEAD_SHARED_FROM = 16;
  * 0.96 / 0.46 / 0.56, 0.42 / 0.43 / 0.74, 0.62 / 0.64 / 0.74; every 6 was slower than 11.
  */
 export const SUBMIT_EVERY = 11;
+
+/** GpuLlama's default for attentionNarrowWg: threads of the attention workgroup in steps of many tokens. */
+export const ATTENTION_NARROW_WG = 64;
+
+/** GpuLlama's default for attentionNarrowFrom: from this many tokens a step's attention runs on the narrow workgroup. */
+export const ATTENTION_NARROW_FROM = Infinity;
 
 /** One sequence's part of a step. */
 export interface GpuStepSequence {
@@ -146,14 +159,15 @@ interface Dispatch {
   /** workgroups (x, or [x, y]) for a step of n tokens and m logits rows */
   count: (n: number, m: number) => number | [number, number];
   /**
-   * a matmul's shared-memory tile, run when the matmul has at least `from()` input rows
-   * (GpuLlama.sharedFrom, or headSharedFrom for the LM head's logits rows)
+   * the kernel for big steps, run when the step has at least `from()` rows: a matmul's shared-
+   * memory tile (GpuLlama.sharedFrom input rows, or headSharedFrom logits rows for the LM head),
+   * attention's narrow workgroup (GpuLlama.attentionNarrowFrom tokens)
    */
-  shared?: TileVariant & { rows: (n: number, m: number) => number; from: () => number };
+  big?: Variant & { rows: (n: number, m: number) => number; from: () => number };
 }
 
-/** A matmul dispatch on another tile. */
-interface TileVariant {
+/** A dispatch's other kernel (its own pipeline, bind group and grid). */
+interface Variant {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   count: (n: number, m: number) => [number, number];
@@ -182,9 +196,13 @@ export class GpuLlama {
   sharedFrom: number;
   /** logits rows from which the LM head uses the shared-memory tile (GpuLlamaOptions.headSharedFrom); may be changed between steps */
   headSharedFrom: number;
+  /** tokens from which attention runs on the narrow workgroup (GpuLlamaOptions.attentionNarrowFrom); may be changed between steps */
+  attentionNarrowFrom: number;
 
   private readonly ctx: GpuContext;
   private readonly sharedTile: SharedTile;
+  private readonly decodeTile: LaneTile;
+  private readonly attentionNarrowWg: number;
   private readonly buffers: GPUBuffer[] = [];
   private readonly dispatches: Dispatch[] = [];
   /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
@@ -215,6 +233,11 @@ export class GpuLlama {
     if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
     this.headSharedFrom = options.headSharedFrom ?? HEAD_SHARED_FROM;
     if (!(this.headSharedFrom >= 1)) throw new Error(`GpuLlama: headSharedFrom must be at least 1 (Infinity: never), got ${this.headSharedFrom}`);
+    this.attentionNarrowFrom = options.attentionNarrowFrom ?? ATTENTION_NARROW_FROM;
+    if (!(this.attentionNarrowFrom >= 1))
+      throw new Error(`GpuLlama: attentionNarrowFrom must be at least 1 (Infinity: never), got ${this.attentionNarrowFrom}`);
+    this.attentionNarrowWg = options.attentionNarrowWg ?? ATTENTION_NARROW_WG;
+    this.decodeTile = options.decodeTile ?? MATMUL_TILE;
     for (const [k, v] of Object.entries({
       maxTokens: this.maxTokens,
       maxSeqs: this.maxSeqs,
@@ -228,7 +251,7 @@ export class GpuLlama {
     // the split tile where the device has the workgroup memory for it (WebGPU promises 16 KB)
     this.sharedTile =
       options.sharedTile ?? (ctx.device.limits.maxComputeWorkgroupStorageSize >= sharedTileBytes(MATMUL_TILE_SHARED) ? MATMUL_TILE_SHARED : MATMUL_TILE_SHARED_UNSPLIT);
-    const pad = Math.max(MATMUL_TILE.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
+    const pad = Math.max(this.decodeTile.tokens, this.sharedTile.tokens); // the matmul reads whole tiles of rows indices
     this.layout = stepLayout(
       {
         params: 16,
@@ -308,7 +331,9 @@ export class GpuLlama {
     };
     const sg = this.ctx.info.subgroups32;
     const fmt = this.format;
-    const mm = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) => pipeline(matmulKernel({ ...spec, format: fmt, subgroups32: sg }));
+    // (subgroupAdd sums a row's lanes when they are one 32-lane subgroup; the shared tile has no lanes to sum)
+    const mm = (spec: Omit<MatmulSpec, 'format' | 'subgroups32'>) =>
+      pipeline(matmulKernel({ ...spec, format: fmt, subgroups32: sg && (spec.tile?.kind !== 'lanes' || spec.tile.lanes === 32) }));
     const attSpec: AttentionSpec = { H, Hkv, D, blockSize: this.blockSize, maxBlocks: this.maxBlocks };
     const eps = { eps: c.rmsNormEps };
     const specs = {
@@ -328,15 +353,16 @@ export class GpuLlama {
     const P = {
       embed: pipeline(embedKernel(Dm, fmt)),
       attention: pipeline(pagedAttentionKernel(attSpec)),
+      attentionNarrow: pipeline(pagedAttentionKernel(attSpec, this.attentionNarrowWg)),
       argmax: pipeline(argmaxKernel(V)),
       ...Object.fromEntries(
         Object.entries(specs).flatMap(([k, spec]) => [
-          [k, mm(spec)],
+          [k, mm({ ...spec, tile: this.decodeTile })],
           [`${k}Shared`, mm({ ...spec, tile: this.sharedTile })],
         ]),
       ),
     } as Record<
-      'embed' | 'attention' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared`,
+      'embed' | 'attention' | 'attentionNarrow' | 'argmax' | keyof typeof specs | `${keyof typeof specs}Shared`,
       Promise<GPUComputePipeline>
     >;
 
@@ -390,8 +416,8 @@ export class GpuLlama {
         entries: list.map(([binding, res]) => ({ binding, resource: 'buffer' in res ? res : { buffer: res } })),
       });
     };
-    const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count']) => {
-      this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count });
+    const add = (name: 'embed' | 'attention' | 'argmax', entries: Binding[], count: Dispatch['count'], big?: Dispatch['big']) => {
+      this.dispatches.push({ name, pipeline: resolved[name], bindGroup: bindGroup(resolved[name], entries), count, big });
     };
     // a matmul, with its shared-memory tile; its grid: weight rows x tiles of tokens (or of logits rows, for the head)
     const matmul = (name: keyof typeof specs, entries: Record<number, Binding>) => {
@@ -400,18 +426,26 @@ export class GpuLlama {
       const grid =
         (tile: MatmulTile) =>
         (n: number, m: number): [number, number] => [Math.ceil(R / tile.rows), Math.ceil(inputRows(n, m) / tile.tokens)];
-      const variant = (pipeline: GPUComputePipeline, tile: MatmulTile): TileVariant => ({ pipeline, bindGroup: bindGroup(pipeline, entries), count: grid(tile) });
+      const variant = (pipeline: GPUComputePipeline, tile: MatmulTile): Variant => ({ pipeline, bindGroup: bindGroup(pipeline, entries), count: grid(tile) });
       this.dispatches.push({
         name,
-        ...variant(resolved[name], MATMUL_TILE),
+        ...variant(resolved[name], this.decodeTile),
         // from sharedFrom input rows, or headSharedFrom logits rows (the LM head's V weight rows fill the GPU sooner)
-        shared: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
+        big: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
       });
     };
     add('embed', [embed, b.ids, x], (n) => n);
     for (const L of layers) {
       matmul('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables });
-      add('attention', [qkv, L.k, L.v, b.meta, b.table, att], (n) => n * H);
+      const attention = [qkv, L.k, L.v, b.meta, b.table, att];
+      const narrow = resolved.attentionNarrow; // (from attentionNarrowFrom tokens)
+      add('attention', attention, (n) => n * H, {
+        pipeline: narrow,
+        bindGroup: bindGroup(narrow, attention),
+        count: (n) => [n * H, 1],
+        rows: (n) => n,
+        from: () => this.attentionNarrowFrom,
+      });
       matmul('o', { 0: b.params, 1: L.wo, 2: att, 3: x });
       matmul('gateUp', { 0: b.params, 1: L.wgu, 2: x, 3: act, 4: L.mlpNorm });
       matmul('down', { 0: b.params, 1: L.wdown, 2: act, 3: x });
@@ -744,9 +778,9 @@ export class GpuLlama {
     }
   }
 
-  // the dispatch, or its matmul's shared-memory tile for this many input rows
-  private tileOf(d: Dispatch, n: number, m: number): Dispatch | TileVariant {
-    return d.shared && d.shared.rows(n, m) >= d.shared.from() ? d.shared : d;
+  // the dispatch, or its kernel for big steps (a matmul's shared-memory tile, attention's narrow workgroup)
+  private tileOf(d: Dispatch, n: number, m: number): Dispatch | Variant {
+    return d.big && d.big.rows(n, m) >= d.big.from() ? d.big : d;
   }
 
   // the step's inputs into `into` (one slot of the layout, starting at word `at`); returns the

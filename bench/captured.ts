@@ -35,7 +35,7 @@ import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
 import { checkKernels, type KernelCheck } from '../lib/gpu/checks';
 import { sharedGpu, timePasses, type GpuContext } from '../lib/gpu/device';
-import { contiguousTables, GpuLlama, HEAD_SHARED_FROM, SHARED_FROM, type GpuLlamaOptions, type GpuStepSequence } from '../lib/gpu/llama';
+import { contiguousTables, GpuLlama, HEAD_SHARED_FROM, SHARED_FROM, sharedFromOf, type GpuLlamaOptions, type GpuStepSequence, type SharedFrom } from '../lib/gpu/llama';
 import { loadGpuModel } from '../lib/gpu/load';
 import type { SharedTile, WeightFormat } from '../lib/gpu/kernels';
 import { llamaSizes } from '../lib/model/config';
@@ -64,8 +64,13 @@ const SHARED_TILES: SharedTile[] = (flags.value('shared-tiles') ?? '')
       throw new Error(`--shared-tiles: '${s}' is not ROWSxTOKENS or ROWSxTOKENS/SPLITK (e.g. 32x32, 32x32/4)`);
     return { kind: 'shared', rows, tokens, splitK };
   });
-// a row threshold as the records write it (Infinity: 'never')
+// a row threshold as the records write it (Infinity: 'never'); per matmul when they differ
 const rowsOrNever = (x: number) => (Number.isFinite(x) ? x : 'never');
+const fromLabel = (x: SharedFrom) => {
+  const by = sharedFromOf(x);
+  const all = Object.values(by);
+  return all.every((v) => v === all[0]) ? rowsOrNever(all[0]) : Object.fromEntries(Object.entries(by).map(([k, v]) => [k, rowsOrNever(v)]));
+};
 
 /** The captured model as a one-sequence decoder for the oracle check. */
 function capturedDecoder(m: GpuLlama): OracleDecoder {
@@ -310,7 +315,7 @@ async function kernelTimes(ctx: GpuContext, dir: string, batch: number, context:
       batch,
       context,
       tokens: batch * tokens,
-      sharedFrom: rowsOrNever(m.sharedFrom),
+      sharedFrom: fromLabel(m.sharedFrom),
       headSharedFrom: rowsOrNever(m.headSharedFrom),
       dispatches: r.dispatches.length,
       stepUs: r.stepUs,
@@ -346,7 +351,7 @@ async function tileCompare(ctx: GpuContext, dir: string, batch: number, context:
       context,
       tokens: batch * tokens,
       ...(sharedTile ? { sharedTile: `${sharedTile.rows}x${sharedTile.tokens}/${sharedTile.splitK ?? 1}` } : {}),
-      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: rowsOrNever(s.sharedFrom), headSharedFrom: rowsOrNever(s.headSharedFrom), stepUsMedian: percentile(us[i], 50) })),
+      settings: TILE_SETTINGS.map((s, i) => ({ tile: s.tile, sharedFrom: fromLabel(s.sharedFrom), headSharedFrom: rowsOrNever(s.headSharedFrom), stepUsMedian: percentile(us[i], 50) })),
     };
   }, sharedTile ? { sharedTile } : {});
 }
@@ -358,7 +363,7 @@ interface KernelChoice {
   name: string;
   build: Pick<GpuLlamaOptions, 'decodeTile' | 'sharedTile' | 'attentionNarrowWg'>;
   /** rows from which the matmuls take the shared tile, tokens from which attention takes the narrow workgroup */
-  sharedFrom: number;
+  sharedFrom: SharedFrom;
   attentionNarrowFrom: number;
 }
 
@@ -405,6 +410,7 @@ function kernelChoices(): KernelChoice[] {
   return [
     { name: 'defaults', build: {}, ...base },
     { name: 'decode tile only', build: {}, sharedFrom: Infinity, attentionNarrowFrom: Infinity },
+    { name: 'shared tile from 128 rows for all', build: {}, sharedFrom: 128, attentionNarrowFrom: Infinity },
     narrow(32, 1),
     narrow(64, 1),
     narrow(128, 1),

@@ -478,11 +478,11 @@ async function main() {
   // the same trace POISSON_ROUNDS times, the two schedulers alternating: a pair takes ~2 s on a GPU,
   // and one pair's ratio moves by ~10% from run to run (one slow stretch of either side shifts it),
   // so the record keeps every round and reports the round with the median steady-state ratio
-  const runPolicy = async (round: number, policy: 'continuous' | 'static') => {
-    const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy }, new RealClock());
+  const runPolicy = async (round: number, policy: 'continuous' | 'static', overlapSteps = true) => {
+    const run = await runTrace(model, poissonTrace, { ...poissonCommon, policy, overlapSteps }, new RealClock());
     const ss = steadyState(run.steps, poissonTrace);
     console.log(
-      `poisson round ${round + 1} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
+      `poisson ${overlapSteps ? `round ${round + 1}` : 'one step at a time'} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
         `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)` +
         (ss.stepCost.fit ? `; a step ~ ${fmt(ss.stepCost.fit.fixedMs, 3)} ms + ${fmt(1000 * ss.stepCost.fit.perDecodeMs, 1)} us a decode + ${fmt(1000 * ss.stepCost.fit.perPromptTokenMs, 1)} us a prompt token` : ''),
     );
@@ -507,6 +507,24 @@ async function main() {
     staticSteadyStateOutputTokensPerSecond: r.static.steadyStateOutputTokensPerSecond,
   }));
   poisson.medianRound = rounds.indexOf(median);
+  // the engine's overlapped steps (LLMEngine.step, overlapSteps) on and off: what hiding the CPU's work behind the GPU buys each scheduler
+  if (captured) {
+    const c = await runPolicy(0, 'continuous', false);
+    const st = await runPolicy(0, 'static', false);
+    poisson.withoutOverlap = {
+      meaning: 'the same trace with overlapSteps off (each step scheduled, run and read before the next); the rounds above overlap',
+      continuous: c,
+      static: st,
+      steadyStateRatio: c.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond,
+      overlapSpeedup: {
+        continuous: median.continuous.steadyStateOutputTokensPerSecond / c.steadyStateOutputTokensPerSecond,
+        static: median.static.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond,
+      },
+    };
+    console.log(
+      `poisson without overlapped steps: continuous / static ${fmt(c.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond, 2)}x; overlap buys continuous ${fmt(median.continuous.steadyStateOutputTokensPerSecond / c.steadyStateOutputTokensPerSecond, 2)}x, static ${fmt(median.static.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond, 2)}x`,
+    );
+  }
   poisson.roundsMeaning = 'the same trace, continuous then static, in each round; continuous, static and the ratios above are the round with the median steady-state ratio';
   poisson.goal = 'issue 11: continuous / static >= 3x output tok/s on the Poisson workload at equal KV memory (measured, not asserted)';
   console.log(

@@ -16,6 +16,7 @@ interface Result {
   kernels: { kernel: string; ok: boolean; maxAbsError: number; tolerance: number }[];
   greedy: { format: string; prompt: string; got: number[]; want: number[] }[];
   engine: { eager: number[][]; captured: number[][]; capturedSpeculative: number[][]; capturedSpeculativeOne: number[][] };
+  overlap: Record<'eager' | 'captured' | 'overlapped' | 'sampledOneByOne' | 'sampledOverlapped', { tokens: number[][]; finishReasons: string[]; overlapped: number; preemptions: number }>;
   dispatchesPerStep: number;
   errors: string[];
 }
@@ -71,5 +72,23 @@ describe('captured WebGPU path on SwiftShader', () => {
     expect(r.engine.capturedSpeculative).toEqual(r.engine.eager);
     expect(r.engine.capturedSpeculativeOne).toEqual(r.engine.eager.slice(0, 1));
     for (const ids of r.engine.captured) expect(ids.length).toBe(6);
+  });
+
+  it('overlapped steps (the next step submitted before the last one is read) generate what one step at a time does', () => {
+    const o = get().overlap;
+    // the scenario does what it is meant to: a stop token mid-run, preemption, overlap happening
+    expect(o.eager.finishReasons).toEqual(['length', 'length', 'stop', 'length', 'length']);
+    expect(o.eager.tokens.map((t) => t.length)).toEqual([7, 3, 3, 5, 8]);
+    expect(o.overlapped.preemptions).toBeGreaterThan(0);
+    expect(o.overlapped.overlapped).toBeGreaterThan(5);
+    expect(o.captured.overlapped).toBe(0);
+    // the same tokens and finish reasons every way
+    for (const k of ['captured', 'overlapped'] as const) {
+      expect(o[k].tokens, k).toEqual(o.eager.tokens);
+      expect(o[k].finishReasons, k).toEqual(o.eager.finishReasons);
+    }
+    // a sampled request among greedy ones: steps run one at a time while it runs, the same tokens
+    expect(o.sampledOverlapped.tokens).toEqual(o.sampledOneByOne.tokens);
+    expect(o.sampledOverlapped.tokens[3].length).toBe(6);
   });
 });

@@ -38,6 +38,12 @@ export interface EngineConfig {
   cacheMode: PagedWriteMode;
   /** keep a snapshot of every block table in each step's metrics (for the block-table view; default false) */
   recordBlockTables: boolean;
+  /**
+   * overlap the CPU's work with the GPU's (default true): on the captured GPU step, while every
+   * sequence is greedy and nothing speculates, step k+1 is scheduled and submitted before step
+   * k's picks are read (LLMEngine.step); elsewhere it changes nothing
+   */
+  overlapSteps: boolean;
   /** speculative decoding of decode steps (default null: off) */
   speculative: SpeculativeEngineConfig | null;
 }
@@ -83,6 +89,7 @@ const KNOWN: readonly (keyof EngineConfig)[] = [
   'watermark',
   'cacheMode',
   'recordBlockTables',
+  'overlapSteps',
   'speculative',
 ];
 
@@ -110,6 +117,7 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
     watermark: given.watermark ?? 0.01,
     cacheMode: given.cacheMode ?? 'auto',
     recordBlockTables: given.recordBlockTables ?? false,
+    overlapSteps: given.overlapSteps ?? true,
     speculative: resolveSpeculative(given.speculative ?? null),
   };
   const posInt = (k: keyof EngineConfig) => {
@@ -121,7 +129,7 @@ export function resolveEngineConfig(input: EngineConfigInput, modelContext: numb
   if (c.policy !== 'continuous' && c.policy !== 'static') throw new Error(`policy must be 'continuous' or 'static', got '${String(c.policy)}'`);
   if (typeof c.watermark !== 'number' || !(c.watermark >= 0 && c.watermark < 1)) throw new Error(`watermark must be a number in [0, 1), got ${String(c.watermark)}`);
   if (!['auto', 'inplace', 'scatter'].includes(c.cacheMode)) throw new Error(`cacheMode must be 'auto', 'inplace' or 'scatter', got '${String(c.cacheMode)}'`);
-  for (const k of ['enableChunkedPrefill', 'enablePrefixCaching', 'recordBlockTables'] as const) {
+  for (const k of ['enableChunkedPrefill', 'enablePrefixCaching', 'recordBlockTables', 'overlapSteps'] as const) {
     if (typeof c[k] !== 'boolean') throw new Error(`${k} must be a boolean, got ${String(c[k])}`);
   }
   if (!c.enableChunkedPrefill && c.maxNumBatchedTokens < c.maxModelLen) {

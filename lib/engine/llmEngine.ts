@@ -20,7 +20,7 @@
 
 import { GpuLlama } from '../gpu/llama';
 import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../generate/output';
-import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
+import { greedyFastPath, isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
 import { gammaPolicy } from '../spec/adaptive';
 import { acceptGreedy, acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
 import { SpecStats, type StepTrace } from '../spec/stats';
@@ -29,7 +29,7 @@ import { BlockManager } from './blockManager';
 import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';
 import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics, type StepSpecMetrics } from './metrics';
-import { ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
+import { emptyRunnerOutput, ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
 import type { EngineModel } from './pagedModel';
 import { Scheduler, type ScheduledSequence, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
@@ -86,6 +86,8 @@ export class LLMEngine {
   readonly steps: StepMetrics[] = [];
   /** metrics of every finished completion, in finishing order */
   readonly finishedMetrics: SequenceMetrics[] = [];
+  /** steps submitted while the step before was still on the GPU (config.overlapSteps) */
+  numOverlappedSteps = 0;
   /** speculative decoding's counters (and traces, with speculative.trace), or null when off */
   readonly specStats: SpecStats | null;
   private readonly requests = new Map<string, Request>();
@@ -93,6 +95,10 @@ export class LLMEngine {
   private nextSeqId = 0;
   private nextRequest = 0;
   private readonly eos: readonly number[];
+  /** the overlapped step on the GPU whose picks are not read yet (config.overlapSteps) */
+  private inflight: InflightStep | null = null;
+  /** when the last step's results were handled (an overlapped step's wall time runs from there) */
+  private lastStepEnd: number | null = null;
 
   constructor(
     readonly model: EngineModel,
@@ -171,12 +177,75 @@ export class LLMEngine {
 
   // ---- the step
 
-  /** One engine step: schedule → run → postprocess. Returns the requests it finished. */
+  /**
+   * One engine step: schedule → run → postprocess. Returns the requests it finished.
+   *
+   * With `overlapSteps` (SGLang's overlap scheduler, vLLM's async scheduling), a step whose every
+   * sequence is greedy on the captured GPU step is only submitted: the engine schedules and
+   * submits step k+1 while the GPU runs step k, and step k's picks are read and handled after
+   * that. Step k+1 feeds step k's picks straight from the GPU (placeholders in the token lists,
+   * OutputRecorder.hold), so the CPU's scheduling, encoding and bookkeeping hide behind the GPU.
+   * A sequence that stops on step k's pick (a stop token) has run one step too many: that pick is
+   * dropped; its maxTokens is known ahead, so it is never scheduled past it.
+   */
   async step(): Promise<RequestOutput[]> {
-    const started: StepStart = { clock: this.clock.now(), wall: performance.now(), forwardCalls: this.runner.numForwardCalls };
+    if (!this.overlaps || this.needsSampling()) {
+      // not overlapped: first handle the step still on the GPU, then one step start to end
+      const before = this.inflight ? await this.finishInflight() : [];
+      const started = this.stepStart();
+      const plan = this.scheduler.schedule();
+      const out = await this.runner.run(plan.scheduled, plan.blockCopies);
+      return [...before, ...this.postprocess(plan, out, started)];
+    }
+    const started = this.stepStart();
     const plan = this.scheduler.schedule();
-    const out = await this.runner.run(plan.scheduled, plan.blockCopies);
-    return this.postprocess(plan, out, started);
+    let next: InflightStep | null = null;
+    if (plan.scheduled.length > 0) {
+      const entries = stepEntries(plan.scheduled); // before the commit: where each computation started
+      const submitted = this.runner.submitGreedy(plan.scheduled, plan.blockCopies);
+      if (!submitted) throw new Error('overlapped step: the runner could not submit a greedy step (a captured model, no draft)');
+      this.scheduler.commit(plan.scheduled, new Map(), { mark: false });
+      for (const [seq, row] of submitted.rows) seq.output.hold(-(row + 1)); // its pick, fed on by the next step
+      for (const { seq } of plan.scheduled) seq.times.firstScheduled ??= started.clock;
+      next = { plan, entries, started, read: submitted.read };
+      if (this.inflight) this.numOverlappedSteps++;
+    }
+    const done = this.inflight ? await this.finishInflight() : [];
+    if (!next && plan.preempted.length > 0) this.recordStep(plan, emptyRunnerOutput(), stepEntries([]), [], { numSeqs: 0, drafted: 0, accepted: 0, emitted: 0 }, started, this.clock.now());
+    this.inflight = next;
+    return done;
+  }
+
+  // read the overlapped step's picks and handle them as postprocess does (its commit came at submit)
+  private async finishInflight(): Promise<RequestOutput[]> {
+    const { plan, entries, started, read } = this.inflight!;
+    this.inflight = null;
+    const out = await read();
+    this.advanceClock(plan, started);
+    const now = this.clock.now();
+    const { finished, spec } = this.sampleAll(plan, out, started.clock, now);
+    this.scheduler.markComputed(plan.scheduled); // (the placeholders fed are picks now: the blocks can be hashed)
+    for (const seq of finished) this.scheduler.remove(seq);
+    this.recordStep(plan, out, entries, finished, spec, started, now);
+    this.finishRequestsOf(finished);
+    return this.done.splice(0);
+  }
+
+  // whether steps may overlap: asked for, on the captured GPU step, nothing speculating
+  private get overlaps(): boolean {
+    return this.config.overlapSteps && this.model instanceof GpuLlama && !this.config.speculative;
+  }
+
+  // a sequence that samples on the CPU: its next token is needed before the next step
+  private needsSampling(): boolean {
+    for (const seqs of [this.scheduler.running, this.scheduler.waiting]) {
+      for (const seq of seqs) if (!greedyFastPath(seq.params) || seq.params.n > 1) return true;
+    }
+    return false;
+  }
+
+  private stepStart(): StepStart {
+    return { clock: this.clock.now(), wall: performance.now(), forwardCalls: this.runner.numForwardCalls };
   }
 
   // after the run: commit what was computed, sample (or accept drafts), free the finished
@@ -207,6 +276,7 @@ export class LLMEngine {
     const finished: Sequence[] = [];
     const spec: SpecCounts = { numSeqs: 0, drafted: 0, accepted: 0, emitted: 0 };
     for (const { seq } of plan.scheduled) {
+      if (seq.isFinished) continue; // (overlapped steps: it stopped on the step before's pick, or was aborted)
       const drafts = out.spec.get(seq);
       if (drafts) {
         const { emitted, accepted } = this.acceptDrafts(seq, drafts, now, out);
@@ -221,7 +291,7 @@ export class LLMEngine {
       const chosen = out.greedy.get(seq); // picked where the logits are (greedy on the captured path)
       if (!row && !chosen) continue;
       for (const s of [seq, ...this.forkChildren(seq)]) {
-        if (s.numOutputTokens === 0) s.times.lastPrefillStepStart = stepStart;
+        if (s.numOutputTokens === s.numPendingTokens) s.times.lastPrefillStepStart = stepStart; // (its first pick)
         const picked = chosen ?? sampleToken(row!, s.params, s.rng, { promptTokenIds: s.promptTokenIds, outputTokenIds: s.outputTokenIds });
         if (this.emit(s, picked, now)) finished.push(s);
       }
@@ -238,7 +308,8 @@ export class LLMEngine {
       step: this.steps.length,
       startMs: started.clock,
       endMs: now,
-      wallMs: performance.now() - started.wall,
+      // an overlapped step shares its time with its neighbours: its wall time runs from the last one's end
+      wallMs: performance.now() - (this.overlaps && this.lastStepEnd !== null ? Math.max(started.wall, this.lastStepEnd) : started.wall),
       prefills: entries.prefills,
       decodes: entries.decodes,
       numScheduledTokens: numScheduledTokens(plan.scheduled),
@@ -258,6 +329,7 @@ export class LLMEngine {
     if (spec.numSeqs > 0) metrics.spec = { ...spec, draftMs: out.draftMs, verifyMs: out.verifyMs };
     if (c.recordBlockTables) metrics.blockTables = this.blockTableView();
     if (plan.scheduled.length > 0 || plan.preempted.length > 0) this.steps.push(metrics);
+    this.lastStepEnd = performance.now();
   }
 
   // a request is done when all its completions are (and none is still to fork)
@@ -428,6 +500,14 @@ interface StepStart {
   clock: number;
   wall: number;
   forwardCalls: number;
+}
+
+/** An overlapped step on the GPU: what was scheduled, and how to read its picks. */
+interface InflightStep {
+  plan: SchedulerOutput;
+  entries: StepEntries;
+  started: StepStart;
+  read: () => Promise<RunnerOutput>;
 }
 
 interface StepEntries {

@@ -122,7 +122,7 @@ export class ModelRunner {
   async run(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): Promise<RunnerOutput> {
     this.target.copyBlocks(copies);
     this.draft?.copyBlocks(copies);
-    const out: RunnerOutput = { logits: new Map(), greedy: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
+    const out = emptyRunnerOutput();
     for (const call of this.prepare(batch)) {
       const fwd = this.target.batch(call.entries.map(cachedIn('target')));
       const ones = call.tokens.map(() => 1);
@@ -141,6 +141,40 @@ export class ModelRunner {
     const spec = batch.filter((e) => e.numLookaheadTokens !== undefined);
     if (spec.length > 0) await this.runSpeculative(spec, out);
     return out;
+  }
+
+  /**
+   * An overlapped step (the engine's `overlapSteps`): when every sequence is greedy on a model that
+   * picks tokens itself (the captured GPU step) and no draft runs, submit the step and return
+   * without waiting. `rows` holds, per sequence whose step ends at its last token, its logits row:
+   * the next step feeds its pick as -(row + 1) before it is read. null when the step cannot be
+   * overlapped (then `run` it).
+   */
+  submitGreedy(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): { rows: Map<Sequence, number>; read: () => Promise<RunnerOutput> } | null {
+    if (this.speculative || !this.target.ragged) return null;
+    const calls = this.prepare(batch);
+    if (calls.length !== 1) return null;
+    const [call] = calls;
+    const fwd = this.target.batch(call.entries.map(cachedIn('target')));
+    if (!picksOnModel(fwd, call.entries) || !fwd.submitGreedy) return null;
+    this.target.copyBlocks(copies);
+    // (before the commit: which sequences' steps end at their last token)
+    const rows = new Map<Sequence, number>();
+    call.entries.forEach((e, b) => e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens && rows.set(e.seq, b));
+    const read = fwd.submitGreedy(
+      call.tokens,
+      call.tokens.map(() => 1),
+    );
+    this.numForwardCalls++;
+    return {
+      rows,
+      read: async () => {
+        const picked = await read();
+        const out = emptyRunnerOutput();
+        call.entries.forEach((e, b) => rows.has(e.seq) && out.greedy.set(e.seq, picked[b][0]));
+        return out;
+      },
+    };
   }
 
   /** Bytes of the KV pools (target, and the draft's). */
@@ -214,6 +248,11 @@ export class ModelRunner {
     const from = e.seq.numComputedTokens;
     return e.seq.tokenIds.slice(from, from + e.numNewTokens);
   }
+}
+
+/** A step's output with nothing in it yet. */
+export function emptyRunnerOutput(): RunnerOutput {
+  return { logits: new Map(), greedy: new Map(), spec: new Map(), draftComputed: new Map(), draftMs: 0, verifyMs: 0 };
 }
 
 // a scheduled sequence's place in the target's or the draft's pool

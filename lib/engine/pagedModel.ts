@@ -115,26 +115,31 @@ class CapturedPagedModel implements PagedModel {
     const gpu = this.gpu;
     const V = gpu.config.vocabSize;
     const lengths = seqs.map((s) => s.numCached);
-    // one captured step over the rows with tokens to feed; `pick(r)` reads logits row r's result
-    async function run<T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T): Promise<T[][]> {
+    // one captured step over the rows with tokens to feed, submitted; the reader's `pick(r)` reads logits row r's result
+    function submit<T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T): () => Promise<T[][]> {
       const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
-      const res = await gpu.step(
+      const step = gpu.submit(
         live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: logits[b] })),
         read,
       );
-      const out: T[][] = feed.map(() => []);
-      let r = 0;
-      for (const b of live) {
-        lengths[b] += feed[b].length;
-        for (let i = 0; i < logits[b]; i++, r++) out[b].push(pick(res, r));
-      }
-      return out;
+      for (const b of live) lengths[b] += feed[b].length;
+      return async () => {
+        const res = await step.read();
+        const out: T[][] = feed.map(() => []);
+        let r = 0;
+        for (const b of live) for (let i = 0; i < logits[b]; i++, r++) out[b].push(pick(res, r));
+        return out;
+      };
     }
+    const run = <T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T) =>
+      submit(feed, logits, read, pick)();
+    const greedyPick = (res: GpuStepResult, r: number): SampledToken => ({ token: res.ids[r], logprob: res.logprobs[r] });
     const fwd: BatchForward = {
       vocabSize: V,
       lengths: () => [...lengths],
       forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
-      forwardGreedy: (feed, logits) => run<SampledToken>(feed, logits, 'ids', (res, r) => ({ token: res.ids[r], logprob: res.logprobs[r] })),
+      forwardGreedy: (feed, logits) => run(feed, logits, 'ids', greedyPick),
+      submitGreedy: (feed, logits) => submit(feed, logits, 'ids', greedyPick),
       async greedyChain(feed, steps) {
         const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
         const res = await gpu.greedyChain(

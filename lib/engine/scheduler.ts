@@ -98,6 +98,7 @@ export class Scheduler {
     // ---- 1. running sequences, oldest first
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const seq = this.running[i];
+      if (seq.waitsForLastPick) continue; // (overlapped steps: its last pick is on the GPU, it finishes when read)
       const left = seq.numUncomputedTokens;
       let n = Math.min(left, budget);
       if (n < left && !this.chunkedPrefill) {
@@ -158,11 +159,22 @@ export class Scheduler {
    * cache holds `draftComputed`). Advance each sequence's computed count and name its newly full
    * blocks in the prefix cache.
    */
-  commit(scheduled: readonly ScheduledSequence[], draftComputed: ReadonlyMap<Sequence, number>): void {
+  commit(scheduled: readonly ScheduledSequence[], draftComputed: ReadonlyMap<Sequence, number>, options: { mark?: boolean } = {}): void {
     for (const { seq, numNewTokens } of scheduled) {
       seq.numComputedTokens += numNewTokens;
       seq.numDraftComputedTokens = draftComputed.get(seq) ?? seq.numDraftComputedTokens;
-      this.blockManager.markComputed(seq, this.hashableTokens(seq));
+    }
+    if (options.mark ?? true) this.markComputed(scheduled);
+  }
+
+  /**
+   * Name the newly full, computed blocks in the prefix cache. An overlapped step commits when it
+   * is submitted and marks when its picks are read: a block's hash needs its tokens, and the
+   * token fed last may still be a placeholder for the previous step's pick until then.
+   */
+  markComputed(scheduled: readonly ScheduledSequence[]): void {
+    for (const { seq } of scheduled) {
+      if (seq.status === 'running' && seq.blockTable.length > 0) this.blockManager.markComputed(seq, this.hashableTokens(seq));
     }
   }
 

@@ -127,6 +127,19 @@ export class Sequence {
     return this.output.finishReason;
   }
 
+  /** Output tokens picked on the GPU and fed on, not read back yet (overlapped steps; OutputRecorder.hold). */
+  get numPendingTokens(): number {
+    return this.output.pending;
+  }
+
+  /**
+   * Whether its last tokens are decided already: picks are pending and, once read, they reach its
+   * maxTokens or its longest length (it then finishes with 'length'). Nothing to schedule for it.
+   */
+  get waitsForLastPick(): boolean {
+    return this.output.pending > 0 && (this.numOutputTokens >= this.params.maxTokens || this.numTokens >= this.output.maxLength);
+  }
+
   /** Tokens not yet in the cache: the (rest of the) prompt, or the last sampled token. */
   get numUncomputedTokens(): number {
     return this.tokenIds.length - this.numComputedTokens;

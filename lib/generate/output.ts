@@ -106,9 +106,11 @@ export class OutputRecorder {
   finishReason: CompletionFinishReason | null = null;
   /** the stop token id or stop string that ended it, if any */
   stopReason: number | string | null = null;
+  /** tokens held at the end of tokenIds for picks not read yet (hold), filled oldest first by record */
+  pending = 0;
   private readonly stop: StopChecker;
   private readonly decoder: IncrementalDecoder | null;
-  private readonly maxLength: number;
+  readonly maxLength: number;
   private readonly wantTopLogprobs: boolean;
   private readonly index: number;
   private readonly requestId: string | undefined;
@@ -129,7 +131,18 @@ export class OutputRecorder {
   }
 
   get outputTokenIds(): number[] {
-    return this.tokenIds.slice(this.numPromptTokens);
+    return this.tokenIds.slice(this.numPromptTokens, this.tokenIds.length - this.pending);
+  }
+
+  /**
+   * Hold a place for a token that is picked but not read yet (the engine's overlapped steps: the
+   * GPU picked it, and the next step feeds it before the CPU knows it): `placeholder` stands in
+   * tokenIds until `record` puts the token there. Counted in numOutputTokens meanwhile.
+   */
+  hold(placeholder: number): void {
+    if (this.finished) throw new Error(`OutputRecorder.hold: the sequence already finished (${this.finishReason})`);
+    this.tokenIds.push(placeholder);
+    this.pending++;
   }
 
   get finished(): boolean {
@@ -142,14 +155,15 @@ export class OutputRecorder {
    */
   record(picked: SampledToken, now: number): TokenEvent {
     if (this.finished) throw new Error(`OutputRecorder.record: the sequence already finished (${this.finishReason})`);
-    // 1. keep the token
-    this.tokenIds.push(picked.token);
+    // 1. keep the token (in the oldest held place, if any)
+    if (this.pending > 0) this.tokenIds[this.tokenIds.length - this.pending--] = picked.token;
+    else this.tokenIds.push(picked.token);
     this.logprobs.push(picked.logprob);
     if (picked.topLogprobs) this.topLogprobs.push(picked.topLogprobs);
     this.times.push(now);
     // 2. stop conditions on the token and its text
     let status = this.stop.push(picked.token, this.decoder?.push(picked.token) ?? '');
-    if (!status.finished && this.tokenIds.length >= this.maxLength) {
+    if (!status.finished && this.tokenIds.length - this.pending >= this.maxLength) {
       // out of room: release what the stop checker held back for a possible stop string
       status = { ...status, finished: true, finishReason: 'length', delta: status.delta + this.stop.text.slice(this.text.length + status.delta.length) };
     }
@@ -173,6 +187,9 @@ export class OutputRecorder {
 
   /** End the sequence for a reason of the caller's (the engine: 'abort', 'error'). */
   finish(reason: CompletionFinishReason, stopReason: number | string | null = null): void {
+    // places held for picks after the end are dropped: the output is what was recorded
+    this.tokenIds.length -= this.pending;
+    this.pending = 0;
     this.finishReason = reason;
     this.stopReason = stopReason;
   }

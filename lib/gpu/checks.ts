@@ -11,6 +11,7 @@ import type { GpuContext } from './device';
 import {
   argmaxKernel,
   embedKernel,
+  PREVIOUS_PICK,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
   MATMUL_TILE_SHARED_UNSPLIT,
@@ -352,12 +353,15 @@ export async function checkKernels(ctx: GpuContext, options: CheckKernelsOptions
     const V = pick([50, 300, 1000]);
     const Dm = pick([16, 40]);
     const E = rand(V * Dm);
-    const ids = Uint32Array.from({ length: 5 }, () => Math.floor(rng() * V));
+    // the last two ids name rows 2 and 0 of the previous step's picks (PREVIOUS_PICK)
+    const prev = Uint32Array.from({ length: 3 }, () => Math.floor(rng() * V));
+    const given = Uint32Array.from({ length: 5 }, (_, i) => (i === 3 ? PREVIOUS_PICK | 2 : i === 4 ? PREVIOUS_PICK : Math.floor(rng() * V)) >>> 0);
+    const ids = given.map((id) => (id & PREVIOUS_PICK ? prev[id & 0x7fffffff] : id));
     for (const format of ['f32', 'bf16'] as WeightFormat[]) {
       const got = await runKernel(
         ctx,
         embedKernel(Dm, format),
-        { 0: format === 'f32' ? E : packBf16(E), 1: ids, 2: { size: 4 * ids.length * Dm } },
+        { 0: format === 'f32' ? E : packBf16(E), 1: given, 2: { size: 4 * ids.length * Dm }, 3: prev },
         ids.length,
         2,
       );

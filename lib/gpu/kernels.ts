@@ -41,7 +41,14 @@ fn bf16hi(u: u32) -> f32 { return bitcast<f32>(u & 0xffff0000u); }`;
 
 // ---- embed: x[n] = E[ids[n]]
 
-/** Gather embedding rows. Dispatch (N). E [V, Dm], ids [N] -> x [N, Dm] */
+/** An input id with this bit set names a row of the previous step's argmax instead (PREVIOUS_PICK | row). */
+export const PREVIOUS_PICK = 0x80000000;
+
+/**
+ * Gather embedding rows. An id with the PREVIOUS_PICK bit is the previous step's argmax of that
+ * logits row, read from its `next` buffer: a step can be encoded before the previous one's picks
+ * are read back (the engine's overlapped steps). Dispatch (N). E [V, Dm], ids [N], prev [M] -> x [N, Dm]
+ */
 export function embedKernel(Dm: number, format: WeightFormat): string {
   const load = format === 'f32' ? 'E[i]' : 'select(bf16lo(E[i >> 1u]), bf16hi(E[i >> 1u]), (i & 1u) == 1u)';
   return /* wgsl */ `
@@ -50,10 +57,13 @@ const DM: u32 = ${Dm}u;
 @group(0) @binding(0) var<storage, read> E: array<${format === 'f32' ? 'f32' : 'u32'}>;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> X: array<f32>;
+@group(0) @binding(3) var<storage, read> prev: array<u32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let n = wg.x;
-  let row = ids[n] * DM;
+  let raw = ids[n];
+  let id = select(raw, prev[raw & 0x7fffffffu], (raw & ${PREVIOUS_PICK >>> 0}u) != 0u);
+  let row = id * DM;
   for (var k = lid; k < DM; k += 64u) {
     let i = row + k;
     X[n * DM + k] = ${load};

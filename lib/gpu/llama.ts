@@ -24,6 +24,7 @@ import {
   argmaxKernel,
   capturedDispatches,
   embedKernel,
+  PREVIOUS_PICK,
   MATMUL_TILE,
   MATMUL_TILE_SHARED,
   MATMUL_TILE_SHARED_UNSPLIT,
@@ -57,8 +58,8 @@ export interface GpuLlamaOptions {
    * first layers while the CPU still encodes the rest; default SUBMIT_EVERY
    */
   submitEvery?: number;
-  /** matmuls of at least this many input rows use the shared-memory tile (MATMUL_TILE_SHARED); default SHARED_FROM */
-  sharedFrom?: number;
+  /** input rows from which each matmul over the step's tokens uses the shared-memory tile (a number: the same for all); default SHARED_FROM */
+  sharedFrom?: SharedFrom;
   /** the shared-memory tile's shape (weight rows x tokens, K slices); default MATMUL_TILE_SHARED (K in 4 slices; unsplit on a device with less workgroup memory than sharedTileBytes asks) */
   sharedTile?: SharedTile;
   /** the LM head uses the shared-memory tile from this many logits rows; default HEAD_SHARED_FROM */
@@ -71,17 +72,34 @@ export interface GpuLlamaOptions {
   attentionNarrowFrom?: number;
 }
 
+/** The matmuls over a step's token rows (the LM head, over its logits rows, has headSharedFrom). */
+export type TokenMatmul = 'qkv' | 'o' | 'gateUp' | 'down';
+
+/** Input rows from which each token matmul runs on the shared-memory tile; a number sets them all. */
+export type SharedFrom = number | Partial<Record<TokenMatmul, number>>;
+
 /**
- * GpuLlama's default for sharedFrom: from this many rows a matmul runs on the shared-memory tile,
- * below it on the decode tile, whose many small workgroups keep the GPU busier. bench:captured's
- * tileCompare on the H200 (0d9bee9, whole-step GPU time, each tile forced in turns; a slow machine
- * start, 6.1 us a dispatch): decode / shared tile 872 / 2615 us at batch 8, 818 / 921 at batch
- * 64, 532 / 819 at 1 x 64 tokens, 854 / 864 at 2 x 64, 1405 / 1034 at 4 x 64; an 8 x 16 lane
- * tile (since removed) took 824 and 1299 on the last two. Hence 128. With K split in 4 slices
- * (1f50a24) the shared tile ties the decode tile at 64 x 1 tokens (508 / 496 us) and still loses
- * at 1 x 64 (491 / 435) and 32 x 1 (486 / 352): 128 stands.
+ * GpuLlama's default for sharedFrom: from this many input rows a matmul runs on the shared-memory
+ * tile, below it on the decode tile, whose many small workgroups keep the GPU busier. The shared
+ * tile's grid is R / 32 workgroups per 32 rows, so a wide matmul fills the GPU with it at fewer
+ * rows: gate-up (R = 2F = 2048 for the target) at 32 rows already, qkv (640) from 128, o and down
+ * (384) only from 224. bench:captured section 6 on the H200 (1c3dbb7, each kind's dispatches
+ * summed, each timed alone; decode tile / shared 32x32/4): 56 decodes + a 48-token chunk,
+ * gate-up 283 / 155 us, qkv 146 / 155, o 103 / 118, down 140 / 180; 64 decodes, gate-up 201 /
+ * 132, o 88 / 119, down 107 / 183; 2 x 64 prompt tokens + 32 decodes, qkv 180 / 152, o 113 / 124,
+ * down 176 / 182; 4 x 64 prompt tokens, o 141 / 130, down 230 / 188. (One threshold of 128 for
+ * all, the default before: tileCompare, 0d9bee9 and 1f50a24, comments in git history.)
  */
-export const SHARED_FROM = 128;
+export const SHARED_FROM: Readonly<Record<TokenMatmul, number>> = { qkv: 128, o: 224, gateUp: 32, down: 224 };
+
+/** Every token matmul's shared-tile threshold: a number for all, or some of them over SHARED_FROM. */
+export function sharedFromOf(x: SharedFrom): Record<TokenMatmul, number> {
+  const out = typeof x === 'number' ? { qkv: x, o: x, gateUp: x, down: x } : { ...SHARED_FROM, ...x };
+  for (const [k, v] of Object.entries(out)) {
+    if (!(v >= 1)) throw new Error(`GpuLlama: sharedFrom.${k} must be at least 1 (Infinity: never), got ${v}`);
+  }
+  return out;
+}
 
 /**
  * GpuLlama's default for headSharedFrom. The LM head has V weight rows (8192 for our models), so
@@ -192,8 +210,13 @@ export class GpuLlama {
   readonly stats: GpuStepStats;
   /** dispatches per submit in `step` (GpuLlamaOptions.submitEvery); may be changed between steps */
   submitEvery: number;
-  /** input rows from which a matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
-  sharedFrom: number;
+  /** input rows from which each token matmul uses the shared-memory tile (GpuLlamaOptions.sharedFrom); may be changed between steps */
+  get sharedFrom(): Readonly<Record<TokenMatmul, number>> {
+    return this.sharedFromBy;
+  }
+  set sharedFrom(x: SharedFrom) {
+    this.sharedFromBy = sharedFromOf(x);
+  }
   /** logits rows from which the LM head uses the shared-memory tile (GpuLlamaOptions.headSharedFrom); may be changed between steps */
   headSharedFrom: number;
   /** tokens from which attention runs on the narrow workgroup (GpuLlamaOptions.attentionNarrowFrom); may be changed between steps */
@@ -201,13 +224,19 @@ export class GpuLlama {
 
   private readonly ctx: GpuContext;
   private readonly sharedTile: SharedTile;
+  private sharedFromBy: Record<TokenMatmul, number> = { ...SHARED_FROM };
   private readonly decodeTile: LaneTile;
   private readonly attentionNarrowWg: number;
   private readonly buffers: GPUBuffer[] = [];
   private readonly dispatches: Dispatch[] = [];
   /** every layer's K and V pool [numBlocks * blockSize, Hkv, D] */
   private readonly pools: GPUBuffer[] = [];
-  private readonly b: Record<'step' | 'next' | 'logprob' | 'logits' | 'readIds' | 'readLogits' | 'scratch', GPUBuffer>;
+  private readonly b: Record<'step' | 'next' | 'logprob' | 'logits' | 'readLogits' | 'scratch', GPUBuffer>;
+  /** two readbacks of a step's ids and logprobs, taken in turns: a step may be submitted before the last one's are read */
+  private readonly readIds: [GPUBuffer, GPUBuffer];
+  private readTurn = 0;
+  /** submitted steps whose results are not read yet (at most two: the readbacks) */
+  private unread = 0;
   /** where each input of a step lies in `b.step` (and in each slot of a chain's ring) */
   private readonly layout: StepLayout;
   /** the step's inputs as the CPU writes them: one slot of `layout.bytes` (reused every step) */
@@ -230,7 +259,6 @@ export class GpuLlama {
     if (!Number.isInteger(this.submitEvery) || this.submitEvery < 0)
       throw new Error(`GpuLlama: submitEvery must be a non-negative integer, got ${this.submitEvery}`);
     this.sharedFrom = options.sharedFrom ?? SHARED_FROM;
-    if (!(this.sharedFrom >= 1)) throw new Error(`GpuLlama: sharedFrom must be at least 1 (Infinity: never), got ${this.sharedFrom}`);
     this.headSharedFrom = options.headSharedFrom ?? HEAD_SHARED_FROM;
     if (!(this.headSharedFrom >= 1)) throw new Error(`GpuLlama: headSharedFrom must be at least 1 (Infinity: never), got ${this.headSharedFrom}`);
     this.attentionNarrowFrom = options.attentionNarrowFrom ?? ATTENTION_NARROW_FROM;
@@ -268,10 +296,10 @@ export class GpuLlama {
       next: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
       logprob: this.buffer(4 * this.maxLogitRows, STORAGE | COPY_SRC),
       logits: this.buffer(4 * this.maxLogitRows * V, STORAGE | COPY_SRC),
-      readIds: this.buffer(8 * this.maxLogitRows, MAP_READ | COPY_DST), // ids, then their logprobs
       readLogits: this.buffer(4 * this.maxLogitRows * V, MAP_READ | COPY_DST),
       scratch: this.buffer(4 * this.blockSize * config.numKvHeads * config.headDim, COPY_SRC | COPY_DST),
     };
+    this.readIds = [0, 1].map(() => this.buffer(8 * this.maxLogitRows, MAP_READ | COPY_DST)) as [GPUBuffer, GPUBuffer]; // ids, then their logprobs
     this.stats = { dispatchesPerStep: 0, pipelines: 0, compileMs: 0, weightBytes: 0, kvPoolBytes: 0 };
   }
 
@@ -431,10 +459,10 @@ export class GpuLlama {
         name,
         ...variant(resolved[name], this.decodeTile),
         // from sharedFrom input rows, or headSharedFrom logits rows (the LM head's V weight rows fill the GPU sooner)
-        big: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: rows === 'logitRows' ? () => this.headSharedFrom : () => this.sharedFrom },
+        big: { ...variant(resolved[`${name}Shared`], this.sharedTile), rows: inputRows, from: name === 'head' ? () => this.headSharedFrom : () => this.sharedFromBy[name] },
       });
     };
-    add('embed', [embed, b.ids, x], (n) => n);
+    add('embed', [embed, b.ids, x, b.next], (n) => n); // (next: the previous step's picks, for PREVIOUS_PICK ids)
     for (const L of layers) {
       matmul('qkv', { 0: b.params, 1: L.wqkv, 2: x, 3: qkv, 4: L.attnNorm, 6: L.k, 7: L.v, 8: this.b.step, 9: ropeTables });
       const attention = [qkv, L.k, L.v, b.meta, b.table, att];
@@ -493,39 +521,61 @@ export class GpuLlama {
     read: 'ids' | 'logits' = 'ids',
     before?: (encoder: GPUCommandEncoder) => void,
   ): Promise<GpuStepResult> {
+    return this.submit(seqs, read, before).read();
+  }
+
+  /**
+   * Write, encode and submit a step without waiting for it; `read()` waits for its results. The
+   * next step may be submitted before this one is read (the engine's overlapped steps: the CPU
+   * schedules and encodes step k+1 while the GPU runs step k), and its token ids may name this
+   * step's picks (PREVIOUS_PICK | row, written as -(row + 1) in GpuStepSequence.tokens): they
+   * never leave the GPU. At most two steps wait unread, and only one that reads logits.
+   */
+  submit(seqs: readonly GpuStepSequence[], read: 'ids' | 'logits' = 'ids', before?: (encoder: GPUCommandEncoder) => void): { encodeMs: number; read: () => Promise<GpuStepResult> } {
+    if (this.unread >= 2 || (read === 'logits' && this.unread > 0))
+      throw new Error(`submit: ${this.unread} step(s) not read yet; read them first (two may wait, and none beside a step that reads logits)`);
     const t0 = performance.now();
     const { n, m } = this.writeStep(seqs);
     const device = this.ctx.device;
     const first = device.createCommandEncoder();
     before?.(first); // (draftThenVerify's copies of the drafted ids into the step's inputs)
     const encoder = this.encodeSubmitting(first, n, m);
+    const readIds = this.readIds[this.readTurn];
+    this.readTurn ^= 1;
     if (m > 0) {
-      encoder.copyBufferToBuffer(this.b.next, 0, this.b.readIds, 0, 4 * m);
-      encoder.copyBufferToBuffer(this.b.logprob, 0, this.b.readIds, 4 * m, 4 * m);
+      encoder.copyBufferToBuffer(this.b.next, 0, readIds, 0, 4 * m);
+      encoder.copyBufferToBuffer(this.b.logprob, 0, readIds, 4 * m, 4 * m);
     }
     if (m > 0 && read === 'logits') encoder.copyBufferToBuffer(this.b.logits, 0, this.b.readLogits, 0, 4 * m * this.config.vocabSize);
     device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
-    // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
-    if (m === 0)
-      return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
-    // both readbacks wait on the same submit: map them together
-    const bytes = 4 * m * this.config.vocabSize;
-    await Promise.all([
-      this.b.readIds.mapAsync(MAP_READ, 0, 8 * m),
-      read === 'logits' ? this.b.readLogits.mapAsync(MAP_READ, 0, bytes) : null,
-    ]);
-    const both = this.b.readIds.getMappedRange(0, 8 * m).slice(0);
-    this.b.readIds.unmap();
-    const ids = new Int32Array(both, 0, m);
-    const logprobs = new Float32Array(both, 4 * m, m);
-    let logits: Float32Array | null = null;
-    if (read === 'logits') {
-      logits = new Float32Array(this.b.readLogits.getMappedRange(0, bytes).slice(0));
-      this.b.readLogits.unmap();
-    }
-    if (this.ctx.errors.length > 0) throw new Error(`GPU error during the step: ${this.ctx.errors[0]}`);
-    return { ids, logprobs, logits, encodeMs };
+    this.unread++;
+    let done = false;
+    const results = async (): Promise<GpuStepResult> => {
+      if (done) throw new Error('submit: this step was read already');
+      done = true;
+      try {
+        // a KV-only step (no logits rows): nothing to read back; the next step's queue order keeps it first
+        if (m === 0) return { ids: new Int32Array(0), logprobs: new Float32Array(0), logits: read === 'logits' ? new Float32Array(0) : null, encodeMs };
+        // both readbacks wait on the same submit: map them together
+        const bytes = 4 * m * this.config.vocabSize;
+        await Promise.all([readIds.mapAsync(MAP_READ, 0, 8 * m), read === 'logits' ? this.b.readLogits.mapAsync(MAP_READ, 0, bytes) : null]);
+        const both = readIds.getMappedRange(0, 8 * m).slice(0);
+        readIds.unmap();
+        const ids = new Int32Array(both, 0, m);
+        const logprobs = new Float32Array(both, 4 * m, m);
+        let logits: Float32Array | null = null;
+        if (read === 'logits') {
+          logits = new Float32Array(this.b.readLogits.getMappedRange(0, bytes).slice(0));
+          this.b.readLogits.unmap();
+        }
+        if (this.ctx.errors.length > 0) throw new Error(`GPU error during the step: ${this.ctx.errors[0]}`);
+        return { ids, logprobs, logits, encodeMs };
+      } finally {
+        this.unread--;
+      }
+    };
+    return { encodeMs, read: results };
   }
 
   /**
@@ -819,9 +869,10 @@ export class GpuLlama {
       }
       for (let j = 0; j < s.tokens.length; j++) {
         const id = s.tokens[j];
-        if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
-          throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize})`);
-        into[ids + t] = id;
+        // -(row + 1): the previous step's pick of that logits row (PREVIOUS_PICK)
+        if (!Number.isInteger(id) || id >= c.vocabSize || id < -this.maxLogitRows)
+          throw new Error(`step: sequence ${i}: token id ${id} is not an integer in [0, ${c.vocabSize}) (or -(row + 1) for a row of the previous step's picks)`);
+        into[ids + t] = id >= 0 ? id : (PREVIOUS_PICK | (-id - 1)) >>> 0;
         into[meta + 2 * t] = i;
         into[meta + 2 * t + 1] = s.start + j;
         if (j >= s.tokens.length - s.logits) into[rows + r++] = t;

@@ -83,6 +83,39 @@ async function main(): Promise<void> {
   };
   // (and one request alone: a speculative step of one row copies its drafts in one go)
   out.engine = { eager: await run(false), captured: await run(true), capturedSpeculative: await run(true, true), capturedSpeculativeOne: await run(true, true, prompts.slice(0, 1)) };
+  // overlapped steps (LLMEngine.step, overlapSteps): the same tokens as one step at a time and as
+  // the eager engine, with a stop token mid-run (one pick dropped), mixed maxTokens, a pool small
+  // enough to preempt, and a sampled request among greedy ones (steps then run one at a time)
+  const many = ['In the beginning', 'And God said', 'In the beginning God', 'Blessed are', 'And the earth'];
+  const probe = await run(false, false, many.slice(2, 3));
+  const stopToken = probe[0][2]; // the third token of that prompt's greedy output
+  const paramsFor = (sampled: boolean) =>
+    many.map((_, i) =>
+      sampled && i === 3
+        ? { temperature: 0.8, seed: 5, maxTokens: 6, ignoreEos: true }
+        : { temperature: 0, maxTokens: [7, 3, 9, 5, 8][i], ignoreEos: true, ...(i === 2 ? { stopTokenIds: [stopToken] } : {}) },
+    );
+  const overlapRun = async (captured: boolean, overlapSteps: boolean, sampled = false) => {
+    const llm = await LLM.load({ model: 'data/models/draft', captured, overlapSteps, maxNumSeqs: 4, maxNumBatchedTokens: 16, numBlocks: 6, blockSize: 4 });
+    try {
+      const outs = await llm.generate(many, paramsFor(sampled));
+      return {
+        tokens: outs.map((o) => o.outputs[0].tokenIds),
+        finishReasons: outs.map((o) => o.outputs[0].finishReason),
+        overlapped: llm.engine.numOverlappedSteps,
+        preemptions: llm.engine.steps.reduce((a, st) => a + st.preempted.length, 0),
+      };
+    } finally {
+      llm.dispose();
+    }
+  };
+  out.overlap = {
+    eager: await overlapRun(false, false),
+    captured: await overlapRun(true, false),
+    overlapped: await overlapRun(true, true),
+    sampledOneByOne: await overlapRun(true, false, true),
+    sampledOverlapped: await overlapRun(true, true, true),
+  };
   out.errors = ctx.errors;
   await releaseSharedGpu();
   console.log('RESULT ' + JSON.stringify(out));

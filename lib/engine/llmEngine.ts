@@ -93,6 +93,8 @@ export class LLMEngine {
   private readonly requests = new Map<string, Request>();
   private readonly done: RequestOutput[] = [];
   private nextSeqId = 0;
+  /** live sequences that sample on the CPU (not greedy, or forked): overlapped steps wait while any runs */
+  private numSampling = 0;
   private nextRequest = 0;
   private readonly eos: readonly number[];
   /** the overlapped step on the GPU whose picks are not read yet (config.overlapSteps) */
@@ -236,12 +238,9 @@ export class LLMEngine {
     return this.config.overlapSteps && this.model instanceof GpuLlama && !this.config.speculative;
   }
 
-  // a sequence that samples on the CPU: its next token is needed before the next step
+  // a sequence that samples on the CPU is live: its next token is needed before the next step
   private needsSampling(): boolean {
-    for (const seqs of [this.scheduler.running, this.scheduler.waiting]) {
-      for (const seq of seqs) if (!greedyFastPath(seq.params) || seq.params.n > 1) return true;
-    }
-    return false;
+    return this.numSampling > 0;
   }
 
   private stepStart(): StepStart {
@@ -469,11 +468,13 @@ export class LLMEngine {
       gammaPolicy: this.config.speculative ? gammaPolicy(this.config.speculative.gamma, this.config.speculative.adaptive) : null,
     });
     req.seqs.push(seq);
+    if (samplesOnCpu(params)) this.numSampling++;
     return seq;
   }
 
   // the sequence is done: its recorder saw a stop, or `reason` ('abort') ends it
   private finishSequence(seq: Sequence, reason?: CompletionFinishReason): void {
+    if (samplesOnCpu(seq.params)) this.numSampling--;
     if (reason) seq.output.finish(reason);
     seq.status = 'finished';
     seq.times.finished = this.clock.now();
@@ -496,6 +497,11 @@ export class LLMEngine {
 // ---- step bookkeeping
 
 // when a step started: engine clock, wall clock, forward calls so far
+// a sequence whose tokens the CPU samples (the GPU picks only greedy tokens of unforked sequences)
+function samplesOnCpu(params: Sequence['params']): boolean {
+  return !greedyFastPath(params) || params.n > 1;
+}
+
 interface StepStart {
   clock: number;
   wall: number;

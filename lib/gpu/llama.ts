@@ -55,7 +55,8 @@ export interface GpuLlamaOptions {
   numBlocks?: number;
   /**
    * dispatches per submit in `step` (0: the whole step in one submit): the GPU starts on the
-   * first layers while the CPU still encodes the rest; default SUBMIT_EVERY
+   * first layers while the CPU still encodes the rest; default SUBMIT_EVERY. A step submitted
+   * behind one not read yet (overlapped steps) goes in one submit: the GPU is busy meanwhile
    */
   submitEvery?: number;
   /** input rows from which each matmul over the step's tokens uses the shared-memory tile (a number: the same for all); default SHARED_FROM */
@@ -788,9 +789,11 @@ export class GpuLlama {
   }
 
   // encode the step's dispatches, submitting `encoder` and starting a new one after every
-  // `submitEvery` of them; returns the open encoder that holds the last ones
+  // `submitEvery` of them; returns the open encoder that holds the last ones. Behind a step not
+  // read yet (the engine's overlapped steps) the GPU is busy with that one: early submits would
+  // only cost CPU time, so the step goes in one submit.
   private encodeSubmitting(encoder: GPUCommandEncoder, n: number, m: number): GPUCommandEncoder {
-    const every = this.submitEvery;
+    const every = this.unread > 0 ? 0 : this.submitEvery;
     const all = this.dispatches.length;
     if (every === 0 || every >= all) {
       this.encode(encoder, n, m);

@@ -167,9 +167,12 @@ async function main(): Promise<void> {
     draft = await loadModel(DRAFT_DIR);
   }
 
-  type Config = { label: string; gamma: number | null; draftModel?: string; speculative: SpeculativeEngineConfigInput | null };
+  type Config = { label: string; gamma: number | null; draftModel?: string; speculative: SpeculativeEngineConfigInput | null; overlapSteps?: false };
   const configs: Config[] = [
     { label: 'plain', gamma: null, speculative: null },
+    // (captured) the plain engine with overlapped steps off: speculative steps never overlap, so
+    // part of what speculation bought before is what overlapping buys plain decoding now
+    ...(captured ? [{ label: 'plain, no overlap', gamma: null, speculative: null, overlapSteps: false as const }] : []),
     ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, gamma: g, draftModel: path.basename(DRAFT_DIR), speculative: { draft, gamma: g } })),
     ...extras.flatMap((e) => GAMMAS.map((g) => ({ label: `${e.name} gamma=${g}`, gamma: g, draftModel: e.name, speculative: { draft: e.model, gamma: g } }))),
     ...LOOKUP_GAMMAS.map((g) => ({ label: `lookup gamma=${g}`, gamma: g, speculative: { draft: 'prompt-lookup' as const, gamma: g } })),
@@ -182,7 +185,7 @@ async function main(): Promise<void> {
   for (let r = 0; r <= REPEATS; r++) {
     for (const run of runs) {
       const prompts = Array.from({ length: requestsAt(run.batch) }, (_, i) => free[i % free.length]);
-      const engineConfig: EngineConfigInput = { maxNumSeqs: run.batch, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(run.batch), speculative: run.config.speculative };
+      const engineConfig: EngineConfigInput = { maxNumSeqs: run.batch, blockSize: BLOCK_SIZE, numBlocks: engineBlocks(run.batch), speculative: run.config.speculative, overlapSteps: run.config.overlapSteps };
       const fig = await runOnce(target, prompts, engineConfig);
       if (r > 0) run.figs.push(fig);
       bar.tick(1, `B=${run.batch} ${run.config.label}`);
@@ -194,7 +197,7 @@ async function main(): Promise<void> {
   const best = (figs: RunFigures[]) => figs.reduce((a, b) => (b.decodeTokensPerSecond > a.decodeTokensPerSecond ? b : a));
   const rows = runs.map((run) => {
     const fig = best(run.figs);
-    const plain = best(runs.find((x) => x.batch === run.batch && x.config.speculative === null)!.figs);
+    const plain = best(runs.find((x) => x.batch === run.batch && x.config.label === 'plain')!.figs);
     const row: Record<string, unknown> = {
       batch: run.batch,
       config: run.config.label,
@@ -231,6 +234,16 @@ async function main(): Promise<void> {
     return { batch: B, draftModel: b?.draftModel ?? null, gamma: b?.gamma ?? null, speedup: b?.speedup ?? null, decodeTokensPerSecond: b?.decodeTokensPerSecond ?? null };
   };
   const bestRows = BATCHES.map((B) => bestAt(B));
+  // the same best rows against the plain engine stepping one step at a time (captured only)
+  const bestVsNoOverlap = rows
+    .filter((r) => r.config === 'plain, no overlap')
+    .map((p) => {
+      const best = bestRows.find((x) => x.batch === p.batch)!.decodeTokensPerSecond as number | null;
+      const plain = p.decodeTokensPerSecond as number;
+      return { batch: p.batch as number, plainNoOverlapDecodeTokensPerSecond: plain, speedup: best === null ? null : r3(best / plain) };
+    });
+  if (bestVsNoOverlap.length > 0)
+    console.log(`\nbest speculative row over the plain engine without overlapped steps: ${bestVsNoOverlap.map((b) => `B=${b.batch}: ${b.speedup ?? '-'}x`).join(', ')}`);
   // each draft model's own best gamma per batch
   const draftModels = [...new Set(configs.flatMap((c) => (c.draftModel ? [c.draftModel] : [])))];
   const bestByDraft = Object.fromEntries(draftModels.map((m) => [m, BATCHES.map((B) => bestAt(B, m))]));
@@ -254,6 +267,7 @@ async function main(): Promise<void> {
       settings: { tokens: TOKENS, repeats: REPEATS, batches: BATCHES, gammas: GAMMAS, lookupGammas: LOOKUP_GAMMAS, full, smoke, greedy: true, drafter: 'draft model', target: TARGET_DIR, draft: DRAFT_DIR, extraDrafts: extras.map((e) => e.name), prompts: promptNames, requests: BATCHES.map(requestsAt) },
       runs: rows,
       best: bestRows,
+      bestVsPlainWithoutOverlap: bestVsNoOverlap,
       bestByDraft,
       notes: [
         'max(B, requests) requests arrive at once (settings.requests), maxNumSeqs = B: the decode batch is B (it shrinks only at the very end)',
@@ -263,7 +277,10 @@ async function main(): Promise<void> {
         'best: per batch, the draft model and gamma with the highest speedup (issue 11 goal: >= 2x at batch 1 on the captured path); bestByDraft: each draft model\'s',
         'rows `<name> gamma=k` race an extra draft shipped beside `draft` (data/models/<name>) in the same rounds, against the same plain runs',
         ...(captured
-          ? ['captured path: target and draft are GpuLlama models; greedy rows draft and verify in one go (the gamma draft steps and the verify submitted back to back, the drafts copied on the GPU, one readback), so c = 0 and v is the whole speculative step']
+          ? [
+              "captured path: 'plain' overlaps its steps (overlapSteps, the engine's default: step k+1 is submitted before step k's picks are read); speculative steps cannot (the next draft starts from the verdict), and 'plain, no overlap' is the plain engine one step at a time; bestVsPlainWithoutOverlap sets the best rows against it",
+              'captured path: target and draft are GpuLlama models; greedy rows draft and verify in one go (the gamma draft steps and the verify submitted back to back, the drafts copied on the GPU, one readback), so c = 0 and v is the whole speculative step',
+            ]
           : []),
       ],
     },

@@ -83,10 +83,19 @@ function engineTable(dir: string): string[] {
   const captured = read(`${dir}/captured-webgpu.json`);
   const rows: string[] = [];
   if (serve) {
-    const p = serve.result.poisson as { steadyStateRatio: number; wholeRunRatio: number };
+    type Parts = { tokensPerStepRatio: number; stepMsRatio: number };
+    type Without = { steadyStateRatio: number; overlapSpeedup: { continuous: number; static: number } };
+    const p = serve.result.poisson as { steadyStateRatio: number; wholeRunRatio: number; ratioParts?: Parts; withoutOverlap?: Without };
     const st = serve.result.stepTime as { batch: number; context: number; ratio: number }[];
     const r = st.map((s) => s.ratio);
-    rows.push(`| continuous ÷ static batching, Poisson arrivals, equal KV memory | ${x(p.steadyStateRatio)} steady state, ${x(p.wholeRunRatio)} whole run | \`serve-webgpu.json\`, ${commitOf(serve)} |`);
+    const parts = p.ratioParts ? ` (continuous emits ${x(p.ratioParts.tokensPerStepRatio)} the tokens a step; its step costs ${x(p.ratioParts.stepMsRatio)} as long)` : '';
+    rows.push(`| continuous ÷ static batching, Poisson arrivals, equal KV memory | ${x(p.steadyStateRatio)} steady state${parts}, ${x(p.wholeRunRatio)} whole run | \`serve-webgpu.json\`, ${commitOf(serve)} |`);
+    if (p.withoutOverlap) {
+      const w = p.withoutOverlap;
+      rows.push(
+        `| overlapped steps (step k+1 submitted before step k's picks are read), Poisson workload: speed-up over one step at a time | continuous ${x(w.overlapSpeedup.continuous)}, static ${x(w.overlapSpeedup.static)} (continuous ÷ static without them: ${x(w.steadyStateRatio)}) | \`serve-webgpu.json\`, ${commitOf(serve)} |`,
+      );
+    }
     rows.push(`| paged KV (shuffled block tables) ÷ contiguous tables, step time at batch ${Math.min(...st.map((s) => s.batch))}–${Math.max(...st.map((s) => s.batch))} | ${Math.min(...r).toFixed(3)}–${Math.max(...r).toFixed(3)} | \`serve-webgpu.json\`, ${commitOf(serve)} |`);
   }
   if (spec) {
@@ -100,6 +109,11 @@ function engineTable(dir: string): string[] {
     const engine = read(`${dir}/spec-engine-webgpu.json`);
     type EngineBest = { batch: number; gamma: number | null; speedup: number | null };
     const byDraft = (engine?.result.bestByDraft ?? {}) as Record<string, EngineBest[]>;
+    const vsNoOverlap = (engine?.result.bestVsPlainWithoutOverlap ?? []) as { batch: number; speedup: number | null }[];
+    if (vsNoOverlap.length > 0 && vsNoOverlap[0].speedup !== null)
+      rows.push(
+        `| speculative decoding in the engine, best draft and γ, batch ${vsNoOverlap[0].batch}, against the plain engine without overlapped steps (speculative steps never overlap) | ${x(vsNoOverlap[0].speedup)} | \`spec-engine-webgpu.json\`, ${commitOf(engine!)} |`,
+      );
     for (const [name, bs] of Object.entries(byDraft)) {
       const cell = (b: EngineBest) => `${b.speedup === null ? '–' : x(b.speedup)} at batch ${b.batch} (γ ${b.gamma})`;
       rows.push(`| speculative decoding in the engine as the batch grows (bench:spec-engine), draft model \`${name}\`, best γ per batch | ${[bs[0], bs[bs.length - 1]].map(cell).join(', ')} | \`spec-engine-webgpu.json\`, ${commitOf(engine!)} |`);
@@ -114,18 +128,18 @@ function engineTable(dir: string): string[] {
     const cells = batches.map((B) => `${(med(B, 0) / med(B, rt.defaultSubmitEvery)).toFixed(2)}× at batch ${B}`);
     rows.push(`| a step submitted in parts of ${rt.defaultSubmitEvery} dispatches (the GPU starts while the CPU encodes): speed-up over one submit, the engine's kind of step | ${cells.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`);
   }
-  type TileRow = { batch: number; tokens: number; settings: { tile?: string; sharedFrom?: number | string; headSharedFrom?: number | string; stepUsMedian: number }[] };
+  type From = number | string | Record<string, number | string>;
+  type TileRow = { batch: number; tokens: number; settings: { tile?: string; sharedFrom?: From; headSharedFrom?: number | string; stepUsMedian: number }[] };
   const tiles = (captured?.result.kernelTimes as { tiles?: TileRow[] } | undefined)?.tiles;
   if (captured && tiles?.length && tiles[0].settings[0].tile === 'default') {
-    // where the default picks the shared-memory tile: its gain over the decode tile; below that: what forcing it would do
-    const from = Number(tiles[0].settings[0].sharedFrom);
+    // the default tile choice (the shared-memory tile from a row threshold, per matmul in newer records) against the decode tile everywhere, and the shared tile forced everywhere
+    const from = tiles[0].settings[0].sharedFrom;
+    const fromText = typeof from === 'object' ? Object.entries(from ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') : String(from);
     const us = (t: TileRow, tile: string) => t.settings.find((x) => x.tile === tile)!.stepUsMedian;
     const shape = (t: TileRow) => (t.batch === t.tokens ? `batch ${t.batch}` : `${t.batch} × ${t.tokens / t.batch} tokens`);
-    const cell = (t: TileRow) => `${x(us(t, 'decode') / us(t, 'shared'))} at ${shape(t)}`;
-    const chosen = tiles.filter((t) => t.tokens >= from).map(cell);
-    const forced = tiles.filter((t) => t.tokens < from).map(cell);
+    const cell = (t: TileRow, tile: string) => `${x(us(t, 'decode') / us(t, tile))} at ${shape(t)}`;
     rows.push(
-      `| the shared-memory matmul tile (32 rows × 32 tokens a workgroup, K in 4 slices) in steps of ≥ ${from} rows: speed-up of the GPU step over the decode tile | ${chosen.join(', ')}; forced on smaller steps: ${forced.join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+      `| the matmul tile choice (the shared-memory tile, 32 rows × 32 tokens a workgroup with K in 4 slices, from ${fromText} rows): speed-up of the GPU step over the decode tile everywhere | ${tiles.map((t) => cell(t, 'default')).join(', ')}; the shared tile forced everywhere: ${tiles.map((t) => cell(t, 'shared')).join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
     );
     // the LM head's own threshold (headSharedFrom): every other matmul on the decode tile, the head on either
     const head = tiles.filter((t) => t.settings.some((x) => x.tile === 'decode, head shared') && t.batch === t.tokens);
@@ -135,6 +149,14 @@ function engineTable(dir: string): string[] {
         `| the LM head alone on the shared-memory tile (the default from ${headFrom} logits rows; here at every size, the other matmuls on the decode tile): speed-up of the GPU step | ${head.map((t) => `${x(us(t, 'decode') / us(t, 'decode, head shared'))} at ${shape(t)}`).join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
       );
     }
+  }
+  type EngineStep = { step: string; tokens: number; byChoice: { choice: string; stepUsMedian: number }[] };
+  const es = (captured?.result.engineSteps as { rows: EngineStep[] } | undefined)?.rows;
+  if (captured && es?.length) {
+    const usOf = (r: EngineStep) => r.byChoice.find((c) => c.choice === 'defaults')?.stepUsMedian;
+    rows.push(
+      `| GPU time of engine-shaped steps (the defaults; timestamp queries): how far the step is from flat in its tokens | ${es.map((r) => `${r.step} ${Math.round(usOf(r) ?? NaN)} µs`).join(', ')} | \`captured-webgpu.json\`, ${commitOf(captured)} |`,
+    );
   }
   if (rows.length === 0) return [];
   const out = ['What the engine\'s techniques buy on the captured path (H200; each ratio from one run, tokens/s unless a step time):', '', '| technique | measured | record, commit |', '|---|---|---|', ...rows, ''];

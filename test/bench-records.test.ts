@@ -128,6 +128,20 @@ describe('benchmark records', () => {
     }
     expect(p.steadyStateRatio).toBeCloseTo(p.continuous.steadyStateOutputTokensPerSecond / p.static.steadyStateOutputTokensPerSecond, 3);
     expect(p.wholeRunRatio).toBeCloseTo(p.continuous.wholeRunOutputTokensPerSecond / p.static.wholeRunOutputTokensPerSecond, 3);
+    if (p.ratioParts) {
+      // the two factors multiply back to the ratio, and each comes from its policy's window
+      const parts = p.ratioParts;
+      expect(parts.tokensPerStepRatio / parts.stepMsRatio).toBeCloseTo(p.steadyStateRatio, 6);
+      for (const policy of ['continuous', 'static']) {
+        expect(parts[policy].outputTokensPerStep).toBeCloseTo(p[policy].windowOutputTokens / p[policy].windowSteps, 6);
+        expect(parts[policy].msPerStep).toBeCloseTo(p[policy].windowMs / p[policy].windowSteps, 6);
+      }
+    }
+    if (p.withoutOverlap) {
+      const w = p.withoutOverlap;
+      expect(w.steadyStateRatio).toBeCloseTo(w.continuous.steadyStateOutputTokensPerSecond / w.static.steadyStateOutputTokensPerSecond, 6);
+      expect(w.overlapSpeedup.continuous).toBeCloseTo(p.continuous.steadyStateOutputTokensPerSecond / w.continuous.steadyStateOutputTokensPerSecond, 6);
+    }
     if (r.path === 'captured') {
       expect(r.adapter.software, file).toBe(false);
       for (const row of r.stepTime) expect(row.ratio).toBeCloseTo(row.pagedMedianMs / row.contiguousMedianMs, 3);
@@ -144,6 +158,15 @@ describe('benchmark records', () => {
       const best = file.includes('spec-engine') ? cap.best.find((b: { batch: number }) => b.batch === 1) : cap.best;
       expect(best.gamma, file).toBeGreaterThanOrEqual(1);
       expect(cap.runs.length, file).toBeGreaterThan(1);
+      // spec-engine on the captured path races the plain engine without overlapped steps too
+      if (file.includes('spec-engine') && cap.bestVsPlainWithoutOverlap) {
+        for (const b of cap.bestVsPlainWithoutOverlap) {
+          const plain = cap.runs.find((x: { batch: number; config: string }) => x.batch === b.batch && x.config === 'plain, no overlap');
+          expect(plain, `${file} B=${b.batch}`).toBeDefined();
+          const bestRow = cap.best.find((x: { batch: number }) => x.batch === b.batch);
+          expect(b.speedup).toBeCloseTo(bestRow.decodeTokensPerSecond / plain.decodeTokensPerSecond, 2);
+        }
+      }
     }
   });
 

@@ -290,18 +290,14 @@ async function capturedStepTime(m: GpuLlama, B: number, L: number, steps: number
       c.push(...(await run(contiguous)));
     }
   }
+  return { ...pagedVsContiguous(B, L, c, p), stepsTimed: c.length };
+}
+
+// a step-time row: medians and minima of the contiguous (c) and paged (p) timings, ratio = paged / contiguous
+function pagedVsContiguous(B: number, L: number, c: number[], p: number[]) {
   const cm = percentile(c, 50);
   const pm = percentile(p, 50);
-  return {
-    batch: B,
-    context: L,
-    contiguousMedianMs: cm,
-    pagedMedianMs: pm,
-    ratio: pm / cm,
-    contiguousMinMs: Math.min(...c),
-    pagedMinMs: Math.min(...p),
-    stepsTimed: c.length,
-  };
+  return { batch: B, context: L, contiguousMedianMs: cm, pagedMedianMs: pm, ratio: pm / cm, contiguousMinMs: Math.min(...c), pagedMinMs: Math.min(...p) };
 }
 
 // ---- 4. step time: paged vs contiguous, one decode step at batch B, context L
@@ -336,17 +332,7 @@ async function stepTime(model: LlamaModel, B: number, L: number, repeats: number
   }
   contiguous.dispose();
   paged.dispose();
-  const cm = percentile(c, 50);
-  const pm = percentile(p, 50);
-  return {
-    batch: B,
-    context: L,
-    contiguousMedianMs: cm,
-    pagedMedianMs: pm,
-    ratio: pm / cm,
-    contiguousMinMs: Math.min(...c),
-    pagedMinMs: Math.min(...p),
-  };
+  return pagedVsContiguous(B, L, c, p);
 }
 
 // ---- main

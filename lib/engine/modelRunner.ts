@@ -151,27 +151,22 @@ export class ModelRunner {
    * overlapped (then `run` it).
    */
   submitGreedy(batch: readonly ScheduledSequence[], copies: readonly [number, number][]): { rows: Map<Sequence, number>; read: () => Promise<RunnerOutput> } | null {
-    if (this.speculative || !this.target.ragged) return null;
+    if (this.speculative || !this.target.submitGreedy) return null;
     const calls = this.prepare(batch);
-    if (calls.length !== 1) return null;
+    if (calls.length !== 1 || !allGreedy(calls[0].entries)) return null;
     const [call] = calls;
-    const fwd = this.target.batch(call.entries.map(cachedIn('target')));
-    if (!picksOnModel(fwd, call.entries) || !fwd.submitGreedy) return null;
     this.target.copyBlocks(copies);
     // (before the commit: which sequences' steps end at their last token)
     const rows = new Map<Sequence, number>();
     call.entries.forEach((e, b) => e.seq.numComputedTokens + e.numNewTokens === e.seq.numTokens && rows.set(e.seq, b));
-    const read = fwd.submitGreedy(
-      call.tokens,
-      call.tokens.map(() => 1),
-    );
+    const read = this.target.submitGreedy(call.entries.map(cachedIn('target')), call.tokens);
     this.numForwardCalls++;
     return {
       rows,
       read: async () => {
         const picked = await read();
         const out = emptyRunnerOutput();
-        call.entries.forEach((e, b) => rows.has(e.seq) && out.greedy.set(e.seq, picked[b][0]));
+        for (const [seq, b] of rows) out.greedy.set(seq, picked[b]);
         return out;
       },
     };
@@ -263,5 +258,10 @@ function cachedIn(which: 'target' | 'draft') {
 // whether the model picks the tokens itself: it can (the captured step), and every sequence is
 // greedy with nothing else asked and no forks sharing its row
 function picksOnModel(fwd: BatchForward, entries: readonly ScheduledSequence[]): fwd is BatchForward & Required<Pick<BatchForward, 'forwardGreedy'>> {
-  return fwd.forwardGreedy !== undefined && entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
+  return fwd.forwardGreedy !== undefined && allGreedy(entries);
+}
+
+// every sequence greedy with nothing else asked, and none forked (forks share its row)
+function allGreedy(entries: readonly ScheduledSequence[]): boolean {
+  return entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
 }

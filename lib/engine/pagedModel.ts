@@ -32,6 +32,13 @@ export interface PagedModel {
   readonly ragged: boolean;
   /** A forward batch over these sequences (see BatchForward); valid until the next batch(). */
   batch(seqs: readonly PagedSequence[]): BatchForward;
+  /**
+   * (the captured step; the engine's overlapped steps) One step over these sequences, each feeding
+   * `feed[b]` (at least one token) and getting one logits row, submitted now without waiting:
+   * `read()` gives each row's greedy pick later. Meanwhile the next step may feed row b's pick as
+   * -(b + 1). Absent where a step cannot be left on the device (eager tfjs).
+   */
+  submitGreedy?(seqs: readonly PagedSequence[], feed: readonly (readonly number[])[]): () => Promise<SampledToken[]>;
   /** Copy whole blocks src -> dst (copy-on-write). */
   copyBlocks(copies: readonly (readonly [number, number])[]): void;
   /** Bytes the KV pool holds. */
@@ -115,31 +122,26 @@ class CapturedPagedModel implements PagedModel {
     const gpu = this.gpu;
     const V = gpu.config.vocabSize;
     const lengths = seqs.map((s) => s.numCached);
-    // one captured step over the rows with tokens to feed, submitted; the reader's `pick(r)` reads logits row r's result
-    function submit<T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T): () => Promise<T[][]> {
+    // one captured step over the rows with tokens to feed; `pick(res, r)` reads logits row r's result
+    async function run<T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T): Promise<T[][]> {
       const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
       const step = gpu.submit(
         live.map((b) => ({ tokens: feed[b], start: lengths[b], blockTable: seqs[b].blockTable, logits: logits[b] })),
         read,
       );
       for (const b of live) lengths[b] += feed[b].length;
-      return async () => {
-        const res = await step.read();
-        const out: T[][] = feed.map(() => []);
-        let r = 0;
-        for (const b of live) for (let i = 0; i < logits[b]; i++, r++) out[b].push(pick(res, r));
-        return out;
-      };
+      const res = await step.read();
+      const out: T[][] = feed.map(() => []);
+      let r = 0;
+      for (const b of live) for (let i = 0; i < logits[b]; i++, r++) out[b].push(pick(res, r));
+      return out;
     }
-    const run = <T>(feed: readonly (readonly number[])[], logits: readonly number[], read: 'ids' | 'logits', pick: (res: GpuStepResult, r: number) => T) =>
-      submit(feed, logits, read, pick)();
     const greedyPick = (res: GpuStepResult, r: number): SampledToken => ({ token: res.ids[r], logprob: res.logprobs[r] });
     const fwd: BatchForward = {
       vocabSize: V,
       lengths: () => [...lengths],
       forward: (feed, logits) => run(feed, logits, 'logits', (res, r) => res.logits!.subarray(r * V, (r + 1) * V)),
       forwardGreedy: (feed, logits) => run(feed, logits, 'ids', greedyPick),
-      submitGreedy: (feed, logits) => submit(feed, logits, 'ids', greedyPick),
       async greedyChain(feed, steps) {
         const live = feed.map((_, b) => b).filter((b) => feed[b].length > 0);
         const res = await gpu.greedyChain(
@@ -192,6 +194,20 @@ class CapturedPagedModel implements PagedModel {
     };
     capturedBatches.set(fwd, { gpu, seqs, lengths });
     return fwd;
+  }
+
+  submitGreedy(seqs: readonly PagedSequence[], feed: readonly (readonly number[])[]): () => Promise<SampledToken[]> {
+    const step = this.gpu.submit(
+      seqs.map((s, b) => {
+        if (feed[b].length === 0) throw new Error(`submitGreedy: row ${b} feeds no tokens`);
+        return { tokens: feed[b], start: s.numCached, blockTable: s.blockTable, logits: 1 };
+      }),
+      'ids',
+    );
+    return async () => {
+      const res = await step.read();
+      return seqs.map((_, b) => ({ token: res.ids[b], logprob: res.logprobs[b] }));
+    };
   }
 
   copyBlocks(copies: readonly (readonly [number, number])[]): void {

@@ -120,12 +120,6 @@ export interface BatchForward {
    */
   forwardGreedy?(feed: readonly (readonly number[])[], logits: readonly number[]): Promise<SampledToken[][]>;
   /**
-   * forwardGreedy without waiting (the captured step; the engine's overlapped steps): the step is
-   * submitted now, `read()` gives its picks later. Meanwhile the next step may feed a pick of this
-   * one as -(row + 1), its logits row among this step's (rows in order, logits[b] per row).
-   */
-  submitGreedy?(feed: readonly (readonly number[])[], logits: readonly number[]): () => Promise<SampledToken[][]>;
-  /**
    * Greedy decoding of `steps` tokens for each row with something to feed, in one go: feed[b]
    * first, then each step's argmax fed to the next without coming back (the captured step's
    * chained ids, one submit). Returns [B][steps] (rows with nothing to feed get []); the last

@@ -29,7 +29,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { initBackend, shutdownBackend } from '../lib/backend';
-import { benchFlags, progressBar, writeBenchJson } from '../lib/bench/harness';
+import { benchFlags, progressBar, thresholdText, writeBenchJson } from '../lib/bench/harness';
 import { percentile } from '../lib/eval/stats';
 import { argmax } from '../lib/generate/sampling';
 import { ContiguousKVCache } from '../lib/kv/contiguous';
@@ -71,9 +71,6 @@ const fromLabel = (x: SharedFrom) => {
   const all = Object.values(by);
   return all.every((v) => v === all[0]) ? rowsOrNever(all[0]) : Object.fromEntries(Object.entries(by).map(([k, v]) => [k, rowsOrNever(v)]));
 };
-
-// ... and as text: '128', or 'qkv 128, o 224, gateUp 32, down 224'
-const fromText = (x: number | string | Record<string, number | string>) => (typeof x === 'object' ? Object.entries(x).map(([k, v]) => `${k} ${v}`).join(', ') : String(x));
 
 /** The captured model as a one-sequence decoder for the oracle check. */
 function capturedDecoder(m: GpuLlama): OracleDecoder {
@@ -653,7 +650,7 @@ async function main(): Promise<void> {
         kernels.push(k);
         const parts = Object.entries(k.byKernel).map(([name, v]) => `${name} ${v.usEach.toFixed(1)}${v.count > 1 ? `x${v.count}` : ''}`);
         console.log(
-          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${fromText(k.sharedFrom)} rows (head ${k.headSharedFrom}): step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
+          `${k.model} B=${batch}${tokens > 1 ? ` x ${tokens} tokens` : ''} context ${context}, shared tile from ${thresholdText(k.sharedFrom)} rows (head ${k.headSharedFrom}): step ${k.stepUs.toFixed(0)} us on the GPU (${k.dispatches} dispatches); alone, us each: ${parts.join(', ')}`,
         );
       }
       // the matmul tile against the step's size: the whole step's GPU time with the default

@@ -74,19 +74,10 @@ const backendFlag = (flag('backend') ?? 'wasm') as BackendPreference;
 const SIZES = smoke
   ? { traceRequests: 3, prefixRequests: 3, stepBatches: [1, 2], stepContexts: [24], stepRepeats: 2, poissonRequests: 6 }
   : full
-    ? {
-        traceRequests: 64,
-        prefixRequests: 48,
-        stepBatches: [1, 4, 8, 16],
-        stepContexts: [256, 512],
-        stepRepeats: 20,
-        poissonRequests: 1024,
-      }
+    ? { traceRequests: 64, prefixRequests: 48, stepBatches: [1, 4, 8, 16], stepContexts: [256, 512], stepRepeats: 20, poissonRequests: 1024 }
     : { traceRequests: 24, prefixRequests: 24, stepBatches: [1, 8, 16], stepContexts: [256], stepRepeats: 12, poissonRequests: 512 };
 // the captured step is cheap: its paged-vs-contiguous table sweep and decode steps per timing
-const CAPTURED_STEP = smoke
-  ? { batches: [1, 2], contexts: [24], steps: 3, rounds: 1 }
-  : { batches: [1, 8, 32], contexts: [128, 512], steps: 64, rounds: 3 };
+const CAPTURED_STEP = smoke ? { batches: [1, 2], contexts: [24], steps: 3, rounds: 1 } : { batches: [1, 8, 32], contexts: [128, 512], steps: 64, rounds: 3 };
 
 const BLOCK_SIZE = 16;
 const NUM_BLOCKS = 128; // 2048 tokens of KV: the "equal KV memory" of both schedulers
@@ -215,15 +206,7 @@ function stepCost(steps: readonly StepMetrics[]) {
     const inB = rows.filter((r) => r.d + r.p >= lo && r.d + r.p < edges[i + 1]);
     if (inB.length === 0) return [];
     const mean = (f: (r: (typeof rows)[number]) => number) => inB.reduce((a, r) => a + f(r), 0) / inB.length;
-    return [
-      {
-        tokens: `${lo}-${edges[i + 1] - 1}`,
-        steps: inB.length,
-        meanDecodes: mean((r) => r.d),
-        meanPromptTokens: mean((r) => r.p),
-        meanWallMs: mean((r) => r.ms),
-      },
-    ];
+    return [{ tokens: `${lo}-${edges[i + 1] - 1}`, steps: inB.length, meanDecodes: mean((r) => r.d), meanPromptTokens: mean((r) => r.p), meanWallMs: mean((r) => r.ms) }];
   });
   return {
     fit: beta ? { fixedMs: beta[0], perDecodeMs: beta[1], perPromptTokenMs: beta[2] } : null,
@@ -264,14 +247,7 @@ async function capturedStepTime(m: GpuLlama, B: number, L: number, steps: number
   const shuffled = Array.from({ length: B }, (_, b) => perm.slice(b * nb, (b + 1) * nb));
   const first = Array.from({ length: B }, (_, b) => 1 + ((b * 131) % (m.config.vocabSize - 1)));
   // the KV pool holds whatever earlier runs left there: attention costs the same for any values
-  const run = async (tables: number[][]) =>
-    (
-      await m.greedyDecode(
-        tables.map((t) => ({ start: L, blockTable: t })),
-        first,
-        steps,
-      )
-    ).stepMs.slice(1);
+  const run = async (tables: number[][]) => (await m.greedyDecode(tables.map((t) => ({ start: L, blockTable: t })), first, steps)).stepMs.slice(1);
   // warm-up: both tables twice (the first case of a run was slow by up to 40% with one pass: clocks
   // and caches still settling after the Poisson runs)
   for (let w = 0; w < 2; w++) {
@@ -341,12 +317,7 @@ async function main() {
   const backend = await initBackend({ prefer: backendFlag, wasmThreads: flags.threads(), wasmFma: flags.fma() });
   const captured = backend.name === 'webgpu' && !eagerFlag;
   const common: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: NUM_BLOCKS, maxNumSeqs: MAX_NUM_SEQS, enablePrefixCaching: false };
-  const poissonCommon: EngineConfigInput = {
-    blockSize: BLOCK_SIZE,
-    numBlocks: POISSON_BLOCKS,
-    maxNumSeqs: POISSON_SEATS,
-    enablePrefixCaching: false,
-  };
+  const poissonCommon: EngineConfigInput = { blockSize: BLOCK_SIZE, numBlocks: POISSON_BLOCKS, maxNumSeqs: POISSON_SEATS, enablePrefixCaching: false };
   // the captured model: one GpuLlama sized for the largest engine config and the step sweep here
   let model: EngineModel;
   let eagerModel: LlamaModel | null = null;
@@ -357,8 +328,7 @@ async function main() {
     adapter = ctx.info;
     const { config } = modelSource(modelDir);
     const sizes = [common, poissonCommon].map((c) => capturedOptionsFor(resolveEngineConfig(c, config.maxPositions)));
-    const stepBlocks =
-      Math.max(...CAPTURED_STEP.batches) * Math.ceil((Math.max(...CAPTURED_STEP.contexts) + CAPTURED_STEP.steps + 1) / BLOCK_SIZE);
+    const stepBlocks = Math.max(...CAPTURED_STEP.batches) * Math.ceil((Math.max(...CAPTURED_STEP.contexts) + CAPTURED_STEP.steps + 1) / BLOCK_SIZE);
     const opts = {
       maxTokens: Math.max(...sizes.map((x) => x.maxTokens)),
       maxSeqs: Math.max(...sizes.map((x) => x.maxSeqs), ...CAPTURED_STEP.batches),
@@ -376,18 +346,14 @@ async function main() {
       ...(NARROW_WG ? { attentionNarrowWg: Number(NARROW_WG) } : {}),
     });
     model = gpuModel;
-    console.log(
-      `captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`,
-    );
+    console.log(`captured path on ${ctx.info.adapter}${ctx.info.software ? ' (software: correctness only, not timing)' : ''}: ${FORMAT} weights, ${gpuModel.stats.dispatchesPerStep} dispatches/step, pool ${opts.numBlocks} blocks`);
   } else {
     eagerModel = await loadModel(modelDir);
     model = eagerModel;
   }
   const V = model.config.vocabSize;
   const maxModelLen = model.config.maxPositions;
-  console.log(
-    `serve bench (${smoke ? 'smoke' : full ? 'full' : 'quick'}): ${modelDir} on ${backend.name} (${captured ? 'captured' : 'eager tfjs'}); pool ${NUM_BLOCKS} x ${BLOCK_SIZE} tokens, maxNumSeqs ${MAX_NUM_SEQS}`,
-  );
+  console.log(`serve bench (${smoke ? 'smoke' : full ? 'full' : 'quick'}): ${modelDir} on ${backend.name} (${captured ? 'captured' : 'eager tfjs'}); pool ${NUM_BLOCKS} x ${BLOCK_SIZE} tokens, maxNumSeqs ${MAX_NUM_SEQS}`);
 
   // ---- 1 + 2: one varied-length trace, continuous vs static at equal KV memory
   const traceSpec: WorkloadSpec = {
@@ -400,20 +366,15 @@ async function main() {
   };
   const trace = makeWorkload(traceSpec);
   const cont = await runTrace(model, trace, { ...common, policy: 'continuous' }, new RealClock());
-  console.log(
-    `continuous: ${fmt(cont.summary.outputTokensPerSecond)} tok/s, ${cont.summary.numSteps} steps, ${cont.summary.numPreemptions} preemptions, wall ${fmt(cont.wallMs / 1000)} s`,
-  );
+  console.log(`continuous: ${fmt(cont.summary.outputTokensPerSecond)} tok/s, ${cont.summary.numSteps} steps, ${cont.summary.numPreemptions} preemptions, wall ${fmt(cont.wallMs / 1000)} s`);
   const stat = await runTrace(model, trace, { ...common, policy: 'static' }, new RealClock());
-  console.log(
-    `static:     ${fmt(stat.summary.outputTokensPerSecond)} tok/s, ${stat.summary.numSteps} steps, wall ${fmt(stat.wallMs / 1000)} s`,
-  );
+  console.log(`static:     ${fmt(stat.summary.outputTokensPerSecond)} tok/s, ${stat.summary.numSteps} steps, wall ${fmt(stat.wallMs / 1000)} s`);
 
   // the same two schedules priced by a memory-bound cost model (a step costs about the same at
   // any small batch, as on a GPU): what batching buys where decode is bandwidth-bound
   const memoryBound: LinearStepCost = { stepMs: 10, perTokenMs: 0.02, perSeqMs: 0, perContextTokenMs: 0 };
-  const priced = (steps: readonly StepMetrics[]) =>
-    steps.reduce((a, s) => a + memoryBound.stepMs + memoryBound.perTokenMs * s.numScheduledTokens, 0);
-  const virtualRatio = cont.summary.outputTokens / priced(cont.steps) / (stat.summary.outputTokens / priced(stat.steps));
+  const priced = (steps: readonly StepMetrics[]) => steps.reduce((a, s) => a + memoryBound.stepMs + memoryBound.perTokenMs * s.numScheduledTokens, 0);
+  const virtualRatio = (cont.summary.outputTokens / priced(cont.steps)) / (stat.summary.outputTokens / priced(stat.steps));
 
   const memory = {
     pagedLiveTokenShare: cont.summary.liveTokenShare,
@@ -428,18 +389,10 @@ async function main() {
     stepsRatio: stat.summary.numSteps / cont.summary.numSteps,
     memoryBoundCostModel: { cost: memoryBound, ratio: virtualRatio },
   };
-  console.log(
-    `live-token share: paged ${fmt(memory.pagedLiveTokenShare, 3)} | contiguous @maxModelLen ${fmt(memory.contiguousMaxModelLenShare, 3)} | static reservation ${fmt(memory.staticReservationShare, 3)}`,
-  );
-  console.log(
-    `continuous / static: ${fmt(throughput.ratio, 2)}x measured tok/s (${fmt(throughput.stepsRatio, 2)}x fewer steps; ${fmt(virtualRatio, 2)}x under a memory-bound step cost)`,
-  );
-  console.log(
-    `  TTFT p50/p99 ms: continuous ${fmt(cont.summary.ttftMs.p50, 0)}/${fmt(cont.summary.ttftMs.p99, 0)}, static ${fmt(stat.summary.ttftMs.p50, 0)}/${fmt(stat.summary.ttftMs.p99, 0)}`,
-  );
-  console.log(
-    `  TPOT p50/p99 ms: continuous ${fmt(cont.summary.tpotMs.p50)}/${fmt(cont.summary.tpotMs.p99)}, static ${fmt(stat.summary.tpotMs.p50)}/${fmt(stat.summary.tpotMs.p99)}`,
-  );
+  console.log(`live-token share: paged ${fmt(memory.pagedLiveTokenShare, 3)} | contiguous @maxModelLen ${fmt(memory.contiguousMaxModelLenShare, 3)} | static reservation ${fmt(memory.staticReservationShare, 3)}`);
+  console.log(`continuous / static: ${fmt(throughput.ratio, 2)}x measured tok/s (${fmt(throughput.stepsRatio, 2)}x fewer steps; ${fmt(virtualRatio, 2)}x under a memory-bound step cost)`);
+  console.log(`  TTFT p50/p99 ms: continuous ${fmt(cont.summary.ttftMs.p50, 0)}/${fmt(cont.summary.ttftMs.p99, 0)}, static ${fmt(stat.summary.ttftMs.p50, 0)}/${fmt(stat.summary.ttftMs.p99, 0)}`);
+  console.log(`  TPOT p50/p99 ms: continuous ${fmt(cont.summary.tpotMs.p50)}/${fmt(cont.summary.tpotMs.p99)}, static ${fmt(stat.summary.tpotMs.p50)}/${fmt(stat.summary.tpotMs.p99)}`);
 
   // ---- 3: prefix caching on shared system prompts, Poisson arrivals on a virtual clock
   const prefixSpec: WorkloadSpec = {
@@ -456,35 +409,25 @@ async function main() {
   for (const on of [false, true]) {
     const run = await runTrace(model, prefixTrace, { ...common, enablePrefixCaching: on }, new VirtualClock());
     // measured TTFT: the real time of the steps between a request's arrival and its first token
-    const measured = run.seqs.map((m) =>
-      run.steps.filter((s) => s.startMs >= m.arrivalMs && s.endMs <= m.arrivalMs + m.ttftMs).reduce((a, s) => a + s.wallMs, 0),
-    );
+    const measured = run.seqs.map((m) => run.steps.filter((s) => s.startMs >= m.arrivalMs && s.endMs <= m.arrivalMs + m.ttftMs).reduce((a, s) => a + s.wallMs, 0));
     const computedPrefill = run.steps.reduce((a, s) => a + s.prefills.reduce((b, p) => b + p.numTokens, 0), 0);
     const hitTokens = run.summary.prefixCacheHitTokens;
     const r = {
       virtualTtftMs: run.summary.ttftMs,
-      measuredTtftMs: {
-        p50: percentile(measured, 50),
-        p99: percentile(measured, 99),
-        mean: measured.reduce((a, b) => a + b, 0) / measured.length,
-      },
+      measuredTtftMs: { p50: percentile(measured, 50), p99: percentile(measured, 99), mean: measured.reduce((a, b) => a + b, 0) / measured.length },
       hitRate: hitTokens / run.summary.promptTokens,
       hitTokens,
       prefillTokensComputed: computedPrefill,
       stepWallMs: run.summary.stepWallMs,
     };
     prefix[on ? 'on' : 'off'] = r;
-    console.log(
-      `prefix caching ${on ? 'on ' : 'off'}: TTFT p50 ${fmt(r.measuredTtftMs.p50, 0)} ms measured (${fmt(r.virtualTtftMs.p50, 0)} virtual), hit rate ${fmt(r.hitRate, 3)}, prefill tokens computed ${computedPrefill}`,
-    );
+    console.log(`prefix caching ${on ? 'on ' : 'off'}: TTFT p50 ${fmt(r.measuredTtftMs.p50, 0)} ms measured (${fmt(r.virtualTtftMs.p50, 0)} virtual), hit rate ${fmt(r.hitRate, 3)}, prefill tokens computed ${computedPrefill}`);
   }
   const off = prefix.off as { measuredTtftMs: { p50: number }; virtualTtftMs: { p50: number } };
   const on = prefix.on as { measuredTtftMs: { p50: number }; virtualTtftMs: { p50: number } };
   prefix.ttftReductionMeasured = 1 - on.measuredTtftMs.p50 / off.measuredTtftMs.p50;
   prefix.ttftReductionVirtual = 1 - on.virtualTtftMs.p50 / off.virtualTtftMs.p50;
-  console.log(
-    `prefix caching: p50 TTFT -${fmt(100 * (prefix.ttftReductionMeasured as number), 0)}% measured, -${fmt(100 * (prefix.ttftReductionVirtual as number), 0)}% virtual`,
-  );
+  console.log(`prefix caching: p50 TTFT -${fmt(100 * (prefix.ttftReductionMeasured as number), 0)}% measured, -${fmt(100 * (prefix.ttftReductionVirtual as number), 0)}% virtual`);
 
   // ---- 4: paged vs contiguous decode step
   const steps = [];
@@ -493,9 +436,7 @@ async function main() {
       for (const B of CAPTURED_STEP.batches) {
         const r = await capturedStepTime(gpuModel, B, L, CAPTURED_STEP.steps, CAPTURED_STEP.rounds);
         steps.push(r);
-        console.log(
-          `captured decode step B=${B} context ${L}: contiguous tables ${fmt(r.contiguousMedianMs, 3)} ms, shuffled tables ${fmt(r.pagedMedianMs, 3)} ms (shuffled / contiguous ${fmt(r.ratio, 3)}x)`,
-        );
+        console.log(`captured decode step B=${B} context ${L}: contiguous tables ${fmt(r.contiguousMedianMs, 3)} ms, shuffled tables ${fmt(r.pagedMedianMs, 3)} ms (shuffled / contiguous ${fmt(r.ratio, 3)}x)`);
       }
     }
   } else {
@@ -503,9 +444,7 @@ async function main() {
       for (const B of SIZES.stepBatches) {
         const r = await stepTime(eagerModel!, B, L, SIZES.stepRepeats);
         steps.push(r);
-        console.log(
-          `decode step B=${B} context ${L}: contiguous ${fmt(r.contiguousMedianMs)} ms, paged ${fmt(r.pagedMedianMs)} ms (${fmt(r.ratio, 2)}x)`,
-        );
+        console.log(`decode step B=${B} context ${L}: contiguous ${fmt(r.contiguousMedianMs)} ms, paged ${fmt(r.pagedMedianMs)} ms (${fmt(r.ratio, 2)}x)`);
       }
     }
   }
@@ -514,16 +453,12 @@ async function main() {
   // arrival rate: POISSON_OVERLOAD x the continuous engine's service rate measured on the burst
   // above (requests/s = output tok/s / mean output length), so requests queue under both
   // schedulers and each runs at its own capacity until the last request is admitted
-  const poissonOutput: WorkloadSpec['outputLen'] = smoke
-    ? { kind: 'uniform', min: 2, max: 4 }
-    : { kind: 'lognormal', median: 48, sigma: 0.9, min: 4, max: 320 };
+  const poissonOutput: WorkloadSpec['outputLen'] = smoke ? { kind: 'uniform', min: 2, max: 4 } : { kind: 'lognormal', median: 48, sigma: 0.9, min: 4, max: 320 };
   const meanOut = trace.reduce((a, r) => a + r.maxTokens, 0) / trace.length;
   // the decode step at the burst run's fullest batches: its median wall time prices a full seat
   // of POISSON_SEATS (an underestimate of the step there, so the rate errs toward overload)
   const peak = Math.max(...cont.steps.map((s) => s.numRunning));
-  const fullSteps = cont.steps
-    .filter((s) => s.prefills.length === 0 && s.decodes.length > 0 && s.numRunning >= 0.75 * peak)
-    .map((s) => s.wallMs);
+  const fullSteps = cont.steps.filter((s) => s.prefills.length === 0 && s.decodes.length > 0 && s.numRunning >= 0.75 * peak).map((s) => s.wallMs);
   const fullStepMs = fullSteps.length > 0 ? percentile(fullSteps, 50) : cont.summary.durationMs / Math.max(1, cont.summary.numSteps);
   const ratePerSec = (POISSON_OVERLOAD * POISSON_SEATS * 1000) / (meanOut * fullStepMs);
   const poissonSpec: WorkloadSpec = {
@@ -552,9 +487,7 @@ async function main() {
     console.log(
       `poisson ${overlapSteps ? `round ${round + 1}` : 'one step at a time'} ${policy.padEnd(10)}: steady state ${fmt(ss.steadyStateOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.windowMs, 0)} ms (${ss.windowSteps} steps, mean batch ${fmt(ss.meanBatchInWindow)}, mean waiting ${fmt(ss.meanWaitingInWindow)}); ` +
         `whole run ${fmt(ss.wholeRunOutputTokensPerSecond, 2)} tok/s over ${fmt(ss.wholeRunMs, 0)} ms (drain ${ss.drainSteps} steps, ${fmt(ss.drainMs, 0)} ms)` +
-        (ss.stepCost.fit
-          ? `; a step ~ ${fmt(ss.stepCost.fit.fixedMs, 3)} ms + ${fmt(1000 * ss.stepCost.fit.perDecodeMs, 1)} us a decode + ${fmt(1000 * ss.stepCost.fit.perPromptTokenMs, 1)} us a prompt token`
-          : ''),
+        (ss.stepCost.fit ? `; a step ~ ${fmt(ss.stepCost.fit.fixedMs, 3)} ms + ${fmt(1000 * ss.stepCost.fit.perDecodeMs, 1)} us a decode + ${fmt(1000 * ss.stepCost.fit.perPromptTokenMs, 1)} us a prompt token` : ''),
     );
     return { ...ss, summary: brief(run.summary) };
   };
@@ -562,12 +495,7 @@ async function main() {
   for (let r = 0; r < POISSON_ROUNDS; r++) {
     const c = await runPolicy(r, 'continuous');
     const s = await runPolicy(r, 'static');
-    rounds.push({
-      continuous: c,
-      static: s,
-      steadyStateRatio: c.steadyStateOutputTokensPerSecond / s.steadyStateOutputTokensPerSecond,
-      wholeRunRatio: c.wholeRunOutputTokensPerSecond / s.wholeRunOutputTokensPerSecond,
-    });
+    rounds.push({ continuous: c, static: s, steadyStateRatio: c.steadyStateOutputTokensPerSecond / s.steadyStateOutputTokensPerSecond, wholeRunRatio: c.wholeRunOutputTokensPerSecond / s.wholeRunOutputTokensPerSecond });
   }
   const byRatio = [...rounds].sort((a, b) => a.steadyStateRatio - b.steadyStateRatio);
   const median = byRatio[Math.floor((byRatio.length - 1) / 2)];
@@ -584,14 +512,10 @@ async function main() {
   poisson.medianRound = rounds.indexOf(median);
   // the ratio in two factors: continuous batching does more tokens a step (what the scheduler
   // buys), and pays for it with a dearer step (what the step's growth with batch takes back)
-  const perStep = (r: { windowOutputTokens: number; windowSteps: number; windowMs: number }) => ({
-    tokens: r.windowOutputTokens / r.windowSteps,
-    ms: r.windowMs / r.windowSteps,
-  });
+  const perStep = (r: { windowOutputTokens: number; windowSteps: number; windowMs: number }) => ({ tokens: r.windowOutputTokens / r.windowSteps, ms: r.windowMs / r.windowSteps });
   const [pc, ps] = [perStep(median.continuous), perStep(median.static)];
   poisson.ratioParts = {
-    meaning:
-      'steadyStateRatio = tokensPerStepRatio / stepMsRatio, from the median round: output tokens a step (continuous / static) over wall ms a step (continuous / static)',
+    meaning: 'steadyStateRatio = tokensPerStepRatio / stepMsRatio, from the median round: output tokens a step (continuous / static) over wall ms a step (continuous / static)',
     continuous: { outputTokensPerStep: pc.tokens, msPerStep: pc.ms },
     static: { outputTokensPerStep: ps.tokens, msPerStep: ps.ms },
     tokensPerStepRatio: pc.tokens / ps.tokens,
@@ -618,8 +542,7 @@ async function main() {
       `poisson without overlapped steps: continuous / static ${fmt(c.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond, 2)}x; overlap buys continuous ${fmt(median.continuous.steadyStateOutputTokensPerSecond / c.steadyStateOutputTokensPerSecond, 2)}x, static ${fmt(median.static.steadyStateOutputTokensPerSecond / st.steadyStateOutputTokensPerSecond, 2)}x`,
     );
   }
-  poisson.roundsMeaning =
-    'the same trace, continuous then static, in each round; continuous, static and the ratios above are the round with the median steady-state ratio';
+  poisson.roundsMeaning = 'the same trace, continuous then static, in each round; continuous, static and the ratios above are the round with the median steady-state ratio';
   poisson.goal = 'issue 11: continuous / static >= 3x output tok/s on the Poisson workload at equal KV memory (measured, not asserted)';
   console.log(
     `poisson continuous / static: ${fmt(poisson.steadyStateRatio as number, 2)}x steady state, ${fmt(poisson.wholeRunRatio as number, 2)}x whole run (the median of ${rounds.length} round${rounds.length > 1 ? 's' : ''}: ${rounds.map((r) => fmt(r.steadyStateRatio, 2)).join(', ')}; goal >= 3x)`,
@@ -635,12 +558,7 @@ async function main() {
       weights: captured ? FORMAT : 'eager-fp32',
       adapter,
       dispatchesPerStep: gpuModel?.stats.dispatchesPerStep ?? null,
-      pool: {
-        numBlocks: NUM_BLOCKS,
-        blockSize: BLOCK_SIZE,
-        maxNumSeqs: MAX_NUM_SEQS,
-        kvBytes: 2 * model.config.numLayers * NUM_BLOCKS * BLOCK_SIZE * model.config.numKvHeads * model.config.headDim * 4,
-      },
+      pool: { numBlocks: NUM_BLOCKS, blockSize: BLOCK_SIZE, maxNumSeqs: MAX_NUM_SEQS, kvBytes: 2 * model.config.numLayers * NUM_BLOCKS * BLOCK_SIZE * model.config.numKvHeads * model.config.headDim * 4 },
       trace: { spec: traceSpec, promptTokens: trace.map((r) => r.promptTokenIds.length), outputTokens: trace.map((r) => r.maxTokens) },
       memory,
       throughput,

@@ -56,6 +56,8 @@ const FORMAT = (flag('format') ?? 'f32') as WeightFormat;
 const TARGET_DIR = flag('model') ?? 'data/models/target';
 const DRAFT_DIR = flag('draft') ?? 'data/models/draft';
 const OUT = flag('out') ?? path.join('data', 'bench', 'spec-engine.json');
+// the plain engine stepping one step at a time (captured path), beside the default 'plain'
+const PLAIN_NO_OVERLAP = 'plain, no overlap';
 const BACKEND = (flag('backend') ?? 'auto') as BackendPreference;
 // sizes are settled in main() once the path (captured or eager) is known
 let TOKENS = 0;
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
     { label: 'plain', gamma: null, speculative: null },
     // (captured) the plain engine with overlapped steps off: speculative steps never overlap, so
     // part of what speculation bought before is what overlapping buys plain decoding now
-    ...(captured ? [{ label: 'plain, no overlap', gamma: null, speculative: null, overlapSteps: false as const }] : []),
+    ...(captured ? [{ label: PLAIN_NO_OVERLAP, gamma: null, speculative: null, overlapSteps: false as const }] : []),
     ...GAMMAS.map((g) => ({ label: `draft gamma=${g}`, gamma: g, draftModel: path.basename(DRAFT_DIR), speculative: { draft, gamma: g } })),
     ...extras.flatMap((e) => GAMMAS.map((g) => ({ label: `${e.name} gamma=${g}`, gamma: g, draftModel: e.name, speculative: { draft: e.model, gamma: g } }))),
     ...LOOKUP_GAMMAS.map((g) => ({ label: `lookup gamma=${g}`, gamma: g, speculative: { draft: 'prompt-lookup' as const, gamma: g } })),
@@ -236,7 +238,7 @@ async function main(): Promise<void> {
   const bestRows = BATCHES.map((B) => bestAt(B));
   // the same best rows against the plain engine stepping one step at a time (captured only)
   const bestVsNoOverlap = rows
-    .filter((r) => r.config === 'plain, no overlap')
+    .filter((r) => r.config === PLAIN_NO_OVERLAP)
     .map((p) => {
       const best = bestRows.find((x) => x.batch === p.batch)!.decodeTokensPerSecond as number | null;
       const plain = p.decodeTokensPerSecond as number;

@@ -101,6 +101,14 @@ export interface BenchRecord<T> {
   result: T;
 }
 
+/**
+ * A row threshold as the records write it, as text: '128', 'never', or, when it differs per matmul,
+ * 'qkv 128, o 224, gateUp 32, down 224'.
+ */
+export function thresholdText(x: number | string | Readonly<Record<string, number | string>>): string {
+  return typeof x === 'object' ? Object.entries(x).map(([k, v]) => `${k} ${v}`).join(', ') : String(x);
+}
+
 /** The current git commit and whether the tree has changes; null outside a git checkout. */
 export function gitState(cwd = process.cwd()): { commit: string; dirty: boolean } | null {
   // a copy without git history (a bundle run elsewhere) names its commit in the environment

@@ -20,7 +20,7 @@
 
 import { GpuLlama } from '../gpu/llama';
 import type { CompletionFinishReason, RecordedOutput, TokenEvent } from '../generate/output';
-import { greedyFastPath, isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
+import { isGreedy, resolveSamplingParams, sampleToken, type SampledToken, type SamplingParamsInput } from '../generate/sampling';
 import { gammaPolicy } from '../spec/adaptive';
 import { acceptGreedy, acceptReject, checkDraftCompatible, scoredToken, targetProbs, type AcceptResult } from '../spec/speculative';
 import { SpecStats, type StepTrace } from '../spec/stats';
@@ -29,7 +29,7 @@ import { BlockManager } from './blockManager';
 import { RealClock, type Clock } from './clock';
 import { resolveEngineConfig, type EngineConfig, type EngineConfigInput } from './config';
 import { sequenceMetrics, type BlockTableSnapshot, type SequenceMetrics, type StepEntry, type StepMetrics, type StepSpecMetrics } from './metrics';
-import { emptyRunnerOutput, ModelRunner, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
+import { emptyRunnerOutput, ModelRunner, modelPicks, specRowOf, type RunnerOutput, type SpeculativeRowOutput } from './modelRunner';
 import type { EngineModel } from './pagedModel';
 import { Scheduler, type ScheduledSequence, type SchedulerOutput } from './scheduler';
 import { Sequence } from './sequence';
@@ -93,7 +93,7 @@ export class LLMEngine {
   private readonly requests = new Map<string, Request>();
   private readonly done: RequestOutput[] = [];
   private nextSeqId = 0;
-  /** live sequences that sample on the CPU (not greedy, or forked): overlapped steps wait while any runs */
+  /** live sequences that sample on the CPU (not modelPicks: not greedy, or forked): overlapped steps wait while any runs */
   private numSampling = 0;
   private nextRequest = 0;
   private readonly eos: readonly number[];
@@ -468,13 +468,13 @@ export class LLMEngine {
       gammaPolicy: this.config.speculative ? gammaPolicy(this.config.speculative.gamma, this.config.speculative.adaptive) : null,
     });
     req.seqs.push(seq);
-    if (samplesOnCpu(params)) this.numSampling++;
+    if (!modelPicks(params)) this.numSampling++;
     return seq;
   }
 
   // the sequence is done: its recorder saw a stop, or `reason` ('abort') ends it
   private finishSequence(seq: Sequence, reason?: CompletionFinishReason): void {
-    if (samplesOnCpu(seq.params)) this.numSampling--;
+    if (!modelPicks(seq.params)) this.numSampling--;
     if (reason) seq.output.finish(reason);
     seq.status = 'finished';
     seq.times.finished = this.clock.now();
@@ -497,11 +497,6 @@ export class LLMEngine {
 // ---- step bookkeeping
 
 // when a step started: engine clock, wall clock, forward calls so far
-// a sequence whose tokens the CPU samples (the GPU picks only greedy tokens of unforked sequences)
-function samplesOnCpu(params: Sequence['params']): boolean {
-  return !greedyFastPath(params) || params.n > 1;
-}
-
 interface StepStart {
   clock: number;
   wall: number;

@@ -18,7 +18,7 @@
 // (draft KV bytes per token) / (target KV bytes per token) of the target's. Prefill chunks run
 // through the draft too, so both caches hold the same prompt tokens.
 
-import { greedyFastPath, type SampledToken } from '../generate/sampling';
+import { greedyFastPath, type SampledToken, type SamplingParams } from '../generate/sampling';
 import type { PagedWriteMode } from '../kv/paged';
 import { promptLookup, type PromptLookupOptions } from '../spec/promptLookup';
 import { draftAndVerifyGreedy, draftTokens, verify, verifyGreedy, type BatchForward, type DraftProposal, type SpecRow } from '../spec/speculative';
@@ -261,7 +261,14 @@ function picksOnModel(fwd: BatchForward, entries: readonly ScheduledSequence[]):
   return fwd.forwardGreedy !== undefined && allGreedy(entries);
 }
 
-// every sequence greedy with nothing else asked, and none forked (forks share its row)
 function allGreedy(entries: readonly ScheduledSequence[]): boolean {
-  return entries.every((e) => greedyFastPath(e.seq.params) && e.seq.params.n === 1);
+  return entries.every((e) => modelPicks(e.seq.params));
+}
+
+/**
+ * Whether the model can pick a sequence's tokens where its logits are (the captured step): greedy
+ * with nothing else asked, and not forked (forks share its row). Otherwise the CPU samples them.
+ */
+export function modelPicks(params: SamplingParams): boolean {
+  return greedyFastPath(params) && params.n === 1;
 }
